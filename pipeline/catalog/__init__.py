@@ -1,0 +1,48 @@
+"""Tool catalogs: the built-in one (schemas/tools/*.json), OpenAI tools JSON files and SGD schemas."""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from pipeline.errors import CatalogError
+from schemas.catalog import Catalog, Domain
+
+
+def _first_error(err: ValidationError) -> str:
+    e = err.errors()[0]
+    where = ".".join(str(p) for p in e["loc"]) or "top level"
+    return f"{e['msg']} at {where}"
+
+
+def builtin_domains() -> list[Domain]:
+    files = sorted(p for p in resources.files("schemas").joinpath("tools").iterdir() if p.name.endswith(".json"))
+    return [Domain.model_validate_json(p.read_text(encoding="utf-8")) for p in files]
+
+
+def load_catalog(source: str = "builtin", slot_values: str | None = None) -> Catalog:
+    """Load a catalog: "builtin", a speakrl catalog JSON, an OpenAI tools JSON file, or an SGD schema.json."""
+    from pipeline.catalog import importers  # local: importers need this module's helpers
+
+    try:
+        if source == "builtin":
+            return Catalog(domains=builtin_domains())
+        path = Path(source)
+        if not path.is_file():
+            raise CatalogError(f"catalog file {source!r} does not exist; pass 'builtin' or a path to a tools JSON or SGD schema.json")
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise CatalogError(f"catalog {source!r} is not valid JSON ({e}); fix the file or pass another --catalog") from None
+        values = None
+        if slot_values:
+            try:
+                values = json.loads(Path(slot_values).read_text(encoding="utf-8"))
+            except (OSError, json.JSONDecodeError) as e:
+                raise CatalogError(f"slot values file {slot_values!r} cannot be read ({e})") from None
+        return importers.from_json(data, source=source, slot_values=values)
+    except ValidationError as e:
+        raise CatalogError(f"catalog {source!r} is invalid: {_first_error(e)}") from None

@@ -1,0 +1,124 @@
+"""Simulated tool backends: a small seeded in-memory database per domain, so tool results are real data.
+
+Results depend only on the catalog and the call's arguments, never on the run: replaying a gold call
+always returns the same result (the validator's execution-consistency check relies on this).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from typing import Any
+
+import jsonschema
+
+from pipeline.catalog.specs import catalog_specs, coerce
+from schemas.catalog import Catalog, Domain, ToolDef
+
+ROWS_PER_DOMAIN = 60
+MAX_RESULTS = 5
+
+
+def stable_seed(*parts: object) -> int:
+    """A seed that is the same in every process (unlike hash())."""
+    digest = hashlib.blake2b("\x1f".join(map(str, parts)).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big")
+
+
+def _norm(value: Any) -> str:
+    return str(value).strip().lower()
+
+
+def build_database(domain: Domain) -> list[dict[str, Any]]:
+    """Entities of a domain, generated in pairs that share every attribute but the name, so a search can
+    match two entities (the source of ambiguous references)."""
+    if not domain.entity_slot:
+        return []
+    rng = random.Random(stable_seed("db", domain.name))
+    names = list(dict.fromkeys(domain.slot(domain.entity_slot).pool()))
+    rng.shuffle(names)
+    searchable = {s for t in domain.tools if t.kind == "search" for s in t.slots}
+
+    def draw(attrs: list[str]) -> dict[str, Any]:
+        return {a: coerce(domain.slot(a), rng.choice(domain.slot(a).pool())) for a in attrs if domain.slot(a).pool()}
+
+    others = [a for a in domain.attributes if a != domain.entity_slot]
+    shared_attrs = [a for a in others if a in searchable]
+    own_attrs = [a for a in others if a not in searchable]
+    rows: list[dict[str, Any]] = []
+    shared: dict[str, Any] = {}
+    for i, name in enumerate(names[:ROWS_PER_DOMAIN]):
+        if i % 2 == 0:
+            shared = draw(shared_attrs)
+        rows.append({domain.entity_slot: name, **shared, **draw(own_attrs)})
+    return rows
+
+
+class Simulator:
+    """Executes catalog tools against the seeded databases."""
+
+    def __init__(self, catalog: Catalog):
+        self.catalog = catalog
+        self.databases = {d.name: build_database(d) for d in catalog.domains}
+        specs = catalog_specs(catalog)
+        self._validators = {
+            spec.name: jsonschema.Draft202012Validator(spec.function.parameters)
+            for domain_specs in specs.values()
+            for spec in domain_specs
+        }
+        self._tools = {t.name: (d, t) for d in catalog.domains for t in d.tools}
+
+    def search(self, domain: Domain, filters: dict[str, Any]) -> list[dict[str, Any]]:
+        """Database rows matching every filter on an attribute (case-insensitive)."""
+        keys = [(k, _norm(v)) for k, v in filters.items() if k in domain.attributes]
+        return [row for row in self.databases[domain.name] if all(_norm(row.get(k)) == v for k, v in keys)]
+
+    def find(self, domain: Domain, name: Any) -> dict[str, Any] | None:
+        rows = self.search(domain, {domain.entity_slot: name}) if domain.entity_slot else []
+        return rows[0] if rows else None
+
+    def execute(self, tool_name: str, args: dict[str, Any]) -> dict[str, Any]:
+        """Run a tool call; invalid calls return an error result, as a real API would."""
+        if tool_name not in self._tools:
+            return {"error": f"unknown tool {tool_name!r}"}
+        domain, tool = self._tools[tool_name]
+        errors = sorted(self._validators[tool_name].iter_errors(args), key=lambda e: list(e.path))
+        if errors:
+            return {"error": f"invalid arguments: {errors[0].message}"}
+        full = {**tool.optional, **args}
+        if tool.kind == "search":
+            return self._run_search(domain, tool, full)
+        return self._run_single(domain, tool, full)
+
+    def _run_search(self, domain: Domain, tool: ToolDef, args: dict[str, Any]) -> dict[str, Any]:
+        rows = self.search(domain, args)
+        results = [self._project(domain, tool, args, row) for row in rows[:MAX_RESULTS]]
+        return {"count": len(rows), "results": results}
+
+    def _run_single(self, domain: Domain, tool: ToolDef, args: dict[str, Any]) -> dict[str, Any]:
+        row: dict[str, Any] = {}
+        if domain.entity_slot and domain.entity_slot in args:
+            found = self.find(domain, args[domain.entity_slot])
+            if found is None:
+                return {"error": f"no {domain.entity or 'entity'} named {args[domain.entity_slot]!r}"}
+            row = found
+        result = self._project(domain, tool, args, row)
+        if tool.kind == "action":
+            code = stable_seed(tool.name, sorted((k, str(v)) for k, v in args.items())) % 10**8
+            return {"status": "confirmed", "confirmation_id": f"{tool.name[:3].upper()}-{code:08d}", **result}
+        return result
+
+    def _project(self, domain: Domain, tool: ToolDef, args: dict[str, Any], row: dict[str, Any]) -> dict[str, Any]:
+        """The tool's result slots: from the entity row, else the arguments, else a value derived from the arguments."""
+        rng = random.Random(stable_seed(tool.name, sorted((k, str(v)) for k, v in args.items()), row.get(domain.entity_slot or "")))
+        out: dict[str, Any] = {}
+        for name in tool.result_slots or tool.slots:
+            if name in row:
+                out[name] = row[name]
+            elif name in args:
+                out[name] = args[name]
+            else:
+                pool = domain.slot(name).pool()
+                if pool:
+                    out[name] = coerce(domain.slot(name), rng.choice(pool))
+        return out

@@ -1,0 +1,102 @@
+"""The tool catalog: domains of slots and tools, from which OpenAI function specs are derived.
+
+A catalog is declarative (SGD's schema shape): each domain lists its slots once and each tool names
+the slots it takes. That is enough to derive the OpenAI tool spec, to simulate the tool against a
+seeded in-memory database, and to plan ambiguities (which slots can be missing, vague, invalid...).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from schemas.base import Strict
+
+SlotType = Literal["string", "integer", "number", "boolean"]
+ToolKind = Literal["search", "action", "lookup"]
+
+
+class SlotSpec(Strict):
+    """One argument a domain's tools may take."""
+
+    name: str
+    description: str
+    type: SlotType = "string"
+    enum: list[str] | None = None  # categorical slot: the only values the tool accepts
+    values: list[str] = Field(default_factory=list)  # value pool for goals and the simulated database
+    vague: list[str] = Field(default_factory=list)  # underspecified ways to say a value ("sometime next week")
+    invalid: list[str] = Field(default_factory=list)  # plausible values the tool does not offer (enum slots)
+    mention: str | None = None  # how a user says it, with {value}: "for {value} people"
+
+    def pool(self) -> list[str]:
+        """Values to draw from: the enum if categorical, else the pool."""
+        return list(self.enum) if self.enum else list(self.values)
+
+
+class ToolDef(Strict):
+    """A tool of a domain, in catalog form."""
+
+    name: str
+    description: str
+    kind: ToolKind  # search: returns matching entities; action: changes state; lookup: returns facts
+    required: list[str] = Field(default_factory=list)
+    optional: dict[str, Any] = Field(default_factory=dict)  # slot -> default value
+    result_slots: list[str] = Field(default_factory=list)
+
+    @property
+    def slots(self) -> list[str]:
+        return [*self.required, *self.optional]
+
+
+class Domain(Strict):
+    """A service: its slots, its tools, and the entity its database holds."""
+
+    name: str
+    description: str
+    entity: str | None = None  # "restaurant"; None when the domain has no searchable entities
+    entity_slot: str | None = None  # the slot naming an entity ("restaurant_name")
+    attributes: list[str] = Field(default_factory=list)  # entity columns in the simulated database
+    slots: list[SlotSpec]
+    tools: list[ToolDef]
+    source: str = "builtin"
+
+    @model_validator(mode="after")
+    def _check_references(self) -> Domain:
+        names = {s.name for s in self.slots}
+        for tool in self.tools:
+            unknown = [s for s in [*tool.slots, *tool.result_slots] if s not in names]
+            if unknown:
+                raise ValueError(f"tool {tool.name!r} uses undeclared slot(s) {unknown}")
+        for slot in [*self.attributes, *([self.entity_slot] if self.entity_slot else [])]:
+            if slot not in names:
+                raise ValueError(f"domain {self.name!r} names undeclared slot {slot!r}")
+        return self
+
+    def slot(self, name: str) -> SlotSpec:
+        return next(s for s in self.slots if s.name == name)
+
+    def tool(self, name: str) -> ToolDef:
+        return next(t for t in self.tools if t.name == name)
+
+
+class Catalog(Strict):
+    """All domains; tool names are unique across the catalog."""
+
+    domains: list[Domain]
+
+    @model_validator(mode="after")
+    def _unique_tools(self) -> Catalog:
+        seen: set[str] = set()
+        for domain in self.domains:
+            for tool in domain.tools:
+                if tool.name in seen:
+                    raise ValueError(f"duplicate tool name {tool.name!r}; tool names must be unique across the catalog")
+                seen.add(tool.name)
+        return self
+
+    def domain(self, name: str) -> Domain:
+        return next(d for d in self.domains if d.name == name)
+
+    def tool_domain(self, tool_name: str) -> Domain:
+        return next(d for d in self.domains if any(t.name == tool_name for t in d.tools))

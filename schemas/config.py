@@ -1,0 +1,83 @@
+"""Run configuration: one pydantic model loaded from YAML, then overridden by CLI flags."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, PositiveInt, field_validator
+
+from schemas.base import Strict
+from schemas.dialogue import AMBIGUITY_TYPES
+
+DEFAULT_MIX = {
+    "none": 0.30,
+    "missing_slot": 0.25,
+    "underspecified_value": 0.12,
+    "ambiguous_reference": 0.13,
+    "invalid_value": 0.10,
+    "conflicting_constraints": 0.10,
+}
+
+
+class EndpointConfig(Strict):
+    """An OpenAI-compatible endpoint. The key is read from the environment variable named here, never stored."""
+
+    base_url: str = "https://api.openai.com/v1"
+    api_key_env: str = "OPENAI_API_KEY"
+    model: str = "gpt-4o-mini"
+    max_concurrency: PositiveInt = 64
+    requests_per_minute: PositiveInt | None = None
+    tokens_per_minute: PositiveInt | None = None
+    timeout: float = 60.0
+    max_retries: int = Field(default=6, ge=0)
+    # USD per million tokens; None means unknown, and cost is then reported as null, never guessed.
+    price_input_per_mtok: float | None = None
+    price_output_per_mtok: float | None = None
+
+
+class StageLLMConfig(Strict):
+    """How one stage uses the LLM backend."""
+
+    backend: Literal["offline", "openai"] = "offline"
+    mode: Literal["paraphrase", "full"] = "paraphrase"
+    temperature: float = 0.7
+    max_tokens: int = 1024
+    max_reasks: int = Field(default=2, ge=0)
+
+
+class ValidateConfig(Strict):
+    near_duplicate_threshold: float = Field(default=0.9, gt=0, le=1)
+    num_perm: int = Field(default=64, ge=16)
+    judge: bool = False
+
+
+class RunConfig(Strict):
+    n: PositiveInt = 1000
+    seed: int = 0
+    out: str = "outputs/demo"
+    catalog: str = "builtin"  # "builtin", an OpenAI tools JSON file, or an SGD schema.json
+    slot_values: str | None = None  # SGD train_slot_values.json to enrich value pools
+    mix: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_MIX))
+    multi_slot_rate: float = Field(default=0.35, ge=0, le=1)  # share of missing_slot scenarios missing 2+ slots
+    partial_answer_rate: float = Field(default=0.2, ge=0, le=1)  # user answers only part of a question
+    volunteer_rate: float = Field(default=0.2, ge=0, le=1)  # user volunteers an unasked value
+    shard_size: PositiveInt = 1000
+    workers: PositiveInt = 1
+    endpoint: EndpointConfig = Field(default_factory=EndpointConfig)
+    scenarios: StageLLMConfig = Field(default_factory=StageLLMConfig)
+    dialogues: StageLLMConfig = Field(default_factory=StageLLMConfig)
+    validate_: ValidateConfig = Field(default_factory=ValidateConfig, alias="validate")
+    max_cost: float | None = None
+
+    model_config = {"extra": "forbid", "populate_by_name": True}
+
+    @field_validator("mix")
+    @classmethod
+    def _check_mix(cls, mix: dict[str, float]) -> dict[str, float]:
+        valid = {"none", *AMBIGUITY_TYPES}
+        unknown = sorted(set(mix) - valid)
+        if unknown:
+            raise ValueError(f"unknown ambiguity type(s) {unknown} in mix; valid: {sorted(valid)}")
+        if any(w < 0 for w in mix.values()) or sum(mix.values()) <= 0:
+            raise ValueError("mix weights must be non-negative and sum to more than 0")
+        return mix

@@ -1,0 +1,129 @@
+"""The data contract: tool specs, scenarios, dialogues, rejections.
+
+Messages are OpenAI chat format, so TRL and chat templates read published rows directly.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+from pydantic import Field
+
+from schemas.base import Strict
+
+AmbiguityType = Literal[
+    "missing_slot",
+    "underspecified_value",
+    "ambiguous_reference",
+    "invalid_value",
+    "conflicting_constraints",
+]
+AMBIGUITY_TYPES: tuple[str, ...] = AmbiguityType.__args__  # type: ignore[attr-defined]
+Act = Literal["clarify", "tool_call", "answer"]
+
+
+class FunctionSpec(Strict):
+    name: str
+    description: str
+    parameters: dict[str, Any]  # JSON Schema of the arguments
+
+
+class ToolSpec(Strict):
+    """A tool in OpenAI function format."""
+
+    type: Literal["function"] = "function"
+    function: FunctionSpec
+
+    @property
+    def name(self) -> str:
+        return self.function.name
+
+
+class FunctionCall(Strict):
+    name: str
+    arguments: str  # JSON object, as the OpenAI API sends it
+
+    def args(self) -> dict[str, Any]:
+        return json.loads(self.arguments)
+
+
+class ToolCall(Strict):
+    id: str
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
+class Message(Strict):
+    """One chat message; unused fields stay None so the row is uniform in parquet."""
+
+    role: Literal["system", "user", "assistant", "tool"]
+    content: str | None = None
+    reasoning_content: str | None = None
+    tool_calls: list[ToolCall] | None = None
+    tool_call_id: str | None = None
+    name: str | None = None
+
+
+class Ambiguity(Strict):
+    type: AmbiguityType
+    slot: str
+    detail: str  # what the user said instead of the value, or why it cannot be used
+    candidates: list[str] = Field(default_factory=list)  # the values the assistant should offer or choose between
+
+
+class Scenario(Strict):
+    id: str
+    seed: int
+    domain: str
+    tool: str  # the tool whose call completes the task
+    flow: list[str]  # tools called in order (a search before the action for ambiguous references)
+    goal: dict[str, Any]  # hidden goal: every argument of the final call
+    stated: dict[str, Any]  # what the opening request gives as-is (grounded values)
+    search_args: dict[str, Any] = Field(default_factory=dict)  # arguments of the search step, if any
+    ambiguities: list[Ambiguity] = Field(default_factory=list)
+    needs_clarification: bool
+    opening: str  # the user's first message
+    persona: str
+    style: str
+
+
+class TurnLabel(Strict):
+    message_index: int  # index into Dialogue.messages of the assistant turn
+    act: Act
+    target_slots: list[str] = Field(default_factory=list)  # slots a clarify turn asks about
+
+
+class Provenance(Strict):
+    backend: str
+    model: str | None = None
+    prompt_hash: str | None = None
+    seed: int
+    versions: dict[str, str] = Field(default_factory=dict)
+    usage: dict[str, int] = Field(default_factory=dict)
+
+
+class Dialogue(Strict):
+    id: str
+    scenario_id: str
+    domain: str
+    tools: list[ToolSpec]
+    messages: list[Message]
+    labels: list[TurnLabel]
+    gold_calls: list[FunctionCall]
+    goal: dict[str, Any]
+    ambiguities: list[Ambiguity]
+    needs_clarification: bool
+    outcome: Literal["completed", "failed"]
+    provenance: Provenance
+
+
+class Rejection(Strict):
+    """A row that failed a check, kept for study."""
+
+    id: str
+    stage: str
+    check: str  # snake_case reason code
+    reason: str  # a sentence a person can read
+    row: dict[str, Any] | None = None
+    raw: str | None = None  # raw model output when the failure came from an LLM
