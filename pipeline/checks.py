@@ -91,7 +91,9 @@ def ungrounded_args(args: Mapping[str, Any], user_texts: Iterable[str], defaults
     return [
         slot
         for slot, value in args.items()
-        if not (slot in defaults and normalize(defaults[slot]) == normalize(value)) and not mentioned(value, texts)
+        if not (slot in defaults and normalize(defaults[slot]) == normalize(value))
+        # A yes/no preference is said by naming it ("with outdoor seating"); the text cannot hold "True".
+        and not mentioned(slot_label(slot) if isinstance(value, bool) else value, texts)
     ]
 
 
@@ -127,9 +129,24 @@ def call_matches(pred_name: str, pred_args: Mapping[str, Any], gold_name: str, g
     return pred_name == gold_name and _pairs(pred_args, defaults) == _pairs(gold_args, defaults)
 
 
+def slot_words(name: str) -> list[str]:
+    """Content words of a slot name: "restaurant_name" -> ["restaurant"]."""
+    words = name.lower().split("_")
+    return [w for w in words if w not in _GENERIC_WORDS] or words
+
+
+def slot_label(name: str) -> str:
+    """How a question names a slot; always contains one of the slot's cues.
+
+    >>> slot_label("restaurant_name"), slot_label("party_size")
+    ('restaurant', 'party size')
+    """
+    return " ".join(slot_words(name))
+
+
 def slot_cues(slot: SlotSpec) -> set[str]:
     """Phrases that show a question is about `slot`: its name's content words, their usual cues, and its enum values."""
-    words = [w for w in slot.name.lower().split("_") if w not in _GENERIC_WORDS] or slot.name.lower().split("_")
+    words = slot_words(slot.name)
     cues = {" ".join(words), *words}
     for w in words:
         cues.update(_CUES.get(w, ()))

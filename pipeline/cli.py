@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
+from typing import Optional
 
 import typer
 from rich.console import Console
@@ -18,6 +20,113 @@ app = typer.Typer(
     add_completion=False,
 )
 console = Console(stderr=True)
+
+
+def _progress_columns():
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    return (TextColumn("[bold]{task.description:<10}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            TimeRemainingColumn())
+
+
+def _summary(run_dir: Path, stats: dict, seconds: float) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"SpeakER run: {run_dir}", show_header=True, header_style="bold")
+    table.add_column("", style="bold")
+    table.add_column("count", justify="right")
+    table.add_column("share", justify="right")
+    generated = stats["generated"] or 1
+    table.add_row("generated", str(stats["generated"]), "")
+    table.add_row("accepted", f"[green]{stats['accepted']}", f"{stats['accepted'] / generated:.1%}")
+    table.add_row("rejected", f"[red]{stats['rejected']}", f"{stats['rejected'] / generated:.1%}")
+    for key, value in stats.items():
+        if key.startswith("dropped_"):
+            table.add_row(f"  {key}", str(value), f"{value / generated:.1%}")
+    accepted = stats["accepted"] or 1
+    for kind, value in stats.get("by_ambiguity", {}).items():
+        table.add_row(f"ambiguity: {kind}", str(value), f"{value / accepted:.1%}")
+    table.add_row("domains", str(len(stats.get("by_domain", {}))), "")
+    table.add_row("mean turns", str(stats.get("mean_turns", "")), "")
+    table.add_row("seconds", f"{seconds:.1f}", f"{stats['accepted'] / max(seconds, 1e-9):.0f} accepted/s")
+    Console().print(table)
+
+
+def _run_stages(stage: str, config: Path | None, overrides: dict) -> None:
+    """Load the config, run `stage` (and what it needs) with progress bars, print the summary."""
+    import json
+    import time
+
+    from rich.progress import Progress
+
+    from pipeline import runner
+
+    cfg = runner.load_config(str(config) if config else None, overrides)
+    llm = None
+    if cfg.dialogues.backend == "openai":
+        from pipeline.llm import LLM
+
+        llm = LLM.from_config(cfg, Path(cfg.out) / "cache")
+    start = time.perf_counter()
+    with Progress(*_progress_columns(), console=console, transient=False) as bar:
+        tasks: dict[str, int] = {}
+
+        def progress(name: str, rows: int) -> None:
+            if name not in tasks:
+                tasks[name] = bar.add_task(name, total=cfg.n)
+            bar.advance(tasks[name], rows)
+
+        try:
+            if stage == "run":
+                run_dir = runner.generate(cfg, progress, llm)
+            else:
+                ctx = runner.open_run(cfg)
+                runner.run_shards(ctx, stage, progress, llm)
+                if stage == "validate":
+                    runner.finalize(ctx)
+                run_dir = ctx.dir
+        finally:
+            if llm is not None:
+                llm.close()
+    stats_path = run_dir / "stats.json"
+    if stage in ("run", "validate") and stats_path.exists():
+        _summary(run_dir, json.loads(stats_path.read_text()), time.perf_counter() - start)
+    else:
+        console.print(f"{stage}: done -> {run_dir}")
+
+
+def _stage_command(stage: str, doc: str):
+    def command(
+        config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML run config; flags override it."),
+        n: Optional[int] = typer.Option(None, "--n", help="Number of scenarios to generate."),
+        seed: Optional[int] = typer.Option(None, "--seed", help="Random seed: same seed, same rows."),
+        out: Optional[Path] = typer.Option(None, "--out", help="Run directory (resumed if it exists)."),
+        catalog: Optional[str] = typer.Option(None, "--catalog", help="'builtin', an OpenAI tools JSON file or an SGD schema.json."),
+        slot_values: Optional[str] = typer.Option(None, "--slot-values", help="SGD slot values JSON to enrich value pools."),
+        workers: Optional[int] = typer.Option(None, "--workers", help="Processes for offline generation (0 = one per core)."),
+        shard_size: Optional[int] = typer.Option(None, "--shard-size", help="Scenarios per shard (the unit of resume)."),
+        backend: Optional[str] = typer.Option(None, "--backend", help="Dialogue backend: offline or openai."),
+        mode: Optional[str] = typer.Option(None, "--mode", help="LLM mode: paraphrase or full."),
+        base_url: Optional[str] = typer.Option(None, "--base-url", help="OpenAI-compatible endpoint URL."),
+        model: Optional[str] = typer.Option(None, "--model", help="Model name at the endpoint."),
+        api_key_env: Optional[str] = typer.Option(None, "--api-key-env", help="Environment variable holding the API key."),
+        max_cost: Optional[float] = typer.Option(None, "--max-cost", help="Stop cleanly once this many USD are spent."),
+    ) -> None:
+        _run_stages(stage, config, {
+            "n": n, "seed": seed, "out": str(out) if out else None, "catalog": catalog, "slot_values": slot_values,
+            "workers": workers, "shard_size": shard_size, "dialogues.backend": backend, "dialogues.mode": mode,
+            "endpoint.base_url": base_url, "endpoint.model": model, "endpoint.api_key_env": api_key_env,
+            "max_cost": max_cost,
+        })
+
+    command.__doc__ = doc
+    return command
+
+
+app.command("run")(_stage_command("run", "Run every stage: scenarios -> dialogues -> validate -> local dataset."))
+app.command("scenarios")(_stage_command("scenarios", "Sample tools and hidden goals, and inject ambiguities."))
+app.command("dialogues")(_stage_command("dialogues", "Play each scenario out between the user simulator and the assistant."))
+app.command("validate")(_stage_command("validate", "Check every dialogue, remove duplicates, write accepted/rejected rows and stats."))
 
 
 # --- subcommands registered by other modules ---

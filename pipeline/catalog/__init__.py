@@ -25,11 +25,11 @@ def builtin_domains() -> list[Domain]:
 
 def load_catalog(source: str = "builtin", slot_values: str | None = None) -> Catalog:
     """Load a catalog: "builtin", a speakrl catalog JSON, an OpenAI tools JSON file, or an SGD schema.json."""
-    from pipeline.catalog import importers  # local: importers need this module's helpers
-
     try:
         if source == "builtin":
             return Catalog(domains=builtin_domains())
+        from pipeline.catalog import importers  # local: importers use this module's helpers
+
         path = Path(source)
         if not path.is_file():
             raise CatalogError(f"catalog file {source!r} does not exist; pass 'builtin' or a path to a tools JSON or SGD schema.json")

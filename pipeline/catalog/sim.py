@@ -22,7 +22,7 @@ MAX_RESULTS = 5
 def stable_seed(*parts: object) -> int:
     """A seed that is the same in every process (unlike hash())."""
     digest = hashlib.blake2b("\x1f".join(map(str, parts)).encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big")
+    return int.from_bytes(digest, "big") >> 1  # 63 bits: fits an int64 column
 
 
 def _norm(value: Any) -> str:
@@ -77,14 +77,19 @@ class Simulator:
         rows = self.search(domain, {domain.entity_slot: name}) if domain.entity_slot else []
         return rows[0] if rows else None
 
+    def argument_error(self, tool_name: str, args: Any) -> str | None:
+        """Why a call's arguments break the tool's JSON Schema, or None when they are valid."""
+        if tool_name not in self._tools:
+            return f"unknown tool {tool_name!r}"
+        error = next(iter(self._validators[tool_name].iter_errors(args)), None)
+        return None if error is None else f"invalid arguments: {error.message}"
+
     def execute(self, tool_name: str, args: dict[str, Any]) -> dict[str, Any]:
         """Run a tool call; invalid calls return an error result, as a real API would."""
-        if tool_name not in self._tools:
-            return {"error": f"unknown tool {tool_name!r}"}
+        error = self.argument_error(tool_name, args)
+        if error:
+            return {"error": error}
         domain, tool = self._tools[tool_name]
-        errors = sorted(self._validators[tool_name].iter_errors(args), key=lambda e: list(e.path))
-        if errors:
-            return {"error": f"invalid arguments: {errors[0].message}"}
         full = {**tool.optional, **args}
         if tool.kind == "search":
             return self._run_search(domain, tool, full)

@@ -1,0 +1,350 @@
+"""The runner: stages over shards of the run, with resume.
+
+The run is cut into shards of `shard_size` scenario indices. Each stage writes one file per shard,
+atomically, so a killed run resumes at the first shard whose file is missing and never redoes a finished
+one; and since every scenario is a pure function of (seed, index), the resumed run produces exactly the
+rows an uninterrupted one would. Deduplication is a single ordered pass at the end, so it too is independent
+of where the run was interrupted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pipeline.catalog import load_catalog
+from pipeline.catalog.sim import Simulator
+from pipeline.errors import ConfigError, RunDirError
+from pipeline.io import atomic_write_text, read_jsonl, write_jsonl
+from pipeline.stages import dialogues as dialogues_stage
+from pipeline.stages import scenarios as scenarios_stage
+from pipeline.stages import validate as validate_stage
+from schemas.catalog import Catalog
+from schemas.config import RunConfig
+from schemas.dialogue import Dialogue, Rejection, Scenario
+from schemas.manifest import Manifest, StageRecord
+
+logger = logging.getLogger(__name__)
+
+STAGES = ("scenarios", "dialogues", "validate")
+Progress = Callable[[str, int], None]  # (stage, rows done) -> None
+# Settings that change no row: a run may be resumed with other values for them.
+_RESUMABLE_KEYS = {"out", "workers"}
+
+
+def versions() -> dict[str, str]:
+    out = {}
+    for pkg in ("speakrl", "pydantic", "datasets", "openai", "datasketch"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = "unknown"
+    return out
+
+
+def config_hash(cfg: RunConfig) -> str:
+    data = {k: v for k, v in cfg.model_dump(mode="json", by_alias=True).items() if k not in _RESUMABLE_KEYS}
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass
+class RunContext:
+    cfg: RunConfig
+    dir: Path
+    catalog: Catalog
+    sim: Simulator
+    versions: dict[str, str]
+
+    def shards(self) -> list[tuple[int, range]]:
+        size = self.cfg.shard_size
+        return [(k, range(start, min(start + size, self.cfg.n))) for k, start in enumerate(range(0, self.cfg.n, size))]
+
+    def path(self, stage: str, k: int, kind: str = "shard") -> Path:
+        return self.dir / stage / f"{kind}-{k:05d}.jsonl"
+
+
+def open_run(cfg: RunConfig) -> RunContext:
+    """Create or reopen the run directory; refuse to mix a different config into an existing run."""
+    run_dir = Path(cfg.out)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise RunDirError(f"cannot write to output directory {str(run_dir)!r} ({e.strerror}); choose another --out") from None
+    manifest_path = run_dir / "manifest.json"
+    if manifest_path.exists():
+        old = json.loads(manifest_path.read_text())
+        if old.get("config_hash") != config_hash(cfg):
+            raise RunDirError(f"{str(run_dir)!r} holds a run made with different settings; use a new --out or delete it")
+    catalog = load_catalog(cfg.catalog, cfg.slot_values)
+    ctx = RunContext(cfg, run_dir, catalog, Simulator(catalog), versions())
+    atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(cfg.model_dump(mode="json", by_alias=True), sort_keys=False))
+    if not manifest_path.exists():
+        write_manifest(ctx, Manifest(speakrl_version=ctx.versions["speakrl"], created=_now(), seed=cfg.seed, n=cfg.n,
+                                     config_hash=config_hash(cfg), versions=ctx.versions))
+    return ctx
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def read_manifest(ctx: RunContext) -> Manifest:
+    return Manifest.model_validate_json((ctx.dir / "manifest.json").read_text())
+
+
+def write_manifest(ctx: RunContext, manifest: Manifest) -> None:
+    atomic_write_text(ctx.dir / "manifest.json", manifest.model_dump_json(indent=2))
+
+
+# --- per-shard work (runs in worker processes) ----------------------------------------------------------------
+
+_WORKER: RunContext | None = None
+
+
+def _init_worker(cfg: RunConfig) -> None:
+    global _WORKER
+    catalog = load_catalog(cfg.catalog, cfg.slot_values)
+    _WORKER = RunContext(cfg, Path(cfg.out), catalog, Simulator(catalog), versions())
+
+
+def _scenarios_for(ctx: RunContext, k: int, indices: range) -> list[Scenario]:
+    path = ctx.path("scenarios", k)
+    if path.exists():
+        return list(read_jsonl(path, Scenario))
+    rows = list(scenarios_stage.run(ctx.cfg, ctx.catalog, indices, ctx.sim))
+    write_jsonl(path, rows)
+    return rows
+
+
+def _dialogues_for(ctx: RunContext, k: int, indices: range, llm: Any = None) -> tuple[list[Dialogue], list[Rejection]]:
+    path, rejected_path = ctx.path("dialogues", k), ctx.path("dialogues", k, "rejected")
+    if path.exists():
+        rejected = list(read_jsonl(rejected_path, Rejection)) if rejected_path.exists() else []
+        return list(read_jsonl(path, Dialogue)), rejected
+    scenarios = _scenarios_for(ctx, k, indices)
+    drafts = list(dialogues_stage.run(ctx.cfg, ctx.catalog, scenarios, ctx.sim, ctx.versions))
+    rejected: list[Rejection] = []
+    if llm is not None:
+        from pipeline.stages import llm_dialogues
+
+        rows = llm_dialogues.run(ctx.cfg, scenarios, drafts, llm, ctx.sim, ctx.catalog)
+        drafts = [r for r in rows if isinstance(r, Dialogue)]
+        rejected = [r for r in rows if isinstance(r, Rejection)]
+    write_jsonl(rejected_path, rejected)  # first: the shard file marks the shard done
+    write_jsonl(path, drafts)
+    return drafts, rejected
+
+
+def _validated_for(ctx: RunContext, k: int, indices: range, llm: Any = None) -> tuple[int, int]:
+    path, rejected_path = ctx.path("validated", k), ctx.path("validated", k, "rejected")
+    if not path.exists():
+        rows, _ = _dialogues_for(ctx, k, indices, llm)
+        out = list(validate_stage.run(rows, validate_stage.Context(ctx.catalog, ctx.sim, _slots(ctx.catalog))))
+        write_jsonl(rejected_path, [r for r in out if isinstance(r, Rejection)])
+        write_jsonl(path, [r for r in out if isinstance(r, Dialogue)])
+    return k, len(indices)
+
+
+def _slots(catalog: Catalog):
+    return {d.name: {s.name: s for s in d.slots} for d in catalog.domains}
+
+
+def _shard_job(stage: str, k: int, start: int, stop: int) -> tuple[int, int]:
+    assert _WORKER is not None
+    indices = range(start, stop)
+    if stage == "scenarios":
+        _scenarios_for(_WORKER, k, indices)
+    elif stage == "dialogues":
+        _dialogues_for(_WORKER, k, indices)
+    else:
+        _validated_for(_WORKER, k, indices)
+    return k, len(indices)
+
+
+def run_shards(ctx: RunContext, stage: str, progress: Progress | None = None, llm: Any = None) -> None:
+    """Run `stage` (and whatever it needs before it) on every shard whose output is missing."""
+    out_dir = {"scenarios": "scenarios", "dialogues": "dialogues", "validate": "validated"}[stage]
+    todo = [(k, r) for k, r in ctx.shards() if not ctx.path(out_dir, k).exists()]
+    done_rows = sum(len(r) for k, r in ctx.shards()) - sum(len(r) for _, r in todo)
+    if progress and done_rows:
+        progress(stage, done_rows)
+    workers = ctx.cfg.workers or os.cpu_count() or 1
+    if llm is not None or workers == 1 or len(todo) <= 1:
+        for k, r in todo:
+            if stage == "scenarios":
+                _scenarios_for(ctx, k, r)
+            elif stage == "dialogues":
+                _dialogues_for(ctx, k, r, llm)
+            else:
+                _validated_for(ctx, k, r, llm)
+            if progress:
+                progress(stage, len(r))
+        return
+    with ProcessPoolExecutor(max_workers=min(workers, len(todo)), initializer=_init_worker, initargs=(ctx.cfg,)) as pool:
+        futures = [pool.submit(_shard_job, stage, k, r.start, r.stop) for k, r in todo]
+        for future in futures:  # in order, so a failure surfaces deterministically
+            _, rows = future.result()
+            if progress:
+                progress(stage, rows)
+
+
+# --- the final, ordered pass ----------------------------------------------------------------------------------
+
+
+def finalize(ctx: RunContext, progress: Progress | None = None) -> dict[str, Any]:
+    """Deduplicate the validated shards in run order, write accepted.jsonl, rejected.jsonl and stats.json."""
+    cfg = ctx.cfg
+    dedup = validate_stage.Deduplicator(cfg.validate_.near_duplicate_threshold, cfg.validate_.num_perm)
+    records: list[dict[str, Any]] = []
+    rejected_counts: Counter[str] = Counter()
+    accepted_tmp = ctx.dir / ".accepted.jsonl.tmp"
+    rejected_tmp = ctx.dir / ".rejected.jsonl.tmp"
+    with open(accepted_tmp, "w", encoding="utf-8") as acc, open(rejected_tmp, "w", encoding="utf-8") as rej:
+        for k, _ in ctx.shards():
+            for stage_dir in ("dialogues", "validated"):
+                path = ctx.path(stage_dir, k, "rejected")
+                if path.exists():
+                    for r in read_jsonl(path, Rejection):
+                        rejected_counts[r.check] += 1
+                        rej.write(r.model_dump_json() + "\n")
+            for item in validate_stage.deduplicate(read_jsonl(ctx.path("validated", k), Dialogue), dedup):
+                if isinstance(item, Rejection):
+                    rejected_counts[item.check] += 1
+                    rej.write(item.model_dump_json() + "\n")
+                else:
+                    acc.write(item.model_dump_json() + "\n")
+                    records.append(summary_record(item))
+    os.replace(accepted_tmp, ctx.dir / "accepted.jsonl")
+    os.replace(rejected_tmp, ctx.dir / "rejected.jsonl")
+    stats = compute_stats(records, rejected_counts, cfg.n)
+    atomic_write_text(ctx.dir / "stats.json", json.dumps(stats, indent=2))
+    return stats
+
+
+def summary_record(d: Dialogue) -> dict[str, Any]:
+    """The few fields statistics need, so stats never hold whole dialogues in memory."""
+    return {
+        "domain": d.domain,
+        "tool": d.gold_calls[-1].name if d.gold_calls else "",
+        "ambiguity": d.ambiguities[0].type if d.ambiguities else "none",
+        "turns": sum(1 for m in d.messages if m.role in ("user", "assistant")),
+        "questions": sum(1 for lab in d.labels if lab.act == "clarify"),
+    }
+
+
+def compute_stats(records: list[dict[str, Any]], rejected: Counter[str], generated: int) -> dict[str, Any]:
+    """Counts by domain, tool, ambiguity type, turns and rejection reason (polars)."""
+    import polars as pl
+
+    accepted = len(records)
+    stats: dict[str, Any] = {
+        "generated": generated,
+        "accepted": accepted,
+        "rejected": sum(rejected.values()),
+        **{f"dropped_{code}": n for code, n in sorted(rejected.items())},
+    }
+    if records:
+        df = pl.DataFrame(records)
+
+        def counts(col: str) -> dict[str, int]:
+            grouped = df.group_by(col).len().sort([pl.col("len"), pl.col(col)], descending=[True, False])
+            return {str(row[col]): int(row["len"]) for row in grouped.iter_rows(named=True)}
+
+        stats.update(
+            by_domain=counts("domain"), by_tool=counts("tool"), by_ambiguity=counts("ambiguity"),
+            by_turns=counts("turns"), by_questions=counts("questions"),
+            mean_turns=round(float(df["turns"].mean()), 3),
+            control_share=round(float((df["ambiguity"] == "none").mean()), 4),
+        )
+    return stats
+
+
+def generate(cfg: RunConfig, progress: Progress | None = None, llm: Any = None) -> Path:
+    """Run every stage (resuming whatever is already done) and return the run directory."""
+    ctx = open_run(cfg)
+    manifest = read_manifest(ctx)
+    t0 = time.perf_counter()
+    run_shards(ctx, "validate", progress, llm)
+    t1 = time.perf_counter()
+    stats = finalize(ctx, progress)
+    t2 = time.perf_counter()
+    build_local_dataset(ctx)
+    manifest.stages["generate"] = StageRecord(status="done", seconds=round(t1 - t0, 3))
+    manifest.stages["finalize"] = StageRecord(status="done", seconds=round(t2 - t1, 3))
+    if llm is not None and hasattr(llm, "usage_summary"):
+        manifest.stages["generate"].usage = llm.usage_summary()
+    manifest.counts = {k: v for k, v in stats.items() if isinstance(v, int)}
+    write_manifest(ctx, manifest)
+    if stats["generated"] != stats["accepted"] + stats["rejected"]:
+        raise RunDirError(f"run {str(ctx.dir)!r} is inconsistent: {stats['generated']} generated but "
+                          f"{stats['accepted']} accepted and {stats['rejected']} rejected; delete it and run again")
+    return ctx.dir
+
+
+def build_local_dataset(ctx: RunContext) -> None:
+    """The accepted dialogues as a Hugging Face dataset directory under the run dir."""
+    from pipeline.stages import publish
+
+    publish.build_dataset_dir(ctx.dir, ctx.dir / "dataset")
+
+
+def load_config(path: str | None, overrides: dict[str, Any]) -> RunConfig:
+    """A RunConfig from a YAML file and CLI overrides; any problem is one ConfigError sentence."""
+    from pydantic import ValidationError
+
+    data: dict[str, Any] = {}
+    if path:
+        try:
+            loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path!r} does not exist") from None
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            where = f" at line {mark.line + 1}" if mark else ""
+            raise ConfigError(f"config file {path!r} is not valid YAML{where}; fix the syntax") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"config file {path!r} must be a mapping of settings, not a {type(loaded).__name__}")
+        data = loaded or {}
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        target = data
+        *parents, leaf = key.split(".")
+        for p in parents:
+            target = target.setdefault(p, {})
+        target[leaf] = value
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as e:
+        err = e.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "config"
+        if err["type"] == "extra_forbidden":
+            valid = ", ".join(sorted(_config_keys(err["loc"])))
+            raise ConfigError(f"unknown setting {where!r}; valid settings here: {valid}") from None
+        raise ConfigError(f"invalid setting {where!r}: {err['msg']}") from None
+
+
+def _config_keys(loc: tuple) -> list[str]:
+    model: Any = RunConfig
+    for part in loc[:-1]:
+        field = model.model_fields.get(part) or next((f for f in model.model_fields.values() if f.alias == part), None)
+        if field is None or not hasattr(field.annotation, "model_fields"):
+            break
+        model = field.annotation
+    return [f.alias or name for name, f in model.model_fields.items()]

@@ -1,0 +1,717 @@
+"""Publish stage: accepted dialogues → leak-free splits → typed parquet + dataset card, in the Hub repo layout.
+
+`build_dataset_dir(run_dir, out_dir)` writes, locally, exactly what `pipeline.hub.push` uploads:
+
+    README.md                                        dataset card (YAML metadata + prose, prompts/dataset_card.md.j2)
+    assets/distributions.png                         domains, ambiguity types and turns
+    data/default/{train,validation,test,test_ood}-00000-of-0000N.parquet      one row per accepted dialogue
+    data/decision_points/{train,validation,test,test_ood}-*.parquet           one row per assistant turn
+    data/rejected/train-00000-of-00001.parquet       rejected rows with their reasons
+
+Splits are made over *groups*: dialogues that share a scenario, a goal (same domain, tool and arguments) or are
+near-duplicates (MinHash over their text) are joined into one group first, and a group goes to one split only, so
+nothing the model saw in training reappears in evaluation. `test_ood` holds out whole domains (by default one
+domain picked by the seed) and, optionally, tools; it measures generalization to tools never trained on. Decision
+points follow their dialogue's split.
+
+The `tools` column is ONE JSON string per row: the list of OpenAI function specs (`[{"type": "function",
+"function": {"name", "description", "parameters"}}]`). TRL's SFTTrainer decodes it itself
+(`json.loads(tools) if isinstance(tools, str)`) and passes the list to `apply_chat_template(tools=...)`; elsewhere
+call `json.loads(row["tools"])`. A struct column cannot hold it: every tool has different JSON-Schema
+parameters, and Arrow would merge them into one struct padded with nulls that chat templates would render.
+For the same reason `goal`, `defaults`, `function.arguments` (as in the OpenAI API) and the rejected `row` are
+JSON strings. `messages` and `prompt` are native lists of structs in OpenAI chat format.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import random
+import re
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipeline.decision_points import DecisionPoint, decision_points
+from pipeline.errors import PublishError, RunDirError
+from pipeline.io import atomic_write_bytes, atomic_write_text, read_jsonl
+from schemas.dialogue import Dialogue, Rejection
+
+logger = logging.getLogger(__name__)
+
+SPLITS = ("train", "validation", "test", "test_ood")
+CONFIGS = ("default", "decision_points", "rejected")
+FIGURE_PATH = "assets/distributions.png"
+ROWS_PER_SHARD = 50_000  # ~250 MB of parquet at ~5 kB a dialogue; the Hub viewer prefers shards under 500 MB
+PAPER_CITATION = """@article{acikgoz2025speakrl,
+  title   = {SpeakRL: Synergizing Reasoning, Speaking, and Acting in Language Models with Reinforcement Learning},
+  author  = {Acikgoz, Emre Can and Oh, Jinoh and Hao, Jie and Jeon, Joo Hyuk and Ji, Heng and Hakkani-T{\\"u}r, Dilek
+             and Tur, Gokhan and Li, Xiang and Ma, Chengyuan and Fan, Xing},
+  journal = {arXiv preprint arXiv:2512.13159},
+  year    = {2025}
+}"""
+SGD_CITATION = """@inproceedings{rastogi2020sgd,
+  title     = {Towards Scalable Multi-domain Conversational Agents: The Schema-Guided Dialogue Dataset},
+  author    = {Rastogi, Abhinav and Zang, Xiaoxue and Sunkara, Srinivas and Gupta, Raghav and Khaitan, Pranav},
+  booktitle = {Proceedings of the AAAI Conference on Artificial Intelligence},
+  year      = {2020}
+}"""
+
+
+@dataclass
+class PublishOptions:
+    """How the run is split and described. Defaults suit a default `speakrl run`."""
+
+    seed: int | None = None  # None: the run's seed from config.yaml
+    validation_fraction: float = 0.1  # of the in-domain rows
+    test_fraction: float = 0.1
+    # Domains held out for test_ood. None: one domain picked by the seed when the catalog has 3+ domains;
+    # []: no OOD split.
+    ood_domains: list[str] | None = None
+    ood_tools: list[str] = field(default_factory=list)  # also hold out every dialogue that calls one of these
+    near_duplicate_threshold: float | None = None  # Jaccard over word 3-grams; None: the run's validate threshold
+    num_perm: int = 64
+    license: str | None = None  # None: cc-by-sa-4.0 if SGD-derived values were used, else cc-by-4.0
+    pretty_name: str = "SpeakER"
+    repo_id: str | None = None  # shown in the card's usage snippet; None: a placeholder
+    figure: bool = True
+
+    def __post_init__(self) -> None:
+        if not (0 <= self.validation_fraction < 1 and 0 <= self.test_fraction < 1):
+            raise PublishError("validation and test fractions must be between 0 and 1")
+        if self.validation_fraction + self.test_fraction >= 1:
+            raise PublishError("validation and test fractions must leave some rows for train")
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Features and rows
+
+
+def features() -> dict[str, Any]:
+    """The explicit `datasets.Features` of each config (imported lazily: datasets is slow to import)."""
+    from datasets import Features, List, Value
+
+    string, call = Value("string"), {"name": Value("string"), "arguments": Value("string")}
+    message = {
+        "role": string,
+        "content": string,
+        "reasoning_content": string,
+        "tool_calls": List({"id": string, "type": string, "function": call}),
+        "tool_call_id": string,
+        "name": string,
+    }
+    default = Features(
+        {
+            "id": string,
+            "scenario_id": string,
+            "domain": string,
+            "tools": string,  # JSON list of OpenAI tool specs (see module docstring)
+            "messages": List(message),
+            "labels": List({"message_index": Value("int32"), "act": string, "target_slots": List(string)}),
+            "gold_calls": List(call),
+            "goal": string,  # JSON object: every argument of the final call
+            "ambiguities": List({"type": string, "slot": string, "detail": string, "candidates": List(string)}),
+            "ambiguity_types": List(string),  # sorted types present; empty for controls
+            "needs_clarification": Value("bool"),
+            "outcome": string,
+            "num_assistant_turns": Value("int32"),
+            "num_clarifications": Value("int32"),
+            "provenance": {
+                "backend": string,
+                "model": string,
+                "prompt_hash": string,
+                "seed": Value("int64"),
+                "versions": string,  # JSON object: package -> version
+                "usage": string,  # JSON object: token counts
+            },
+        }
+    )
+    points = Features(
+        {
+            "id": string,
+            "dialogue_id": string,
+            "scenario_id": string,
+            "domain": string,
+            "turn": Value("int32"),
+            "tools": string,
+            "prompt": List(message),
+            "act": string,
+            "target_slots": List(string),
+            "gold_call": call,
+            "gold_content": string,
+            "gold_reasoning": string,
+            "needs_clarification": Value("bool"),
+            "ambiguity_types": List(string),
+            "goal": string,
+            "defaults": string,  # JSON object: declared defaults of the gold call's tool
+        }
+    )
+    rejected = Features(
+        {
+            "id": string,
+            "stage": string,
+            "check": string,
+            "reason": string,
+            "domain": string,
+            "row": string,  # JSON of the rejected row, when there is one
+            "raw": string,  # raw model output, when the failure came from an LLM
+        }
+    )
+    return {"default": default, "decision_points": points, "rejected": rejected}
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def dialogue_row(d: Dialogue) -> dict[str, Any]:
+    """A Dialogue as a row of the `default` config."""
+    dump = d.model_dump(mode="json")
+    return {
+        "id": d.id,
+        "scenario_id": d.scenario_id,
+        "domain": d.domain,
+        "tools": _json(dump["tools"]),
+        "messages": dump["messages"],
+        "labels": dump["labels"],
+        "gold_calls": dump["gold_calls"],
+        "goal": _json(d.goal),
+        "ambiguities": dump["ambiguities"],
+        "ambiguity_types": sorted({a.type for a in d.ambiguities}),
+        "needs_clarification": d.needs_clarification,
+        "outcome": d.outcome,
+        "num_assistant_turns": sum(m.role == "assistant" for m in d.messages),
+        "num_clarifications": sum(label.act == "clarify" for label in d.labels),
+        "provenance": {**dump["provenance"], "versions": _json(d.provenance.versions), "usage": _json(d.provenance.usage)},
+    }
+
+
+def dialogue_from_row(row: dict[str, Any]) -> Dialogue:
+    """Inverse of `dialogue_row`: a published row back into the data contract (derived columns are dropped)."""
+    prov = row["provenance"]
+    return Dialogue.model_validate(
+        {
+            "id": row["id"],
+            "scenario_id": row["scenario_id"],
+            "domain": row["domain"],
+            "tools": json.loads(row["tools"]),
+            "messages": row["messages"],
+            "labels": row["labels"],
+            "gold_calls": row["gold_calls"],
+            "goal": json.loads(row["goal"]),
+            "ambiguities": row["ambiguities"],
+            "needs_clarification": row["needs_clarification"],
+            "outcome": row["outcome"],
+            "provenance": {**prov, "versions": json.loads(prov["versions"]), "usage": json.loads(prov["usage"])},
+        }
+    )
+
+
+def decision_point_row(p: DecisionPoint) -> dict[str, Any]:
+    """A DecisionPoint as a row of the `decision_points` config."""
+    dump = p.model_dump(mode="json")
+    return {
+        **dump,
+        "tools": _json(dump["tools"]),
+        "goal": _json(p.goal),
+        "defaults": _json(p.defaults),
+    }
+
+
+def rejection_row(r: Rejection) -> dict[str, Any]:
+    """A Rejection as a row of the `rejected` config."""
+    domain = r.row.get("domain") if isinstance(r.row, dict) and isinstance(r.row.get("domain"), str) else None
+    return {
+        "id": r.id,
+        "stage": r.stage,
+        "check": r.check,
+        "reason": r.reason,
+        "domain": domain,
+        "row": None if r.row is None else _json(r.row),
+        "raw": r.raw,
+    }
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Leak-free splits
+
+
+def _text(d: Dialogue) -> str:
+    return " ".join(m.content or "" for m in d.messages if m.role in ("user", "assistant"))
+
+
+def _shingles(text: str, n: int = 3) -> set[str]:
+    words = re.findall(r"\w+", text.lower())
+    if len(words) < n:
+        return {" ".join(words)}
+    return {" ".join(words[i : i + n]) for i in range(len(words) - n + 1)}
+
+
+def _jaccard(a: set[str], b: set[str]) -> float:
+    return len(a & b) / len(a | b) if a or b else 1.0
+
+
+def near_duplicate_pairs(dialogues: Sequence[Dialogue], threshold: float, num_perm: int = 64) -> list[tuple[int, int]]:
+    """Index pairs whose word-3-gram Jaccard is at least `threshold`: MinHash LSH proposes, the exact Jaccard decides."""
+    from datasketch import MinHash, MinHashLSH
+
+    shingles = [_shingles(_text(d)) for d in dialogues]
+    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+    pairs = []
+    for i, sh in enumerate(shingles):
+        m = MinHash(num_perm=num_perm, seed=1)
+        m.update_batch([s.encode() for s in sh])
+        for j in lsh.query(m):
+            if _jaccard(sh, shingles[j]) >= threshold:
+                pairs.append((j, i))
+        lsh.insert(i, m)
+    return pairs
+
+
+def _goal_key(d: Dialogue) -> str:
+    tool = d.gold_calls[-1].name if d.gold_calls else ""
+    return _json([d.domain, tool, sorted(d.goal.items(), key=lambda kv: kv[0])])
+
+
+def leakage_groups(dialogues: Sequence[Dialogue], threshold: float, num_perm: int = 64) -> list[list[int]]:
+    """Connected components of "same scenario", "same goal" and "near-duplicate": each must stay in one split."""
+    parent = list(range(len(dialogues)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    def union(i: int, j: int) -> None:
+        parent[find(i)] = find(j)
+
+    first: dict[str, int] = {}
+    for i, d in enumerate(dialogues):
+        for key in (f"scenario:{d.scenario_id}", f"goal:{_goal_key(d)}"):
+            if key in first:
+                union(i, first[key])
+            else:
+                first[key] = i
+    for i, j in near_duplicate_pairs(dialogues, threshold, num_perm):
+        union(i, j)
+    groups: dict[int, list[int]] = defaultdict(list)
+    for i in range(len(dialogues)):
+        groups[find(i)].append(i)
+    return list(groups.values())
+
+
+def default_ood_domains(domains: Iterable[str], seed: int) -> list[str]:
+    """One domain, picked by the seed, when there are at least three (else holding one out leaves too little).
+
+    >>> default_ood_domains(["a", "b", "c"], seed=0) == default_ood_domains(["c", "b", "a"], seed=0)
+    True
+    >>> default_ood_domains(["a", "b"], seed=0)
+    []
+    """
+    names = sorted(set(domains))
+    if len(names) < 3:
+        return []
+    return [random.Random(seed).choice(names)]
+
+
+@dataclass
+class SplitResult:
+    splits: dict[str, list[Dialogue]]
+    ood_domains: list[str]
+    ood_tools: list[str]
+    dropped: list[Dialogue]  # in-domain rows tied (near-duplicate) to a held-out row: in no split
+    threshold: float
+
+
+def assign_splits(dialogues: Sequence[Dialogue], options: PublishOptions, seed: int, threshold: float) -> SplitResult:
+    """Deterministic, leak-free train / validation / test / test_ood."""
+    ood_domains = (
+        default_ood_domains((d.domain for d in dialogues), seed) if options.ood_domains is None else list(options.ood_domains)
+    )
+    ood_tools = list(options.ood_tools)
+    known = {d.domain for d in dialogues}
+    unknown = sorted(set(ood_domains) - known)
+    if unknown:
+        raise PublishError(f"held-out domain(s) {unknown} have no accepted dialogue; choose among {sorted(known)}")
+
+    def held_out(d: Dialogue) -> bool:
+        return d.domain in ood_domains or any(c.name in ood_tools for c in d.gold_calls)
+
+    # Sort first so the input order (shard order, worker interleaving) cannot change the result.
+    ordered = sorted(dialogues, key=lambda d: d.id)
+    groups = leakage_groups(ordered, threshold, options.num_perm)
+    splits: dict[str, list[Dialogue]] = {s: [] for s in SPLITS}
+    dropped: list[Dialogue] = []
+    in_domain: list[list[Dialogue]] = []
+    for group in groups:
+        rows = [ordered[i] for i in group]
+        ood = [d for d in rows if held_out(d)]
+        if ood:
+            splits["test_ood"].extend(ood)
+            dropped.extend(d for d in rows if not held_out(d))
+        else:
+            in_domain.append(rows)
+    if dropped:
+        logger.warning("dropped %d in-domain dialogue(s) that near-duplicate a held-out one", len(dropped))
+    if ood_domains and not splits["test_ood"]:
+        raise PublishError("the out-of-domain split is empty; pick held-out domains or tools that have dialogues")
+
+    # Walk the groups in a seeded order; validation and test take groups until they reach their share.
+    def order_key(rows: list[Dialogue]) -> str:
+        return hashlib.sha256(f"{seed}:{min(d.id for d in rows)}".encode()).hexdigest()
+
+    in_domain.sort(key=order_key)
+    total = sum(len(g) for g in in_domain)
+    targets = {"validation": round(total * options.validation_fraction), "test": round(total * options.test_fraction)}
+    for rows in in_domain:
+        for name in ("validation", "test"):
+            if len(splits[name]) < targets[name]:
+                splits[name].extend(rows)
+                break
+        else:
+            splits["train"].extend(rows)
+    for name in SPLITS:
+        splits[name].sort(key=lambda d: d.id)
+    check_no_leakage(splits, threshold, options.num_perm)
+    return SplitResult(splits, sorted(ood_domains), sorted(ood_tools), dropped, threshold)
+
+
+def check_no_leakage(splits: dict[str, list[Dialogue]], threshold: float, num_perm: int = 64) -> None:
+    """Raise if any scenario, goal or near-duplicate appears in two splits."""
+    where: dict[str, set[str]] = defaultdict(set)
+    for name, rows in splits.items():
+        for d in rows:
+            where[f"scenario {d.scenario_id}"].add(name)
+            where[f"goal {_goal_key(d)}"].add(name)
+    shared = sorted(k for k, names in where.items() if len(names) > 1)
+    if shared:
+        raise PublishError(f"split leakage: {shared[0]} appears in more than one split")
+    flat = [(name, d) for name, rows in splits.items() for d in rows]
+    for i, j in near_duplicate_pairs([d for _, d in flat], threshold, num_perm):
+        if flat[i][0] != flat[j][0]:
+            raise PublishError(
+                f"split leakage: {flat[i][1].id} ({flat[i][0]}) and {flat[j][1].id} ({flat[j][0]}) are near-duplicates"
+            )
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Reading the run directory
+
+
+@dataclass
+class RunData:
+    accepted: list[Dialogue]
+    rejected: list[Rejection]
+    config: dict[str, Any]
+    manifest: dict[str, Any]
+    stats: dict[str, Any]
+
+
+def read_run(run_dir: Path) -> RunData:
+    """The accepted and rejected rows, config, manifest and stats of a run directory."""
+    import yaml
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise RunDirError(f"run directory {str(run_dir)!r} does not exist")
+    accepted_path = run_dir / "accepted.jsonl"
+    if not accepted_path.is_file():
+        raise PublishError(f"{str(run_dir)!r} has no accepted.jsonl; run `speakrl run` first")
+    try:
+        accepted = list(read_jsonl(accepted_path, Dialogue))
+        rejected_path = run_dir / "rejected.jsonl"
+        rejected = list(read_jsonl(rejected_path, Rejection)) if rejected_path.is_file() else []
+    except ValueError as e:  # pydantic ValidationError and JSON errors are ValueErrors
+        raise PublishError(f"{str(run_dir)!r} holds rows that do not match the data contract ({str(e).splitlines()[0]})") from None
+    if not accepted:
+        raise PublishError(f"{str(run_dir)!r} has no accepted dialogues; there is nothing to publish")
+
+    def load(name: str, parse: Any) -> dict[str, Any]:
+        path = run_dir / name
+        if not path.is_file():
+            return {}
+        try:
+            return parse(path.read_text(encoding="utf-8")) or {}
+        except ValueError as e:
+            raise PublishError(f"{name} in {str(run_dir)!r} cannot be read ({e})") from None
+
+    return RunData(accepted, rejected, load("config.yaml", yaml.safe_load), load("manifest.json", json.loads), load("stats.json", json.loads))
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Statistics, figure and card
+
+
+def size_category(n: int) -> str:
+    """The Hub's size_categories bucket.
+
+    >>> size_category(999), size_category(1000), size_category(25_000)
+    ('n<1K', '1K<n<10K', '10K<n<100K')
+    """
+    bounds = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
+              (10_000_000, "1M<n<10M"), (100_000_000, "10M<n<100M"), (1_000_000_000, "100M<n<1B")]
+    return next((label for bound, label in bounds if n < bound), "1B<n<10B")
+
+
+def _table(counter: Counter, total: int) -> list[dict[str, Any]]:
+    return [{"name": k, "count": v, "share": f"{100 * v / total:.1f}%" if total else "-"} for k, v in
+            sorted(counter.items(), key=lambda kv: (-kv[1], str(kv[0])))]
+
+
+def statistics(split: SplitResult, rejected: list[Rejection], n_points: int) -> dict[str, Any]:
+    rows = [d for name in SPLITS for d in split.splits[name]]
+    n = len(rows)
+    domains = Counter(d.domain for d in rows)
+    types = Counter(t for d in rows for t in (sorted({a.type for a in d.ambiguities}) or ["none (control)"]))
+    turns = Counter(sum(m.role == "assistant" for m in d.messages) for d in rows)
+    clarifications = Counter(sum(lab.act == "clarify" for lab in d.labels) for d in rows)
+    acts = Counter(lab.act for d in rows for lab in d.labels)
+    checks = Counter(r.check for r in rejected)
+    generated = n + len(split.dropped) + len(rejected)
+    by_split = {name: Counter(d.domain for d in split.splits[name]) for name in SPLITS}
+    return {
+        "n": n,
+        "n_points": n_points,
+        "n_rejected": len(rejected),
+        "generated": generated,
+        "pass_rate": f"{100 * (n + len(split.dropped)) / generated:.1f}%" if generated else "-",
+        "domains": _table(domains, n),
+        "domain_split": {k: {s: by_split[s][k] for s in SPLITS} for k in domains},
+        "n_dropped": len(split.dropped),
+        "ambiguity_types": _table(types, n),
+        "turns": [{"name": k, "count": v} for k, v in sorted(turns.items())],
+        "clarifications": [{"name": k, "count": v} for k, v in sorted(clarifications.items())],
+        "acts": _table(acts, sum(acts.values())),
+        "rejections": _table(checks, generated),
+        "controls": sum(not d.ambiguities for d in rows),
+    }
+
+
+def render_figure(stats: dict[str, Any], path: Path) -> None:
+    """One PNG: domains, ambiguity types and assistant turns per dialogue."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display; must precede pyplot
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    for ax, key, title in ((axes[0], "domains", "Domains"), (axes[1], "ambiguity_types", "Ambiguity types")):
+        names = [r["name"] for r in stats[key]][::-1]
+        ax.barh(names, [r["count"] for r in stats[key]][::-1], color="#4C72B0")
+        ax.set_title(title)
+        ax.set_xlabel("dialogues")
+    axes[2].bar([str(r["name"]) for r in stats["turns"]], [r["count"] for r in stats["turns"]], color="#55A868")
+    axes[2].set_title("Assistant turns per dialogue")
+    axes[2].set_xlabel("assistant turns")
+    axes[2].set_ylabel("dialogues")
+    fig.suptitle(f"SpeakER: {stats['n']} dialogues")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    # No timestamp or version metadata, so re-publishing the same run writes the same bytes.
+    fig.savefig(tmp, format="png", dpi=100, metadata={"Software": None})
+    plt.close(fig)
+    tmp.replace(path)
+
+
+_PATH_KEYS = ("out", "catalog", "slot_values")
+
+
+def public_config(config: dict[str, Any]) -> dict[str, Any]:
+    """The run config as it can be shown: file paths reduced to their file name (no local directory names).
+
+    >>> public_config({"out": "/home/me/outputs/run1", "catalog": "builtin", "n": 5})
+    {'out': 'run1', 'catalog': 'builtin', 'n': 5}
+    """
+    shown = dict(config)
+    for key in _PATH_KEYS:
+        value = shown.get(key)
+        if isinstance(value, str) and ("/" in value or "\\" in value):
+            shown[key] = re.split(r"[\\/]", value.rstrip("/\\"))[-1]
+    return shown
+
+
+def uses_sgd(config: dict[str, Any], dialogues: Sequence[Dialogue]) -> bool:
+    """Whether SGD-derived slot values or schemas may be in the data (then CC BY-SA 4.0 applies)."""
+    if config.get("slot_values"):
+        return True
+    catalog = str(config.get("catalog", "builtin"))
+    if catalog != "builtin":
+        try:
+            from pipeline.catalog import load_catalog
+
+            return any("sgd" in d.source.lower() for d in load_catalog(catalog).domains)
+        except Exception:  # noqa: BLE001 - the catalog file may be gone; assume the stricter license
+            return True
+    from pipeline.catalog import builtin_domains
+
+    used = {d.domain for d in dialogues}
+    return any("sgd" in d.source.lower() for d in builtin_domains() if d.name in used)
+
+
+def card_metadata(
+    configs: dict[str, dict[str, int]],
+    sizes: dict[str, dict[str, tuple[int, int]]],
+    feats: dict[str, Any],
+    license_id: str,
+    n: int,
+    pretty_name: str,
+) -> Any:
+    """Hub YAML metadata: license, language, tasks, size, tags, and each config's data_files, features and splits."""
+    from datasets import DatasetInfo, SplitDict, SplitInfo
+    from datasets.info import DatasetInfosDict
+    from datasets.utils.metadata import MetadataConfigs
+    from huggingface_hub import DatasetCardData
+
+    data = DatasetCardData(
+        pretty_name=pretty_name,
+        license=license_id,
+        language=["en"],
+        task_categories=["text-generation"],
+        size_categories=[size_category(n)],
+        tags=["synthetic", "tool-use", "function-calling", "clarification", "task-oriented-dialogue",
+              "conversational", "reinforcement-learning", "speakrl"],
+    )
+    MetadataConfigs(
+        {
+            name: {
+                "data_files": [{"split": split, "path": f"data/{name}/{split}-*"} for split in counts],
+                **({"default": True} if name == "default" else {}),
+            }
+            for name, counts in configs.items()
+        }
+    ).to_dataset_card_data(data)
+    infos = {}
+    for name, counts in configs.items():
+        splits = SplitDict()
+        for split, rows in counts.items():
+            splits.add(SplitInfo(name=split, num_bytes=sizes[name][split][0], num_examples=rows))
+        infos[name] = DatasetInfo(
+            features=feats[name],
+            splits=splits,
+            download_size=sum(p for _, p in sizes[name].values()),
+            dataset_size=sum(a for a, _ in sizes[name].values()),
+        )
+    DatasetInfosDict(infos).to_dataset_card_data(data)
+    return data
+
+
+def render_card(context: dict[str, Any]) -> str:
+    from jinja2 import Environment, PackageLoader, StrictUndefined
+
+    env = Environment(loader=PackageLoader("prompts", ""), undefined=StrictUndefined, keep_trailing_newline=True,
+                      trim_blocks=True, lstrip_blocks=True)
+    return env.get_template("dataset_card.md.j2").render(**context)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# The dataset directory
+
+
+def _write_parquet(rows: list[dict[str, Any]], feats: Any, directory: Path, split: str) -> tuple[int, int]:
+    """Write rows as N shards `<split>-0000i-of-0000N.parquet` (the features ride in the parquet metadata).
+
+    Returns (Arrow bytes, parquet bytes), the card's num_bytes and download_size."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    shards = [rows[i : i + ROWS_PER_SHARD] for i in range(0, len(rows), ROWS_PER_SHARD)] or [[]]
+    schema = feats.arrow_schema  # includes the "huggingface" features metadata that datasets reads back
+    arrow_bytes = parquet_bytes = 0
+    for i, shard in enumerate(shards):
+        name = f"{split}-{i:05d}-of-{len(shards):05d}.parquet"
+        table = pa.Table.from_pylist([feats.encode_example(r) for r in shard], schema=schema)
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink, compression="zstd")
+        data = sink.getvalue().to_pybytes()
+        atomic_write_bytes(directory / name, data)
+        arrow_bytes += table.nbytes
+        parquet_bytes += len(data)
+    return arrow_bytes, parquet_bytes
+
+
+def build_dataset_dir(run_dir: Path | str, out_dir: Path | str, options: PublishOptions | None = None) -> Path:
+    """Write the Hub repo layout of a run to `out_dir` (replacing what a previous build left there); returns it.
+
+    Deterministic: the same run and options give byte-identical files, which is what makes re-publishing a no-op.
+    """
+    options = options or PublishOptions()
+    run_dir, out_dir = Path(run_dir), Path(out_dir)
+    run = read_run(run_dir)
+    cfg = run.config
+    seed = options.seed if options.seed is not None else int(cfg.get("seed", 0))
+    validate_cfg = cfg.get("validate") or cfg.get("validate_") or {}
+    threshold = options.near_duplicate_threshold or float(validate_cfg.get("near_duplicate_threshold", 0.9))
+    split = assign_splits(run.accepted, options, seed, threshold)
+
+    feats = features()
+    rows: dict[str, dict[str, list[dict[str, Any]]]] = {name: {} for name in CONFIGS}
+    n_points = 0
+    for name in SPLITS:
+        if not split.splits[name]:
+            continue  # an empty split is left out of the files and the card
+        rows["default"][name] = [dialogue_row(d) for d in split.splits[name]]
+        rows["decision_points"][name] = [decision_point_row(p) for d in split.splits[name] for p in decision_points(d)]
+        n_points += len(rows["decision_points"][name])
+    if run.rejected:
+        rows["rejected"]["train"] = [rejection_row(r) for r in sorted(run.rejected, key=lambda r: r.id)]
+    rows = {name: by_split for name, by_split in rows.items() if by_split}
+
+    # Start from an empty data/ so shards of an earlier, larger build cannot linger and be loaded.
+    data_dir = out_dir / "data"
+    if data_dir.exists():
+        for old in data_dir.rglob("*.parquet"):
+            old.unlink()
+    sizes = {
+        name: {s: _write_parquet(split_rows, feats[name], data_dir / name, s) for s, split_rows in by_split.items()}
+        for name, by_split in rows.items()
+    }
+
+    stats = statistics(split, run.rejected, n_points)
+    figure = None
+    if options.figure:
+        render_figure(stats, out_dir / FIGURE_PATH)
+        figure = FIGURE_PATH
+    counts = {name: {s: len(r) for s, r in by_split.items()} for name, by_split in rows.items()}
+    sgd = uses_sgd(cfg, run.accepted)
+    license_id = options.license or ("cc-by-sa-4.0" if sgd else "cc-by-4.0")
+    metadata = card_metadata(counts, sizes, feats, license_id, stats["n"], options.pretty_name)
+    manifest = run.manifest
+    import yaml
+
+    card = render_card(
+        {
+            "card_data": metadata.to_yaml(),
+            "pretty_name": options.pretty_name,
+            "repo_id": options.repo_id or "<owner>/SpeakER",
+            "counts": counts,
+            "splits": SPLITS,
+            "stats": stats,
+            "ood_domains": split.ood_domains,
+            "ood_tools": split.ood_tools,
+            "threshold": split.threshold,
+            "seed": seed,
+            "validation_fraction": options.validation_fraction,
+            "test_fraction": options.test_fraction,
+            "config_yaml": yaml.safe_dump(public_config(cfg), sort_keys=True).strip() if cfg else "",
+            "backends": sorted({d.provenance.backend for d in run.accepted}),
+            "models": sorted({d.provenance.model for d in run.accepted if d.provenance.model}),
+            "versions": manifest.get("versions") or {},
+            "speakrl_version": manifest.get("speakrl_version"),
+            "created": manifest.get("created"),
+            "config_hash": manifest.get("config_hash"),
+            "sgd": sgd,
+            "license": license_id,
+            "figure": figure,
+            "citation": PAPER_CITATION,
+            "sgd_citation": SGD_CITATION,
+        }
+    )
+    atomic_write_text(out_dir / "README.md", card)
+    logger.info("dataset written to %s: %s", out_dir, counts)
+    return out_dir

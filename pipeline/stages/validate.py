@@ -1,0 +1,221 @@
+"""Validate stage: per-row checks, then exact and near-duplicate removal.
+
+A check returns None when the dialogue passes, else "code: detail" — a snake_case code (counted as
+`dropped_<code>`) and a sentence a person can read. Rejected rows are kept with their reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+
+from datasketch import MinHash, MinHashLSH
+
+from pipeline.catalog.sim import Simulator
+from pipeline.checks import call_matches, question_targets, ungrounded_args
+from pipeline.decision_points import tool_defaults
+from schemas.catalog import Catalog, SlotSpec
+from schemas.dialogue import Dialogue, Rejection
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Context:
+    """What the checks need besides the dialogue."""
+
+    catalog: Catalog
+    sim: Simulator
+    slots: dict[str, dict[str, SlotSpec]] = field(default_factory=dict)  # domain -> slot name -> spec
+
+    @classmethod
+    def build(cls, catalog: Catalog, sim: Simulator | None = None) -> Context:
+        slots = {d.name: {s.name: s for s in d.slots} for d in catalog.domains}
+        return cls(catalog, sim or Simulator(catalog), slots)
+
+
+Check = Callable[[Dialogue, Context], "str | None"]
+
+
+def _call_indices(d: Dialogue) -> list[int]:
+    return [i for i, m in enumerate(d.messages) if m.role == "assistant" and m.tool_calls]
+
+
+def _user_texts(d: Dialogue, before: int) -> list[str]:
+    return [m.content or "" for m in d.messages[:before] if m.role == "user"]
+
+
+def labels_consistent(d: Dialogue, ctx: Context) -> str | None:
+    """Every assistant turn has one label whose act matches the message."""
+    assistant = [i for i, m in enumerate(d.messages) if m.role == "assistant"]
+    if [lab.message_index for lab in d.labels] != assistant:
+        return "label_mismatch: the labels do not cover exactly the assistant turns"
+    for lab in d.labels:
+        m = d.messages[lab.message_index]
+        if (lab.act == "tool_call") != bool(m.tool_calls):
+            return f"label_mismatch: turn {lab.message_index} is labelled {lab.act} but {'has' if m.tool_calls else 'has no'} tool call"
+        if lab.act != "tool_call" and not (m.content or "").strip():
+            return f"label_mismatch: {lab.act} turn {lab.message_index} has no text"
+    if d.labels and d.labels[-1].act != "answer":
+        return "label_mismatch: the dialogue does not end with an answer"
+    return None
+
+
+def gold_calls_match(d: Dialogue, ctx: Context) -> str | None:
+    """The gold calls are exactly the calls the assistant made, in order."""
+    made = [m.tool_calls[0].function for m in d.messages if m.role == "assistant" and m.tool_calls]
+    if made != d.gold_calls:
+        return "gold_mismatch: gold_calls differ from the tool calls in the messages"
+    return None
+
+
+def arguments_valid(d: Dialogue, ctx: Context) -> str | None:
+    """Every call names a tool of the dialogue and its arguments satisfy the tool's JSON Schema."""
+    names = {t.name for t in d.tools}
+    for call in d.gold_calls:
+        if call.name not in names:
+            return f"invalid_arguments: {call.name} is not one of the dialogue's tools"
+        try:
+            args = json.loads(call.arguments)
+        except json.JSONDecodeError:
+            return f"invalid_arguments: the arguments of {call.name} are not JSON"
+        error = ctx.sim.argument_error(call.name, args)
+        if error:
+            return f"invalid_arguments: {call.name}: {error}"
+    return None
+
+
+def execution_consistent(d: Dialogue, ctx: Context) -> str | None:
+    """Replaying each call against the simulated backend gives the tool result recorded in the dialogue."""
+    for i in _call_indices(d):
+        call = d.messages[i].tool_calls[0]
+        result = next((m for m in d.messages[i + 1:] if m.role == "tool" and m.tool_call_id == call.id), None)
+        if result is None:
+            return f"execution_mismatch: call {call.id} has no tool result"
+        replay = ctx.sim.execute(call.function.name, json.loads(call.function.arguments))
+        if json.loads(result.content or "null") != json.loads(json.dumps(replay)):
+            return f"execution_mismatch: replaying {call.function.name} gives a different result"
+        if "error" in replay:
+            return f"tool_error: {call.function.name} failed: {replay['error']}"
+    return None
+
+
+def grounded(d: Dialogue, ctx: Context) -> str | None:
+    """Every argument value of every call was said by the user before the call, or is the tool's declared default."""
+    for i in _call_indices(d):
+        call = d.messages[i].tool_calls[0].function
+        bad = ungrounded_args(call.args(), _user_texts(d, i), tool_defaults(d.tools, call.name))
+        if bad:
+            value = call.args()[bad[0]]
+            return f"ungrounded_value: {call.name} uses {bad[0]}={value!r}, which the user never gave"
+    return None
+
+
+def asks_when_needed(d: Dialogue, ctx: Context) -> str | None:
+    """A clarify turn iff an ambiguity is unresolved, about that slot, before the call that needs it."""
+    clarify = [lab for lab in d.labels if lab.act == "clarify"]
+    if not d.ambiguities:
+        return "asked_in_control: the request needed no clarification but the assistant asked" if clarify else None
+    ambiguous = {a.slot for a in d.ambiguities}
+    slots = ctx.slots.get(d.domain, {})
+    for lab in clarify:
+        wrong = [s for s in lab.target_slots if s not in ambiguous]
+        if wrong or not lab.target_slots:
+            return f"asked_wrong_slot: turn {lab.message_index} asks about {wrong or 'nothing'} instead of {sorted(ambiguous)}"
+        asked = question_targets(d.messages[lab.message_index].content or "", [slots[s] for s in lab.target_slots if s in slots])
+        if not asked:
+            return f"question_off_target: turn {lab.message_index} does not mention {lab.target_slots}"
+    final = _call_indices(d)[-1] if _call_indices(d) else len(d.messages)
+    asked_before = {s for lab in clarify if lab.message_index < final for s in lab.target_slots}
+    never = sorted(ambiguous - asked_before)
+    if never:
+        return f"never_asked: the assistant acted without asking about {never}"
+    return None
+
+
+def reaches_goal(d: Dialogue, ctx: Context) -> str | None:
+    """The final call is the hidden goal."""
+    if not d.gold_calls:
+        return "goal_mismatch: no tool was called"
+    final = d.gold_calls[-1]
+    if not call_matches(final.name, final.args(), final.name, d.goal, tool_defaults(d.tools, final.name)):
+        return f"goal_mismatch: the final {final.name} call differs from the user's goal"
+    return None
+
+
+CHECKS: list[Check] = [labels_consistent, gold_calls_match, arguments_valid, execution_consistent, grounded,
+                       asks_when_needed, reaches_goal]
+
+
+def check(d: Dialogue, ctx: Context) -> str | None:
+    """The first failing check's reason, or None."""
+    for fn in CHECKS:
+        reason = fn(d, ctx)
+        if reason:
+            return reason
+    return None
+
+
+def rejection(d: Dialogue | dict, stage: str, reason: str, raw: str | None = None) -> Rejection:
+    code, _, detail = reason.partition(": ")
+    row = d.model_dump(mode="json") if isinstance(d, Dialogue) else d
+    return Rejection(id=str(row.get("id", "?")), stage=stage, check=code, reason=detail or code, row=row, raw=raw)
+
+
+def run(dialogues: Iterable[Dialogue], ctx: Context) -> Iterator[Dialogue | Rejection]:
+    """Per-row checks: each dialogue comes out as itself or as a Rejection."""
+    for d in dialogues:
+        reason = check(d, ctx)
+        yield d if reason is None else rejection(d, "validate", reason)
+
+
+# --- duplicates ---------------------------------------------------------------------------------------------
+
+_WORD = re.compile(r"\w+")
+
+
+def dialogue_text(d: Dialogue) -> str:
+    """What two dialogues must share to be duplicates: the user's words and the calls made."""
+    users = " ".join(m.content or "" for m in d.messages if m.role == "user")
+    return users.lower() + " || " + " ".join(f"{c.name}{c.arguments}" for c in d.gold_calls)
+
+
+def shingles(text: str, n: int = 3) -> set[bytes]:
+    words = _WORD.findall(text.lower())
+    return {" ".join(words[i: i + n]).encode() for i in range(max(1, len(words) - n + 1))}
+
+
+class Deduplicator:
+    """Exact duplicates by content hash; near duplicates by MinHash LSH over word 3-gram shingles.
+
+    The first occurrence (in run order) is kept, so the result does not depend on how the run was sharded.
+    """
+
+    def __init__(self, threshold: float = 0.9, num_perm: int = 64):
+        self.num_perm = num_perm
+        self.lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+        self.exact: set[bytes] = set()
+
+    def reason(self, d: Dialogue) -> str | None:
+        text = dialogue_text(d)
+        digest = hashlib.blake2b(text.encode(), digest_size=16).digest()
+        if digest in self.exact:
+            return "duplicate: the same dialogue text appears earlier in the run"
+        self.exact.add(digest)
+        mh = MinHash(num_perm=self.num_perm, seed=1)
+        mh.update_batch(list(shingles(text)))
+        near = self.lsh.query(mh)
+        if near:
+            return f"near_duplicate: too similar to {near[0]}"
+        self.lsh.insert(d.id, mh)
+        return None
+
+
+def deduplicate(dialogues: Iterable[Dialogue], dedup: Deduplicator) -> Iterator[Dialogue | Rejection]:
+    for d in dialogues:
+        reason = dedup.reason(d)
+        yield d if reason is None else rejection(d, "dedup", reason)

@@ -1,0 +1,58 @@
+"""Rendering decision points for a tokenizer: the prompt (history + tools through the chat template, with the
+protocol's instructions in the system message) and the gold completion in the protocol's format.
+
+The same functions build SFT targets, GRPO prompts and evaluation prompts, so all three see identical text.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from training.protocols import instructions, render_speakrl
+
+
+def with_instructions(messages: list[dict[str, Any]], protocol: str) -> list[dict[str, Any]]:
+    """The conversation with the protocol's instructions appended to (or as) the system message."""
+    messages = [dict(m) for m in messages]
+    text = instructions(protocol)
+    if messages and messages[0].get("role") == "system":
+        messages[0]["content"] = f"{messages[0].get('content') or ''}\n\n{text}".strip()
+    else:
+        messages.insert(0, {"role": "system", "content": text})
+    return messages
+
+
+def _loads(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def render_prompt(tokenizer: Any, history: Any, tools: Any, protocol: str) -> str:
+    """The prompt text a policy continues: chat template over history + tools, ending with the assistant header."""
+    return tokenizer.apply_chat_template(
+        with_instructions(_loads(history), protocol), tools=_loads(tools) or None, tokenize=False, add_generation_prompt=True
+    )
+
+
+def render_target(tokenizer: Any, row: dict[str, Any], protocol: str) -> str:
+    """The gold completion of a decision row, without the end-of-turn token (SFT appends the EOS)."""
+    act = row["act"]
+    call = (row["gold_name"], row["gold_args"]) if act == "tool_call" and row.get("gold_name") else None
+    if protocol == "speakrl":
+        return render_speakrl(act, row.get("gold_reasoning"), row.get("gold_content"), call)
+    # native: exactly what the chat template renders for the gold assistant message
+    message: dict[str, Any] = {"role": "assistant", "content": row.get("gold_content") or ""}
+    if row.get("gold_reasoning"):
+        message["reasoning_content"] = row["gold_reasoning"]
+    if call:
+        message["tool_calls"] = [{"id": "call_0", "type": "function", "function": {"name": call[0], "arguments": call[1]}}]
+    history = with_instructions(_loads(row["history"]), protocol)
+    tools = _loads(row["tools"]) or None
+    prompt = tokenizer.apply_chat_template(history, tools=tools, tokenize=False, add_generation_prompt=True)
+    full = tokenizer.apply_chat_template(history + [message], tools=tools, tokenize=False)
+    if not full.startswith(prompt):  # a template that renders the prompt differently alone: fall back to the content
+        return (message["content"] or "").strip()
+    target = full[len(prompt):]
+    eos = tokenizer.eos_token or ""
+    cut = target.rfind(eos) if eos else -1
+    return target[:cut] if cut >= 0 else target.rstrip()

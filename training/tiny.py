@@ -1,0 +1,94 @@
+"""A tiny Qwen3-architecture model and a byte-level BPE tokenizer trained offline on the dataset's text.
+
+For tests and the CPU demo: nothing is downloaded. The tokenizer carries TRL's bundled `qwen3.jinja` chat template
+verbatim, so TRL recognizes it (`add_response_schema`, `get_training_chat_template`) and its tool-call parsing works.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+# Structural tags of the chat template and the speakrl protocol: single tokens, decoded as text (Qwen3 does the same).
+TAG_TOKENS = ["<think>", "</think>", "<tool_call>", "</tool_call>", "<tool_response>", "</tool_response>", "<clarify>", "</clarify>"]
+
+
+def qwen3_chat_template() -> str:
+    """TRL's bundled original Qwen3 chat template."""
+    from trl.chat_template_utils import qwen3_chat_template as template
+
+    return template
+
+
+def build_tokenizer(texts: Iterable[str], vocab_size: int = 2048) -> Any:
+    """Train a byte-level BPE on `texts` and wrap it as a transformers fast tokenizer with the Qwen3 chat template."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.post_processor = processors.ByteLevel(trim_offsets=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(texts, trainer=trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        additional_special_tokens=[],
+        model_max_length=4096,
+        padding_side="left",
+    )
+    fast.add_tokens(TAG_TOKENS)  # not special: they must survive decode(skip_special_tokens=True)
+    fast.chat_template = qwen3_chat_template()
+    return fast
+
+
+def build_model(tokenizer: Any, hidden_size: int = 128, num_layers: int = 2, num_heads: int = 4,
+                intermediate_size: int = 384, max_position_embeddings: int = 2048, seed: int = 0) -> Any:
+    """A randomly initialized Qwen3ForCausalLM sized for CPU."""
+    import torch
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    torch.manual_seed(seed)
+    config = Qwen3Config(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden_size,
+        intermediate_size=intermediate_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=num_heads,
+        num_key_value_heads=max(1, num_heads // 2),
+        head_dim=hidden_size // num_heads,
+        max_position_embeddings=max_position_embeddings,
+        tie_word_embeddings=True,
+        bos_token_id=None,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    model = Qwen3ForCausalLM(config)
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return model
+
+
+def build_tiny(out_dir: Path, texts: Iterable[str], vocab_size: int = 2048, **model_kwargs: Any) -> Path:
+    """Build tokenizer + model and save both to `out_dir` (a normal HF checkpoint dir)."""
+    out_dir = Path(out_dir)
+    tokenizer = build_tokenizer(texts, vocab_size=vocab_size)
+    model = build_model(tokenizer, **model_kwargs)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tokenizer.save_pretrained(out_dir)
+    model.save_pretrained(out_dir)
+    n = sum(p.numel() for p in model.parameters())
+    logger.info("built tiny Qwen3 (%d parameters, vocab %d) in %s", n, len(tokenizer), out_dir)
+    return out_dir
