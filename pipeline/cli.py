@@ -62,6 +62,7 @@ def _run_stages(stage: str, config: Path | None, overrides: dict) -> None:
     from pipeline import runner
 
     cfg = runner.load_config(str(config) if config else None, overrides)
+    ctx = runner.open_run(cfg)
     llm = None
     if cfg.dialogues.backend == "openai":
         from pipeline.llm import LLM
@@ -78,9 +79,8 @@ def _run_stages(stage: str, config: Path | None, overrides: dict) -> None:
 
         try:
             if stage == "run":
-                run_dir = runner.generate(cfg, progress, llm)
+                run_dir = runner.generate(cfg, progress, llm, ctx)
             else:
-                ctx = runner.open_run(cfg)
                 runner.run_shards(ctx, stage, progress, llm)
                 if stage == "validate":
                     runner.finalize(ctx)
@@ -131,6 +131,8 @@ app.command("validate")(_stage_command("validate", "Check every dialogue, remove
 
 # --- subcommands registered by other modules ---
 # (each line imports a module whose functions are registered on `app` with @app.command)
+import pipeline.publish_cli  # noqa: E402,F401  (speakrl publish)
+import training.cli  # noqa: E402,F401  (speakrl train, speakrl eval)
 # --- end of subcommands ---
 
 

@@ -275,9 +275,9 @@ def compute_stats(records: list[dict[str, Any]], rejected: Counter[str], generat
     return stats
 
 
-def generate(cfg: RunConfig, progress: Progress | None = None, llm: Any = None) -> Path:
+def generate(cfg: RunConfig, progress: Progress | None = None, llm: Any = None, ctx: RunContext | None = None) -> Path:
     """Run every stage (resuming whatever is already done) and return the run directory."""
-    ctx = open_run(cfg)
+    ctx = ctx or open_run(cfg)
     manifest = read_manifest(ctx)
     t0 = time.perf_counter()
     run_shards(ctx, "validate", progress, llm)

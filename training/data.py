@@ -111,7 +111,7 @@ def row_to_dialogue(row: Mapping[str, Any]) -> Dialogue:
         "provenance": _maybe_json(row.get("provenance")) or {"backend": "unknown", "seed": 0},
     }
     if isinstance(data["provenance"], dict):
-        data["provenance"] = _drop_nulls(data["provenance"])
+        data["provenance"] = {k: _maybe_json(v) if k in ("versions", "usage") else v for k, v in _drop_nulls(data["provenance"]).items()}
     try:
         return Dialogue.model_validate(data)
     except ValidationError as e:

@@ -182,7 +182,8 @@ def _parse_speakrl(raw: str, body: str, has_think: bool, parsed: Parsed, tool_ca
             score += 0.25
     else:
         found = _structured_call(tool_calls, parsed) if tool_calls else _first_call(after, parsed)
-        if not found:
+        if not found and clarify is not None:
+            # Without a `<clarify>` block, free text is not an answer in this protocol, just unformatted output.
             answer = _TAG.sub("", _TOOL_CALL.sub("", after)).strip()
             if answer:
                 parsed.act, parsed.answer = "answer", answer

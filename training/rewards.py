@@ -76,7 +76,8 @@ def clarify_reward(completions: Sequence[Any], **columns: Any) -> list[float | N
     Asking when needed scores 0.5 plus up to 0.5 for the overlap between the slots the question targets and the gold
     target slots. Acting when a question was needed (acting on unresolved ambiguity) scores -1; asking when nothing
     needs asking scores -1 in a control dialogue (nothing was ever ambiguous) and -0.5 elsewhere; acting when acting
-    is right scores 1. Unparseable output scores -1.
+    is right scores 1 (0.5 for the other action: an answer where a call was due, or the reverse). Unparseable output
+    scores -1.
 
     >>> slots = json.dumps([{"name": "city", "description": "City"}, {"name": "time", "description": "Time"}])
     >>> clarify_reward(
@@ -84,9 +85,10 @@ def clarify_reward(completions: Sequence[Any], **columns: Any) -> list[float | N
     ...      '<clarify>No</clarify>Booked.', 'garbage'],
     ...     act=["clarify"] * 5, target_slots=[["city"]] * 5, slots=[slots] * 5, is_control=[False] * 5)
     [1.0, 0.5, 0.5, -1.0, -1.0]
-    >>> clarify_reward(['<clarify>Which city?</clarify>', '<clarify>No</clarify><tool_call>{"name": "f", "arguments": {}}</tool_call>'],
-    ...                act=["tool_call"] * 2, target_slots=[[]] * 2, slots=[slots] * 2, is_control=[True] * 2)
-    [-1.0, 1.0]
+    >>> clarify_reward(['<clarify>Which city?</clarify>', '<clarify>No</clarify><tool_call>{"name": "f", "arguments": {}}</tool_call>',
+    ...                 '<clarify>No</clarify>Done.', 'Done.'],
+    ...                act=["tool_call"] * 4, target_slots=[[]] * 4, slots=[slots] * 4, is_control=[True] * 4)
+    [-1.0, 1.0, 0.5, -1.0]
     """
     rewards: list[float | None] = []
     for i, p in enumerate(_parsed(completions, columns)):
@@ -103,8 +105,8 @@ def clarify_reward(completions: Sequence[Any], **columns: Any) -> list[float | N
             rewards.append(0.5 + 0.5 * overlap)
         elif p.act == "clarify":
             rewards.append(-1.0 if _col(columns, "is_control", i, False) else -0.5)
-        else:
-            rewards.append(1.0)
+        else:  # acting when acting is right; the other action (answer for call, call for answer) half
+            rewards.append(1.0 if p.act == gold_act else 0.5)
     return rewards
 
 

@@ -79,12 +79,12 @@ def fmt(value: Any) -> Any:
     return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
-def join(items: Sequence[str]) -> str:
+def join(items: Sequence[str], word: str = "and") -> str:
     """ "a", "a and b", "a, b and c"."""
-    items = list(items)
+    items = [str(i) for i in items]
     if len(items) <= 1:
         return "".join(items)
-    return ", ".join(items[:-1]) + " and " + items[-1]
+    return ", ".join(items[:-1]) + f" {word} " + items[-1]
 
 
 def intent(tool: ToolDef) -> str:
@@ -157,7 +157,7 @@ def question_vague(rng: random.Random, name: str, vague: str) -> str:
 
 
 def question_invalid(rng: random.Random, name: str, bad: str, options: list[str]) -> str:
-    return rng.choice(Q_INVALID).format(bad=bad, label=slot_label(name), options=join(options).replace(" and ", " or "))
+    return rng.choice(Q_INVALID).format(bad=bad, label=slot_label(name), options=join(options, "or"))
 
 
 def question_conflict(rng: random.Random, name: str, a: str, b: str) -> str:
@@ -165,7 +165,7 @@ def question_conflict(rng: random.Random, name: str, a: str, b: str) -> str:
 
 
 def question_reference(rng: random.Random, name: str, candidates: list[str]) -> str:
-    return rng.choice(Q_REFERENCE).format(n=len(candidates), names=join(candidates).replace(" and ", " or "),
+    return rng.choice(Q_REFERENCE).format(n=len(candidates), names=join(candidates, "or"),
                                           label=slot_label(name))
 
 

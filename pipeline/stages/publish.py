@@ -46,6 +46,7 @@ logger = logging.getLogger(__name__)
 SPLITS = ("train", "validation", "test", "test_ood")
 CONFIGS = ("default", "decision_points", "rejected")
 FIGURE_PATH = "assets/distributions.png"
+_SHARD_NAME = re.compile(r"(train|validation|test|test_ood)-\d{5}-of-\d{5}\.parquet")
 ROWS_PER_SHARD = 50_000  # ~250 MB of parquet at ~5 kB a dialogue; the Hub viewer prefers shards under 500 MB
 PAPER_CITATION = """@article{acikgoz2025speakrl,
   title   = {SpeakRL: Synergizing Reasoning, Speaking, and Acting in Language Models with Reinforcement Learning},
@@ -662,11 +663,13 @@ def build_dataset_dir(run_dir: Path | str, out_dir: Path | str, options: Publish
         rows["rejected"]["train"] = [rejection_row(r) for r in sorted(run.rejected, key=lambda r: r.id)]
     rows = {name: by_split for name, by_split in rows.items() if by_split}
 
-    # Start from an empty data/ so shards of an earlier, larger build cannot linger and be loaded.
+    # Remove the shards of an earlier build, which could otherwise linger and be loaded with the new ones; only
+    # files named like ours, so pointing --to-dir at the wrong directory cannot delete anyone's data.
     data_dir = out_dir / "data"
-    if data_dir.exists():
-        for old in data_dir.rglob("*.parquet"):
-            old.unlink()
+    for name in CONFIGS:
+        for old in (data_dir / name).glob("*-of-*.parquet"):
+            if _SHARD_NAME.fullmatch(old.name):
+                old.unlink()
     sizes = {
         name: {s: _write_parquet(split_rows, feats[name], data_dir / name, s) for s, split_rows in by_split.items()}
         for name, by_split in rows.items()

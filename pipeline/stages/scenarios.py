@@ -87,7 +87,9 @@ def _row_for(sim: Simulator, domain: Domain, rng: random.Random, min_matches: in
         row = rng.choice(rows)
         if search is None:
             return row
-        if sim.execute(search.name, search_filters(search, row)).get("count", 0) >= min_matches:
+        result = sim.execute(search.name, search_filters(search, row))
+        shown = [r.get(domain.entity_slot) for r in result.get("results", [])]
+        if len(shown) >= min_matches and row[domain.entity_slot] in shown:  # the user can point at it
             return row
     return None
 

@@ -1,4 +1,4 @@
-"""Hand-built run directories for the publish tests (small, varied, with every message shape)."""
+"""Hand-built SpeakER run directories for tests: small, varied, with every message shape (no generator needed)."""
 
 from __future__ import annotations
 
@@ -91,3 +91,45 @@ def make_run(run_dir: Path, n: int = 48, *, rejected: int = 5, config: dict | No
         "speakrl_version": "0.1.0", "created": "2026-11-22T00:00:00Z", "seed": 0, "n": n + rejected,
         "config_hash": "abc123", "versions": {"speakrl": "0.1.0", "datasets": "5.2.0"}, "stages": {}, "counts": {}}))
     return run_dir
+
+
+def check_published(load, run_dir: Path) -> dict[str, dict[str, int]]:
+    """Assert that `load(config)` (a DatasetDict per config, from a local dir or the Hub) holds exactly the run's rows.
+
+    Every accepted dialogue is in exactly one split of `default`, and each row equals `dialogue_row` of it and turns
+    back into the very same Dialogue; `decision_points` holds exactly the decision points of each split's
+    dialogues; `rejected` holds every rejection. Returns the row counts per config and split.
+    """
+    from pipeline.decision_points import decision_points
+    from pipeline.io import read_jsonl
+    from pipeline.stages.publish import decision_point_row, dialogue_from_row, dialogue_row, features, rejection_row
+
+    feats = features()
+    accepted = {d.id: d for d in read_jsonl(run_dir / "accepted.jsonl", Dialogue)}
+    rejected = sorted(read_jsonl(run_dir / "rejected.jsonl", Rejection), key=lambda r: r.id)
+    counts: dict[str, dict[str, int]] = {}
+    default = load("default")
+    assert default["train"].features == feats["default"]
+    seen: list[str] = []
+    for split, ds in default.items():
+        rows = ds.to_list()
+        for row in rows:
+            original = accepted[row["id"]]
+            assert row == dialogue_row(original), f"row {row['id']} differs from its dialogue"
+            assert dialogue_from_row(row) == original
+        seen += [r["id"] for r in rows]
+        counts.setdefault("default", {})[split] = len(rows)
+    assert sorted(seen) == sorted(accepted), "every accepted dialogue must be in exactly one split"
+    points = load("decision_points")
+    assert set(points) == set(default)
+    for split, ds in points.items():
+        assert ds.features == feats["decision_points"]
+        expected = [decision_point_row(p) for row in default[split].to_list() for p in decision_points(accepted[row["id"]])]
+        assert ds.to_list() == expected
+        counts.setdefault("decision_points", {})[split] = len(expected)
+    if rejected:
+        rej = load("rejected")
+        assert list(rej) == ["train"] and rej["train"].features == feats["rejected"]
+        assert rej["train"].to_list() == [rejection_row(r) for r in rejected]
+        counts["rejected"] = {"train": len(rejected)}
+    return counts

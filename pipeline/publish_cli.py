@@ -1,0 +1,63 @@
+"""`speakrl publish`: a run directory → the Hub repo layout on disk (`--to-dir`) and/or a Hub dataset (`--repo-id`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from pipeline.cli import app, console
+from pipeline.errors import PublishError
+
+
+@app.command("publish")
+def publish(
+    run_dir: Path = typer.Argument(..., help="Run directory written by `speakrl run`."),
+    repo_id: Optional[str] = typer.Option(None, "--repo-id", help="Hub dataset repo OWNER/NAME to push to."),
+    to_dir: Optional[Path] = typer.Option(None, "--to-dir", help="Write the exact Hub repo layout to this directory."),
+    private: bool = typer.Option(False, "--private", help="Create the repo private (an existing repo keeps its visibility)."),
+    revision: Optional[str] = typer.Option(None, "--revision", help="Branch to push to (created if missing); default main."),
+    commit_message: Optional[str] = typer.Option(None, "--commit-message", help="Commit title."),
+    create_pr: bool = typer.Option(False, "--create-pr", help="Open a pull request instead of committing to the branch."),
+    ood_domain: Optional[List[str]] = typer.Option(None, "--ood-domain", help="Domain held out for test_ood (repeatable); default: one picked by the seed."),
+    ood_tool: Optional[List[str]] = typer.Option(None, "--ood-tool", help="Also hold out every dialogue calling this tool (repeatable)."),
+    no_ood: bool = typer.Option(False, "--no-ood", help="No out-of-domain split."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Split seed; default: the run's seed."),
+    license: Optional[str] = typer.Option(None, "--license", help="License id for the card; default: from the catalog's sources."),
+) -> None:
+    """Split, write parquet and the dataset card; push them to the Hugging Face Hub and/or a local directory."""
+    from pipeline.stages.publish import PublishOptions, build_dataset_dir
+
+    if not repo_id and not to_dir:
+        raise PublishError("nothing to do: pass --repo-id OWNER/NAME to push to the Hub, or --to-dir DIR to write locally")
+    if no_ood and ood_domain:
+        raise PublishError("--no-ood and --ood-domain contradict each other; pass one of them")
+
+    def options() -> PublishOptions:  # fresh each time: push() fills in repo_id
+        return PublishOptions(
+            seed=seed,
+            ood_domains=[] if no_ood else (list(ood_domain) if ood_domain else None),
+            ood_tools=list(ood_tool or []),
+            license=license,
+            repo_id=repo_id,
+        )
+
+    if repo_id:
+        from pipeline.hub import check_repo_id
+
+        check_repo_id(repo_id)  # before any work, so a typo fails at once
+    if to_dir:
+        out = build_dataset_dir(run_dir, to_dir, options())
+        console.print(f"wrote the dataset to {out}; load it with datasets.load_dataset({str(out)!r}, name)")
+    if repo_id:
+        from pipeline.hub import push
+
+        result = push(run_dir, repo_id, private=private, revision=revision, commit_message=commit_message,
+                      create_pr=create_pr, options=options())
+        if result.pr_url:
+            console.print(f"opened pull request {result.pr_url}")
+        elif result.changed:
+            console.print(f"pushed {result.repo_id} at commit {result.commit[:12]}: {result.url}")
+        else:
+            console.print(f"{result.repo_id} already holds this dataset (commit {result.commit[:12]}); nothing to push")

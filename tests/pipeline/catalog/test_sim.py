@@ -1,0 +1,82 @@
+"""The simulator on the built-in catalog: seeded databases, deterministic results, errors for bad calls."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from pipeline.catalog import load_catalog
+from pipeline.catalog.sim import MAX_RESULTS, Simulator, build_database
+
+CATALOG = load_catalog("builtin")
+SIM = Simulator(CATALOG)
+
+
+def test_databases_hold_every_entity_in_pairs() -> None:
+    for domain in CATALOG.domains:
+        rows = SIM.databases[domain.name]
+        if not domain.entity_slot:
+            assert rows == []
+            continue
+        names = [r[domain.entity_slot] for r in rows]
+        assert sorted(names) == sorted(set(domain.slot(domain.entity_slot).pool()))  # every entity can be booked
+        searchable = {s for t in domain.tools if t.kind == "search" for s in t.slots if s in domain.attributes}
+        searchable.discard(domain.entity_slot)
+        assert searchable, domain.name
+        for a, b in zip(rows[::2], rows[1::2]):
+            assert {k: a[k] for k in searchable} == {k: b[k] for k in searchable}
+            assert a[domain.entity_slot] != b[domain.entity_slot]
+
+
+def test_databases_are_the_same_in_another_process() -> None:
+    code = (
+        "import json; from pipeline.catalog import load_catalog; from pipeline.catalog.sim import build_database;"
+        "c = load_catalog('builtin'); print(json.dumps({d.name: build_database(d) for d in c.domains}, sort_keys=True))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert json.loads(out) == json.loads(json.dumps({d.name: build_database(d) for d in CATALOG.domains}, sort_keys=True))
+
+
+def test_search_filters_and_caps_results() -> None:
+    rows = SIM.databases["restaurants"]
+    row = rows[0]
+    result = SIM.execute("find_restaurants", {"city": row["city"], "cuisine": row["cuisine"], "price_range": row["price_range"]})
+    expected = [r["restaurant_name"] for r in rows if (r["city"], r["cuisine"], r["price_range"]) == (row["city"], row["cuisine"], row["price_range"])]
+    assert result["count"] == len(expected) >= 2
+    assert [r["restaurant_name"] for r in result["results"]] == expected[:MAX_RESULTS]
+    # filters are case-insensitive, like a real search box
+    upper = SIM.execute("find_restaurants", {"city": row["city"].upper(), "cuisine": row["cuisine"], "price_range": row["price_range"]})
+    assert upper["count"] == result["count"]
+    # the optional filter's default applies when it is omitted
+    omitted = SIM.execute("find_restaurants", {"city": row["city"], "cuisine": row["cuisine"]})
+    assert all(r["price_range"] == "moderate" for r in omitted["results"])
+
+
+def test_actions_and_lookups() -> None:
+    row = SIM.databases["hotels"][3]
+    args = {"hotel_name": row["hotel_name"], "check_in_date": "April 9th", "nights": 3}
+    booked = SIM.execute("book_hotel", args)
+    assert booked["status"] == "confirmed" and booked["confirmation_id"].startswith("BOO-")
+    assert booked["rooms"] == 1 and booked["room_type"] == "standard"  # defaults filled in
+    assert booked["phone_number"] == row["phone_number"]  # facts come from the database row
+    assert SIM.execute("book_hotel", args) == booked
+    other = SIM.execute("book_hotel", {**args, "nights": 4})
+    assert other["confirmation_id"] != booked["confirmation_id"]
+    info = SIM.execute("get_hotel_info", {"hotel_name": row["hotel_name"]})
+    assert info["street_address"] == row["street_address"] and "status" not in info
+    weather = SIM.execute("get_weather", {"city": "Omaha"})  # no entity: facts derived from the arguments
+    assert weather["city"] == "Omaha" and weather["date"] == "today" and weather["conditions"]
+    assert SIM.execute("get_weather", {"city": "Omaha"}) == weather
+
+
+def test_bad_calls_return_errors() -> None:
+    row = SIM.databases["flights"][0]
+    good = {"flight_number": row["flight_number"], "departure_date": "May 7th", "passengers": 2}
+    assert "error" not in SIM.execute("book_flight", good)
+    assert "error" in SIM.execute("book_flight", {**good, "cabin_class": "hyper class"})  # not offered
+    assert "error" in SIM.execute("book_flight", {**good, "passengers": "two"})  # wrong type
+    assert "error" in SIM.execute("book_flight", {k: v for k, v in good.items() if k != "passengers"})  # missing
+    assert "error" in SIM.execute("book_flight", {**good, "flight_number": "ZZ 999"})  # no such flight
+    assert "error" in SIM.execute("book_flight", {**good, "seat": "12A"})  # unknown argument
+    assert "error" in SIM.execute("teleport", {})

@@ -1,0 +1,272 @@
+"""The publish stage: leak-free splits, typed parquet in the Hub layout, the dataset card, and `speakrl publish --to-dir`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import datasets
+import pytest
+import yaml
+from huggingface_hub import DatasetCard
+
+from pipeline.errors import PublishError
+from pipeline.io import read_jsonl, write_jsonl
+from pipeline.stages.publish import (
+    SPLITS,
+    PublishOptions,
+    assign_splits,
+    build_dataset_dir,
+    check_no_leakage,
+    leakage_groups,
+)
+from pipeline.testing.runs import check_published, make_dialogue, make_run
+from schemas.dialogue import Dialogue
+
+
+def load_local(path: Path, cache: Path):
+    return lambda name: datasets.load_dataset(str(path), name, cache_dir=str(cache))
+
+
+@pytest.fixture
+def run(tmp_path) -> Path:
+    return make_run(tmp_path / "run")
+
+
+@pytest.fixture
+def built(run, tmp_path) -> Path:
+    return build_dataset_dir(run, tmp_path / "dataset")
+
+
+def split_of(out: Path, cache: Path) -> dict[str, str]:
+    ds = datasets.load_dataset(str(out), "default", cache_dir=str(cache))
+    return {row_id: split for split, d in ds.items() for row_id in d["id"]}
+
+
+# --- the local round trip -------------------------------------------------------------------------------------------
+
+
+def test_every_config_and_split_loads_back_exactly(built, run, tmp_path):
+    counts = check_published(load_local(built, tmp_path / "cache"), run)
+    assert set(counts["default"]) == set(SPLITS)  # 48 rows over four domains: every split is present
+    assert counts["rejected"] == {"train": 5}
+    files = sorted(p.relative_to(built).as_posix() for p in built.rglob("*") if p.is_file())
+    assert files == sorted(
+        ["README.md", "assets/distributions.png", "data/rejected/train-00000-of-00001.parquet"]
+        + [f"data/{c}/{s}-00000-of-00001.parquet" for c in ("default", "decision_points") for s in SPLITS]
+    )
+
+
+def test_real_run_dataset_dir_from_the_runner_loads(small_run, tmp_path):
+    """`speakrl run` leaves run/dataset/ (the runner calls build_dataset_dir); every config reads back exactly."""
+    counts = check_published(load_local(small_run / "dataset", tmp_path / "cache"), small_run)
+    accepted = sum(1 for _ in read_jsonl(small_run / "accepted.jsonl"))
+    assert sum(counts["default"].values()) == accepted
+    assert counts["default"]["test_ood"] > 0 and counts["default"]["validation"] > 0 and counts["default"]["test"] > 0
+
+
+def test_build_is_deterministic_and_seeded(run, tmp_path):
+    a = build_dataset_dir(run, tmp_path / "a")
+    b = build_dataset_dir(run, tmp_path / "b")
+    files = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
+    assert files and all((a / f).read_bytes() == (b / f).read_bytes() for f in files)
+    other = build_dataset_dir(run, tmp_path / "c", PublishOptions(seed=7))
+    assert split_of(a, tmp_path / "cache") != split_of(other, tmp_path / "cache2")
+
+
+def test_rebuild_replaces_stale_shards_but_nothing_else(run, tmp_path):
+    out = build_dataset_dir(run, tmp_path / "ds")
+    mine = out / "data" / "default" / "notes.parquet"  # not a shard name of ours: kept
+    mine.write_bytes(b"user file")
+    build_dataset_dir(run, out, PublishOptions(ood_domains=[]))
+    assert not list((out / "data" / "default").glob("test_ood-*"))
+    assert mine.read_bytes() == b"user file"
+    assert "test_ood" not in datasets.load_dataset(str(out), "default", cache_dir=str(tmp_path / "cache"))
+
+
+# --- splits and leakage ---------------------------------------------------------------------------------------------
+
+
+def test_shared_scenario_goal_and_near_duplicates_stay_in_one_split(tmp_path):
+    base = [make_dialogue(i, ["flights", "hotels", "movies"][i % 3]) for i in range(30)]
+    same_scenario = make_dialogue(100, "flights", scenario_id=base[3].scenario_id)
+    same_goal = base[4].model_copy(update={"id": "goal-twin", "scenario_id": "other-scenario",
+                                           "messages": [base[4].messages[0], *base[7].messages[1:]]})
+    near_dup = base[5].model_copy(update={"id": "near-twin", "scenario_id": "s-near", "goal": {"x": "y"}})
+    near_dup.messages[-1] = near_dup.messages[-1].model_copy(update={"content": "Done! All set."})
+    rows = [*base, same_scenario, same_goal, near_dup]
+    groups = leakage_groups(rows, threshold=0.8)
+    group_of = {rows[i].id: g for g, members in enumerate(groups) for i in members}
+    assert group_of[same_scenario.id] == group_of[base[3].id]
+    assert group_of["goal-twin"] == group_of[base[4].id]
+    assert group_of["near-twin"] == group_of[base[5].id]
+    assert group_of[base[0].id] != group_of[base[1].id]  # unrelated dialogues are not chained together
+
+    for seed in range(5):  # whatever the seed, the twins land together
+        result = assign_splits(rows, PublishOptions(ood_domains=[], validation_fraction=0.3, test_fraction=0.3),
+                               seed=seed, threshold=0.8)
+        where = {d.id: s for s, ds in result.splits.items() for d in ds}
+        assert where[same_scenario.id] == where[base[3].id]
+        assert where["goal-twin"] == where[base[4].id]
+        assert where["near-twin"] == where[base[5].id]
+        assert len(where) == len(rows)
+
+
+def test_leakage_check_catches_each_kind():
+    a, b = make_dialogue(1, "flights"), make_dialogue(2, "hotels")
+    with pytest.raises(PublishError, match="scenario"):
+        check_no_leakage({"train": [a], "test": [b.model_copy(update={"scenario_id": a.scenario_id})]}, 0.9)
+    with pytest.raises(PublishError, match="goal"):
+        check_no_leakage({"train": [a], "test": [a.model_copy(update={"id": "x", "scenario_id": "y"})]}, 0.9)
+    twin = make_dialogue(1, "flights").model_copy(update={"id": "x", "scenario_id": "y", "goal": {"z": 1}})
+    with pytest.raises(PublishError, match="near-duplicates"):
+        check_no_leakage({"train": [a], "test": [twin]}, 0.9)
+    check_no_leakage({"train": [a], "test": [b]}, 0.9)  # unrelated rows pass
+
+
+def test_ood_holds_out_whole_domains_and_tools(run, tmp_path):
+    out = build_dataset_dir(run, tmp_path / "ds", PublishOptions(ood_domains=["movies"], ood_tools=["book_flight"]))
+    ds = datasets.load_dataset(str(out), "default", cache_dir=str(tmp_path / "cache"))
+    assert set(ds["test_ood"]["domain"]) == {"movies", "flights"}
+    for split in ("train", "validation", "test"):
+        assert not {"movies", "flights"} & set(ds[split]["domain"])
+        assert all(c["name"] != "book_flight" for calls in ds[split]["gold_calls"] for c in calls)
+    card = (out / "README.md").read_text()
+    assert "movies" in card and "book_flight" in card
+
+
+def test_default_ood_is_one_domain_picked_by_seed(run, tmp_path):
+    held = {seed: build_and_ood(run, tmp_path / f"s{seed}", seed) for seed in range(6)}
+    assert all(len(v) == 1 for v in held.values())
+    assert len(set(map(tuple, held.values()))) > 1  # the seed decides which
+
+
+def build_and_ood(run: Path, out: Path, seed: int) -> list[str]:
+    from pipeline.stages.publish import default_ood_domains
+
+    domains = {d.domain for d in read_jsonl(run / "accepted.jsonl", Dialogue)}
+    return default_ood_domains(domains, seed)
+
+
+def test_unknown_ood_domain_is_refused(run, tmp_path):
+    with pytest.raises(PublishError, match="no accepted dialogue"):
+        build_dataset_dir(run, tmp_path / "ds", PublishOptions(ood_domains=["atlantis"]))
+
+
+# --- the card and the figure ----------------------------------------------------------------------------------------
+
+
+def test_card_metadata_is_complete_and_matches_the_files(built, run):
+    card = DatasetCard.load(built / "README.md")
+    data = card.data.to_dict()
+    assert data["license"] == "cc-by-4.0"  # builtin catalog, no SGD slot values
+    assert data["language"] == ["en"] and data["task_categories"] == ["text-generation"]
+    assert data["size_categories"] == ["n<1K"]
+    assert "synthetic" in data["tags"]
+    configs = {c["config_name"]: c for c in data["configs"]}
+    assert set(configs) == {"default", "decision_points", "rejected"} and configs["default"]["default"] is True
+    for name, c in configs.items():
+        for entry in c["data_files"]:
+            assert list(built.glob(entry["path"])), f"{name}/{entry['split']} names no file"
+    infos = {i["config_name"]: i for i in data["dataset_info"]}
+    assert {s["name"]: s["num_examples"] for s in infos["rejected"]["splits"]} == {"train": 5}
+    text = card.text
+    for needle in ("Acikgoz", "2512.13159", "## Statistics", "offline", "ungrounded_argument", "test_ood",
+                   "assets/distributions.png", "json.loads(row[\"tools\"])"):
+        assert needle in text, needle
+    assert str(run) not in card.content and "/tmp" not in card.content  # no local path (config.yaml has one)
+
+
+def test_figure_is_a_png(built):
+    png = (built / "assets" / "distributions.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+
+
+def test_sgd_values_make_the_card_share_alike_with_attribution(tmp_path):
+    run = make_run(tmp_path / "run", config={"slot_values": "/data/sgd/train_slot_values.json"})
+    out = build_dataset_dir(run, tmp_path / "ds")
+    card = DatasetCard.load(out / "README.md")
+    assert card.data.license == "cc-by-sa-4.0"
+    assert "Schema-Guided Dialogue" in card.text and "Rastogi" in card.text
+    assert "/data/sgd" not in card.content and "train_slot_values.json" in card.content
+
+
+def test_tools_column_is_what_trl_expects(built, tmp_path):
+    """TRL's SFTTrainer does `json.loads(tools) if isinstance(tools, str)`: the column decodes to OpenAI tool specs."""
+    row = datasets.load_dataset(str(built), "default", split="train", cache_dir=str(tmp_path / "c"))[0]
+    tools = json.loads(row["tools"]) if isinstance(row["tools"], str) else row["tools"]
+    assert isinstance(tools, list) and tools[0]["type"] == "function"
+    assert set(tools[0]["function"]) == {"name", "description", "parameters"}
+    assistant = [m for m in row["messages"] if m["tool_calls"]][0]
+    assert json.loads(assistant["tool_calls"][0]["function"]["arguments"])  # arguments: a JSON object string
+
+
+# --- bad input ------------------------------------------------------------------------------------------------------
+
+
+def test_run_without_accepted_rows_is_refused(tmp_path):
+    run = make_run(tmp_path / "run")
+    write_jsonl(run / "accepted.jsonl", [])
+    with pytest.raises(PublishError, match="no accepted dialogues"):
+        build_dataset_dir(run, tmp_path / "ds")
+    (run / "accepted.jsonl").unlink()
+    with pytest.raises(PublishError, match="no accepted.jsonl"):
+        build_dataset_dir(run, tmp_path / "ds")
+    assert not (tmp_path / "ds").exists()  # nothing half-written
+
+
+def test_corrupt_rows_are_one_sentence(tmp_path):
+    run = make_run(tmp_path / "run")
+    (run / "accepted.jsonl").write_text('{"id": "x"}\n')
+    with pytest.raises(PublishError, match="do not match the data contract"):
+        build_dataset_dir(run, tmp_path / "ds")
+
+
+# --- the command ----------------------------------------------------------------------------------------------------
+
+
+def run_cli(monkeypatch, *args: str) -> int:
+    from pipeline import cli
+
+    monkeypatch.setattr(sys, "argv", ["speakrl", *args])
+    try:
+        cli.main()
+    except SystemExit as e:
+        return int(e.code or 0)
+    return 0
+
+
+def test_cli_to_dir(run, tmp_path, monkeypatch, capsys):
+    assert run_cli(monkeypatch, "publish", str(run), "--to-dir", str(tmp_path / "out"), "--ood-domain", "hotels") == 0
+    ds = datasets.load_dataset(str(tmp_path / "out"), "default", cache_dir=str(tmp_path / "cache"))
+    assert set(ds["test_ood"]["domain"]) == {"hotels"}
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--to-dir", "{tmp}/out", "--repo-id", "not a repo"], "not a valid repo id"),
+        ([], "nothing to do"),
+        (["--to-dir", "{tmp}/out", "--no-ood", "--ood-domain", "hotels"], "contradict"),
+    ],
+)
+def test_cli_bad_input_is_one_sentence_exit_2(run, tmp_path, monkeypatch, capsys, args, message):
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    assert run_cli(monkeypatch, "publish", str(run), *args) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) <= 2
+
+
+def test_cli_empty_run_exit_2(tmp_path, monkeypatch, capsys):
+    run = make_run(tmp_path / "run")
+    write_jsonl(run / "accepted.jsonl", [])
+    assert run_cli(monkeypatch, "publish", str(run), "--to-dir", str(tmp_path / "out")) == 2
+    assert "no accepted dialogues" in capsys.readouterr().err
+
+
+def test_config_yaml_paths_are_reduced(run):
+    from pipeline.stages.publish import public_config
+
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    assert public_config(cfg)["out"] == "run"

@@ -1,0 +1,58 @@
+from collections import Counter
+
+from pipeline.stages import scenarios
+from schemas import AMBIGUITY_TYPES, RunConfig
+
+
+def test_same_seed_same_scenarios_and_other_seed_differs(catalog, sim):
+    cfg = RunConfig(n=50, seed=7)
+    a = [s.model_dump() for s in scenarios.run(cfg, catalog, range(50), sim)]
+    b = [s.model_dump() for s in scenarios.run(cfg, catalog, range(50), sim)]
+    c = [s.model_dump() for s in scenarios.run(cfg.model_copy(update={"seed": 8}), catalog, range(50), sim)]
+    assert a == b
+    assert a != c
+
+
+def test_scenario_index_is_independent_of_the_batch(catalog, sim):
+    cfg = RunConfig(n=100, seed=3)
+    whole = list(scenarios.run(cfg, catalog, range(100), sim))
+    tail = list(scenarios.run(cfg, catalog, range(60, 100), sim))
+    assert whole[60:] == tail
+
+
+def test_default_mix_covers_every_type_with_25_to_40_percent_controls(catalog, sim):
+    rows = list(scenarios.run(RunConfig(n=2000, seed=0), catalog, range(2000), sim))
+    kinds = Counter(s.ambiguities[0].type if s.ambiguities else "none" for s in rows)
+    assert set(kinds) == {"none", *AMBIGUITY_TYPES}
+    assert 0.25 <= kinds["none"] / len(rows) <= 0.40
+    assert all(s.needs_clarification == bool(s.ambiguities) for s in rows)
+    multi = [s for s in rows if sum(a.type == "missing_slot" for a in s.ambiguities) >= 2]
+    assert len(multi) >= 50, "several missing slots in one request must occur"
+
+
+def test_mix_is_configurable(catalog, sim):
+    cfg = RunConfig(n=300, mix={"none": 0.0, "invalid_value": 1.0})
+    rows = list(scenarios.run(cfg, catalog, range(300), sim))
+    assert {s.ambiguities[0].type for s in rows} == {"invalid_value"}
+
+
+def test_ambiguity_is_consistent_with_the_goal(catalog, sim):
+    rows = list(scenarios.run(RunConfig(n=1500, seed=1), catalog, range(1500), sim))
+    for s in rows:
+        domain = catalog.domain(s.domain)
+        tool = domain.tool(s.tool)
+        assert set(s.goal) == set(tool.slots)
+        for amb in s.ambiguities:
+            assert amb.slot not in s.stated, "an ambiguous slot cannot also be stated"
+            if amb.type == "invalid_value":
+                assert amb.detail not in (domain.slot(amb.slot).enum or [])
+                assert s.goal[amb.slot] in amb.candidates
+            if amb.type == "conflicting_constraints":
+                assert str(s.goal[amb.slot]) in amb.candidates and len(set(amb.candidates)) == 2
+            if amb.type == "ambiguous_reference":
+                assert len(amb.candidates) >= 2 and s.goal[amb.slot] in amb.candidates
+                assert s.flow[-1] == s.tool and len(s.flow) == 2
+        if not s.ambiguities:
+            # a control states every non-default value: nothing is left to ask
+            missing = [k for k in tool.required if k not in s.stated]
+            assert not missing

@@ -1,0 +1,99 @@
+"""End to end on the offline backend, and kill-and-resume."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from pipeline.io import read_jsonl
+from pipeline.runner import generate, load_config
+from pipeline.errors import RunDirError
+from schemas import Dialogue, Manifest, Rejection, RunConfig
+
+
+def _lines(path: Path) -> list[str]:
+    return path.read_text().splitlines()
+
+
+def test_end_to_end_run_directory(small_run):
+    stats = json.loads((small_run / "stats.json").read_text())
+    accepted = list(read_jsonl(small_run / "accepted.jsonl", Dialogue))
+    rejected = list(read_jsonl(small_run / "rejected.jsonl", Rejection))
+    assert stats["generated"] == 300 == len(accepted) + len(rejected)
+    assert stats["accepted"] == len(accepted) and len(accepted) > 250
+    assert len({d.id for d in accepted}) == len(accepted)
+    manifest = Manifest.model_validate_json((small_run / "manifest.json").read_text())
+    assert manifest.counts["generated"] == 300 and manifest.versions["pydantic"]
+    assert load_config(str(small_run / "config.yaml"), {}).n == 300  # the resolved config reloads
+    assert set(stats["by_ambiguity"]) >= {"none", "missing_slot", "ambiguous_reference"}
+
+
+def test_local_dataset_loads_with_datasets(small_run):
+    import datasets
+
+    ds = datasets.load_dataset(str(small_run / "dataset"), "default")
+    total = sum(len(split) for split in ds.values())
+    assert total == len(_lines(small_run / "accepted.jsonl"))
+    row = ds["train"][0]
+    assert {"messages", "tools"} <= set(row)
+    assert row["messages"][0]["role"] == "system"
+
+
+def test_rerunning_a_finished_run_changes_nothing(small_run):
+    before = {p: p.stat().st_mtime_ns for p in small_run.glob("validated/*.jsonl")}
+    accepted = (small_run / "accepted.jsonl").read_bytes()
+    generate(load_config(str(small_run / "config.yaml"), {}))
+    assert {p: p.stat().st_mtime_ns for p in small_run.glob("validated/*.jsonl")} == before
+    assert (small_run / "accepted.jsonl").read_bytes() == accepted
+
+
+def test_a_run_dir_with_other_settings_is_refused(small_run):
+    cfg = load_config(str(small_run / "config.yaml"), {"seed": 99})
+    with pytest.raises(RunDirError, match="different settings"):
+        generate(cfg)
+
+
+def test_workers_do_not_change_the_rows(tmp_path):
+    one = generate(RunConfig(n=400, seed=5, out=str(tmp_path / "a"), workers=1, shard_size=100))
+    two = generate(RunConfig(n=400, seed=5, out=str(tmp_path / "b"), workers=2, shard_size=150))
+    assert (one / "accepted.jsonl").read_bytes() == (two / "accepted.jsonl").read_bytes()
+
+
+def _speakrl(*args: str) -> list[str]:
+    return [sys.executable, "-c", "from pipeline.cli import main; main()", *args]
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_to_exactly_the_uninterrupted_rows(tmp_path):
+    common = ["--n", "6000", "--seed", "11", "--shard-size", "200", "--workers", "1"]
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(_speakrl("run", *common, "--out", str(killed)), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not (killed / "validated" / "shard-00002.jsonl").exists():
+        assert proc.poll() is None, "the run ended before it could be killed"
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (killed / "accepted.jsonl").exists(), "the kill must land mid-run"
+    done_before = {p.name: p.stat().st_mtime_ns for p in (killed / "validated").glob("shard-*.jsonl")}
+
+    subprocess.run(_speakrl("run", *common, "--out", str(killed)), check=True, capture_output=True)
+    clean = tmp_path / "clean"
+    subprocess.run(_speakrl("run", *common, "--out", str(clean)), check=True, capture_output=True)
+
+    for name, mtime in done_before.items():  # finished shards were not redone
+        assert (killed / "validated" / name).stat().st_mtime_ns == mtime
+    assert (killed / "accepted.jsonl").read_bytes() == (clean / "accepted.jsonl").read_bytes()
+    assert sorted(_lines(killed / "rejected.jsonl")) == sorted(_lines(clean / "rejected.jsonl"))
+    ids = [json.loads(line)["id"] for line in _lines(killed / "accepted.jsonl")]
+    assert len(ids) == len(set(ids))
+    stats = json.loads((killed / "stats.json").read_text())
+    assert stats["generated"] == 6000 == stats["accepted"] + stats["rejected"]
+    assert not [p for p in killed.rglob("*.tmp")], "no temp file may survive a completed run"

@@ -1,0 +1,107 @@
+"""`speakrl train` and `speakrl eval`. torch, transformers and TRL are imported inside the commands, so the rest of
+the CLI works without the `train` extra."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from pipeline.cli import app, console
+from pipeline.errors import TrainingError
+
+logger = logging.getLogger(__name__)
+
+
+def _need_training_extra() -> None:
+    try:
+        import torch  # noqa: F401
+        import trl  # noqa: F401
+    except ImportError:
+        raise TrainingError("training needs the train extra: pip install 'speakrl[train]'") from None
+
+
+@app.command("train")
+def train_command(
+    recipe: str = typer.Option(..., "--recipe", help="Recipe name (tiny-cpu, qwen3-1.7b, multi-gpu) or a YAML path."),
+    dataset: str = typer.Option(..., "--dataset", help="Run directory, local dataset directory, or Hub dataset id."),
+    output_dir: Path = typer.Option(..., "--output-dir", help="Where checkpoints, logs and the reward curve go."),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps", help="GRPO steps (overrides the recipe)."),
+    model: Optional[str] = typer.Option(None, "--model", help="Model path or Hub id (overrides model_name_or_path)."),
+    protocol: Optional[str] = typer.Option(None, "--protocol", help="speakrl or native (overrides the recipe)."),
+    set_: Optional[List[str]] = typer.Option(None, "--set", help="Override a recipe setting: KEY=VALUE (sft.KEY for the warm start)."),
+) -> None:
+    """Train on SpeakER with TRL: SFT warm start, then GRPO with the recipe's rewards."""
+    _need_training_extra()
+    from training.config import load_recipe
+    from training.train import train
+
+    overrides = list(set_ or [])
+    if model:
+        overrides.append(f"model_name_or_path={model}")
+    if protocol:
+        overrides.append(f"protocol={protocol}")
+    cfg, model_args = load_recipe(recipe, output_dir=str(output_dir), max_steps=max_steps, overrides=overrides)
+    summary = train(cfg, model_args, dataset)
+    console.print(f"trained: {summary['final']}")
+    if "reward_curve_png" in summary:
+        console.print(f"reward curve: {summary['reward_curve_json']} and {summary['reward_curve_png']}")
+
+
+@app.command("eval")
+def eval_command(
+    model: str = typer.Option(..., "--model", help="Checkpoint directory, or the model name served at --base-url."),
+    dataset: str = typer.Option(..., "--dataset", help="Run directory, local dataset directory, or Hub dataset id."),
+    split: str = typer.Option("test", "--split", help="Split to evaluate."),
+    base_url: Optional[str] = typer.Option(None, "--base-url", help="OpenAI-compatible endpoint; the model is then an API model."),
+    api_key_env: str = typer.Option("OPENAI_API_KEY", "--api-key-env", help="Environment variable holding the API key."),
+    protocol: Optional[str] = typer.Option(None, "--protocol", help="speakrl or native (default: speakrl for checkpoints trained here, native for API models)."),
+    output_dir: Optional[Path] = typer.Option(None, "--output-dir", help="Where eval JSON goes (default: the checkpoint dir, or outputs/eval)."),
+    catalog: Optional[str] = typer.Option(None, "--catalog", help="Catalog that runs the tools (default: the run's, else builtin)."),
+    max_turns: int = typer.Option(8, "--max-turns", help="Turn limit of an episode."),
+    max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", help="Token limit of one turn."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Evaluate only the first N dialogues."),
+    concurrency: int = typer.Option(8, "--concurrency", help="Parallel requests to the endpoint."),
+) -> None:
+    """Evaluate a checkpoint or an API model: task completion, turns, clarification precision/recall, tool calls."""
+    from rich.console import Console
+
+    from training.protocols import PROTOCOLS
+
+    if protocol is not None and protocol not in PROTOCOLS:
+        raise TrainingError(f"unknown protocol {protocol!r}; valid: {', '.join(PROTOCOLS)}")
+    if base_url:
+        from training.evaluate import ApiPolicy
+
+        policy = ApiPolicy(base_url, model, protocol or "native", api_key_env, max_new_tokens or 512, concurrency)
+        out = output_dir or Path("outputs") / "eval" / model.replace("/", "__")
+    else:
+        _need_training_extra()
+        if not (Path(model) / "config.json").is_file():
+            raise TrainingError(f"model path {model!r} does not exist or is not a checkpoint directory (no config.json); pass --base-url for an API model")
+        from training.evaluate import LocalPolicy
+
+        policy = LocalPolicy(model, protocol or _trained_protocol(Path(model)), max_new_tokens or 128)
+        out = output_dir or Path(model)
+    from training.evaluate import evaluate, metrics_table
+
+    metrics = evaluate(policy, dataset, split, catalog, max_turns, limit)
+    metrics["model"] = model
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"eval_{split}.json"
+    from pipeline.io import atomic_write_text
+
+    atomic_write_text(path, json.dumps(metrics, indent=1))
+    Console().print(metrics_table({model: metrics}, title=f"SpeakER {split}"))
+    console.print(f"metrics: {path}")
+
+
+def _trained_protocol(model_dir: Path) -> str:
+    """The protocol a checkpoint was trained with (train_summary.json next to it), else speakrl."""
+    for candidate in (model_dir / "train_summary.json", model_dir.parent / "train_summary.json"):
+        if candidate.is_file():
+            return json.loads(candidate.read_text(encoding="utf-8")).get("protocol", "speakrl")
+    return "speakrl"

@@ -1,0 +1,306 @@
+"""Evaluation: one harness for a local checkpoint and any OpenAI-compatible endpoint.
+
+Two views of the test split:
+- decision points (teacher-forced: the gold history, one predicted turn): clarification precision / recall / F1 with
+  over- and under-asking rates (controls included), tool-call exact match and argument F1, answer accuracy, format;
+- episodes (the SpeakRL task-completion setting): the policy starts from the opening request, its questions are
+  answered by the user simulator from the hidden goal and its tool calls run in the catalog simulator; task
+  completion (a call matches the goal) and the number of assistant turns.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from pipeline.checks import argument_f1, call_matches
+from pipeline.errors import TrainingError
+from training.protocols import parse
+from training.rewards import answer_reward, question_targets, _slots  # noqa: PLC2701  (shared slot decoding)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Turn:
+    """A policy's raw output for one turn: text (possibly with inline tool calls) and/or structured tool calls."""
+
+    text: str = ""
+    tool_calls: list[dict[str, Any]] | None = None
+
+
+@dataclass
+class Conversation:
+    messages: list[dict[str, Any]]
+    tools: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Policy(Protocol):
+    protocol: str
+
+    def respond(self, conversations: Sequence[Conversation]) -> list[Turn]: ...
+
+
+class LocalPolicy:
+    """A transformers checkpoint, greedy decoding, batched, prompts rendered exactly as in training."""
+
+    def __init__(self, model_dir: str, protocol: str = "speakrl", max_new_tokens: int = 128, batch_size: int = 16):
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        path = Path(model_dir)
+        if not (path / "config.json").is_file():
+            raise TrainingError(f"model path {model_dir!r} does not exist or is not a checkpoint directory (no config.json)")
+        self.protocol, self.max_new_tokens, self.batch_size = protocol, max_new_tokens, batch_size
+        self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+        self.model.eval()
+        self._torch = torch
+
+    def respond(self, conversations: Sequence[Conversation]) -> list[Turn]:
+        from training.prompts import render_prompt
+
+        out: list[Turn] = []
+        limit = getattr(self.model.config, "max_position_embeddings", 4096) - self.max_new_tokens
+        for start in range(0, len(conversations), self.batch_size):
+            batch = conversations[start : start + self.batch_size]
+            texts = [render_prompt(self.tokenizer, c.messages, c.tools, self.protocol) for c in batch]
+            enc = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+            if enc["input_ids"].shape[1] > limit:  # keep the most recent context (left-truncate)
+                enc = {k: v[:, -limit:] for k, v in enc.items()}
+            with self._torch.no_grad():
+                gen = self.model.generate(
+                    **enc,
+                    max_new_tokens=self.max_new_tokens,
+                    do_sample=False,
+                    pad_token_id=self.tokenizer.pad_token_id,
+                    eos_token_id=self.tokenizer.eos_token_id,
+                )
+            new = gen[:, enc["input_ids"].shape[1] :]
+            out.extend(Turn(text=t) for t in self.tokenizer.batch_decode(new, skip_special_tokens=True))
+        return out
+
+
+class ApiPolicy:
+    """An OpenAI-compatible chat completions endpoint (OpenAI, vLLM, SGLang, Ollama...), through the openai SDK."""
+
+    def __init__(self, base_url: str, model: str, protocol: str = "native", api_key_env: str = "OPENAI_API_KEY",
+                 max_new_tokens: int = 512, concurrency: int = 8, timeout: float = 120.0):
+        import openai
+
+        self.protocol, self.model, self.max_new_tokens, self.concurrency = protocol, model, max_new_tokens, concurrency
+        # Local servers need no key; the SDK still wants a string.
+        self.client = openai.OpenAI(base_url=base_url, api_key=os.environ.get(api_key_env) or "none", timeout=timeout, max_retries=3)
+        self._openai = openai
+
+    def _one(self, conversation: Conversation) -> Turn:
+        from training.prompts import with_instructions
+
+        kwargs: dict[str, Any] = {
+            "model": self.model,
+            "messages": _api_messages(with_instructions(conversation.messages, self.protocol)),
+            "max_tokens": self.max_new_tokens,
+            "temperature": 0.0,
+        }
+        if conversation.tools:
+            kwargs["tools"] = conversation.tools
+        try:
+            response = self.client.chat.completions.create(**kwargs)
+        except self._openai.APIError as e:
+            raise TrainingError(f"the endpoint refused an evaluation request: {str(e).splitlines()[0]}") from None
+        message = response.choices[0].message
+        text = message.content or ""
+        reasoning = getattr(message, "reasoning_content", None)
+        if reasoning and "<think>" not in text:
+            text = f"<think>{reasoning}</think>{text}"
+        calls = [{"function": {"name": c.function.name, "arguments": c.function.arguments}} for c in message.tool_calls or []]
+        return Turn(text=text, tool_calls=calls or None)
+
+    def respond(self, conversations: Sequence[Conversation]) -> list[Turn]:
+        with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
+            return list(pool.map(self._one, conversations))
+
+
+def _api_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Chat messages in OpenAI wire format (tool-call arguments as JSON strings, ids on tool results)."""
+    out = []
+    for m in messages:
+        m = dict(m)
+        if m.get("tool_calls"):
+            m["tool_calls"] = [
+                {"id": c.get("id") or f"call_{i}", "type": "function",
+                 "function": {"name": c["function"]["name"], "arguments": c["function"]["arguments"] if isinstance(c["function"]["arguments"], str) else json.dumps(c["function"]["arguments"])}}
+                for i, c in enumerate(m["tool_calls"])
+            ]
+        if m.get("role") == "tool" and not m.get("tool_call_id"):
+            m["tool_call_id"] = "call_0"
+        out.append(m)
+    return out
+
+
+def _ratio(a: float, b: float) -> float | None:
+    return round(a / b, 4) if b else None
+
+
+def decision_metrics(policy: Policy, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Teacher-forced per-turn metrics over decision rows (`training.data.decision_rows`)."""
+    convs = [Conversation(json.loads(r["history"]), json.loads(r["tools"])) for r in rows]
+    turns = policy.respond(convs)
+    tp = fp = fn = tn = fp_ctrl = neg_ctrl = 0
+    target_overlap: list[float] = []
+    exact: list[float] = []
+    arg_f1: list[float] = []
+    answers: list[float] = []
+    formats: list[float] = []
+    for row, turn in zip(rows, turns, strict=True):
+        p = parse(turn.text, policy.protocol, turn.tool_calls)
+        formats.append(p.format_score)
+        asked, needed = p.act == "clarify", row["act"] == "clarify"
+        if needed:
+            tp, fn = tp + asked, fn + (not asked)
+            if asked:
+                gold, got = set(row["target_slots"]), question_targets(p.question or "", _slots(row["slots"]))
+                target_overlap.append(len(gold & got) / len(gold | got) if gold | got else 0.0)
+        else:
+            fp, tn = fp + asked, tn + (not asked)
+            if row["is_control"]:
+                neg_ctrl += 1
+                fp_ctrl += asked
+        if row["act"] == "tool_call":
+            gold_args, defaults = json.loads(row["gold_args"]), json.loads(row["defaults"])
+            ok = p.act == "tool_call" and p.call_args is not None
+            exact.append(float(ok and call_matches(p.call_name or "", p.call_args or {}, row["gold_name"], gold_args, defaults)))
+            arg_f1.append(argument_f1(p.call_args or {}, gold_args, defaults) if ok and p.call_name == row["gold_name"] else 0.0)
+        if row["act"] == "answer":
+            answers.append(answer_reward([turn.text], act=["answer"], gold_content=[row["gold_content"]],
+                                         last_tool_result=[row["last_tool_result"]], protocol=[policy.protocol])[0] or 0.0)
+    precision, recall = _ratio(tp, tp + fp), _ratio(tp, tp + fn)
+    f1 = round(2 * precision * recall / (precision + recall), 4) if precision and recall else 0.0
+    mean = lambda xs: round(sum(xs) / len(xs), 4) if xs else None  # noqa: E731
+    return {
+        "decision_points": len(rows),
+        "format_score": mean(formats),
+        "clarify_precision": precision,
+        "clarify_recall": recall,
+        "clarify_f1": f1,
+        "over_asking_rate": _ratio(fp, fp + tn),
+        "under_asking_rate": _ratio(fn, tp + fn),
+        "control_over_asking_rate": _ratio(fp_ctrl, neg_ctrl),
+        "question_target_overlap": mean(target_overlap),
+        "tool_call_exact_match": mean(exact),
+        "argument_f1": mean(arg_f1),
+        "answer_accuracy": mean(answers),
+    }
+
+
+def episode_metrics(policy: Policy, rows: list[dict[str, Any]], envs: dict[str, type], max_turns: int = 8) -> dict[str, Any]:
+    """Roll out episodes (`training.data.episode_rows`) with the user simulator and the tool simulator."""
+    states = []
+    for row in rows:
+        env = envs[row["environment"]]()
+        env.reset(**row)
+        states.append({"row": row, "env": env, "conv": Conversation(json.loads(row["history"]), json.loads(row["tools"])), "turns": 0, "done": False})
+    for _ in range(max_turns):
+        active = [s for s in states if not s["done"]]
+        if not active:
+            break
+        for s, turn in zip(active, policy.respond([s["conv"] for s in active]), strict=True):
+            s["turns"] += 1
+            p = parse(turn.text, policy.protocol, turn.tool_calls)
+            msgs = s["conv"].messages
+            if p.act == "clarify":
+                msgs.append({"role": "assistant", "content": p.question})
+                msgs.append({"role": "user", "content": s["env"].ask_user(p.question)})
+            elif p.act == "tool_call":
+                args = p.call_args if p.call_args is not None else {}
+                result = s["env"]._call(p.call_name, args) if p.call_args is not None else {"error": "arguments are not a JSON object"}
+                call = {"id": f"call_{s['turns']}", "type": "function", "function": {"name": p.call_name, "arguments": json.dumps(args)}}
+                msgs.append({"role": "assistant", "content": "", "tool_calls": [call]})
+                msgs.append({"role": "tool", "name": p.call_name, "tool_call_id": call["id"], "content": json.dumps(result)})
+            else:  # an answer ends the episode; so does output the protocol cannot read
+                s["done"] = True
+    n = len(states)
+    completed = [s["env"].completed for s in states]
+    ctrl = [s for s in states if not s["row"]["needs_clarification"]]
+    return {
+        "episodes": n,
+        "task_completion": _ratio(sum(completed), n),
+        "task_completion_ambiguous": _ratio(sum(s["env"].completed for s in states if s["row"]["needs_clarification"]), n - len(ctrl)),
+        "task_completion_control": _ratio(sum(s["env"].completed for s in ctrl), len(ctrl)),
+        "avg_turns": _ratio(sum(s["turns"] for s in states), n),
+        "avg_gold_turns": _ratio(sum(s["row"]["gold_turns"] for s in states), n),
+        "avg_questions": _ratio(sum(len(s["env"].questions) for s in states), n),
+    }
+
+
+def evaluate(policy: Policy, dataset: str, split: str = "test", catalog: str | None = None, max_turns: int = 8,
+             limit: int | None = None) -> dict[str, Any]:
+    """Decision-point and episode metrics of `policy` on a split of a SpeakER dataset."""
+    from pipeline.catalog import load_catalog
+    from training.data import decision_rows, episode_rows, load_dialogues
+    from training.env import environment_factories
+
+    splits = load_dialogues(dataset, split)
+    dialogues = splits.get(split)
+    if not dialogues:
+        raise TrainingError(f"dataset {dataset!r} has no dialogues in split {split!r}")
+    dialogues = dialogues[:limit] if limit else dialogues
+    catalog_source = catalog or _run_catalog(dataset) or "builtin"
+    envs = environment_factories(load_catalog(catalog_source), sorted({d.domain for d in dialogues}))
+    metrics = {"split": split, "dialogues": len(dialogues), "protocol": policy.protocol}
+    metrics.update(decision_metrics(policy, decision_rows(dialogues)))
+    metrics.update(episode_metrics(policy, episode_rows(dialogues), envs, max_turns))
+    return metrics
+
+
+def _run_catalog(dataset: str) -> str | None:
+    """The catalog a run dir was generated from (its config.yaml), if the dataset is a run dir."""
+    cfg = Path(dataset) / "config.yaml"
+    if not cfg.is_file():
+        return None
+    import yaml
+
+    return (yaml.safe_load(cfg.read_text(encoding="utf-8")) or {}).get("catalog")
+
+
+TABLE_ROWS = [
+    ("task_completion", "task completion"),
+    ("avg_turns", "avg turns (gold: {avg_gold_turns})"),
+    ("clarify_f1", "clarify F1"),
+    ("clarify_precision", "clarify precision"),
+    ("clarify_recall", "clarify recall"),
+    ("over_asking_rate", "over-asking rate"),
+    ("under_asking_rate", "under-asking rate"),
+    ("control_over_asking_rate", "over-asking on controls"),
+    ("tool_call_exact_match", "tool-call exact match"),
+    ("argument_f1", "argument F1"),
+    ("answer_accuracy", "answer accuracy"),
+    ("format_score", "format"),
+]
+
+
+def metrics_table(results: dict[str, dict[str, Any]], title: str = "SpeakER evaluation") -> Any:
+    """A rich table: one column per model, one row per metric."""
+    from rich.table import Table
+
+    table = Table(title=title)
+    table.add_column("metric")
+    for name in results:
+        table.add_column(name, justify="right")
+    first = next(iter(results.values()), {})
+    for key, label in TABLE_ROWS:
+        cells = []
+        for m in results.values():
+            v = m.get(key)
+            cells.append("—" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v))
+        table.add_row(label.format(**{k: first.get(k) for k in ("avg_gold_turns",)}), *cells)
+    return table

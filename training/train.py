@@ -1,0 +1,242 @@
+"""The bundled trainer: (tiny model build) → SFT warm start (TRL SFTTrainer) → GRPO (TRL GRPOTrainer).
+
+Layout of the output dir: `base/` (the tiny model, when built), `sft/`, `grpo/` (checkpoints with tokenizer),
+`reward_curve.json` + `reward_curve.png`, `train_summary.json`, `runs/` (tensorboard, when reported).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from pipeline.errors import TrainingError
+from pipeline.io import atomic_write_text
+from schemas.dialogue import Dialogue
+from training.config import SpeakrlConfig
+from training.data import corpus_texts, decision_rows, episode_rows, load_dialogues
+from training.prompts import render_prompt, render_target, with_instructions
+from training.rewards import get_rewards
+
+logger = logging.getLogger(__name__)
+
+
+def resolve_model(name_or_path: str | None) -> str:
+    """A local checkpoint dir or a Hub id; a local-looking path that does not exist is an error."""
+    if not name_or_path:
+        raise TrainingError("the recipe sets no model_name_or_path")
+    path = Path(name_or_path)
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise TrainingError(f"model path {name_or_path!r} has no config.json; pass a checkpoint directory")
+        return str(path)
+    if name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") != 1:
+        raise TrainingError(f"model path {name_or_path!r} does not exist")
+    return name_or_path
+
+
+def build_base(cfg: SpeakrlConfig, model_name: str | None, dialogues: list[Dialogue], out: Path) -> str:
+    """The starting checkpoint: the tiny model built on the training text, or the recipe's model."""
+    if model_name == "tiny":
+        from training.tiny import build_tiny
+
+        kwargs = dict(cfg.tiny_model)
+        vocab = int(kwargs.pop("vocab_size", 2048))
+        base = out / "base"
+        if not (base / "config.json").is_file():
+            texts = list(corpus_texts(dialogues))
+            # The rendered instructions and chat-template boilerplate are part of every prompt: teach them to the BPE.
+            texts += [json.dumps(with_instructions([], cfg.protocol))] * 50
+            build_tiny(base, texts, vocab_size=vocab, **kwargs)
+        return str(base)
+    return resolve_model(model_name)
+
+
+def _limit(rows: list[dict[str, Any]], n: int | None, seed: int) -> list[dict[str, Any]]:
+    if n is None or len(rows) <= n:
+        return rows
+    import random
+
+    rng = random.Random(seed)
+    return rng.sample(rows, n)
+
+
+def sft_dataset(rows: list[dict[str, Any]], tokenizer: Any, protocol: str) -> Any:
+    from datasets import Dataset
+
+    return Dataset.from_list(
+        [{"prompt": render_prompt(tokenizer, r["history"], r["tools"], protocol), "completion": render_target(tokenizer, r, protocol)} for r in rows]
+    )
+
+
+def grpo_dataset(rows: list[dict[str, Any]], tokenizer: Any, cfg: SpeakrlConfig) -> Any:
+    """Decision mode: text prompts (rendered with each row's own tools) + the reward columns. Episode mode:
+    conversational prompts (system + opening) routed to their domain's environment."""
+    from datasets import Dataset
+
+    if cfg.mode == "decision":
+        data = [{**r, "prompt": render_prompt(tokenizer, r["history"], r["tools"], cfg.protocol), "protocol": cfg.protocol} for r in rows]
+    else:
+        data = [{**r, "prompt": with_instructions(json.loads(r["history"]), "native")} for r in rows]
+    return Dataset.from_list(data)
+
+
+def run_sft(cfg: SpeakrlConfig, model_path: str, rows: list[dict[str, Any]], out: Path) -> str:
+    from transformers import AutoTokenizer
+    from trl import SFTConfig, SFTTrainer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    dataset = sft_dataset(rows, tokenizer, cfg.protocol)
+    settings = {
+        "output_dir": str(out / "sft"),
+        "report_to": cfg.report_to,
+        "seed": cfg.seed,
+        "bf16": cfg.bf16,
+        "activation_checkpointing": cfg.activation_checkpointing,
+        "logging_steps": cfg.logging_steps,
+        "save_strategy": "no",
+        "completion_only_loss": True,
+        "dataloader_num_workers": 0,
+        **cfg.sft,
+    }
+    args = SFTConfig(**settings)
+    trainer = SFTTrainer(model=model_path, args=args, train_dataset=dataset, processing_class=tokenizer)
+    trainer.train()
+    trainer.save_model(args.output_dir)
+    tokenizer.save_pretrained(args.output_dir)
+    _save_history(trainer.state.log_history, out / "sft" / "log_history.json")
+    return args.output_dir
+
+
+def build_grpo_trainer(cfg: SpeakrlConfig, model_path: str, rows: list[dict[str, Any]], peft_config: Any = None) -> Any:
+    """A GRPOTrainer for the recipe (decision or episode mode), not yet trained: the 'dry start'."""
+    from transformers import AutoTokenizer
+    from trl import GRPOTrainer
+
+    os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "left"
+    dataset = grpo_dataset(rows, tokenizer, cfg)
+    kwargs: dict[str, Any] = {}
+    reward_funcs = get_rewards(cfg.reward_funcs)
+    if cfg.mode == "episode":
+        from pipeline.catalog import load_catalog
+        from training.env import environment_factories
+
+        catalog = load_catalog(cfg.catalog)
+        kwargs["environment_factory"] = environment_factories(catalog, sorted({r["environment"] for r in rows}), cfg.turn_cost)
+        if cfg.reward_weights is not None and cfg.reward_funcs:
+            cfg.reward_weights = list(cfg.reward_weights)
+    return GRPOTrainer(
+        model=model_path,
+        reward_funcs=reward_funcs or None,
+        args=cfg,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        peft_config=peft_config,
+        **kwargs,
+    )
+
+
+def run_grpo(cfg: SpeakrlConfig, model_path: str, rows: list[dict[str, Any]], out: Path, peft_config: Any = None) -> str:
+    trainer = build_grpo_trainer(cfg, model_path, rows, peft_config)
+    trainer.train()
+    final = out / "grpo"
+    trainer.save_model(str(final))
+    trainer.processing_class.save_pretrained(str(final))
+    _save_history(trainer.state.log_history, out / "grpo" / "log_history.json")
+    save_reward_curve(trainer.state.log_history, out)
+    return str(final)
+
+
+def _save_history(history: list[dict[str, Any]], path: Path) -> None:
+    atomic_write_text(path, json.dumps(history, indent=1, default=str))
+
+
+def reward_curve(history: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per-step reward statistics from a GRPO trainer's log history.
+
+    >>> reward_curve([{"step": 1, "reward": 0.5, "reward_std": 0.1, "rewards/f/mean": 0.5, "frac_reward_zero_std": 0.0},
+    ...               {"step": 2, "train_runtime": 3.0}])["reward"]
+    [0.5]
+    """
+    logs = [h for h in history if "reward" in h]
+    keys = sorted({k for h in logs for k in h if k.startswith("rewards/") and k.endswith("/mean")})
+    curve: dict[str, Any] = {
+        "step": [h.get("step") for h in logs],
+        "reward": [h["reward"] for h in logs],
+        "reward_std": [h.get("reward_std") for h in logs],
+        "frac_reward_zero_std": [h.get("frac_reward_zero_std") for h in logs],
+    }
+    for k in keys:
+        curve[k] = [h.get(k) for h in logs]
+    return curve
+
+
+def save_reward_curve(history: list[dict[str, Any]], out: Path) -> tuple[Path, Path]:
+    """Write reward_curve.json and reward_curve.png (matplotlib, Agg) into `out`."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curve = reward_curve(history)
+    json_path, png_path = out / "reward_curve.json", out / "reward_curve.png"
+    atomic_write_text(json_path, json.dumps(curve, indent=1))
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    ax1.plot(curve["step"], curve["reward"], label="total reward", linewidth=2)
+    for k, v in curve.items():
+        if k.startswith("rewards/"):
+            ax1.plot(curve["step"], [math.nan if x is None else x for x in v], label=k.split("/")[1], alpha=0.7)
+    ax1.set_xlabel("step")
+    ax1.set_ylabel("mean reward")
+    ax1.legend(fontsize=7)
+    ax2.plot(curve["step"], [math.nan if x is None else x for x in curve["frac_reward_zero_std"]], color="gray")
+    ax2.set_xlabel("step")
+    ax2.set_ylabel("frac_reward_zero_std")
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=90)
+    plt.close(fig)
+    return json_path, png_path
+
+
+def train(cfg: SpeakrlConfig, model_args: Any, dataset: str) -> dict[str, Any]:
+    """Run the recipe's stages on `dataset`; returns the summary written to train_summary.json."""
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    splits = load_dialogues(dataset)
+    train_dialogues = splits.get("train") or []
+    if not train_dialogues:
+        raise TrainingError(f"dataset {dataset!r} has no training dialogues")
+    started = time.time()
+    model_path = build_base(cfg, model_args.model_name_or_path, train_dialogues, out)
+    summary: dict[str, Any] = {"dataset": dataset, "base": model_path, "protocol": cfg.protocol, "mode": cfg.mode}
+    rows = _limit(decision_rows(train_dialogues), cfg.max_train_samples, cfg.seed)
+    peft_config = None
+    if model_args.use_peft:
+        from trl import get_peft_config
+
+        peft_config = get_peft_config(model_args)
+    if "sft" in cfg.stages:
+        t = time.time()
+        model_path = run_sft(cfg, model_path, rows, out)
+        summary.update(sft=model_path, sft_seconds=round(time.time() - t, 1))
+    if "grpo" in cfg.stages:
+        t = time.time()
+        grpo_rows = rows if cfg.mode == "decision" else _limit(episode_rows(train_dialogues), cfg.max_train_samples, cfg.seed)
+        model_path = run_grpo(cfg, model_path, grpo_rows, out, peft_config)
+        summary.update(
+            grpo=model_path,
+            grpo_seconds=round(time.time() - t, 1),
+            reward_curve_json=str(out / "reward_curve.json"),
+            reward_curve_png=str(out / "reward_curve.png"),
+        )
+    summary.update(final=model_path, seconds=round(time.time() - started, 1))
+    atomic_write_text(out / "train_summary.json", json.dumps(summary, indent=1))
+    return summary
