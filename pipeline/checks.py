@@ -8,6 +8,7 @@ occurs in a text as a whole phrase (not inside a longer word or number).
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -48,6 +49,7 @@ def normalize(value: Any) -> str:
     return " ".join(str(value).lower().split())
 
 
+@lru_cache(maxsize=1 << 16)  # values repeat across a run; re's own cache is too small for them
 def _phrase_pattern(phrase: str) -> re.Pattern[str]:
     return re.compile(r"(?<![\w.:-])" + re.escape(phrase) + r"(?![\w:]|\.\d)")
 

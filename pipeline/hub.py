@@ -53,10 +53,15 @@ def _endpoint() -> str:
     return (os.environ.get("HF_ENDPOINT") or constants.ENDPOINT).rstrip("/")
 
 
-def _hub_error(e: Exception, repo_id: str, endpoint: str) -> PublishError:
+def _hub_error(e: BaseException, repo_id: str, endpoint: str) -> PublishError:
     """One sentence for a failed Hub call; never echoes headers, so never the token."""
     from huggingface_hub.errors import HfHubHTTPError
 
+    # LFS upload failures arrive wrapped ("Error while uploading ..."): look for the HTTP error underneath.
+    cause: BaseException | None = e
+    while cause is not None and not isinstance(cause, HfHubHTTPError):
+        cause = cause.__cause__ or cause.__context__
+    e = cause if isinstance(cause, HfHubHTTPError) else e
     response = getattr(e, "response", None)
     status = getattr(response, "status_code", None)
     if isinstance(e, HfHubHTTPError) and status is not None:

@@ -149,6 +149,7 @@ class Completion:
     content: str | None
     parsed: Any = None
     refusal: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None  # OpenAI format, when the request offered tools
     finish_reason: str | None = None
     cached: bool = False
     usage: dict[str, int] = field(default_factory=dict)  # requests, cached, prompt_tokens, completion_tokens
@@ -437,6 +438,10 @@ class LLM:
             sum(u.prompt_tokens for u in self.usage.values()), sum(u.completion_tokens for u in self.usage.values())
         )
 
+    def usage_summary(self) -> dict[str, dict[str, Any]]:
+        """Usage of every stage and model, for the run manifest."""
+        return self.usage_report()
+
     def usage_report(self, stage: str | None = None) -> dict[str, dict[str, Any]]:
         """Usage per "stage/model" (for the manifest), optionally for one stage."""
         return {f"{s}/{m}": u.as_dict() for (s, m), u in sorted(self.usage.items()) if stage is None or s == stage}
@@ -602,6 +607,7 @@ class LLM:
         return Completion(
             content=stored.get("content"),
             refusal=stored.get("refusal"),
+            tool_calls=stored.get("tool_calls"),
             finish_reason=stored.get("finish_reason"),
             cached=cached,
             usage={
@@ -635,7 +641,7 @@ class LLM:
     # ------------------------------------------------------------------ structured calls
     async def complete(
         self,
-        messages: list[dict[str, Any]],
+        messages: list[dict[str, Any]] | Prompt,
         *,
         stage: str,
         schema: type[M] | None = None,
@@ -643,13 +649,19 @@ class LLM:
         template: str | None = None,
         template_hash: str | None = None,
         check: Callable[[Any], str | None] | None = None,
+        prompt: Prompt | None = None,
     ) -> Completion:
         """Ask the model; with `schema`, return a validated instance in `.parsed`.
 
         An answer that does not parse, does not validate, or fails `check` (a function returning None or
         a reason) is re-asked with the problem shown to the model, up to `sampling.max_reasks` times; then
         `LLMOutputError` carries the last raw answer. A refusal raises `LLMOutputError` at once.
+        `messages` may be a rendered `Prompt`, whose template name and hash then key the cache.
         """
+        if isinstance(messages, Prompt):
+            prompt, messages = messages, messages.messages
+        if prompt is not None:
+            template, template_hash = prompt.template, prompt.template_hash
         sampling = sampling or StageLLMConfig(backend="openai")
         total = {"requests": 0, "cached": 0, "prompt_tokens": 0, "completion_tokens": 0}
         convo = list(messages)
@@ -714,6 +726,54 @@ class LLM:
     async def gather(self, coros: list[Awaitable[T]]) -> list[T | BaseException]:
         """Run coroutines concurrently; exceptions are returned in place (the caller decides)."""
         return await asyncio.gather(*coros, return_exceptions=True)
+
+
+# --------------------------------------------------------------------------------------------- prompts
+@dataclass(frozen=True)
+class Prompt:
+    """A rendered template: its chat messages, and the name and content hash that go into the cache key."""
+
+    template: str
+    template_hash: str
+    messages: list[dict[str, Any]]
+
+
+@functools.lru_cache(maxsize=1)
+def prompt_env() -> Any:
+    """The jinja2 environment over the `prompts` package (package data, so it works from a wheel).
+
+    StrictUndefined: a variable missing from the context is an error, never an empty string in a prompt.
+    """
+    import jinja2
+
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("prompts", "."),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=False,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,
+    )
+
+
+@functools.lru_cache(maxsize=None)
+def hash_template(name: str) -> str:
+    """sha256 (first 16 hex digits) of a template's source: editing a template invalidates its cached answers."""
+    source, _, _ = prompt_env().loader.get_source(prompt_env(), name)
+    return hashlib.sha256(source.encode()).hexdigest()[:16]
+
+
+def render(name: str, **context: Any) -> Prompt:
+    """Render a template's `system` and `user` blocks into chat messages."""
+    tmpl = prompt_env().get_template(name)
+    ctx = tmpl.new_context(context)
+    messages = []
+    for role in ("system", "user"):
+        if role in tmpl.blocks:
+            text = "".join(tmpl.blocks[role](ctx)).strip()
+            if text:
+                messages.append({"role": role, "content": text})
+    return Prompt(template=name, template_hash=hash_template(name), messages=messages)
 
 
 def _add(a: dict[str, int], b: dict[str, int]) -> dict[str, int]:

@@ -28,7 +28,7 @@ import yaml
 from pipeline.catalog import load_catalog
 from pipeline.catalog.sim import Simulator
 from pipeline.errors import ConfigError, RunDirError
-from pipeline.io import atomic_write_text, read_jsonl, write_jsonl
+from pipeline.io import atomic_write_text, dump_row, read_jsonl, write_jsonl
 from pipeline.stages import dialogues as dialogues_stage
 from pipeline.stages import scenarios as scenarios_stage
 from pipeline.stages import validate as validate_stage
@@ -78,6 +78,7 @@ class RunContext:
 
 def open_run(cfg: RunConfig) -> RunContext:
     """Create or reopen the run directory; refuse to mix a different config into an existing run."""
+    catalog = load_catalog(cfg.catalog, cfg.slot_values)  # first: a bad catalog leaves no run dir behind
     run_dir = Path(cfg.out)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -91,7 +92,6 @@ def open_run(cfg: RunConfig) -> RunContext:
         old = json.loads(manifest_path.read_text())
         if old.get("config_hash") != config_hash(cfg):
             raise RunDirError(f"{str(run_dir)!r} holds a run made with different settings; use a new --out or delete it")
-    catalog = load_catalog(cfg.catalog, cfg.slot_values)
     ctx = RunContext(cfg, run_dir, catalog, Simulator(catalog), versions())
     atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(cfg.model_dump(mode="json", by_alias=True), sort_keys=False))
     if not manifest_path.exists():
@@ -220,16 +220,17 @@ def finalize(ctx: RunContext, progress: Progress | None = None) -> dict[str, Any
             for stage_dir in ("dialogues", "validated"):
                 path = ctx.path(stage_dir, k, "rejected")
                 if path.exists():
-                    for r in read_jsonl(path, Rejection):
-                        rejected_counts[r.check] += 1
-                        rej.write(r.model_dump_json() + "\n")
-            for item in validate_stage.deduplicate(read_jsonl(ctx.path("validated", k), Dialogue), dedup):
-                if isinstance(item, Rejection):
-                    rejected_counts[item.check] += 1
-                    rej.write(item.model_dump_json() + "\n")
+                    for r in read_jsonl(path):
+                        rejected_counts[r["check"]] += 1
+                        rej.write(dump_row(r) + "\n")
+            # Rows stay JSON here: they were validated when written, and re-parsing them costs more than the dedup.
+            for row in validate_stage.deduplicate(read_jsonl(ctx.path("validated", k)), dedup):
+                if isinstance(row, Rejection):
+                    rejected_counts[row.check] += 1
+                    rej.write(dump_row(row) + "\n")
                 else:
-                    acc.write(item.model_dump_json() + "\n")
-                    records.append(summary_record(item))
+                    acc.write(dump_row(row) + "\n")
+                    records.append(summary_record(row))
     os.replace(accepted_tmp, ctx.dir / "accepted.jsonl")
     os.replace(rejected_tmp, ctx.dir / "rejected.jsonl")
     stats = compute_stats(records, rejected_counts, cfg.n)
@@ -237,14 +238,14 @@ def finalize(ctx: RunContext, progress: Progress | None = None) -> dict[str, Any
     return stats
 
 
-def summary_record(d: Dialogue) -> dict[str, Any]:
-    """The few fields statistics need, so stats never hold whole dialogues in memory."""
+def summary_record(row: dict[str, Any]) -> dict[str, Any]:
+    """The few fields statistics need (from a dialogue's JSON form), so stats never hold whole dialogues."""
     return {
-        "domain": d.domain,
-        "tool": d.gold_calls[-1].name if d.gold_calls else "",
-        "ambiguity": d.ambiguities[0].type if d.ambiguities else "none",
-        "turns": sum(1 for m in d.messages if m.role in ("user", "assistant")),
-        "questions": sum(1 for lab in d.labels if lab.act == "clarify"),
+        "domain": row["domain"],
+        "tool": row["gold_calls"][-1]["name"] if row["gold_calls"] else "",
+        "ambiguity": row["ambiguities"][0]["type"] if row["ambiguities"] else "none",
+        "turns": sum(1 for m in row["messages"] if m["role"] in ("user", "assistant")),
+        "questions": sum(1 for lab in row["labels"] if lab["act"] == "clarify"),
     }
 
 

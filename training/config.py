@@ -28,6 +28,8 @@ STAGES = ("sft", "grpo")
 class SpeakrlConfig(GRPOConfig):
     """GRPOConfig plus speakrl's fields."""
 
+    # TRL defaults to checkpointing through the deprecated alias; recipes set `activation_checkpointing` instead.
+    gradient_checkpointing: bool | None = field(default=None, metadata={"help": "Deprecated alias of activation_checkpointing."})
     protocol: str = field(default="speakrl", metadata={"help": f"Output protocol: {', '.join(PROTOCOLS)}."})
     mode: str = field(
         default="decision",
@@ -101,6 +103,10 @@ def load_recipe(recipe: str, output_dir: str | None = None, max_steps: int | Non
     unknown = sorted(set(data) - model_fields - cfg_fields)
     if unknown:
         raise ConfigError(f"recipe {path.name} has unknown setting(s) {', '.join(unknown)}")
+    # Reward names first: an unknown one is the most likely mistake and must be named even on a machine where the
+    # rest of the recipe (bf16, vLLM) cannot be constructed.
+    if isinstance(data.get("reward_funcs"), list):
+        get_rewards([str(n) for n in data["reward_funcs"]])
     model_kwargs = {k: v for k, v in data.items() if k in model_fields and k not in cfg_fields}
     cfg_kwargs = {k: v for k, v in data.items() if k in cfg_fields}
     try:

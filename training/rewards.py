@@ -105,8 +105,9 @@ def clarify_reward(completions: Sequence[Any], **columns: Any) -> list[float | N
             rewards.append(0.5 + 0.5 * overlap)
         elif p.act == "clarify":
             rewards.append(-1.0 if _col(columns, "is_control", i, False) else -0.5)
-        else:  # acting when acting is right; the other action (answer for call, call for answer) half
-            rewards.append(1.0 if p.act == gold_act else 0.5)
+        else:  # acting when acting is right; the other action (or a call that cannot be read) half
+            unreadable = p.act == "tool_call" and p.call_args is None
+            rewards.append(1.0 if p.act == gold_act and not unreadable else 0.5)
     return rewards
 
 

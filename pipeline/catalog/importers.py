@@ -18,11 +18,11 @@ How SGD maps onto the catalog:
   taking it as an argument, and that a transactional intent requires, or has values, or names what the service is
   about ("car_name" for "Car rental service"; not "origin_station_name" of a bus service). If several qualify, the
   one a transactional intent requires wins, then one with values.
-  attributes (the simulated database's columns): the entity slot plus what the search intents return, except
-  "dontcare" slots (below).
+  attributes (the simulated database's columns): the entity slot plus what the search intents return.
 - optional slots: SGD's default is kept (typed: "1" -> 1 for an integer slot). SGD's "dontcare" default means
-  "no preference": it becomes a `null` default, and such a slot is not a database attribute, so the simulated
-  search does not filter on it (a null filter would match nothing).
+  "no preference": the intent is imported without that slot (FindRestaurants takes cuisine and city; price_range
+  stays a result column). A null default would be the faithful mapping, but a null argument is not a valid value
+  of a typed slot in the derived spec, would be sent in gold calls, and would match no row in the simulated search.
 - categorical slots -> enum, except when every value is an integer ("1".."5": an integer slot with that pool) or
   "True"/"False" (a boolean slot). Non-categorical pools come from `slot_values` (`{service: {slot: [values]}}`,
   e.g. `train_slot_values.json`) or `possible_values`; all-integer pools make integer slots. When `slot_values` is
@@ -37,7 +37,8 @@ How OpenAI tools map onto the catalog:
   `"function"` (speakrl's hint; an OpenAI request would not carry it), which groups tools into several domains.
 - parameters -> slots, shared by name within a domain (a name used with two types or two enums is an error);
   `enum` -> enum (integer enums become integer slots with that pool), `default` -> optional slot with that default,
-  a non-required parameter without a default -> optional with a `null` default ("not given"), `examples` -> pool.
+  `examples` -> pool. A non-required parameter without a default is left out (logged): the catalog needs a default
+  for every optional slot, for the same reason as SGD's "dontcare"; give it a `default` to keep it.
 - kind from the name's first word: search/find/list -> search; get/check/lookup/look/show/fetch -> lookup; else action.
 - entity slot: a string slot named "name", "title", "id" or "*_name"/"*_title"/"*_id" that a non-search tool requires
   and no search tool takes; attributes: it plus the search tools' slots.
@@ -352,22 +353,28 @@ def from_sgd(services: list[dict], *, source: str, slot_values: dict | None = No
         slot_values = _sibling_slot_values(source) or {}
     tool_names = _sgd_tool_names(services)
     domains = []
+    placeholders: list[str] = []
     for svc in services:
         try:
-            domains.append(_sgd_domain(svc, tool_names, slot_values.get(svc["service_name"], {}) or {}, source))
+            domains.append(_sgd_domain(svc, tool_names, slot_values.get(svc["service_name"], {}) or {}, source, placeholders))
         except (KeyError, TypeError, AttributeError) as e:
             raise CatalogError(
                 f"SGD service {svc.get('service_name', '?')!r} in {source!r} lacks a field ({e}); "
                 "each service needs slots and intents as in SGD's schema.json"
             ) from None
+    if placeholders:
+        logger.warning("SGD slots with no values use synthetic placeholders (\"Car Name Alpha\"...): %s", ", ".join(placeholders))
     return _catalog(domains, source)
 
 
-def _sgd_domain(svc: dict, tool_names: dict[tuple[str, str], str], values: dict, source: str) -> Domain:
+def _sgd_domain(svc: dict, tool_names: dict[tuple[str, str], str], values: dict, source: str,
+                placeholders: list[str]) -> Domain:
     name = svc["service_name"]
     entity_slot = _sgd_entity(svc, values)
-    dontcare = {s for i in svc["intents"] for s, d in i.get("optional_slots", {}).items() if d == _DONTCARE}
-    args = {s for i in svc["intents"] for s in [*i.get("required_slots", []), *i.get("optional_slots", {})]}
+    args = {
+        s for i in svc["intents"]
+        for s in [*i.get("required_slots", []), *(o for o, d in i.get("optional_slots", {}).items() if d != _DONTCARE)]
+    }
 
     slots: list[SlotSpec] = []
     types: dict[str, str] = {}
@@ -385,7 +392,7 @@ def _sgd_domain(svc: dict, tool_names: dict[tuple[str, str], str], values: dict,
             type_ = _infer_type(pool)
         if not (enum or pool) and (slot_name in args or slot_name == entity_slot):
             pool = synthetic_pool(slot_name, "string", ENTITY_POOL_SIZE if slot_name == entity_slot else POOL_SIZE)
-            logger.warning("SGD slot %s.%s has no values; using synthetic placeholders (%s, ...)", name, slot_name, pool[0])
+            placeholders.append(f"{name}.{slot_name}")
         types[slot_name] = type_
         slots.append(SlotSpec(
             name=slot_name,
@@ -407,8 +414,9 @@ def _sgd_domain(svc: dict, tool_names: dict[tuple[str, str], str], values: dict,
             kind = "search"
         else:
             kind = "lookup"
+        # "dontcare" (no preference) leaves the slot out of the tool: see the module docstring
         optional = {
-            s: None if d == _DONTCARE else _typed(types.get(s, "string"), d) for s, d in intent.get("optional_slots", {}).items()
+            s: _typed(types.get(s, "string"), d) for s, d in intent.get("optional_slots", {}).items() if d != _DONTCARE
         }
         tools.append(ToolDef(
             name=tool_names[(name, intent["name"])],
@@ -422,7 +430,7 @@ def _sgd_domain(svc: dict, tool_names: dict[tuple[str, str], str], values: dict,
     attributes: list[str] = []
     if entity_slot:
         returned = [s for t in tools if t.kind == "search" for s in t.result_slots]
-        attributes = list(dict.fromkeys([entity_slot, *[s for s in returned if s not in dontcare]]))
+        attributes = list(dict.fromkeys([entity_slot, *returned]))
     try:
         return Domain(
             name=snake(name),
@@ -520,6 +528,7 @@ def _openai_domain(name: str, functions: list[dict], source: str) -> Domain:
         if missing:
             raise CatalogError(f"tool {tool!r} requires parameter {missing[0]!r}, which is not in its properties; add it or drop it from \"required\"")
         optional: dict[str, Any] = {}
+        dropped: list[str] = []
         for slot, prop in properties.items():
             if not isinstance(prop, dict):
                 raise CatalogError(f"tool {tool!r} parameter {slot!r} is not a JSON Schema object; describe it as {{\"type\": ...}}")
@@ -536,6 +545,10 @@ def _openai_domain(name: str, functions: list[dict], source: str) -> Domain:
                 )
             types[slot] = type_
             owner.setdefault(slot, tool)
+            if slot not in required and prop.get("default") is None:
+                # no default: what the tool does without it is unknown, so it is left out (see the module docstring)
+                dropped.append(slot)
+                continue
             merged = props.setdefault(slot, {})
             for key in ("description", "enum", "minimum", "maximum", "format"):
                 if key in prop and key not in merged:
@@ -543,7 +556,9 @@ def _openai_domain(name: str, functions: list[dict], source: str) -> Domain:
             merged.setdefault("examples", [])
             merged["examples"] += [*prop.get("examples", []), *([prop["default"]] if prop.get("default") is not None else [])]
             if slot not in required:
-                optional[slot] = _typed(type_, prop.get("default"))
+                optional[slot] = _typed(type_, prop["default"])
+        if dropped:
+            logger.info("tool %s: optional parameters without a default are left out: %s", tool, ", ".join(dropped))
         tools.append(ToolDef(
             name=tool,
             description=fn.get("description") or _label(tool),
@@ -578,8 +593,7 @@ def _openai_domain(name: str, functions: list[dict], source: str) -> Domain:
 
     attributes: list[str] = []
     if entity_slot:
-        # a search parameter with a null default ("not given") is no database column: a null filter would match nothing
-        searched = [s for t in tools if t.kind == "search" for s in [*t.required, *(o for o, d in t.optional.items() if d is not None)]]
+        searched = [s for t in tools if t.kind == "search" for s in t.slots]
         attributes = list(dict.fromkeys([entity_slot, *searched]))
         for t in tools:
             if t.kind == "search":

@@ -10,7 +10,7 @@ import hashlib
 import random
 from typing import Any
 
-import jsonschema
+import fastjsonschema
 
 from pipeline.catalog.specs import catalog_specs, coerce
 from schemas.catalog import Catalog, Domain, ToolDef
@@ -60,9 +60,12 @@ class Simulator:
     def __init__(self, catalog: Catalog):
         self.catalog = catalog
         self.databases = {d.name: build_database(d) for d in catalog.domains}
+        self._normalized = {name: [{k: _norm(v) for k, v in row.items()} for row in rows]
+                            for name, rows in self.databases.items()}
         specs = catalog_specs(catalog)
+        # Compiled validators: checking arguments is on the hot path of generation and validation.
         self._validators = {
-            spec.name: jsonschema.Draft202012Validator(spec.function.parameters)
+            spec.name: fastjsonschema.compile(spec.function.parameters)
             for domain_specs in specs.values()
             for spec in domain_specs
         }
@@ -71,7 +74,8 @@ class Simulator:
     def search(self, domain: Domain, filters: dict[str, Any]) -> list[dict[str, Any]]:
         """Database rows matching every filter on an attribute (case-insensitive)."""
         keys = [(k, _norm(v)) for k, v in filters.items() if k in domain.attributes]
-        return [row for row in self.databases[domain.name] if all(_norm(row.get(k)) == v for k, v in keys)]
+        rows, normalized = self.databases[domain.name], self._normalized[domain.name]
+        return [row for row, norm in zip(rows, normalized) if all(norm.get(k) == v for k, v in keys)]
 
     def find(self, domain: Domain, name: Any) -> dict[str, Any] | None:
         rows = self.search(domain, {domain.entity_slot: name}) if domain.entity_slot else []
@@ -81,8 +85,11 @@ class Simulator:
         """Why a call's arguments break the tool's JSON Schema, or None when they are valid."""
         if tool_name not in self._tools:
             return f"unknown tool {tool_name!r}"
-        error = next(iter(self._validators[tool_name].iter_errors(args)), None)
-        return None if error is None else f"invalid arguments: {error.message}"
+        try:
+            self._validators[tool_name](args)
+        except fastjsonschema.JsonSchemaValueException as e:
+            return f"invalid arguments: {e.message}"
+        return None
 
     def execute(self, tool_name: str, args: dict[str, Any]) -> dict[str, Any]:
         """Run a tool call; invalid calls return an error result, as a real API would."""

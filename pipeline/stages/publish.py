@@ -35,6 +35,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from pipeline.decision_points import DecisionPoint, decision_points
 from pipeline.errors import PublishError, RunDirError
@@ -528,12 +529,20 @@ def public_config(config: dict[str, Any]) -> dict[str, Any]:
 
     >>> public_config({"out": "/home/me/outputs/run1", "catalog": "builtin", "n": 5})
     {'out': 'run1', 'catalog': 'builtin', 'n': 5}
+    >>> public_config({"endpoint": {"base_url": "https://me:secret@host:8000/v1?key=abc"}})["endpoint"]
+    {'base_url': 'https://host:8000/v1'}
     """
     shown = dict(config)
     for key in _PATH_KEYS:
         value = shown.get(key)
         if isinstance(value, str) and ("/" in value or "\\" in value):
             shown[key] = re.split(r"[\\/]", value.rstrip("/\\"))[-1]
+    endpoint = shown.get("endpoint")
+    if isinstance(endpoint, dict) and isinstance(endpoint.get("base_url"), str):
+        # Credentials can hide in a URL (user:secret@host, ?api-key=...): keep scheme, host and path only.
+        url = urlsplit(endpoint["base_url"])
+        host = (url.hostname or "") + (f":{url.port}" if url.port else "")
+        shown["endpoint"] = {**endpoint, "base_url": urlunsplit((url.scheme, host, url.path, "", ""))}
     return shown
 
 

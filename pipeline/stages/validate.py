@@ -178,10 +178,10 @@ def run(dialogues: Iterable[Dialogue], ctx: Context) -> Iterator[Dialogue | Reje
 _WORD = re.compile(r"\w+")
 
 
-def dialogue_text(d: Dialogue) -> str:
-    """What two dialogues must share to be duplicates: the user's words and the calls made."""
-    users = " ".join(m.content or "" for m in d.messages if m.role == "user")
-    return users.lower() + " || " + " ".join(f"{c.name}{c.arguments}" for c in d.gold_calls)
+def dialogue_text(row: dict) -> str:
+    """What two dialogues must share to be duplicates: the user's words and the calls made (row = JSON form)."""
+    users = " ".join(m.get("content") or "" for m in row["messages"] if m["role"] == "user")
+    return users.lower() + " || " + " ".join(f"{c['name']}{c['arguments']}" for c in row["gold_calls"])
 
 
 def shingles(text: str, n: int = 3) -> set[bytes]:
@@ -199,23 +199,27 @@ class Deduplicator:
         self.num_perm = num_perm
         self.lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
         self.exact: set[bytes] = set()
+        first = MinHash(num_perm=num_perm, seed=1)
+        self.scheme, self.permutations = first.scheme, first.permutations  # drawn once, not per dialogue
 
-    def reason(self, d: Dialogue) -> str | None:
-        text = dialogue_text(d)
+    def reason(self, row_id: str, text: str) -> str | None:
+        """Why the dialogue `row_id` with this `dialogue_text` is a duplicate of an earlier one, or None."""
         digest = hashlib.blake2b(text.encode(), digest_size=16).digest()
         if digest in self.exact:
             return "duplicate: the same dialogue text appears earlier in the run"
         self.exact.add(digest)
-        mh = MinHash(num_perm=self.num_perm, seed=1)
+        mh = MinHash(num_perm=self.num_perm, seed=1, permutations=self.permutations, scheme=self.scheme)
         mh.update_batch(list(shingles(text)))
         near = self.lsh.query(mh)
         if near:
             return f"near_duplicate: too similar to {near[0]}"
-        self.lsh.insert(d.id, mh)
+        self.lsh.insert(row_id, mh)
         return None
 
 
-def deduplicate(dialogues: Iterable[Dialogue], dedup: Deduplicator) -> Iterator[Dialogue | Rejection]:
-    for d in dialogues:
-        reason = dedup.reason(d)
-        yield d if reason is None else rejection(d, "dedup", reason)
+def deduplicate(rows: Iterable[Dialogue | dict], dedup: Deduplicator) -> Iterator[Dialogue | dict | Rejection]:
+    """Drop exact and near duplicates of earlier rows; rows may be Dialogues or their JSON form."""
+    for row in rows:
+        data = row.model_dump(mode="json") if isinstance(row, Dialogue) else row
+        reason = dedup.reason(data["id"], dialogue_text(data))
+        yield row if reason is None else rejection(data, "dedup", reason)

@@ -156,7 +156,8 @@ class HubServer:
 
     def refuse(self, status: int, on: str = "write", message: str | None = None) -> None:
         """Answer `status` to requests of kind `on`: "write" (create, preupload, lfs, commit, branch), "all",
-        or one endpoint name (create, preupload, lfs, commit, branch, info, tree, paths-info, resolve)."""
+        or one endpoint name (create, preupload, lfs, commit, branch, info, tree, paths-info, resolve; lfs-upload and
+        lfs-verify for the object store behind the LFS batch answer)."""
         text = message or {401: "Invalid credentials in Authorization header", 403: "You don't have the rights to write to this repo",
                            409: "A commit has happened since. Please refresh and try again."}.get(status, "refused")
         self._refusals[on] = (status, text)
@@ -435,8 +436,8 @@ class HubServer:
         return web.json_response({"transfer": "basic", "objects": objects, "hash_algo": "sha256"})
 
     def _lfs_object(self, request: web.Request, parts: list[str], body: bytes) -> web.StreamResponse:
-        self._check_refusal("lfs", True)
         kind, oid = parts[1], parts[2]
+        self._check_refusal(f"lfs-{kind}", True)  # the object store itself ("lfs-upload", "lfs-verify")
         if kind == "upload" and request.method == "PUT":
             if hashlib.sha256(body).hexdigest() != oid:
                 raise _HubError(400, "uploaded content does not match its sha256")

@@ -130,6 +130,8 @@ class _App:
         self.slow_seconds = slow_seconds
         self.record = record
         self.requests = 0
+        self.in_flight = 0
+        self.max_in_flight = 0  # most chat requests being answered at once (tests check client limits)
         self.status_counts: dict[int, int] = {}
         self.bodies: list[dict[str, Any]] = []
         self.queued: deque[str] = deque()
@@ -162,6 +164,14 @@ class _App:
 
     async def chat(self, request: web.Request) -> web.Response:
         self.requests += 1
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            return await self._chat(request)
+        finally:
+            self.in_flight -= 1
+
+    async def _chat(self, request: web.Request) -> web.Response:
         n = self.requests
         body = await request.json()
         if self.record:
@@ -284,6 +294,10 @@ class OpenAIServer:
     @property
     def requests(self) -> int:
         return self._app.requests
+
+    @property
+    def max_in_flight(self) -> int:
+        return self._app.max_in_flight
 
     @property
     def bodies(self) -> list[dict[str, Any]]:

@@ -117,9 +117,10 @@ def test_real_sgd_schema_imports_and_executes() -> None:
     assert restaurants.tool("find_restaurants").kind == "search"
     assert restaurants.tool("reserve_restaurant").kind == "action"
     assert catalog.domain("weather_1").tool("get_weather").kind == "lookup"
-    # dontcare -> null default ("no preference"), kept out of the searchable columns
-    assert restaurants.tool("find_restaurants").optional["price_range"] is None
-    assert "price_range" not in restaurants.attributes
+    # dontcare ("no preference") slots are left out of the intent, but stay result columns of the database
+    assert restaurants.tool("find_restaurants").slots == ["cuisine", "city"]
+    assert "price_range" in restaurants.attributes
+    assert catalog.domain("music_1").tool("play_song").optional == {"playback_device": "TV"}
     # types: all-integer pools, True/False, categorical strings
     assert restaurants.slot("party_size").type == "integer"
     assert restaurants.tool("reserve_restaurant").optional["party_size"] == 2
@@ -166,10 +167,10 @@ def test_sgd_minimal_service() -> None:
     values = {"Pets_1": {"groomer_name": [f"Groomer {c}" for c in "ABCDEFGH"], "city": ["Reno", "Boise", "dontcare"], "date": ["March 3rd"]}}
     catalog = from_json([service], source="pets.json", slot_values=values)
     domain = catalog.domain("pets_1")
-    assert domain.entity_slot == "groomer_name" and domain.attributes == ["groomer_name", "city"]
+    assert domain.entity_slot == "groomer_name" and domain.attributes == ["groomer_name", "city", "pet_type"]
     assert [t.kind for t in domain.tools] == ["search", "action"]
     assert domain.slot("city").values == ["Reno", "Boise"]  # "dontcare" is no value
-    assert domain.tool("find_groomer").optional == {"pet_type": None}
+    assert domain.tool("find_groomer").optional == {}  # "dontcare" default: not a parameter
     assert domain.tool("book_groomer").optional == {"pet_type": "dog"}
     assert "invalid" not in str(domain.slot("pet_type").invalid) and domain.slot("pet_type").invalid
     assert_all_tools_execute(catalog)
@@ -219,7 +220,8 @@ def test_openai_tools_import_and_execute(tmp_path: Path) -> None:
     assert domain.slot("stars").type == "integer" and domain.slot("stars").values == ["3", "4", "5"]
     assert domain.slot("room").enum == ["single", "double", "suite"] and domain.slot("room").invalid
     assert domain.tool("book_hotel").optional == {"room": "double"}
-    assert domain.tool("get_hotel_reviews").optional == {"language": None}  # not required, no default: not given
+    assert domain.tool("get_hotel_reviews").slots == ["hotel_name"]  # not required, no default: left out
+    assert "language" not in {s.name for s in domain.slots}
     # no enum, no examples: visibly synthetic values, within declared bounds
     assert len(domain.slot("hotel_name").values) >= 30 and domain.slot("hotel_name").values[0] == "Hotel Name Alpha"
     assert all(1 <= int(v) <= 14 for v in domain.slot("nights").values)
@@ -251,7 +253,8 @@ def _tool(name: str, properties: dict, required: list[str] | None = None) -> dic
     ([_tool("book", {"n": {"type": "integer"}}), _tool("book", {})], ["'book'", "twice"]),
     ([_tool("book", {"n": {"type": "integer"}}, ["n", "when"])], ["'book'", "'when'", "properties"]),
     ([_tool("book", {"n": {"type": "integer"}}), _tool("find", {"n": {"type": "string"}})], ["'n'", "'book'", "'find'"]),
-    ([_tool("book", {"seat": {"type": "string", "enum": ["a", "b"]}}), _tool("hold", {"seat": {"type": "string", "enum": ["c"]}})],
+    ([_tool("book", {"seat": {"type": "string", "enum": ["a", "b"]}}, ["seat"]),
+      _tool("hold", {"seat": {"type": "string", "enum": ["c"]}}, ["seat"])],
      ["'seat'", "'book'", "'hold'"]),
     ([_tool("book", {"guests": {"type": "array", "items": {"type": "string"}}})], ["'book'", "'guests'", "array"]),
     ({"foo": 1}, ["unrecognized shape"]),

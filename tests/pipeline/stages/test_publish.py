@@ -255,14 +255,14 @@ def test_cli_bad_input_is_one_sentence_exit_2(run, tmp_path, monkeypatch, capsys
     args = [a.replace("{tmp}", str(tmp_path)) for a in args]
     assert run_cli(monkeypatch, "publish", str(run), *args) == 2
     err = capsys.readouterr().err
-    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) <= 2
+    assert message in " ".join(err.split()) and "Traceback" not in err and err.count("error:") == 1
 
 
 def test_cli_empty_run_exit_2(tmp_path, monkeypatch, capsys):
     run = make_run(tmp_path / "run")
     write_jsonl(run / "accepted.jsonl", [])
     assert run_cli(monkeypatch, "publish", str(run), "--to-dir", str(tmp_path / "out")) == 2
-    assert "no accepted dialogues" in capsys.readouterr().err
+    assert "no accepted dialogues" in " ".join(capsys.readouterr().err.split())
 
 
 def test_config_yaml_paths_are_reduced(run):

@@ -1,0 +1,104 @@
+import json
+
+import pytest
+
+from pipeline.catalog import load_catalog
+from pipeline.errors import TrainingError
+from training.data import episode_rows
+from training.env import environment_factories, user_reply
+
+
+@pytest.fixture(scope="module")
+def catalog():
+    return load_catalog("builtin")
+
+
+def _ambiguous_row(splits):
+    rows = [r for r in episode_rows(splits["train"]) if r["needs_clarification"]]
+    return rows[0]
+
+
+def test_ask_user_answers_from_the_hidden_goal(catalog, splits):
+    row = _ambiguous_row(splits)
+    env = environment_factories(catalog, [row["environment"]])[row["environment"]]()
+    env.reset(**row)
+    goal = json.loads(row["goal"])
+    domain = catalog.domain(row["environment"])
+    # Ask about every goal slot by its own name: the reply carries each goal value.
+    for slot, value in goal.items():
+        reply = env.ask_user(f"What {domain.slot(slot).name.replace('_', ' ')} would you like?")
+        assert str(value).lower() in reply.lower(), (slot, reply)
+    assert env.ask_user("Is there anything else?").startswith("Sorry")
+    assert env.turns == len(goal) + 1 and len(env.questions) == len(goal) + 1
+
+
+def test_user_reply_uses_the_slot_mention(catalog):
+    domain = next(d for d in catalog.domains if any(s.mention for s in d.slots))
+    slot = next(s for s in domain.slots if s.mention)
+    value = slot.pool()[0] if slot.pool() else "x"
+    reply = user_reply(f"What {slot.name.replace('_', ' ')}?", {slot.name: value}, domain.slots)
+    assert slot.mention.format(value=value).lower() in reply.lower()
+
+
+def test_tools_run_and_the_reward_is_task_completion_minus_turn_cost(catalog, splits):
+    row = _ambiguous_row(splits)
+    envs = environment_factories(catalog, [row["environment"]], turn_cost=0.1)
+    env = envs[row["environment"]]()
+    env.reset(**row)
+    goal_args = json.loads(row["goal_args"])
+    tool = getattr(env, row["goal_tool"])
+    # A wrong call first: the simulator runs it (an error or a result), it costs a turn and completes nothing.
+    wrong = {k: v for k, v in goal_args.items()}
+    first_key = next(iter(wrong))
+    wrong[first_key] = "definitely not a value"
+    json.loads(tool(**wrong))
+    assert not env.completed
+    partial = env.get_reward()
+    assert 0 < partial + 0.1 <= 0.5  # half the argument F1, minus one turn
+    result = json.loads(tool(**goal_args))
+    assert "error" not in result
+    assert env.completed
+    assert env.get_reward() == pytest.approx(1.0 - 0.1 * 2)
+    env.reset(**row)  # reset clears the episode
+    assert env.turns == 0 and not env.completed and env.get_reward() == 0.0
+
+
+def test_environment_methods_render_as_tool_schemas(catalog):
+    from transformers.utils import get_json_schema
+
+    envs = environment_factories(catalog, [d.name for d in catalog.domains])
+    for name, cls in envs.items():
+        env = cls()
+        domain = catalog.domain(name)
+        for tool in domain.tools:
+            schema = get_json_schema(getattr(env, tool.name))["function"]
+            assert schema["name"] == tool.name
+            assert set(schema["parameters"]["required"]) == set(tool.required)
+            assert set(schema["parameters"]["properties"]) == set(tool.slots)
+        assert get_json_schema(env.ask_user)["function"]["parameters"]["required"] == ["question"]
+
+
+def test_unknown_domain_is_an_error(catalog):
+    with pytest.raises(TrainingError, match="catalog does not define"):
+        environment_factories(catalog, ["spaceships"])
+
+
+@pytest.mark.slow
+def test_grpo_trainer_runs_episodes_with_environment_factory(catalog, splits, tiny_dir, tmp_path):
+    """TRL's multi-environment mode with our environments: one real GRPO step, scored by get_reward."""
+    from training.config import load_recipe
+    from training.train import build_grpo_trainer
+
+    rows = episode_rows(splits["train"])[:4]
+    cfg, _ = load_recipe("tiny-cpu", output_dir=str(tmp_path), max_steps=1, overrides=[
+        "mode=episode", "reward_funcs=[]", "reward_weights=null", "per_device_train_batch_size=4", "num_generations=2",
+        "max_completion_length=24", "report_to=none", "max_tool_calling_iterations=2"])
+    trainer = build_grpo_trainer(cfg, str(tiny_dir), rows)
+    # Each domain's prompt is rendered with that domain's tools plus ask_user.
+    for row in rows:
+        names = {t.__name__ for t in trainer._env_tools[row["environment"]]}
+        assert "ask_user" in names and row["goal_tool"] in names
+    trainer.train()
+    logged = [h for h in trainer.state.log_history if "reward" in h]
+    env_keys = {k for h in logged for k in h if k.startswith("rewards/") and k.endswith("Environment/mean")}
+    assert env_keys, logged

@@ -1,0 +1,127 @@
+import json
+import random
+
+import pytest
+
+from pipeline.errors import ConfigError
+from training.config import load_recipe
+from training.data import decision_rows
+from training.protocols import render_speakrl
+from training.rewards import (
+    REWARDS,
+    answer_reward,
+    clarify_reward,
+    format_reward,
+    get_rewards,
+    tool_call_reward,
+    turn_efficiency_reward,
+)
+
+SLOTS = json.dumps([
+    {"name": "restaurant_name", "description": "Name of the restaurant"},
+    {"name": "party_size", "description": "Number of people"},
+    {"name": "time", "description": "Time of the reservation"},
+])
+GOLD_ARGS = '{"restaurant_name": "Nopa", "party_size": 4, "time": "7 pm"}'
+
+
+def cols(n, **kw):
+    base = dict(act=["tool_call"] * n, target_slots=[[]] * n, slots=[SLOTS] * n, is_control=[False] * n,
+                gold_name=["reserve_table"] * n, gold_args=[GOLD_ARGS] * n, defaults=['{"seating": "indoor"}'] * n,
+                user_texts=[["A table at Nopa for 4 at 7 pm"]] * n, goal=[GOLD_ARGS] * n, gold_content=[""] * n,
+                last_tool_result=[""] * n, protocol=["speakrl"] * n)
+    base.update({k: [v] * n for k, v in kw.items()})
+    return base
+
+
+def call(args, name="reserve_table"):
+    return f'<think>t</think><clarify>No</clarify><tool_call>{{"name": "{name}", "arguments": {args}}}</tool_call>'
+
+
+MALFORMED = ["", None, "<clarify>", "<tool_call>{", "</think></think>", "<clarify>No</clarify><tool_call>[1, 2]</tool_call>",
+             '<clarify>No</clarify><tool_call>{"name": 3}</tool_call>', "\x00\x01", "<clarify>No</clarify><tool_call>{\"name\": \"x\", \"arguments\": \"{\"}</tool_call>"]
+
+
+def test_tool_call_reward_table():
+    completions = [
+        call(GOLD_ARGS),
+        call('{"restaurant_name": "Nopa", "party_size": 4, "time": "7 pm", "seating": "indoor"}'),  # explicit default
+        call('{"restaurant_name": "Nopa", "party_size": 4}'),  # one slot missing
+        call('{"restaurant_name": "Nopa", "party_size": 4, "time": "9 pm"}'),  # a value the user never said
+        call(GOLD_ARGS, name="cancel_reservation"),  # wrong tool
+        "<think>t</think><clarify>What time?</clarify>",  # no call
+    ]
+    r = tool_call_reward(completions, **cols(len(completions)))
+    assert r[0] == r[1] == 1.0
+    assert 0.0 < r[3] < r[2] < 1.0  # missing a slot beats inventing one
+    assert 0.0 < r[4] < r[2]
+    assert r[5] == 0.0
+
+
+def test_clarify_reward_table():
+    ask_table = "<think>t</think><clarify>Which restaurant would you like?</clarify>"
+    ask_other = "<think>t</think><clarify>How many people?</clarify>"
+    needed = cols(4, act="clarify", target_slots=["restaurant_name"])
+    r = clarify_reward([ask_table, ask_other, call(GOLD_ARGS), "junk"], **needed)
+    assert r == [1.0, 0.5, -1.0, -1.0]  # right slot > wrong slot > acting on unresolved ambiguity
+    control = cols(2, is_control=True)
+    ambiguous_but_resolved = cols(2)
+    assert clarify_reward([ask_table, call(GOLD_ARGS)], **control) == [-1.0, 1.0]
+    assert clarify_reward([ask_table, call(GOLD_ARGS)], **ambiguous_but_resolved) == [-0.5, 1.0]
+
+
+def test_answer_and_efficiency_tables():
+    result = '{"status": "confirmed", "confirmation_id": "RES-00000042", "restaurant_name": "Nopa"}'
+    c = cols(3, act="answer", gold_content="Done! Nopa, confirmation RES-00000042.", last_tool_result=result)
+    answers = ["<think>t</think><clarify>No</clarify>Booked Nopa, confirmation RES-00000042.",
+               "<think>t</think><clarify>No</clarify>Booked Nopa.", call(GOLD_ARGS)]
+    assert answer_reward(answers, **c) == [1.0, 0.5, 0.0]
+    assert tool_call_reward(answers, **c) == [None] * 3
+    c = cols(3, user_texts=["A table at Nopa"], goal=GOLD_ARGS)
+    asks = ["<clarify>How many people, and what time?</clarify>", "<clarify>Which restaurant?</clarify>", "<clarify>ok?</clarify>"]
+    assert turn_efficiency_reward(asks, **c) == [0.0, -1.0, -0.5]
+
+
+@pytest.mark.parametrize("name", list(REWARDS))
+def test_malformed_completions_score_low_and_never_crash(name):
+    fn = REWARDS[name]
+    for act in ("clarify", "tool_call", "answer"):
+        c = cols(len(MALFORMED), act=act, target_slots=["time"] if act == "clarify" else [])
+        scores = fn(MALFORMED, **c)
+        assert len(scores) == len(MALFORMED)
+        assert all(s is None or s <= 0.5 for s in scores), (act, scores)
+
+
+def test_rewards_survive_random_noise_and_missing_columns():
+    rng = random.Random(1)
+    alphabet = ['<think>', '</think>', '<clarify>', '</clarify>', 'No', '<tool_call>', '</tool_call>', '{"name": "reserve_table"',
+                ', "arguments": {', '"time": "7 pm"', '}', '}', 'Which time?', ' ']
+    noise = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12))) for _ in range(300)]
+    for fn in REWARDS.values():
+        assert len(fn(noise, **cols(len(noise)))) == len(noise)
+        assert len(fn(noise[:3])) == 3  # no columns at all: defaults, no crash
+
+
+def test_gold_completions_score_best_on_real_rows(splits):
+    rows = decision_rows(splits["train"])[:120]
+    for act in ("clarify", "tool_call", "answer"):
+        assert any(r["act"] == act for r in rows)
+    columns = {k: [r[k] for r in rows] for k in rows[0]}
+    columns["protocol"] = ["speakrl"] * len(rows)
+    golds = [render_speakrl(r["act"], r["gold_reasoning"], r["gold_content"], (r["gold_name"], r["gold_args"]) if r["gold_name"] else None) for r in rows]
+    assert format_reward(golds, **columns) == [1.0] * len(rows)
+    assert all(s == 1.0 for s in tool_call_reward(golds, **columns) if s is not None)
+    assert all(s == 1.0 for s in answer_reward(golds, **columns) if s is not None)
+    clar = clarify_reward(golds, **columns)
+    # A gold question targets its gold slots (question_targets) at least partly: never below 0.5.
+    assert all(s >= 0.5 for s in clar)
+    assert sum(s == 1.0 for s in clar) / len(clar) > 0.8
+
+
+def test_unknown_reward_fails_at_config_load(tmp_path):
+    with pytest.raises(ConfigError, match="unknown reward.*valid rewards: format, clarify"):
+        get_rewards(["format", "helpfulness"])
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("model_name_or_path: tiny\nreward_funcs: [format, vibes]\nreward_weights: [1, 1]\n")
+    with pytest.raises(ConfigError, match="vibes"):
+        load_recipe(str(recipe))
