@@ -348,6 +348,7 @@ class LLM:
         self.usage: dict[tuple[str, str], Usage] = {}
         self.json_schema_supported = True  # flips to False on a server that rejects json_schema
         self._budget_hit = False
+        self._fatal: LLMError | None = None  # after a fail-fast error, nothing more is sent
         self._closed = False
         self._loop = _aiohttp_loop_factory()
         self._thread = threading.Thread(target=self._loop.run_forever, name="speakrl-llm", daemon=True)
@@ -498,12 +499,16 @@ class LLM:
                 self.stats.cached += 1
                 usage.cached += 1
                 return self._completion(hit, cached=True)
+        if self._fatal is not None:
+            raise self._fatal
         try:
             data = await self._send_with_retries(body)
         except (LLMError, BudgetExceeded) as e:
             if isinstance(e, LLMError):
                 self.stats.failed += 1
                 usage.failed += 1
+                if "HTTP 400" not in str(e):  # a bad key or model fails every request: stop sending
+                    self._fatal = e
             raise
         except Exception as e:
             self.stats.failed += 1
@@ -746,14 +751,21 @@ def prompt_env() -> Any:
     """
     import jinja2
 
-    return jinja2.Environment(
+    from pipeline.checks import slot_label
+
+    env = jinja2.Environment(
         loader=jinja2.PackageLoader("prompts", "."),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=False,
         trim_blocks=True,
         lstrip_blocks=True,
-        autoescape=False,
+        autoescape=False,  # prompts are not HTML
     )
+    env.filters["label"] = slot_label  # "party_size" -> "party size"
+    env.filters["value"] = lambda v: ("yes" if v else "no") if isinstance(v, bool) else v
+    # jinja's own tojson escapes <, > and & for HTML; a prompt wants the JSON as it is.
+    env.filters["json"] = lambda v: json.dumps(v, ensure_ascii=False)
+    return env
 
 
 @functools.lru_cache(maxsize=None)

@@ -1,0 +1,88 @@
+"""Offline backend, end to end: accepted dialogues per second, peak RSS, and cost relative to parquet serialization.
+
+Each (size, repeat) runs `speakrl run` logic in a fresh process so peak RSS is that run's alone. The serialization
+baseline writes the same accepted dialogues to parquet (the published row encoding) and nothing else.
+
+    python benchmarks/offline_throughput.py --sizes 10000 100000 --repeats 3
+Prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+CHILD = r"""
+import json, resource, sys, time
+from pipeline.runner import generate
+from schemas import RunConfig
+n, out, workers = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+t = time.perf_counter()
+run_dir = generate(RunConfig(n=n, seed=0, out=out, workers=workers))
+wall = time.perf_counter() - t
+stats = json.loads((run_dir / "stats.json").read_text())
+rss_self = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+rss_children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+print(json.dumps({"wall": wall, "accepted": stats["accepted"], "rejected": stats["rejected"],
+                  "peak_rss_mb_main": rss_self, "peak_rss_mb_worker": rss_children}))
+"""
+
+SERIALIZE = r"""
+import json, sys, time
+import pyarrow as pa, pyarrow.parquet as pq
+from datasets import Features
+from pipeline.io import read_jsonl
+from pipeline.stages import publish
+from schemas import Dialogue
+rows = list(read_jsonl(sys.argv[1], Dialogue))
+schema = Features(publish.features()["default"]).arrow_schema
+t = time.perf_counter()
+table = pa.Table.from_pylist([publish.dialogue_row(d) for d in rows], schema=schema)
+pq.write_table(table, sys.argv[2])
+print(json.dumps({"serialize_seconds": time.perf_counter() - t, "rows": len(rows)}))
+"""
+
+
+def child(code: str, *args: str) -> dict:
+    out = subprocess.run([sys.executable, "-c", code, *args], check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=0, help="0 = one per core")
+    args = parser.parse_args()
+    results = {"cores": os.cpu_count(), "workers": args.workers, "repeats": args.repeats, "sizes": {}}
+    for n in args.sizes:
+        runs, ratios = [], []
+        for _ in range(args.repeats):
+            with tempfile.TemporaryDirectory() as tmp:
+                run = child(CHILD, str(n), str(Path(tmp) / "run"), str(args.workers))
+                ser = child(SERIALIZE, str(Path(tmp) / "run" / "accepted.jsonl"), str(Path(tmp) / "x.parquet"))
+            run["accepted_per_second"] = run["accepted"] / run["wall"]
+            per_dialogue = run["wall"] / run["accepted"]
+            ratios.append(per_dialogue / (ser["serialize_seconds"] / ser["rows"]))
+            runs.append(run)
+        results["sizes"][str(n)] = {
+            "median_accepted_per_second": round(statistics.median(r["accepted_per_second"] for r in runs), 1),
+            "median_wall_seconds": round(statistics.median(r["wall"] for r in runs), 2),
+            "accepted": runs[0]["accepted"],
+            "rejected": runs[0]["rejected"],
+            "peak_rss_mb_main": round(max(r["peak_rss_mb_main"] for r in runs), 1),
+            "peak_rss_mb_worker": round(max(r["peak_rss_mb_worker"] for r in runs), 1),
+            "median_cost_ratio_vs_parquet_serialization": round(statistics.median(ratios), 2),
+        }
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
