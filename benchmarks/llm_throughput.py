@@ -31,8 +31,6 @@ from pipeline.testing.openai_server import spawn_server  # noqa: E402
 from schemas.config import EndpointConfig, StageLLMConfig  # noqa: E402
 
 
-import os
-NO_CACHE = bool(os.environ.get("NO_CACHE"))
 
 
 def server_stats(base_url: str) -> dict:
@@ -44,7 +42,7 @@ def one_run(base_url: str, n: int, c: int, latency: float, tag: str) -> dict:
     endpoint = EndpointConfig(base_url=base_url, model="bench-model", max_concurrency=c, timeout=30.0, max_retries=8)
     sampling = StageLLMConfig(backend="openai", max_tokens=64)
     with tempfile.TemporaryDirectory() as cache_dir:
-        llm = LLM(endpoint, None if NO_CACHE else cache_dir, api_key="sk-bench")
+        llm = LLM(endpoint, cache_dir, api_key="sk-bench")
         try:
             # Warm up the connection pool (and the server), as a long run would be.
             warm = [llm.complete([{"role": "user", "content": f"warm {tag} {i}"}], stage="bench", sampling=sampling) for i in range(c)]

@@ -538,6 +538,8 @@ class LLM:
                 # The slot is held for one HTTP exchange only: a request sleeping before its retry does
                 # not block others (the server's Retry-After, not our semaphore, paces it).
                 async with self._sem:
+                    if self._fatal is not None:  # another request hit a fail-fast error while we waited
+                        raise self._fatal
                     if self._budget_hit:  # checked after the wait for a slot: the limit may have been hit meanwhile
                         raise BudgetExceeded(self._budget_message())
                     if self._rpm is not None:
@@ -564,7 +566,7 @@ class LLM:
         except openai.APIStatusError as e:
             if is_transient(e):
                 raise
-            raise self._fatal(e) from None
+            raise self._fatal_error(e) from None
         try:
             data = json.loads(response.content)
             data["choices"][0]["message"]
@@ -582,7 +584,7 @@ class LLM:
         # Never let the key reach a message, a log or a file, even if a server echoes it back.
         return text.replace(self._api_key, "***") if self._api_key and self._api_key != "EMPTY" else text
 
-    def _fatal(self, e: openai.APIStatusError) -> LLMError:
+    def _fatal_error(self, e: openai.APIStatusError) -> LLMError:
         status = _status(e)
         detail = _one_sentence(self._scrub(getattr(e, "message", "") or ""), 160)
         hint = {

@@ -103,6 +103,15 @@ class Provenance(Strict):
     usage: dict[str, int] = Field(default_factory=dict)
 
 
+class JudgeVerdict(Strict):
+    """The optional LLM judge's view of a dialogue's clarification questions (necessary? targeted?)."""
+
+    verdict: Literal["pass", "fail"]
+    reason: str
+    model: str | None = None
+    turns: list[dict[str, Any]] = Field(default_factory=list)  # per question: message_index, necessary, targeted, reason
+
+
 class Dialogue(Strict):
     id: str
     scenario_id: str
@@ -116,6 +125,7 @@ class Dialogue(Strict):
     needs_clarification: bool
     outcome: Literal["completed", "failed"]
     provenance: Provenance
+    judge: JudgeVerdict | None = None  # set when validate.judge is on (LLM backend)
 
 
 class Rejection(Strict):

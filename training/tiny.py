@@ -25,19 +25,47 @@ def qwen3_chat_template() -> str:
     return template
 
 
-def build_tokenizer(texts: Iterable[str], vocab_size: int = 2048) -> Any:
+def training_texts(rows: Iterable[dict[str, Any]], protocol: str, limit: int = 3000) -> list[str]:
+    """The texts a tiny model will read: decision prompts rendered through the Qwen3 template, and gold turns."""
+    import json
+
+    from transformers.utils.chat_template_utils import render_jinja_template
+
+    from training.prompts import with_instructions
+    from training.protocols import render_speakrl
+
+    texts = []
+    for i, row in enumerate(rows):
+        if i >= limit:
+            break
+        rendered, _ = render_jinja_template(
+            conversations=[with_instructions(json.loads(row["history"]), protocol)], tools=json.loads(row["tools"]),
+            chat_template=qwen3_chat_template(), add_generation_prompt=True,
+        )
+        call = (row["gold_name"], row["gold_args"]) if row["gold_name"] else None
+        texts += [rendered[0], render_speakrl(row["act"], row["gold_reasoning"], row["gold_content"], call)]
+    return texts
+
+
+def build_tokenizer(texts: Iterable[str], vocab_size: int = 4096, max_token_length: int = 24) -> Any:
     """Train a byte-level BPE on `texts` and wrap it as a transformers fast tokenizer with the Qwen3 chat template."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    # Merges may cross word boundaries (no GPT-2 regex): the JSON tool specs repeated in every prompt then shrink to
+    # a few long tokens, which halves prompt length and so CPU time per step. Newlines and tags stay their own pieces.
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(pattern=Regex(r"\n+|</?[a-z_]+>|<\|[a-z_]+\|>"), behavior="isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+    ])
     tok.decoder = decoders.ByteLevel()
     tok.post_processor = processors.ByteLevel(trim_offsets=False)
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
         special_tokens=SPECIAL_TOKENS,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        max_token_length=max_token_length,
         show_progress=False,
     )
     tok.train_from_iterator(texts, trainer=trainer)
@@ -55,7 +83,7 @@ def build_tokenizer(texts: Iterable[str], vocab_size: int = 2048) -> Any:
 
 
 def build_model(tokenizer: Any, hidden_size: int = 128, num_layers: int = 2, num_heads: int = 4,
-                intermediate_size: int = 384, max_position_embeddings: int = 2048, seed: int = 0) -> Any:
+                intermediate_size: int = 384, max_position_embeddings: int = 4096, seed: int = 0) -> Any:
     """A randomly initialized Qwen3ForCausalLM sized for CPU."""
     import torch
     from transformers import Qwen3Config, Qwen3ForCausalLM
@@ -81,10 +109,10 @@ def build_model(tokenizer: Any, hidden_size: int = 128, num_layers: int = 2, num
     return model
 
 
-def build_tiny(out_dir: Path, texts: Iterable[str], vocab_size: int = 2048, **model_kwargs: Any) -> Path:
+def build_tiny(out_dir: Path, texts: Iterable[str], vocab_size: int = 4096, max_token_length: int = 24, **model_kwargs: Any) -> Path:
     """Build tokenizer + model and save both to `out_dir` (a normal HF checkpoint dir)."""
     out_dir = Path(out_dir)
-    tokenizer = build_tokenizer(texts, vocab_size=vocab_size)
+    tokenizer = build_tokenizer(texts, vocab_size=vocab_size, max_token_length=max_token_length)
     model = build_model(tokenizer, **model_kwargs)
     out_dir.mkdir(parents=True, exist_ok=True)
     tokenizer.save_pretrained(out_dir)

@@ -42,15 +42,15 @@ def resolve_model(name_or_path: str | None) -> str:
 def build_base(cfg: SpeakrlConfig, model_name: str | None, dialogues: list[Dialogue], out: Path) -> str:
     """The starting checkpoint: the tiny model built on the training text, or the recipe's model."""
     if model_name == "tiny":
-        from training.tiny import build_tiny
+        from training.tiny import build_tiny, training_texts
 
         kwargs = dict(cfg.tiny_model)
-        vocab = int(kwargs.pop("vocab_size", 2048))
+        vocab = int(kwargs.pop("vocab_size", 4096))
         base = out / "base"
         if not (base / "config.json").is_file():
-            texts = list(corpus_texts(dialogues))
-            # The rendered instructions and chat-template boilerplate are part of every prompt: teach them to the BPE.
-            texts += [json.dumps(with_instructions([], cfg.protocol))] * 50
+            # Train the BPE on what the model will read: rendered prompts (template boilerplate, instructions, tool
+            # specs) and gold turns, plus the raw dialogue text.
+            texts = training_texts(decision_rows(dialogues), cfg.protocol) + list(corpus_texts(dialogues))
             build_tiny(base, texts, vocab_size=vocab, **kwargs)
         return str(base)
     return resolve_model(model_name)

@@ -164,8 +164,10 @@ def converse(cfg: RunConfig, scenario: Scenario, domain: Domain, sim: Simulator)
 
     args = {k: known[k] for k in tool.slots if k in known}
     call = FunctionCall(name=tool.name, arguments=json.dumps(args, ensure_ascii=False))
-    defaults = phrasing.join([slot_label(k) for k in tool.optional if k not in args])
-    note = f" The {defaults} keep their defaults." if defaults else ""
+    unset = [slot_label(k) for k in tool.optional if k not in args]
+    note = ""
+    if unset:
+        note = f" The {phrasing.join(unset)} {'keeps its default' if len(unset) == 1 else 'keep their defaults'}."
     conv.assistant("tool_call", f"I have everything {tool.name} needs: {phrasing.describe(args)}.{note}", call=call)
     result = sim.execute(tool.name, args)
     conv.tool_result(call, result)

@@ -20,7 +20,9 @@ The `tools` column is ONE JSON string per row: the list of OpenAI function specs
 call `json.loads(row["tools"])`. A struct column cannot hold it: every tool has different JSON-Schema
 parameters, and Arrow would merge them into one struct padded with nulls that chat templates would render.
 For the same reason `goal`, `defaults`, `function.arguments` (as in the OpenAI API) and the rejected `row` are
-JSON strings. `messages` and `prompt` are native lists of structs in OpenAI chat format.
+JSON strings. `messages` and `prompt` are native lists of structs in OpenAI chat format; Arrow keeps every field, so
+unused ones are null: templates that test a key's presence (Llama 3.1's `'tool_calls' in message`) need the nulls
+dropped first, Qwen's take the rows as they are (tested).
 """
 
 from __future__ import annotations
@@ -213,12 +215,12 @@ def dialogue_from_row(row: dict[str, Any]) -> Dialogue:
     )
 
 
-def decision_point_row(p: DecisionPoint) -> dict[str, Any]:
-    """A DecisionPoint as a row of the `decision_points` config."""
-    dump = p.model_dump(mode="json")
+def decision_point_row(p: DecisionPoint, tools_json: str | None = None) -> dict[str, Any]:
+    """A DecisionPoint as a row of the `decision_points` config (`tools_json`: the dialogue's, already encoded)."""
+    dump = p.model_dump(mode="json", exclude={"tools"} if tools_json is not None else None)
     return {
         **dump,
-        "tools": _json(dump["tools"]),
+        "tools": tools_json if tools_json is not None else _json(dump["tools"]),
         "goal": _json(p.goal),
         "defaults": _json(p.defaults),
     }
@@ -263,9 +265,10 @@ def near_duplicate_pairs(dialogues: Sequence[Dialogue], threshold: float, num_pe
 
     shingles = [_shingles(_text(d)) for d in dialogues]
     lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+    template = MinHash(num_perm=num_perm, seed=1)  # permutations are made once, not per dialogue
     pairs = []
     for i, sh in enumerate(shingles):
-        m = MinHash(num_perm=num_perm, seed=1)
+        m = MinHash(num_perm=num_perm, seed=1, permutations=template.permutations, scheme=template.scheme)
         m.update_batch([s.encode() for s in sh])
         for j in lsh.query(m):
             if _jaccard(sh, shingles[j]) >= threshold:
@@ -635,7 +638,8 @@ def _write_parquet(rows: list[dict[str, Any]], feats: Any, directory: Path, spli
     arrow_bytes = parquet_bytes = 0
     for i, shard in enumerate(shards):
         name = f"{split}-{i:05d}-of-{len(shards):05d}.parquet"
-        table = pa.Table.from_pylist([feats.encode_example(r) for r in shard], schema=schema)
+        # Rows are plain JSON-like values already (no Image/Audio/ClassLabel to encode): Arrow takes them as-is.
+        table = pa.Table.from_pylist(shard, schema=schema)
         sink = pa.BufferOutputStream()
         pq.write_table(table, sink, compression="zstd")
         data = sink.getvalue().to_pybytes()
@@ -666,7 +670,11 @@ def build_dataset_dir(run_dir: Path | str, out_dir: Path | str, options: Publish
         if not split.splits[name]:
             continue  # an empty split is left out of the files and the card
         rows["default"][name] = [dialogue_row(d) for d in split.splits[name]]
-        rows["decision_points"][name] = [decision_point_row(p) for d in split.splits[name] for p in decision_points(d)]
+        rows["decision_points"][name] = [
+            decision_point_row(p, row["tools"])
+            for d, row in zip(split.splits[name], rows["default"][name])
+            for p in decision_points(d)
+        ]
         n_points += len(rows["decision_points"][name])
     if run.rejected:
         rows["rejected"]["train"] = [rejection_row(r) for r in sorted(run.rejected, key=lambda r: r.id)]

@@ -62,6 +62,13 @@ def test_push_then_load_every_config_and_split(env, run, repo_id, tmp_path):
     assert set(counts["default"]) == {"train", "validation", "test", "test_ood"}
 
 
+def test_real_run_round_trip(env, small_run, repo_id, tmp_path):
+    """A generated SpeakER run (offline backend) pushed and loaded back: every row, every config and split."""
+    push(small_run, repo_id)
+    counts = check_published(load_from_hub(repo_id, tmp_path / "cache"), small_run)
+    assert all(counts["default"].get(s) for s in ("train", "validation", "test", "test_ood"))
+
+
 def test_card_on_the_hub_parses_with_complete_metadata(env, run, repo_id):
     push(run, repo_id)
     card = DatasetCard.load(repo_id, repo_type="dataset")

@@ -202,6 +202,25 @@ def test_tools_column_is_what_trl_expects(built, tmp_path):
     assert json.loads(assistant["tool_calls"][0]["function"]["arguments"])  # arguments: a JSON object string
 
 
+def test_rows_render_through_a_chat_template_with_tools(built, tmp_path):
+    """A published row goes straight into a real chat template (TRL's bundled Qwen3 one) with its tools."""
+    from transformers.utils.chat_template_utils import render_jinja_template
+
+    import trl
+
+    template = (Path(trl.__file__).parent / "chat_templates" / "qwen3.jinja").read_text()
+    row = datasets.load_dataset(str(built), "default", split="train", cache_dir=str(tmp_path / "c"))[0]
+    tools = json.loads(row["tools"])
+    (text,), _ = render_jinja_template(conversations=[row["messages"]], tools=tools, chat_template=template)
+    call = row["gold_calls"][-1]
+    assert tools[0]["function"]["description"] in text  # the tool specs reached the system prompt
+    assert f'"name": "{call["name"]}"' in text and row["messages"][-1]["content"] in text
+    point = datasets.load_dataset(str(built), "decision_points", split="train", cache_dir=str(tmp_path / "c"))[0]
+    (prompt,), _ = render_jinja_template(conversations=[point["prompt"]], tools=json.loads(point["tools"]),
+                                         chat_template=template, add_generation_prompt=True)
+    assert prompt.endswith("<|im_start|>assistant\n")
+
+
 # --- bad input ------------------------------------------------------------------------------------------------------
 
 

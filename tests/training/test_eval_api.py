@@ -1,0 +1,49 @@
+"""The evaluation harness against an OpenAI-compatible endpoint: the real openai SDK over HTTP to a local server."""
+
+import json
+
+import pytest
+
+from pipeline.errors import TrainingError
+from pipeline.testing.openai_server import OpenAIServer, Reply
+from training.data import episode_rows
+from training.evaluate import ApiPolicy, evaluate
+
+
+def test_always_asking_model(run_dir):
+    with OpenAIServer(responder=lambda body: "Could you tell me which one you mean?") as server:
+        policy = ApiPolicy(server.base_url, "asker", protocol="native", concurrency=4)
+        m = evaluate(policy, str(run_dir), "test", max_turns=3)
+        assert server.requests > 0
+        body = server.bodies[0]
+        assert body["tools"] and body["messages"][0]["role"] == "system"
+    assert m["clarify_recall"] == 1.0 and m["under_asking_rate"] == 0.0
+    assert m["over_asking_rate"] == 1.0 and m["control_over_asking_rate"] == 1.0
+    assert m["task_completion"] == 0.0
+    assert m["avg_turns"] == 3.0  # never acts: every episode runs to the turn limit
+    assert m["tool_call_exact_match"] == 0.0
+
+
+def test_oracle_that_knows_the_goal(run_dir, splits):
+    """Calls the goal tool at once, then answers: completes every task in two turns and never asks."""
+    goals = {json.loads(r["history"])[1]["content"]: (r["goal_tool"], r["goal_args"]) for r in episode_rows(splits["test"])}
+
+    def oracle(body):
+        messages = body["messages"]
+        if messages[-1]["role"] == "tool":
+            return Reply(content="All done: it is confirmed.")
+        name, args = goals[messages[1]["content"]]
+        return Reply(tool_calls=[{"id": "call_1", "type": "function", "function": {"name": name, "arguments": args}}])
+
+    with OpenAIServer(responder=oracle) as server:
+        m = evaluate(ApiPolicy(server.base_url, "oracle", protocol="native"), str(run_dir), "test", max_turns=4)
+    assert m["task_completion"] == 1.0 and m["avg_turns"] == 2.0
+    assert m["clarify_recall"] == 0.0 and m["over_asking_rate"] == 0.0
+    assert 0.0 < m["tool_call_exact_match"] <= 1.0
+
+
+def test_endpoint_errors_are_one_sentence(run_dir):
+    with OpenAIServer(responder=lambda body: "x") as server:
+        server.fail_next("unauthorized", times=100)
+        with pytest.raises(TrainingError, match="refused"):
+            evaluate(ApiPolicy(server.base_url, "m", protocol="native"), str(run_dir), "test", limit=1)

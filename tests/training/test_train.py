@@ -1,0 +1,65 @@
+"""A real tiny SFT + GRPO run (a few steps, CPU) and evaluation of the result."""
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from training.config import load_recipe
+from training.rewards import REWARDS
+
+TINY = [
+    "report_to=none",
+    "tiny_model={vocab_size: 1024, hidden_size: 64, num_layers: 1, num_heads: 2, intermediate_size: 128}",
+    "sft.max_steps=4", "sft.per_device_train_batch_size=8",
+    "per_device_train_batch_size=8", "num_generations=4", "max_completion_length=48", "max_train_samples=48",
+    # A hot, flat start so the group has distinct completions and the rewards have something to tell apart.
+    "temperature=1.5",
+]
+
+
+@pytest.fixture(scope="module")
+def trained(run_dir, tmp_path_factory):
+    from training.train import train
+
+    out = tmp_path_factory.mktemp("train") / "tiny"
+    cfg, model_args = load_recipe("tiny-cpu", output_dir=str(out), max_steps=3, overrides=TINY)
+    summary = train(cfg, model_args, str(run_dir))
+    return out, summary
+
+
+@pytest.mark.slow
+def test_sft_then_grpo_logs_every_reward(trained):
+    out, summary = trained
+    assert Path(summary["sft"]).name == "sft" and Path(summary["final"]).name == "grpo"
+    for stage in ("base", "sft", "grpo"):
+        assert (out / stage / "config.json").is_file()
+    sft_log = json.loads((out / "sft" / "log_history.json").read_text())
+    assert any("loss" in h and math.isfinite(h["loss"]) for h in sft_log)
+    history = json.loads((out / "grpo" / "log_history.json").read_text())
+    steps = [h for h in history if "reward" in h]
+    assert len(steps) == 3
+    for name, fn in REWARDS.items():
+        key = f"rewards/{fn.__name__}/mean"
+        assert any(key in h for h in steps), key
+    assert all("frac_reward_zero_std" in h for h in steps)
+    curve = json.loads((out / "reward_curve.json").read_text())
+    assert curve["step"] == [1, 2, 3] and len(curve["reward"]) == 3
+    assert (out / "reward_curve.png").stat().st_size > 1000
+    assert json.loads((out / "train_summary.json").read_text())["protocol"] == "speakrl"
+
+
+@pytest.mark.slow
+def test_eval_on_the_tiny_model(trained, run_dir):
+    from training.evaluate import LocalPolicy, evaluate
+
+    out, _ = trained
+    policy = LocalPolicy(str(out / "grpo"), "speakrl", max_new_tokens=24, batch_size=32)
+    metrics = evaluate(policy, str(run_dir), "test", max_turns=2, limit=6)
+    assert metrics["dialogues"] == 6 and metrics["episodes"] == 6
+    for key in ("task_completion", "avg_turns", "clarify_recall", "under_asking_rate", "over_asking_rate",
+                "tool_call_exact_match", "argument_f1", "format_score"):
+        assert key in metrics
+    assert 1 <= metrics["avg_turns"] <= 2
+    assert 0.0 <= metrics["task_completion"] <= 1.0
