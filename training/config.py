@@ -52,7 +52,11 @@ class SpeakrlConfig(GRPOConfig):
 
 
 def recipe_names() -> list[str]:
-    return sorted(p.name[: -len(".yaml")] for p in resources.files("training").joinpath("recipes").iterdir() if p.name.endswith(".yaml"))
+    return sorted(
+        p.name[: -len(".yaml")]
+        for p in resources.files("training").joinpath("recipes").iterdir()
+        if p.name.endswith(".yaml") and not p.name.startswith("accelerate-")  # launcher configs, not recipes
+    )
 
 
 def recipe_path(recipe: str) -> Path:

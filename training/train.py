@@ -206,6 +206,16 @@ def save_reward_curve(history: list[dict[str, Any]], out: Path) -> tuple[Path, P
     return json_path, png_path
 
 
+def model_init_kwargs(model_args: Any) -> dict[str, Any]:
+    """How TRL should load the model (ModelConfig's dtype and attention implementation)."""
+    out = {}
+    if getattr(model_args, "dtype", None) not in (None, "auto"):
+        out["dtype"] = model_args.dtype
+    if getattr(model_args, "attn_implementation", None):
+        out["attn_implementation"] = model_args.attn_implementation
+    return out
+
+
 def train(cfg: SpeakrlConfig, model_args: Any, dataset: str) -> dict[str, Any]:
     """Run the recipe's stages on `dataset`; returns the summary written to train_summary.json."""
     out = Path(cfg.output_dir)
@@ -218,6 +228,10 @@ def train(cfg: SpeakrlConfig, model_args: Any, dataset: str) -> dict[str, Any]:
     model_path = build_base(cfg, model_args.model_name_or_path, train_dialogues, out)
     summary: dict[str, Any] = {"dataset": dataset, "base": model_path, "protocol": cfg.protocol, "mode": cfg.mode}
     rows = _limit(decision_rows(train_dialogues), cfg.max_train_samples, cfg.seed)
+    init_kwargs = model_init_kwargs(model_args)
+    if init_kwargs:
+        cfg.model_init_kwargs = {**init_kwargs, **(cfg.model_init_kwargs or {})}
+        cfg.sft.setdefault("model_init_kwargs", dict(cfg.model_init_kwargs))
     peft_config = None
     if model_args.use_peft:
         from trl import get_peft_config

@@ -32,12 +32,23 @@ from pipeline.catalog.sim import Simulator
 from pipeline.catalog.specs import catalog_specs
 from pipeline.checks import mentioned, normalize, question_targets, slot_label
 from pipeline.errors import BudgetExceeded, LLMError
-from pipeline.llm import LLM, LLMOutputError, Prompt, estimate_tokens, hash_template, render
+from pipeline.llm import LLM, LLMOutputError, LLMUnavailable, Prompt, estimate_tokens, hash_template, render
 from pipeline.stages import phrasing
 from pipeline.stages.dialogues import system_prompt
 from schemas.catalog import Catalog, Domain
 from schemas.config import RunConfig
-from schemas.dialogue import Dialogue, FunctionCall, JudgeVerdict, Message, Provenance, Rejection, Scenario, ToolCall, TurnLabel
+from schemas.dialogue import (
+    Dialogue,
+    FunctionCall,
+    JudgeVerdict,
+    Message,
+    Provenance,
+    Rejection,
+    Scenario,
+    ToolCall,
+    ToolSpec,
+    TurnLabel,
+)
 
 log = logging.getLogger(__name__)
 
@@ -273,9 +284,8 @@ def writer_prompt(scenario: Scenario, catalog: Catalog) -> Prompt:
                   stated=scenario.stated, plan=plan_items(scenario))
 
 
-async def paraphrase_dialogue(cfg: RunConfig, llm: LLM, scenario: Scenario, draft: Dialogue, catalog: Catalog) -> Dialogue:
-    """The offline draft with its user and assistant utterances rewritten; everything else unchanged."""
-    row = _Row()
+def paraphrase_prompt(scenario: Scenario, draft: Dialogue) -> tuple[Prompt, list[dict[str, Any]]]:
+    """The paraphrase prompt and its lines (index, role, text, values to keep, slots a question asks about)."""
     keep = keep_values(scenario, draft)
     targets = {lab.message_index: lab.target_slots for lab in draft.labels if lab.act == "clarify"}
     lines = [
@@ -284,8 +294,34 @@ async def paraphrase_dialogue(cfg: RunConfig, llm: LLM, scenario: Scenario, draf
         for i, m in enumerate(draft.messages)
         if m.role in ("user", "assistant") and m.content
     ]
+    return render("paraphrase.j2", persona=scenario.persona, style=scenario.style, utterances=lines), lines
+
+
+def assistant_prompt(system: str, specs: list[ToolSpec], messages: list[Message]) -> Prompt:
+    """The assistant's prompt: its system prompt, the tools and the conversation; never the hidden goal."""
+    return render("assistant.j2", system_prompt=system, tools=[t.model_dump(mode="json") for t in specs],
+                  conversation=transcript(messages))
+
+
+def user_prompt(scenario: Scenario, catalog: Catalog, messages: list[Message]) -> Prompt:
+    """The user simulator's prompt: persona, the hidden goal, the conversation."""
+    domain = catalog.domain(scenario.domain)
+    return render("user_simulator.j2", persona=scenario.persona, style=scenario.style,
+                  intent=phrasing.intent(domain.tool(scenario.tool)), goal=scenario.goal, conversation=transcript(messages))
+
+
+def judge_prompt(dialogue: Dialogue) -> Prompt:
+    """The judge's prompt: tools, the dialogue with message indices, and which turns are questions."""
+    questions = [f"[{lab.message_index}]" for lab in dialogue.labels if lab.act == "clarify"]
+    return render("judge.j2", tools=[t.model_dump(mode="json") for t in dialogue.tools],
+                  conversation=transcript(dialogue.messages), questions=questions)
+
+
+async def paraphrase_dialogue(cfg: RunConfig, llm: LLM, scenario: Scenario, draft: Dialogue, catalog: Catalog) -> Dialogue:
+    """The offline draft with its user and assistant utterances rewritten; everything else unchanged."""
+    row = _Row()
+    prompt, lines = paraphrase_prompt(scenario, draft)
     slots = {s.name: s for s in catalog.domain(scenario.domain).slots}
-    prompt = render("paraphrase.j2", persona=scenario.persona, style=scenario.style, utterances=lines)
     result = await row.ask(llm, prompt, stage=STAGE, schema=Paraphrase, sampling=cfg.dialogues,
                            check=lambda p: paraphrase_problem(p, lines, slots))
     texts = {r.index: r.text.strip() for r in result.utterances}
@@ -304,8 +340,6 @@ async def full_dialogue(cfg: RunConfig, llm: LLM, scenario: Scenario, draft: Dia
     tool = domain.tool(scenario.tool)
     specs = catalog_specs(catalog)[scenario.domain]
     tool_names = {s.name for s in specs}
-    tools_json = [s.model_dump(mode="json") for s in specs]
-    intent = phrasing.intent(tool)
     opening = await row.ask(llm, writer_prompt(scenario, catalog), stage=STAGE, schema=Opening, sampling=cfg.dialogues,
                             check=lambda o: opening_problem(scenario, o.message))
     # The published system prompt is the offline one, so rows of both backends look alike.
@@ -315,7 +349,7 @@ async def full_dialogue(cfg: RunConfig, llm: LLM, scenario: Scenario, draft: Dia
     calls: list[FunctionCall] = []
     last: dict[str, Any] | None = None
     for _ in range(MAX_TURNS):
-        prompt = render("assistant.j2", system_prompt=system, tools=tools_json, conversation=transcript(messages))
+        prompt = assistant_prompt(system, specs, messages)
         turn: AssistantTurn = await row.ask(llm, prompt, stage=STAGE, schema=AssistantTurn, sampling=cfg.dialogues,
                                             check=lambda t: turn_problem(t, domain, tool_names))
         index = len(messages)
@@ -332,10 +366,8 @@ async def full_dialogue(cfg: RunConfig, llm: LLM, scenario: Scenario, draft: Dia
         elif turn.act == "clarify":
             labels.append(TurnLabel(message_index=index, act="clarify", target_slots=turn.target_slots))
             messages.append(Message(role="assistant", content=(turn.content or "").strip(), reasoning_content=turn.reasoning))
-            user_prompt = render("user_simulator.j2", persona=scenario.persona, style=scenario.style, intent=intent,
-                                 goal=scenario.goal, conversation=transcript(messages))
             targets = list(turn.target_slots)
-            reply = await row.ask(llm, user_prompt, stage=STAGE, schema=UserTurn, sampling=cfg.dialogues,
+            reply = await row.ask(llm, user_prompt(scenario, catalog, messages), stage=STAGE, schema=UserTurn, sampling=cfg.dialogues,
                                   check=lambda u: reply_problem(u.message, targets, scenario))
             messages.append(Message(role="user", content=reply.message.strip()))
         else:
@@ -368,9 +400,7 @@ async def full_dialogue(cfg: RunConfig, llm: LLM, scenario: Scenario, draft: Dia
 
 async def judge_dialogue(cfg: RunConfig, llm: LLM, dialogue: Dialogue) -> tuple[JudgeVerdict, str]:
     """The judge's verdict on a dialogue's clarification questions, and its raw answer."""
-    questions = [f"[{lab.message_index}]" for lab in dialogue.labels if lab.act == "clarify"]
-    prompt = render("judge.j2", tools=[t.model_dump(mode="json") for t in dialogue.tools],
-                    conversation=transcript(dialogue.messages), questions=questions)
+    prompt = judge_prompt(dialogue)
     wanted = {lab.message_index for lab in dialogue.labels if lab.act == "clarify"}
 
     def covers(j: Judgement) -> str | None:
@@ -404,11 +434,15 @@ async def _one(cfg: RunConfig, llm: LLM, scenario: Scenario, draft: Dialogue | N
             dialogue = await paraphrase_dialogue(cfg, llm, scenario, draft, catalog)
         else:
             dialogue = await full_dialogue(cfg, llm, scenario, draft, sim, catalog)
+    except LLMUnavailable:
+        raise  # an outage, not a bad row: the run stops and a re-run retries it
     except LLMOutputError as e:
         return _rejection(scenario, draft, e.check, e.reason, e.raw)
     if cfg.validate_.judge:
         try:
             verdict, raw = await judge_dialogue(cfg, llm, dialogue)
+        except LLMUnavailable:
+            raise
         except LLMOutputError as e:
             return _rejection(scenario, draft, f"judge_{e.check}", e.reason, e.raw, row=dialogue.model_dump(mode="json"))
         dialogue = dialogue.model_copy(update={"judge": verdict})
@@ -421,8 +455,8 @@ def run(cfg: RunConfig, scenarios: list[Scenario], drafts: list[Dialogue], llm: 
         catalog: Catalog) -> list[Dialogue | Rejection]:
     """One Dialogue or Rejection per scenario, in order, from the LLM mode in `cfg.dialogues.mode`.
 
-    Raises `LLMError` (the endpoint refuses every request: bad key, unknown model, bad request) and
-    `BudgetExceeded`; everything answered before is cached, so a re-run resumes.
+    Raises `LLMError` (the endpoint refuses requests: bad key, unknown model, bad request; or it kept failing
+    after every retry) and `BudgetExceeded`; everything answered before is cached, so a re-run resumes.
     """
     by_scenario = {d.scenario_id: d for d in drafts}
 
@@ -434,6 +468,10 @@ def run(cfg: RunConfig, scenarios: list[Scenario], drafts: list[Dialogue], llm: 
     for r in results:  # stop the run on the first fatal error, after every request in flight has finished
         if isinstance(r, (LLMError, BudgetExceeded)):
             raise r
+    for r in results:
+        if isinstance(r, LLMUnavailable):
+            raise LLMError(f"{llm.base_url} kept failing: {r.reason}; the answers received so far are cached, "
+                           "so running the same command again resumes")
     for r in results:
         if isinstance(r, BaseException):
             raise r
@@ -455,11 +493,7 @@ def estimate(cfg: RunConfig, scenarios: list[Scenario], drafts: list[Dialogue], 
         if draft is None:
             continue
         if cfg.dialogues.mode == "paraphrase":
-            keep = keep_values(scenario, draft)
-            lines = [{"index": i, "role": m.role, "text": m.content, "keep": [v for v in keep if mentioned(v, [m.content])],
-                      "targets": []}
-                     for i, m in enumerate(draft.messages) if m.role in ("user", "assistant") and m.content]
-            prompt = render("paraphrase.j2", persona=scenario.persona, style=scenario.style, utterances=lines)
+            prompt, lines = paraphrase_prompt(scenario, draft)
             requests += 1
             prompt_tokens += estimate_tokens(prompt.messages)
             completion_tokens += sum(len(line["text"]) for line in lines) // 4 + 10 * len(lines)
@@ -467,28 +501,23 @@ def estimate(cfg: RunConfig, scenarios: list[Scenario], drafts: list[Dialogue], 
                 body = llm.body(prompt.messages, cfg.dialogues, Paraphrase, json_schema=llm.json_schema_supported)
                 cached += llm.is_cached(body, prompt.template, prompt.template_hash)
         else:
-            domain = catalog.domain(scenario.domain)
-            specs = [s.model_dump(mode="json") for s in catalog_specs(catalog)[scenario.domain]]
+            specs = catalog_specs(catalog)[scenario.domain]
             requests += 1  # the opening
-            prompt_tokens += 250
+            prompt_tokens += estimate_tokens(writer_prompt(scenario, catalog).messages)
             completion_tokens += 40
             for i, m in enumerate(draft.messages):
                 if m.role == "assistant":
-                    p = render("assistant.j2", system_prompt=draft.messages[0].content or "", tools=specs,
-                               conversation=transcript(draft.messages[:i]))
+                    p = assistant_prompt(draft.messages[0].content or "", specs, draft.messages[:i])
                     requests += 1
                     prompt_tokens += estimate_tokens(p.messages)
                     completion_tokens += 80
                 elif m.role == "user" and i > 1:
-                    p = render("user_simulator.j2", persona=scenario.persona, style=scenario.style,
-                               intent=phrasing.intent(domain.tool(scenario.tool)), goal=scenario.goal,
-                               conversation=transcript(draft.messages[:i]))
+                    p = user_prompt(scenario, catalog, draft.messages[:i])
                     requests += 1
                     prompt_tokens += estimate_tokens(p.messages)
                     completion_tokens += 30
         if cfg.validate_.judge:
-            p = render("judge.j2", tools=[t.model_dump(mode="json") for t in draft.tools],
-                       conversation=transcript(draft.messages), questions=[])
+            p = judge_prompt(draft)
             requests += 1
             prompt_tokens += estimate_tokens(p.messages)
             completion_tokens += 60

@@ -42,6 +42,7 @@ from urllib.parse import urlsplit, urlunsplit
 from pipeline.decision_points import DecisionPoint, decision_points
 from pipeline.errors import PublishError, RunDirError
 from pipeline.io import atomic_write_bytes, atomic_write_text, read_jsonl
+from pipeline.stages import validate
 from schemas.dialogue import Dialogue, Rejection
 
 logger = logging.getLogger(__name__)
@@ -244,18 +245,7 @@ def rejection_row(r: Rejection) -> dict[str, Any]:
 # Leak-free splits
 
 
-def _text(d: Dialogue) -> str:
-    return " ".join(m.content or "" for m in d.messages if m.role in ("user", "assistant"))
-
-
-def _shingles(text: str, n: int = 3) -> set[str]:
-    words = re.findall(r"\w+", text.lower())
-    if len(words) < n:
-        return {" ".join(words)}
-    return {" ".join(words[i : i + n]) for i in range(len(words) - n + 1)}
-
-
-def _jaccard(a: set[str], b: set[str]) -> float:
+def _jaccard(a: set[bytes], b: set[bytes]) -> float:
     return len(a & b) / len(a | b) if a or b else 1.0
 
 
@@ -263,13 +253,14 @@ def near_duplicate_pairs(dialogues: Sequence[Dialogue], threshold: float, num_pe
     """Index pairs whose word-3-gram Jaccard is at least `threshold`: MinHash LSH proposes, the exact Jaccard decides."""
     from datasketch import MinHash, MinHashLSH
 
-    shingles = [_shingles(_text(d)) for d in dialogues]
+    # The same text and shingles as the validate stage's dedup: one definition of "near-duplicate".
+    shingles = [validate.shingles(validate.dialogue_text(d.model_dump(mode="json"))) for d in dialogues]
     lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
     template = MinHash(num_perm=num_perm, seed=1)  # permutations are made once, not per dialogue
     pairs = []
     for i, sh in enumerate(shingles):
         m = MinHash(num_perm=num_perm, seed=1, permutations=template.permutations, scheme=template.scheme)
-        m.update_batch([s.encode() for s in sh])
+        m.update_batch(list(sh))
         for j in lsh.query(m):
             if _jaccard(sh, shingles[j]) >= threshold:
                 pairs.append((j, i))
@@ -363,8 +354,10 @@ def assign_splits(dialogues: Sequence[Dialogue], options: PublishOptions, seed: 
             in_domain.append(rows)
     if dropped:
         logger.warning("dropped %d in-domain dialogue(s) that near-duplicate a held-out one", len(dropped))
-    if ood_domains and not splits["test_ood"]:
+    if (ood_domains or ood_tools) and not splits["test_ood"]:
         raise PublishError("the out-of-domain split is empty; pick held-out domains or tools that have dialogues")
+    if not in_domain:
+        raise PublishError("holding out those domains and tools leaves no dialogue for train; hold out fewer")
 
     # Walk the groups in a seeded order; validation and test take groups until they reach their share.
     def order_key(rows: list[Dialogue]) -> str:

@@ -214,3 +214,11 @@ def test_cli_push_and_refusal(env, run, repo_id, monkeypatch, capsys):
     assert speakrl("publish", str(run), "--repo-id", repo_id, "--no-ood") == 2
     err = capsys.readouterr().err
     assert "403" in err and "Traceback" not in err and err.count("error:") == 1
+
+
+def test_unreachable_endpoint_is_one_sentence(run, tmp_path):
+    server = HubServer().start()
+    server.stop()  # nothing listens on its port any more
+    with hub_environment(server, tmp_path):
+        with pytest.raises(PublishError, match="cannot reach the Hub"):
+            push(run, "tester/gone")

@@ -157,6 +157,17 @@ def test_fatal_errors_stop_the_shard_with_one_clear_sentence(world, tmp_path):
     assert "HTTP 401" in str(err.value) and FAKE_KEY not in str(err.value)
 
 
+def test_an_outage_stops_the_shard_instead_of_rejecting_rows(world, tmp_path):
+    catalog, sim, scen, drafts = world
+    with OpenAIServer(ReplayResponder(scen, drafts, catalog)) as server:
+        server.fault_every("server_error", 1)
+        with pytest.raises(LLMError, match="kept failing.*HTTP 500.*running the same command again resumes"):
+            generate(config(server, "paraphrase", max_retries=1), world, tmp_path / "cache")
+        server.clear_faults()
+        rows = generate(config(server, "paraphrase", max_retries=1), world, tmp_path / "cache")
+    assert all(isinstance(r, Dialogue) for r in rows)
+
+
 def test_budget_stops_cleanly_and_a_rerun_resumes_without_paying_twice(world, tmp_path):
     catalog, sim, scen, drafts = world
     prices = {"price_input_per_mtok": 10.0, "price_output_per_mtok": 30.0, "max_concurrency": 2}
@@ -206,3 +217,53 @@ def test_dry_run_estimate(world, tmp_path):
     full = llm_dialogues.estimate(config(server, "full"), scen, drafts, catalog)
     turns = sum(sum(m.role == "assistant" for m in d.messages) + sum(m.role == "user" for m in d.messages) for d in drafts)
     assert full["requests"] == turns and full["cost"] is None  # unknown prices: no guess
+
+
+def test_speakrl_run_with_the_openai_backend(tmp_path, monkeypatch):
+    """`speakrl run --backend openai --base-url ... --model M` completes against a local server, keeps the key
+    out of the run dir, and a second run sends no request."""
+    from typer.testing import CliRunner
+
+    from pipeline import runner
+    from pipeline.cli import app
+    from pipeline.io import read_jsonl, read_shards
+    from schemas.dialogue import Scenario
+
+    n, seed = 30, 5
+    offline_dir = runner.generate(RunConfig(n=n, seed=seed, out=str(tmp_path / "offline"), shard_size=15))
+    scen = list(read_shards(offline_dir / "scenarios", Scenario))
+    drafts = list(read_shards(offline_dir / "dialogues", Dialogue))
+    monkeypatch.setenv("SPEAKRL_E2E_KEY", FAKE_KEY)
+    out = tmp_path / "llm-run"
+    args = ["run", "--n", str(n), "--seed", str(seed), "--out", str(out), "--shard-size", "15", "--backend", "openai",
+            "--mode", "full", "--model", "local-test", "--api-key-env", "SPEAKRL_E2E_KEY"]
+    with OpenAIServer(ReplayResponder(scen, drafts, load_catalog()), api_key=FAKE_KEY) as server:
+        result = CliRunner().invoke(app, [*args, "--base-url", server.base_url])
+        assert result.exit_code == 0, result.output + repr(result.exception)
+        sent = server.requests
+        assert sent > n
+        stats = json.loads((out / "stats.json").read_text())
+        assert stats["generated"] == n == stats["accepted"] + stats["rejected"]
+        accepted = list(read_jsonl(out / "accepted.jsonl", Dialogue))
+        assert accepted and all(d.provenance.backend == "openai" and d.provenance.model == "local-test" for d in accepted)
+        again = CliRunner().invoke(app, [*args, "--base-url", server.base_url, "--out", str(tmp_path / "llm-run-2")])
+        assert again.exit_code == 0, again.output
+        assert server.requests > sent  # a new run dir has a new cache
+        sent = server.requests
+        rerun = CliRunner().invoke(app, [*args, "--base-url", server.base_url])
+        assert rerun.exit_code == 0 and server.requests == sent  # a finished run sends nothing
+        # As if killed before writing its shards: the dialogues are redone from the response cache, for free.
+        import shutil
+
+        for stage_dir in ("dialogues", "validated"):
+            shutil.rmtree(out / stage_dir)
+        redo = CliRunner().invoke(app, [*args, "--base-url", server.base_url])
+        assert redo.exit_code == 0, redo.output
+        assert server.requests == sent
+        assert [d.model_dump(exclude={"provenance"}) for d in read_jsonl(out / "accepted.jsonl", Dialogue)] == [
+            d.model_dump(exclude={"provenance"}) for d in accepted
+        ]
+    files = [p for p in out.rglob("*") if p.is_file()]
+    assert any(p.name.endswith(".sqlite") for p in files)
+    leaked = [str(p) for p in files if FAKE_KEY.encode() in p.read_bytes()]
+    assert leaked == []

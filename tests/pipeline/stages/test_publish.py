@@ -137,21 +137,24 @@ def test_ood_holds_out_whole_domains_and_tools(run, tmp_path):
 
 
 def test_default_ood_is_one_domain_picked_by_seed(run, tmp_path):
-    held = {seed: build_and_ood(run, tmp_path / f"s{seed}", seed) for seed in range(6)}
-    assert all(len(v) == 1 for v in held.values())
-    assert len(set(map(tuple, held.values()))) > 1  # the seed decides which
-
-
-def build_and_ood(run: Path, out: Path, seed: int) -> list[str]:
     from pipeline.stages.publish import default_ood_domains
 
     domains = {d.domain for d in read_jsonl(run / "accepted.jsonl", Dialogue)}
-    return default_ood_domains(domains, seed)
+    held = {seed: default_ood_domains(domains, seed) for seed in range(6)}
+    assert all(len(v) == 1 and v[0] in domains for v in held.values())
+    assert len({v[0] for v in held.values()}) > 1  # the seed decides which
+    out = build_dataset_dir(run, tmp_path / "ds", PublishOptions(seed=3))
+    ds = datasets.load_dataset(str(out), "default", split="test_ood", cache_dir=str(tmp_path / "cache"))
+    assert set(ds["domain"]) == set(held[3])
 
 
-def test_unknown_ood_domain_is_refused(run, tmp_path):
+def test_impossible_holdouts_are_refused(run, tmp_path):
     with pytest.raises(PublishError, match="no accepted dialogue"):
         build_dataset_dir(run, tmp_path / "ds", PublishOptions(ood_domains=["atlantis"]))
+    with pytest.raises(PublishError, match="out-of-domain split is empty"):
+        build_dataset_dir(run, tmp_path / "ds", PublishOptions(ood_domains=[], ood_tools=["no_such_tool"]))
+    with pytest.raises(PublishError, match="leaves no dialogue for train"):
+        build_dataset_dir(run, tmp_path / "ds", PublishOptions(ood_domains=["flights", "hotels", "movies", "restaurants"]))
 
 
 # --- the card and the figure ----------------------------------------------------------------------------------------

@@ -1,0 +1,69 @@
+"""`speakrl train` / `speakrl eval` bad input: one sentence on stderr, exit code 2, no traceback."""
+
+import subprocess
+import sys
+
+import pytest
+
+
+def speakrl(*args, timeout=180):
+    return subprocess.run([sys.executable, "-c", "from pipeline.cli import main; main()", *args],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def assert_one_sentence(proc, pattern):
+    import re
+
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip() and not line.startswith(("WARNING", "INFO"))]
+    # One message (rich wraps it at the terminal width, so continuation lines are joined back).
+    assert lines and lines[0].startswith("error:") and sum(line.startswith("error:") for line in lines) == 1, proc.stderr
+    assert re.search(pattern, " ".join(lines)), proc.stderr
+
+
+def test_unknown_recipe(tmp_path, run_dir):
+    proc = speakrl("train", "--recipe", "huge-tpu", "--dataset", str(run_dir), "--output-dir", str(tmp_path))
+    assert_one_sentence(proc, r"unknown recipe 'huge-tpu'; valid recipes: multi-gpu, qwen3-1.7b, tiny-cpu")
+
+
+def test_unknown_reward(tmp_path, run_dir):
+    proc = speakrl("train", "--recipe", "tiny-cpu", "--dataset", str(run_dir), "--output-dir", str(tmp_path),
+                   "--set", "reward_funcs=[format, vibes]", "--set", "reward_weights=null")
+    assert_one_sentence(proc, r"unknown reward\(s\) vibes; valid rewards: format, clarify, tool_call")
+
+
+def test_missing_model_path(tmp_path, run_dir):
+    proc = speakrl("eval", "--model", str(tmp_path / "nope"), "--dataset", str(run_dir))
+    assert_one_sentence(proc, r"model path .*nope.* does not exist")
+    proc = speakrl("train", "--recipe", "tiny-cpu", "--dataset", str(run_dir), "--output-dir", str(tmp_path / "o"),
+                   "--model", str(tmp_path / "missing"))
+    assert_one_sentence(proc, r"model path .*missing.* does not exist")
+
+
+def test_dataset_without_the_needed_columns(tmp_path):
+    import datasets
+
+    bad = tmp_path / "bad"
+    datasets.Dataset.from_dict({"text": ["hello", "world"]}).to_parquet(str(bad / "data" / "train-00000-of-00001.parquet"))
+    proc = speakrl("train", "--recipe", "tiny-cpu", "--dataset", str(bad), "--output-dir", str(tmp_path / "o"))
+    assert_one_sentence(proc, r"has no column\(s\) messages, tools, labels")
+    proc = speakrl("train", "--recipe", "tiny-cpu", "--dataset", str(tmp_path / "nowhere"), "--output-dir", str(tmp_path / "o"))
+    assert_one_sentence(proc, r"neither a run directory, a dataset directory nor a Hub dataset id")
+
+
+@pytest.mark.slow
+def test_train_and_eval_commands(tmp_path, run_dir):
+    out = tmp_path / "tiny"
+    proc = speakrl("train", "--recipe", "tiny-cpu", "--dataset", str(run_dir), "--output-dir", str(out), "--max-steps", "1",
+                   "--set", "sft.max_steps=1", "--set", "report_to=none", "--set", "max_train_samples=16",
+                   "--set", "per_device_train_batch_size=4", "--set", "num_generations=2", "--set", "max_completion_length=16",
+                   "--set", "tiny_model={vocab_size: 512, hidden_size: 32, num_layers: 1, num_heads: 2, intermediate_size: 64}",
+                   timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (out / "reward_curve.png").is_file()
+    proc = speakrl("eval", "--model", str(out / "grpo"), "--dataset", str(run_dir), "--split", "test", "--limit", "3",
+                   "--max-turns", "2", "--max-new-tokens", "8", timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "task completion" in proc.stdout
+    assert (out / "grpo" / "eval_test.json").is_file()
