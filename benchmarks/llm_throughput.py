@@ -79,12 +79,6 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--retry-after", type=float, default=0.5, help="Retry-After seconds the server sends with 429")
     args = parser.parse_args()
-    try:
-        import uvloop  # noqa: F401
-
-        loop = "uvloop"
-    except ImportError:
-        loop = "asyncio"
     results = []
     for rate_limit_every, share in ((0, 0.0), (10, 0.1)):
         with spawn_server(latency=args.latency, rate_limit_every=rate_limit_every, retry_after=args.retry_after) as url:
@@ -116,7 +110,6 @@ def main() -> None:
             {
                 "benchmark": "llm_throughput",
                 "python": platform.python_version(),
-                "event_loop": loop,
                 "retry_after_s": args.retry_after,
                 "results": results,
             },

@@ -312,16 +312,6 @@ def validation_message(err: ValidationError, limit: int = 5) -> str:
 
 
 # --------------------------------------------------------------------------------------------- client
-def _aiohttp_loop_factory() -> asyncio.AbstractEventLoop:
-    # uvloop, when installed, cuts the client's CPU per request; the plain loop works the same.
-    try:
-        import uvloop
-
-        return uvloop.new_event_loop()
-    except ImportError:
-        return asyncio.new_event_loop()
-
-
 class LLM:
     """A model endpoint: `await llm.complete(...)` from coroutines on its loop, or `llm.run_sync(...)`."""
 
@@ -350,7 +340,7 @@ class LLM:
         self._budget_hit = False
         self._fatal: LLMError | None = None  # after a fail-fast error, nothing more is sent
         self._closed = False
-        self._loop = _aiohttp_loop_factory()
+        self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="speakrl-llm", daemon=True)
         self._thread.start()
         self.run_sync(self._setup())

@@ -44,6 +44,10 @@ class SpeakrlConfig(GRPOConfig):
     tiny_model: dict[str, Any] = field(
         default_factory=dict, metadata={"help": "Size of the model built when model_name_or_path is 'tiny'."}
     )
+    sft_reasoning: bool = field(
+        default=True,
+        metadata={"help": "Keep the gold reasoning inside <think> in SFT targets (false: an empty think block, for tiny models)."},
+    )
     catalog: str = field(default="builtin", metadata={"help": "Tool catalog that runs the tools in episodes and eval."})
     turn_cost: float = field(default=0.05, metadata={"help": "Episode reward cost per assistant turn."})
     max_train_samples: int | None = field(default=None, metadata={"help": "Cap on training prompts (per stage)."})

@@ -140,10 +140,15 @@ def load_dialogues(source: str, split: str | None = None) -> dict[str, list[Dial
 def _load_hf(source: str, split: str | None) -> dict[str, list[Dialogue]]:
     import datasets
 
+    bars = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()  # loading a few parquet files needs no progress bar on the user's terminal
     try:
         ds = datasets.load_dataset(source)
     except Exception as e:  # datasets raises many classes (FileNotFound, DatasetNotFound, connection errors)
         raise TrainingError(f"cannot load dataset {source!r}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+    finally:
+        if bars:
+            datasets.enable_progress_bars()
     if isinstance(ds, datasets.Dataset):
         ds = datasets.DatasetDict({"train": ds})
     out: dict[str, list[Dialogue]] = {}

@@ -65,9 +65,11 @@ def _limit(rows: list[dict[str, Any]], n: int | None, seed: int) -> list[dict[st
     return rng.sample(rows, n)
 
 
-def sft_dataset(rows: list[dict[str, Any]], tokenizer: Any, protocol: str) -> Any:
+def sft_dataset(rows: list[dict[str, Any]], tokenizer: Any, protocol: str, reasoning: bool = True) -> Any:
     from datasets import Dataset
 
+    if not reasoning:
+        rows = [{**r, "gold_reasoning": ""} for r in rows]
     return Dataset.from_list(
         [{"prompt": render_prompt(tokenizer, r["history"], r["tools"], protocol), "completion": render_target(tokenizer, r, protocol)} for r in rows]
     )
@@ -90,7 +92,7 @@ def run_sft(cfg: SpeakrlConfig, model_path: str, rows: list[dict[str, Any]], out
     from trl import SFTConfig, SFTTrainer
 
     tokenizer = AutoTokenizer.from_pretrained(model_path)
-    dataset = sft_dataset(rows, tokenizer, cfg.protocol)
+    dataset = sft_dataset(rows, tokenizer, cfg.protocol, cfg.sft_reasoning)
     settings = {
         "output_dir": str(out / "sft"),
         "report_to": cfg.report_to,

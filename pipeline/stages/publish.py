@@ -33,7 +33,7 @@ import logging
 import random
 import re
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -245,26 +245,62 @@ def rejection_row(r: Rejection) -> dict[str, Any]:
 # Leak-free splits
 
 
-def _jaccard(a: set[bytes], b: set[bytes]) -> float:
-    return len(a & b) / len(a | b) if a or b else 1.0
+@dataclass
+class Entry:
+    """What splitting and the card need of one dialogue, without the dialogue: publishing holds only these in
+    memory (a few hundred bytes each) and streams the rows themselves, so its memory stays flat with run size."""
+
+    id: str
+    scenario_id: str
+    domain: str
+    tools_called: tuple[str, ...]
+    goal_key: str
+    minhash: Any  # datasketch MinHash of the validate stage's shingles
+    ambiguity_types: tuple[str, ...]
+    assistant_turns: int
+    clarifications: int
+    acts: tuple[str, ...]
+    n_points: int
+    backend: str
+    model: str | None
 
 
-def near_duplicate_pairs(dialogues: Sequence[Dialogue], threshold: float, num_perm: int = 64) -> list[tuple[int, int]]:
-    """Index pairs whose word-3-gram Jaccard is at least `threshold`: MinHash LSH proposes, the exact Jaccard decides."""
-    from datasketch import MinHash, MinHashLSH
+def entry(d: Dialogue, minhash: validate.MinHasher) -> Entry:
+    return Entry(
+        id=d.id,
+        scenario_id=d.scenario_id,
+        domain=d.domain,
+        tools_called=tuple(c.name for c in d.gold_calls),
+        goal_key=_goal_key(d),
+        # The same text and shingles as the validate stage's dedup: one definition of "near-duplicate".
+        minhash=minhash(validate.dialogue_text(d.model_dump(mode="json", include={"id", "messages", "gold_calls"}))),
+        ambiguity_types=tuple(sorted({a.type for a in d.ambiguities})),
+        assistant_turns=sum(m.role == "assistant" for m in d.messages),
+        clarifications=sum(lab.act == "clarify" for lab in d.labels),
+        acts=tuple(lab.act for lab in d.labels),
+        n_points=len(d.labels),
+        backend=d.provenance.backend,
+        model=d.provenance.model,
+    )
 
-    # The same text and shingles as the validate stage's dedup: one definition of "near-duplicate".
-    shingles = [validate.shingles(validate.dialogue_text(d.model_dump(mode="json"))) for d in dialogues]
+
+def _entries(rows: Sequence[Dialogue | Entry], num_perm: int) -> list[Entry]:
+    minhash = validate.MinHasher(num_perm)
+    return [r if isinstance(r, Entry) else entry(r, minhash) for r in rows]
+
+
+def near_duplicate_pairs(rows: Sequence[Dialogue | Entry], threshold: float, num_perm: int = 64) -> list[tuple[int, int]]:
+    """Index pairs whose word-3-gram Jaccard is at least `threshold`: LSH proposes, the MinHash estimate decides."""
+    from datasketch import MinHashLSH
+
+    entries = _entries(rows, num_perm)
     lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
-    template = MinHash(num_perm=num_perm, seed=1)  # permutations are made once, not per dialogue
     pairs = []
-    for i, sh in enumerate(shingles):
-        m = MinHash(num_perm=num_perm, seed=1, permutations=template.permutations, scheme=template.scheme)
-        m.update_batch(list(sh))
-        for j in lsh.query(m):
-            if _jaccard(sh, shingles[j]) >= threshold:
+    for i, e in enumerate(entries):
+        for j in lsh.query(e.minhash):
+            if e.minhash.jaccard(entries[j].minhash) >= threshold:
                 pairs.append((j, i))
-        lsh.insert(i, m)
+        lsh.insert(i, e.minhash)
     return pairs
 
 
@@ -273,9 +309,10 @@ def _goal_key(d: Dialogue) -> str:
     return _json([d.domain, tool, sorted(d.goal.items(), key=lambda kv: kv[0])])
 
 
-def leakage_groups(dialogues: Sequence[Dialogue], threshold: float, num_perm: int = 64) -> list[list[int]]:
+def leakage_groups(rows: Sequence[Dialogue | Entry], threshold: float, num_perm: int = 64) -> list[list[int]]:
     """Connected components of "same scenario", "same goal" and "near-duplicate": each must stay in one split."""
-    parent = list(range(len(dialogues)))
+    entries = _entries(rows, num_perm)
+    parent = list(range(len(entries)))
 
     def find(i: int) -> int:
         while parent[i] != i:
@@ -287,16 +324,16 @@ def leakage_groups(dialogues: Sequence[Dialogue], threshold: float, num_perm: in
         parent[find(i)] = find(j)
 
     first: dict[str, int] = {}
-    for i, d in enumerate(dialogues):
-        for key in (f"scenario:{d.scenario_id}", f"goal:{_goal_key(d)}"):
+    for i, e in enumerate(entries):
+        for key in (f"scenario:{e.scenario_id}", f"goal:{e.goal_key}"):
             if key in first:
                 union(i, first[key])
             else:
                 first[key] = i
-    for i, j in near_duplicate_pairs(dialogues, threshold, num_perm):
+    for i, j in near_duplicate_pairs(entries, threshold, num_perm):
         union(i, j)
     groups: dict[int, list[int]] = defaultdict(list)
-    for i in range(len(dialogues)):
+    for i in range(len(entries)):
         groups[find(i)].append(i)
     return list(groups.values())
 
@@ -317,15 +354,15 @@ def default_ood_domains(domains: Iterable[str], seed: int) -> list[str]:
 
 @dataclass
 class SplitResult:
-    splits: dict[str, list[Dialogue]]
+    splits: dict[str, list]  # the rows given to assign_splits (Dialogues or Entries), by split
     ood_domains: list[str]
     ood_tools: list[str]
-    dropped: list[Dialogue]  # in-domain rows tied (near-duplicate) to a held-out row: in no split
+    dropped: list  # in-domain rows tied (near-duplicate) to a held-out row: in no split
     threshold: float
 
 
-def assign_splits(dialogues: Sequence[Dialogue], options: PublishOptions, seed: int, threshold: float) -> SplitResult:
-    """Deterministic, leak-free train / validation / test / test_ood."""
+def assign_splits(dialogues: Sequence[Dialogue | Entry], options: PublishOptions, seed: int, threshold: float) -> SplitResult:
+    """Deterministic, leak-free train / validation / test / test_ood, over Dialogues or their Entries."""
     ood_domains = (
         default_ood_domains((d.domain for d in dialogues), seed) if options.ood_domains is None else list(options.ood_domains)
     )
@@ -335,12 +372,15 @@ def assign_splits(dialogues: Sequence[Dialogue], options: PublishOptions, seed: 
     if unknown:
         raise PublishError(f"held-out domain(s) {unknown} have no accepted dialogue; choose among {sorted(known)}")
 
-    def held_out(d: Dialogue) -> bool:
-        return d.domain in ood_domains or any(c.name in ood_tools for c in d.gold_calls)
-
     # Sort first so the input order (shard order, worker interleaving) cannot change the result.
     ordered = sorted(dialogues, key=lambda d: d.id)
-    groups = leakage_groups(ordered, threshold, options.num_perm)
+    entries = _entries(ordered, options.num_perm)
+    called = {e.id: e.tools_called for e in entries}
+
+    def held_out(d: Dialogue | Entry) -> bool:
+        return d.domain in ood_domains or any(name in ood_tools for name in called[d.id])
+
+    groups = leakage_groups(entries, threshold, options.num_perm)
     splits: dict[str, list[Dialogue]] = {s: [] for s in SPLITS}
     dropped: list[Dialogue] = []
     in_domain: list[list[Dialogue]] = []
@@ -375,17 +415,19 @@ def assign_splits(dialogues: Sequence[Dialogue], options: PublishOptions, seed: 
             splits["train"].extend(rows)
     for name in SPLITS:
         splits[name].sort(key=lambda d: d.id)
-    check_no_leakage(splits, threshold, options.num_perm)
+    by_id = {e.id: e for e in entries}
+    check_no_leakage({name: [by_id[d.id] for d in rows] for name, rows in splits.items()}, threshold, options.num_perm)
     return SplitResult(splits, sorted(ood_domains), sorted(ood_tools), dropped, threshold)
 
 
-def check_no_leakage(splits: dict[str, list[Dialogue]], threshold: float, num_perm: int = 64) -> None:
+def check_no_leakage(splits: dict[str, list[Dialogue | Entry]], threshold: float, num_perm: int = 64) -> None:
     """Raise if any scenario, goal or near-duplicate appears in two splits."""
+    splits = {name: _entries(rows, num_perm) for name, rows in splits.items()}
     where: dict[str, set[str]] = defaultdict(set)
     for name, rows in splits.items():
-        for d in rows:
-            where[f"scenario {d.scenario_id}"].add(name)
-            where[f"goal {_goal_key(d)}"].add(name)
+        for e in rows:
+            where[f"scenario {e.scenario_id}"].add(name)
+            where[f"goal {e.goal_key}"].add(name)
     shared = sorted(k for k, names in where.items() if len(names) > 1)
     if shared:
         raise PublishError(f"split leakage: {shared[0]} appears in more than one split")
@@ -403,15 +445,20 @@ def check_no_leakage(splits: dict[str, list[Dialogue]], threshold: float, num_pe
 
 @dataclass
 class RunData:
-    accepted: list[Dialogue]
+    accepted: list[Entry]  # one light Entry per accepted dialogue; the rows are streamed by iter_accepted
     rejected: list[Rejection]
     config: dict[str, Any]
     manifest: dict[str, Any]
     stats: dict[str, Any]
 
 
-def read_run(run_dir: Path) -> RunData:
-    """The accepted and rejected rows, config, manifest and stats of a run directory."""
+def iter_accepted(run_dir: Path) -> Iterator[Dialogue]:
+    """The accepted dialogues of a run, streamed in run order."""
+    return read_jsonl(Path(run_dir) / "accepted.jsonl", Dialogue)
+
+
+def read_run(run_dir: Path, num_perm: int = 64) -> RunData:
+    """Entries of the accepted rows, the rejected rows, config, manifest and stats of a run directory."""
     import yaml
 
     run_dir = Path(run_dir)
@@ -421,7 +468,8 @@ def read_run(run_dir: Path) -> RunData:
     if not accepted_path.is_file():
         raise PublishError(f"{str(run_dir)!r} has no accepted.jsonl; run `speakrl run` first")
     try:
-        accepted = list(read_jsonl(accepted_path, Dialogue))
+        minhash = validate.MinHasher(num_perm)
+        accepted = [entry(d, minhash) for d in iter_accepted(run_dir)]
         rejected_path = run_dir / "rejected.jsonl"
         rejected = list(read_jsonl(rejected_path, Rejection)) if rejected_path.is_file() else []
     except ValueError as e:  # pydantic ValidationError and JSON errors are ValueErrors
@@ -462,13 +510,13 @@ def _table(counter: Counter, total: int) -> list[dict[str, Any]]:
 
 
 def statistics(split: SplitResult, rejected: list[Rejection], n_points: int) -> dict[str, Any]:
-    rows = [d for name in SPLITS for d in split.splits[name]]
+    rows: list[Entry] = [e for name in SPLITS for e in split.splits[name]]
     n = len(rows)
-    domains = Counter(d.domain for d in rows)
-    types = Counter(t for d in rows for t in (sorted({a.type for a in d.ambiguities}) or ["none (control)"]))
-    turns = Counter(sum(m.role == "assistant" for m in d.messages) for d in rows)
-    clarifications = Counter(sum(lab.act == "clarify" for lab in d.labels) for d in rows)
-    acts = Counter(lab.act for d in rows for lab in d.labels)
+    domains = Counter(e.domain for e in rows)
+    types = Counter(t for e in rows for t in (e.ambiguity_types or ["none (control)"]))
+    turns = Counter(e.assistant_turns for e in rows)
+    clarifications = Counter(e.clarifications for e in rows)
+    acts = Counter(act for e in rows for act in e.acts)
     checks = Counter(r.check for r in rejected)
     generated = n + len(split.dropped) + len(rejected)
     by_split = {name: Counter(d.domain for d in split.splits[name]) for name in SPLITS}
@@ -486,7 +534,7 @@ def statistics(split: SplitResult, rejected: list[Rejection], n_points: int) -> 
         "clarifications": [{"name": k, "count": v} for k, v in sorted(clarifications.items())],
         "acts": _table(acts, sum(acts.values())),
         "rejections": _table(checks, generated),
-        "controls": sum(not d.ambiguities for d in rows),
+        "controls": sum(not e.ambiguity_types for e in rows),
     }
 
 
@@ -619,27 +667,60 @@ def render_card(context: dict[str, Any]) -> str:
 # The dataset directory
 
 
-def _write_parquet(rows: list[dict[str, Any]], feats: Any, directory: Path, split: str) -> tuple[int, int]:
-    """Write rows as N shards `<split>-0000i-of-0000N.parquet` (the features ride in the parquet metadata).
+class ShardWriter:
+    """Streams rows of one config and split into `<split>-0000i-of-0000N.parquet` shards of ROWS_PER_SHARD rows.
 
-    Returns (Arrow bytes, parquet bytes), the card's num_bytes and download_size."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+    `total` rows are announced up front, so shard names are final when written; each shard is written to a temp
+    file and renamed when complete. Rows are buffered in small batches only: memory does not grow with the run."""
 
-    shards = [rows[i : i + ROWS_PER_SHARD] for i in range(0, len(rows), ROWS_PER_SHARD)] or [[]]
-    schema = feats.arrow_schema  # includes the "huggingface" features metadata that datasets reads back
-    arrow_bytes = parquet_bytes = 0
-    for i, shard in enumerate(shards):
-        name = f"{split}-{i:05d}-of-{len(shards):05d}.parquet"
+    BATCH = 1_000
+
+    def __init__(self, feats: Any, directory: Path, split: str, total: int):
+        self.schema = feats.arrow_schema  # includes the "huggingface" features metadata that datasets reads back
+        self.directory, self.split = directory, split
+        self.n_shards = max(1, -(-total // ROWS_PER_SHARD))
+        self.shard, self.in_shard, self.buffer = 0, 0, []
+        self.writer = self.tmp = None
+        self.arrow_bytes = self.parquet_bytes = 0
+        directory.mkdir(parents=True, exist_ok=True)
+
+    def _name(self) -> str:
+        return f"{self.split}-{self.shard:05d}-of-{self.n_shards:05d}.parquet"
+
+    def _flush(self) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if self.writer is None:
+            self.tmp = self.directory / f".{self._name()}.tmp"
+            self.writer = pq.ParquetWriter(self.tmp, self.schema, compression="zstd")
         # Rows are plain JSON-like values already (no Image/Audio/ClassLabel to encode): Arrow takes them as-is.
-        table = pa.Table.from_pylist(shard, schema=schema)
-        sink = pa.BufferOutputStream()
-        pq.write_table(table, sink, compression="zstd")
-        data = sink.getvalue().to_pybytes()
-        atomic_write_bytes(directory / name, data)
-        arrow_bytes += table.nbytes
-        parquet_bytes += len(data)
-    return arrow_bytes, parquet_bytes
+        table = pa.Table.from_pylist(self.buffer, schema=self.schema)
+        self.writer.write_table(table)
+        self.arrow_bytes += table.nbytes
+        self.buffer = []
+
+    def _close_shard(self) -> None:
+        if self.buffer or self.writer is None:
+            self._flush()
+        self.writer.close()
+        final = self.directory / self._name()
+        self.parquet_bytes += self.tmp.stat().st_size
+        self.tmp.replace(final)
+        self.writer, self.in_shard, self.shard = None, 0, self.shard + 1
+
+    def add(self, row: dict[str, Any]) -> None:
+        self.buffer.append(row)
+        self.in_shard += 1
+        if len(self.buffer) >= self.BATCH:
+            self._flush()
+        if self.in_shard == ROWS_PER_SHARD and self.shard + 1 < self.n_shards:
+            self._close_shard()
+
+    def close(self) -> tuple[int, int]:
+        """Finish the last shard; returns (Arrow bytes, parquet bytes), the card's num_bytes and download_size."""
+        self._close_shard()
+        return self.arrow_bytes, self.parquet_bytes
 
 
 def build_dataset_dir(run_dir: Path | str, out_dir: Path | str, options: PublishOptions | None = None) -> Path:
@@ -649,29 +730,23 @@ def build_dataset_dir(run_dir: Path | str, out_dir: Path | str, options: Publish
     """
     options = options or PublishOptions()
     run_dir, out_dir = Path(run_dir), Path(out_dir)
-    run = read_run(run_dir)
+    run = read_run(run_dir, options.num_perm)
     cfg = run.config
     seed = options.seed if options.seed is not None else int(cfg.get("seed", 0))
     validate_cfg = cfg.get("validate") or cfg.get("validate_") or {}
     threshold = options.near_duplicate_threshold or float(validate_cfg.get("near_duplicate_threshold", 0.9))
     split = assign_splits(run.accepted, options, seed, threshold)
+    where = {e.id: name for name in SPLITS for e in split.splits[name]}
 
-    feats = features()
-    rows: dict[str, dict[str, list[dict[str, Any]]]] = {name: {} for name in CONFIGS}
-    n_points = 0
+    # Row counts are known from the entries, so shard names ("-of-N") are final before anything is written.
+    counts: dict[str, dict[str, int]] = {"default": {}, "decision_points": {}}
     for name in SPLITS:
-        if not split.splits[name]:
-            continue  # an empty split is left out of the files and the card
-        rows["default"][name] = [dialogue_row(d) for d in split.splits[name]]
-        rows["decision_points"][name] = [
-            decision_point_row(p, row["tools"])
-            for d, row in zip(split.splits[name], rows["default"][name])
-            for p in decision_points(d)
-        ]
-        n_points += len(rows["decision_points"][name])
+        if split.splits[name]:  # an empty split is left out of the files and the card
+            counts["default"][name] = len(split.splits[name])
+            counts["decision_points"][name] = sum(e.n_points for e in split.splits[name])
     if run.rejected:
-        rows["rejected"]["train"] = [rejection_row(r) for r in sorted(run.rejected, key=lambda r: r.id)]
-    rows = {name: by_split for name, by_split in rows.items() if by_split}
+        counts["rejected"] = {"train": len(run.rejected)}
+    n_points = sum(counts["decision_points"].values())
 
     # Remove the shards of an earlier build, which could otherwise linger and be loaded with the new ones; only
     # files named like ours, so pointing --to-dir at the wrong directory cannot delete anyone's data.
@@ -680,17 +755,29 @@ def build_dataset_dir(run_dir: Path | str, out_dir: Path | str, options: Publish
         for old in (data_dir / name).glob("*-of-*.parquet"):
             if _SHARD_NAME.fullmatch(old.name):
                 old.unlink()
-    sizes = {
-        name: {s: _write_parquet(split_rows, feats[name], data_dir / name, s) for s, split_rows in by_split.items()}
-        for name, by_split in rows.items()
-    }
+    feats = features()
+    writers = {(name, s): ShardWriter(feats[name], data_dir / name, s, total)
+               for name, by_split in counts.items() for s, total in by_split.items()}
+    for d in iter_accepted(run_dir):  # second pass: rows are streamed, never all in memory
+        name = where.get(d.id)
+        if name is None:
+            continue  # dropped: tied to a held-out row
+        row = dialogue_row(d)
+        writers["default", name].add(row)
+        for p in decision_points(d):
+            writers["decision_points", name].add(decision_point_row(p, row["tools"]))
+    if run.rejected:
+        for r in sorted(run.rejected, key=lambda r: r.id):
+            writers["rejected", "train"].add(rejection_row(r))
+    sizes: dict[str, dict[str, tuple[int, int]]] = defaultdict(dict)
+    for (name, s), writer in writers.items():
+        sizes[name][s] = writer.close()
 
     stats = statistics(split, run.rejected, n_points)
     figure = None
     if options.figure:
         render_figure(stats, out_dir / FIGURE_PATH)
         figure = FIGURE_PATH
-    counts = {name: {s: len(r) for s, r in by_split.items()} for name, by_split in rows.items()}
     sgd = uses_sgd(cfg, run.accepted)
     license_id = options.license or ("cc-by-sa-4.0" if sgd else "cc-by-4.0")
     metadata = card_metadata(counts, sizes, feats, license_id, stats["n"], options.pretty_name)
@@ -712,8 +799,8 @@ def build_dataset_dir(run_dir: Path | str, out_dir: Path | str, options: Publish
             "validation_fraction": options.validation_fraction,
             "test_fraction": options.test_fraction,
             "config_yaml": yaml.safe_dump(public_config(cfg), sort_keys=True).strip() if cfg else "",
-            "backends": sorted({d.provenance.backend for d in run.accepted}),
-            "models": sorted({d.provenance.model for d in run.accepted if d.provenance.model}),
+            "backends": sorted({e.backend for e in run.accepted}),
+            "models": sorted({e.model for e in run.accepted if e.model}),
             "versions": manifest.get("versions") or {},
             "speakrl_version": manifest.get("speakrl_version"),
             "created": manifest.get("created"),

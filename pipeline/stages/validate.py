@@ -189,6 +189,19 @@ def shingles(text: str, n: int = 3) -> set[bytes]:
     return {" ".join(words[i: i + n]).encode() for i in range(max(1, len(words) - n + 1))}
 
 
+class MinHasher:
+    """MinHash of a dialogue's shingles, with the permutations drawn once rather than per dialogue."""
+
+    def __init__(self, num_perm: int = 64):
+        first = MinHash(num_perm=num_perm, seed=1)
+        self.num_perm, self.scheme, self.permutations = num_perm, first.scheme, first.permutations
+
+    def __call__(self, text: str) -> MinHash:
+        mh = MinHash(num_perm=self.num_perm, seed=1, permutations=self.permutations, scheme=self.scheme)
+        mh.update_batch(list(shingles(text)))
+        return mh
+
+
 class Deduplicator:
     """Exact duplicates by content hash; near duplicates by MinHash LSH over word 3-gram shingles.
 
@@ -196,11 +209,9 @@ class Deduplicator:
     """
 
     def __init__(self, threshold: float = 0.9, num_perm: int = 64):
-        self.num_perm = num_perm
         self.lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
         self.exact: set[bytes] = set()
-        first = MinHash(num_perm=num_perm, seed=1)
-        self.scheme, self.permutations = first.scheme, first.permutations  # drawn once, not per dialogue
+        self.minhash = MinHasher(num_perm)
 
     def reason(self, row_id: str, text: str) -> str | None:
         """Why the dialogue `row_id` with this `dialogue_text` is a duplicate of an earlier one, or None."""
@@ -208,8 +219,7 @@ class Deduplicator:
         if digest in self.exact:
             return "duplicate: the same dialogue text appears earlier in the run"
         self.exact.add(digest)
-        mh = MinHash(num_perm=self.num_perm, seed=1, permutations=self.permutations, scheme=self.scheme)
-        mh.update_batch(list(shingles(text)))
+        mh = self.minhash(text)
         near = self.lsh.query(mh)
         if near:
             return f"near_duplicate: too similar to {near[0]}"

@@ -19,7 +19,7 @@ def assert_one_sentence(proc, pattern):
     lines = [line for line in proc.stderr.splitlines() if line.strip() and not line.startswith(("WARNING", "INFO"))]
     # One message (rich wraps it at the terminal width, so continuation lines are joined back).
     assert lines and lines[0].startswith("error:") and sum(line.startswith("error:") for line in lines) == 1, proc.stderr
-    assert re.search(pattern, " ".join(lines)), proc.stderr
+    assert re.search(pattern, " ".join(" ".join(lines).split())), proc.stderr
 
 
 def test_unknown_recipe(tmp_path, run_dir):

@@ -37,7 +37,7 @@ def config(server: OpenAIServer, mode: str, judge: bool = False, **endpoint) -> 
         n=N,
         seed=3,
         dialogues=StageLLMConfig(backend="openai", mode=mode, max_reasks=1),
-        endpoint=EndpointConfig(base_url=server.base_url, model="local-test", timeout=2.0, max_retries=2, **endpoint),
+        endpoint=EndpointConfig(**{"base_url": server.base_url, "model": "local-test", "timeout": 2.0, "max_retries": 2, **endpoint}),
         validate=ValidateConfig(judge=judge),
     )
 
@@ -128,9 +128,9 @@ def test_full_mode_faults_end_as_rejections_with_reasons(world, tmp_path):
     catalog, sim, scen, drafts = world
     with OpenAIServer(ReplayResponder(scen, drafts, catalog), retry_after=0.01) as server:
         server.fault_every("schema_violation", 7)
-        server.fault_every("rate_limit", 5)
+        server.fault_every("rate_limit", 10)
         server.fault_every("refusal", 53)
-        rows = generate(config(server, "full"), world, tmp_path)
+        rows = generate(config(server, "full", max_retries=8), world, tmp_path)
     check_one_row_per_scenario(rows, scen)
     rejected = [r for r in rows if isinstance(r, Rejection)]
     assert rejected and len(rejected) < N
