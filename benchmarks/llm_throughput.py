@@ -49,8 +49,9 @@ def one_run(base_url: str, n: int, c: int, latency: float, tag: str) -> dict:
             llm.run_sync(llm.gather(warm))
             before = server_stats(base_url)
             prompt = "Rewrite this request so it sounds natural: I want a table for four tonight. " * 8
+            system = {"role": "system", "content": "You are helpful."}
             coros = [
-                llm.complete([{"role": "system", "content": "You are helpful."}, {"role": "user", "content": f"{prompt} #{tag}-{i}"}], stage="bench", sampling=sampling)
+                llm.complete([system, {"role": "user", "content": f"{prompt} #{tag}-{i}"}], stage="bench", sampling=sampling)
                 for i in range(n)
             ]
             t0, c0 = time.perf_counter(), time.process_time()

@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from pipeline.checks import argument_f1, call_matches
+from pipeline.checks import argument_f1, call_matches, question_targets
 from pipeline.errors import TrainingError
 from training.protocols import parse
-from training.rewards import answer_reward, question_targets, _slots  # noqa: PLC2701  (shared slot decoding)
+from training.rewards import answer_reward, slot_specs
 
 logger = logging.getLogger(__name__)
 
@@ -168,7 +168,7 @@ def decision_metrics(policy: Policy, rows: list[dict[str, Any]]) -> dict[str, An
         if needed:
             tp, fn = tp + asked, fn + (not asked)
             if asked:
-                gold, got = set(row["target_slots"]), question_targets(p.question or "", _slots(row["slots"]))
+                gold, got = set(row["target_slots"]), question_targets(p.question or "", slot_specs(row["slots"]))
                 target_overlap.append(len(gold & got) / len(gold | got) if gold | got else 0.0)
         else:
             fp, tn = fp + asked, tn + (not asked)

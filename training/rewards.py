@@ -40,7 +40,8 @@ def _json(value: Any, default: Any) -> Any:
     return default if value is None else value
 
 
-def _slots(value: Any) -> list[SlotSpec]:
+def slot_specs(value: Any) -> list[SlotSpec]:
+    """Slot specs from a `slots` column value (JSON list of {name, description, enum}); bad entries are skipped."""
     out = []
     for s in _json(value, []):
         try:
@@ -100,7 +101,7 @@ def clarify_reward(completions: Sequence[Any], **columns: Any) -> list[float | N
                 rewards.append(-1.0)
                 continue
             gold = set(_col(columns, "target_slots", i, []) or [])
-            asked = question_targets(p.question or "", _slots(_col(columns, "slots", i, "[]")))
+            asked = question_targets(p.question or "", slot_specs(_col(columns, "slots", i, "[]")))
             overlap = len(gold & asked) / len(gold | asked) if gold | asked else 0.0
             rewards.append(0.5 + 0.5 * overlap)
         elif p.act == "clarify":
@@ -204,7 +205,7 @@ def turn_efficiency_reward(completions: Sequence[Any], **columns: Any) -> list[f
         if p.act != "clarify":
             rewards.append(0.0)
             continue
-        asked = question_targets(p.question or "", _slots(_col(columns, "slots", i, "[]")))
+        asked = question_targets(p.question or "", slot_specs(_col(columns, "slots", i, "[]")))
         if not asked:
             rewards.append(-0.5)
             continue

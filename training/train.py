@@ -102,7 +102,8 @@ def run_sft(cfg: SpeakrlConfig, model_path: str, rows: list[dict[str, Any]], out
         "logging_steps": cfg.logging_steps,
         "save_strategy": "no",
         "completion_only_loss": True,
-        "dataloader_num_workers": 0,
+        "dataloader_num_workers": cfg.dataloader_num_workers,
+        "dataloader_pin_memory": cfg.dataloader_pin_memory,
         **cfg.sft,
     }
     args = SFTConfig(**settings)

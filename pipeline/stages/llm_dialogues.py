@@ -459,23 +459,48 @@ def run(cfg: RunConfig, scenarios: list[Scenario], drafts: list[Dialogue], llm: 
     after every retry) and `BudgetExceeded`; everything answered before is cached, so a re-run resumes.
     """
     by_scenario = {d.scenario_id: d for d in drafts}
+    return _rows(llm, [_one(cfg, llm, s, by_scenario.get(s.id), simulator, catalog) for s in scenarios])
+
+
+def _rows(llm: LLM, jobs: list[Any]) -> list[Any]:
+    """Run the row jobs concurrently on the LLM's loop; raise the first run-stopping error, after every
+    request in flight has finished (and been cached)."""
 
     async def all_rows() -> list[Any]:
-        jobs = [_one(cfg, llm, s, by_scenario.get(s.id), simulator, catalog) for s in scenarios]
         return await asyncio.gather(*jobs, return_exceptions=True)
 
     results = llm.run_sync(all_rows())
-    for r in results:  # stop the run on the first fatal error, after every request in flight has finished
+    for r in results:
         if isinstance(r, (LLMError, BudgetExceeded)):
             raise r
     for r in results:
         if isinstance(r, LLMUnavailable):
             raise LLMError(f"{llm.base_url} kept failing: {r.reason}; the answers received so far are cached, "
                            "so running the same command again resumes")
-    for r in results:
         if isinstance(r, BaseException):
             raise r
     return results
+
+
+def judge(cfg: RunConfig, dialogues: list[Dialogue], llm: LLM) -> list[Dialogue | Rejection]:
+    """The LLM judge as a validator over any dialogues (offline ones too): each comes back with its verdict
+    kept on the row, or as a `judge_rejected` Rejection. Same errors as `run`."""
+
+    async def one(d: Dialogue) -> Dialogue | Rejection:
+        try:
+            verdict, raw = await judge_dialogue(cfg, llm, d)
+        except LLMUnavailable:
+            raise
+        except LLMOutputError as e:
+            return Rejection(id=d.id, stage="validate", check=f"judge_{e.check}", reason=e.reason,
+                             row=d.model_dump(mode="json"), raw=e.raw)
+        judged = d.model_copy(update={"judge": verdict})
+        if verdict.verdict == "fail":
+            return Rejection(id=d.id, stage="validate", check="judge_rejected", reason=verdict.reason,
+                             row=judged.model_dump(mode="json"), raw=raw)
+        return judged
+
+    return _rows(llm, [one(d) for d in dialogues])
 
 
 def estimate(cfg: RunConfig, scenarios: list[Scenario], drafts: list[Dialogue], catalog: Catalog,

@@ -273,7 +273,7 @@ def entry(d: Dialogue, minhash: validate.MinHasher) -> Entry:
         tools_called=tuple(c.name for c in d.gold_calls),
         goal_key=_goal_key(d),
         # The same text and shingles as the validate stage's dedup: one definition of "near-duplicate".
-        minhash=minhash(validate.dialogue_text(d.model_dump(mode="json", include={"id", "messages", "gold_calls"}))),
+        minhash=minhash(validate.dialogue_text(d)),
         ambiguity_types=tuple(sorted({a.type for a in d.ambiguities})),
         assistant_turns=sum(m.role == "assistant" for m in d.messages),
         clarifications=sum(lab.act == "clarify" for lab in d.labels),

@@ -178,10 +178,17 @@ def run(dialogues: Iterable[Dialogue], ctx: Context) -> Iterator[Dialogue | Reje
 _WORD = re.compile(r"\w+")
 
 
-def dialogue_text(row: dict) -> str:
-    """What two dialogues must share to be duplicates: the user's words and the calls made (row = JSON form)."""
-    users = " ".join(m.get("content") or "" for m in row["messages"] if m["role"] == "user")
-    return users.lower() + " || " + " ".join(f"{c['name']}{c['arguments']}" for c in row["gold_calls"])
+def dialogue_text(row: Dialogue | dict) -> str:
+    """What two dialogues must share to be duplicates: the user's words and the calls made.
+
+    `row` is a Dialogue or its JSON form (the dedup pass reads rows as JSON, publishing as Dialogues)."""
+    if isinstance(row, Dialogue):
+        users = [m.content or "" for m in row.messages if m.role == "user"]
+        calls = [(c.name, c.arguments) for c in row.gold_calls]
+    else:
+        users = [m.get("content") or "" for m in row["messages"] if m["role"] == "user"]
+        calls = [(c["name"], c["arguments"]) for c in row["gold_calls"]]
+    return " ".join(users).lower() + " || " + " ".join(name + args for name, args in calls)
 
 
 def shingles(text: str, n: int = 3) -> set[bytes]:
@@ -230,6 +237,6 @@ class Deduplicator:
 def deduplicate(rows: Iterable[Dialogue | dict], dedup: Deduplicator) -> Iterator[Dialogue | dict | Rejection]:
     """Drop exact and near duplicates of earlier rows; rows may be Dialogues or their JSON form."""
     for row in rows:
-        data = row.model_dump(mode="json") if isinstance(row, Dialogue) else row
-        reason = dedup.reason(data["id"], dialogue_text(data))
-        yield row if reason is None else rejection(data, "dedup", reason)
+        row_id = row.id if isinstance(row, Dialogue) else row["id"]
+        reason = dedup.reason(row_id, dialogue_text(row))
+        yield row if reason is None else rejection(row, "dedup", reason)

@@ -99,5 +99,7 @@ def judge_reply(body: dict[str, Any], verdict: str = "fail") -> str:
     found = re.search(r"Clarification questions to judge: (.*)\.$", prompt, re.M)
     indices = [int(x) for x in re.findall(r"\[(\d+)\]", found.group(1))] if found else []
     ok = verdict == "pass"
-    turns = [{"message_index": i, "necessary": ok, "targeted": ok, "reason": "It was already given." if not ok else "Needed."} for i in indices]
-    return json.dumps({"turns": turns, "verdict": verdict, "reason": "The assistant asked for something it already had." if not ok else "Fine."})
+    why = "Needed." if ok else "It was already given."
+    turns = [{"message_index": i, "necessary": ok, "targeted": ok, "reason": why} for i in indices]
+    overall = "Fine." if ok else "The assistant asked for something it already had."
+    return json.dumps({"turns": turns, "verdict": verdict, "reason": overall})

@@ -282,3 +282,14 @@ def test_rate_limiter_spaces_requests():
         return time.monotonic() - start
 
     assert asyncio.run(go()) >= 0.25  # three tokens at 10/s from an empty bucket: at least ~0.3 s
+
+
+def test_the_test_server_lists_models_through_the_sdk(make_llm):
+    with OpenAIServer(models={"alpha", "beta"}) as s:
+        llm = make_llm(base_url=s.base_url)
+
+        async def names() -> list[str]:
+            page = await llm.client.models.list()
+            return [m.id for m in page.data]
+
+        assert llm.run_sync(names()) == ["alpha", "beta"]

@@ -203,6 +203,25 @@ def test_judge_keeps_its_verdict_and_rejects_failures(world, tmp_path):
     assert all(isinstance(r, Dialogue) for r in rows if r not in failed)
 
 
+def test_judge_as_a_validator_of_offline_dialogues(world, tmp_path):
+    catalog, sim, scen, drafts = world
+    replay = ReplayResponder(scen, drafts, catalog)
+    failing = {d.id for d in drafts[::3] if any(lab.act == "clarify" for lab in d.labels)}
+
+    def judge_some(body):  # fails the dialogues in `failing`, passes the rest
+        text = body["messages"][1]["content"]
+        bad = any(f"USER: {d.messages[1].content}" in text for d in drafts if d.id in failing)
+        return judge_reply(body, "fail") if bad else replay(body)
+
+    with OpenAIServer(judge_some) as server, LLM(config(server, "paraphrase").endpoint, tmp_path, api_key=FAKE_KEY) as llm:
+        rows = llm_dialogues.judge(config(server, "paraphrase", judge=True), drafts, llm)
+    assert [r.id for r in rows] == [d.id for d in drafts]
+    rejected = {r.id for r in rows if isinstance(r, Rejection)}
+    assert failing and failing <= rejected
+    assert all(r.judge.verdict == "pass" for r in rows if isinstance(r, Dialogue))
+    assert llm.usage_report().keys() == {"judge/local-test"}
+
+
 def test_dry_run_estimate(world, tmp_path):
     catalog, sim, scen, drafts = world
     with OpenAIServer(ReplayResponder(scen, drafts, catalog)) as server:
@@ -246,6 +265,8 @@ def test_speakrl_run_with_the_openai_backend(tmp_path, monkeypatch):
         assert stats["generated"] == n == stats["accepted"] + stats["rejected"]
         accepted = list(read_jsonl(out / "accepted.jsonl", Dialogue))
         assert accepted and all(d.provenance.backend == "openai" and d.provenance.model == "local-test" for d in accepted)
+        usage = json.loads((out / "manifest.json").read_text())["stages"]["generate"]["usage"]["dialogues/local-test"]
+        assert usage["requests"] == sent and usage["prompt_tokens"] > 0 and usage["cost"] is None  # no prices: unknown
         again = CliRunner().invoke(app, [*args, "--base-url", server.base_url, "--out", str(tmp_path / "llm-run-2")])
         assert again.exit_code == 0, again.output
         assert server.requests > sent  # a new run dir has a new cache
