@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
+import threading
 from pathlib import Path
 from typing import Optional
 
 import typer
 from rich.console import Console
 
-from pipeline.errors import SpeakrlError
+from pipeline.errors import ConfigError, SpeakrlError
 
 app = typer.Typer(
     name="speakrl",
@@ -52,9 +54,8 @@ def _summary(run_dir: Path, stats: dict, seconds: float) -> None:
     Console().print(table)
 
 
-def _run_stages(stage: str, config: Path | None, overrides: dict) -> None:
+def _run_stages(stage: str, config: Path | None, dry_run: bool, overrides: dict) -> None:
     """Load the config, run `stage` (and what it needs) with progress bars, print the summary."""
-    import json
     import time
 
     from rich.progress import Progress
@@ -62,15 +63,36 @@ def _run_stages(stage: str, config: Path | None, overrides: dict) -> None:
     from pipeline import runner
 
     cfg = runner.load_config(str(config) if config else None, overrides)
+    uses_llm = cfg.dialogues.backend == "openai" or cfg.validate_.judge
+    if dry_run:
+        if not uses_llm:
+            raise ConfigError("--dry-run estimates LLM requests; this run uses no LLM (add --backend openai)")
+        from pipeline.stages import llm_dialogues
+
+        Console().print_json(json.dumps(llm_dialogues.dry_run(cfg, Path(cfg.out) / "cache")))
+        return
     ctx = runner.open_run(cfg)
     llm = None
-    if cfg.dialogues.backend == "openai":
+    if uses_llm:
         from pipeline.llm import LLM
 
         llm = LLM.from_config(cfg, Path(cfg.out) / "cache")
     start = time.perf_counter()
     with Progress(*_progress_columns(), console=console, transient=False) as bar:
         tasks: dict[str, int] = {}
+        stop = threading.Event()
+        if llm is not None:  # live LLM counters, refreshed while a shard's requests are in flight
+            llm_task = bar.add_task("llm", total=None)
+
+            def show_llm_stats() -> None:
+                while not stop.wait(1.0):
+                    s = llm.stats.snapshot()
+                    cost = "n/a" if s["cost"] is None else f"${s['cost']:.4f}"
+                    bar.update(llm_task, description=(
+                        f"llm done {s['done']} failed {s['failed']} cached {s['cached']} in flight {s['in_flight']} "
+                        f"| {s['requests_per_minute']} req/min {s['tokens_per_minute']} tok/min | cost {cost}"))
+
+            threading.Thread(target=show_llm_stats, daemon=True).start()
 
         def progress(name: str, rows: int) -> None:
             if name not in tasks:
@@ -86,6 +108,7 @@ def _run_stages(stage: str, config: Path | None, overrides: dict) -> None:
                     runner.finalize(ctx)
                 run_dir = ctx.dir
         finally:
+            stop.set()
             if llm is not None:
                 llm.close()
     stats_path = run_dir / "stats.json"
@@ -111,8 +134,9 @@ def _stage_command(stage: str, doc: str):
         model: Optional[str] = typer.Option(None, "--model", help="Model name at the endpoint."),
         api_key_env: Optional[str] = typer.Option(None, "--api-key-env", help="Environment variable holding the API key."),
         max_cost: Optional[float] = typer.Option(None, "--max-cost", help="Stop cleanly once this many USD are spent."),
+        dry_run: bool = typer.Option(False, "--dry-run", help="Estimate LLM requests, tokens and cost; send nothing."),
     ) -> None:
-        _run_stages(stage, config, {
+        _run_stages(stage, config, dry_run, {
             "n": n, "seed": seed, "out": str(out) if out else None, "catalog": catalog, "slot_values": slot_values,
             "workers": workers, "shard_size": shard_size, "dialogues.backend": backend, "dialogues.mode": mode,
             "endpoint.base_url": base_url, "endpoint.model": model, "endpoint.api_key_env": api_key_env,

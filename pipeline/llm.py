@@ -195,6 +195,35 @@ def request_key(base_url: str, body: dict[str, Any], template: str | None, templ
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
+def request_body(
+    model: str,
+    messages: list[dict[str, Any]],
+    sampling: StageLLMConfig | None = None,
+    schema: type[BaseModel] | None = None,
+    json_schema: bool = True,
+) -> dict[str, Any]:
+    """A chat completion request body: model, messages, sampling, and the structured-output format."""
+    sampling = sampling or StageLLMConfig(backend="openai")
+    body: dict[str, Any] = {
+        "model": model,
+        "messages": messages,
+        "temperature": sampling.temperature,
+        "max_tokens": sampling.max_tokens,
+    }
+    if schema is not None:
+        if json_schema:
+            body["response_format"] = response_format(schema)
+        else:
+            # Servers without structured outputs: ask for any JSON object and describe the schema instead.
+            body["response_format"] = {"type": "json_object"}
+            schema_text = json.dumps(schema.model_json_schema(), separators=(",", ":"))
+            body["messages"] = [
+                *messages,
+                {"role": "system", "content": f"Answer with one JSON object matching this JSON Schema: {schema_text}"},
+            ]
+    return body
+
+
 # --------------------------------------------------------------------------------------------- limits
 class RateLimiter:
     """A token bucket refilled continuously at `per_minute`, holding at most a minute's worth."""
@@ -437,12 +466,6 @@ class LLM:
         """Usage per "stage/model" (for the manifest), optionally for one stage."""
         return {f"{s}/{m}": u.as_dict() for (s, m), u in sorted(self.usage.items()) if stage is None or s == stage}
 
-    def is_cached(self, body: dict[str, Any], template: str | None = None, template_hash: str | None = None) -> bool:
-        """Whether this request's answer is already in the cache (for dry-run estimates)."""
-        if self.cache is None:
-            return False
-        return self.cache.get(request_key(self.base_url, body, template, template_hash)) is not None
-
     # ------------------------------------------------------------------ requests
     def body(
         self,
@@ -451,25 +474,8 @@ class LLM:
         schema: type[BaseModel] | None = None,
         json_schema: bool = True,
     ) -> dict[str, Any]:
-        """The chat completion request body (what the cache key hashes)."""
-        sampling = sampling or StageLLMConfig(backend="openai")
-        body: dict[str, Any] = {
-            "model": self.model,
-            "messages": messages,
-            "temperature": sampling.temperature,
-            "max_tokens": sampling.max_tokens,
-        }
-        if schema is not None:
-            if json_schema:
-                body["response_format"] = response_format(schema)
-            else:
-                body["response_format"] = {"type": "json_object"}
-                schema_text = json.dumps(schema.model_json_schema(), separators=(",", ":"))
-                body["messages"] = [
-                    *messages,
-                    {"role": "system", "content": f"Answer with one JSON object matching this JSON Schema: {schema_text}"},
-                ]
-        return body
+        """The chat completion request body for this endpoint's model (what the cache key hashes)."""
+        return request_body(self.model, messages, sampling, schema, json_schema)
 
     async def request(
         self,
@@ -576,7 +582,9 @@ class LLM:
 
     def _fatal_error(self, e: openai.APIStatusError) -> LLMError:
         status = _status(e)
-        detail = _one_sentence(self._scrub(getattr(e, "message", "") or ""), 160)
+        # The server's own words ("Incorrect API key provided.") rather than the SDK's "Error code: 401 - {...}".
+        message = e.body.get("message") if isinstance(e.body, dict) else None
+        detail = _one_sentence(self._scrub(str(message or e.message or "")), 160).rstrip(".")
         hint = {
             401: f"check the API key in ${self.endpoint.api_key_env}",
             403: f"the key in ${self.endpoint.api_key_env} may not have access to this model",

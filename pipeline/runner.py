@@ -143,7 +143,10 @@ def _dialogues_for(ctx: RunContext, k: int, indices: range, llm: Any = None) -> 
     if llm is not None:
         from pipeline.stages import llm_dialogues
 
-        rows = llm_dialogues.run(ctx.cfg, scenarios, drafts, llm, ctx.sim, ctx.catalog)
+        if ctx.cfg.dialogues.backend == "openai":
+            rows = llm_dialogues.run(ctx.cfg, scenarios, drafts, llm, ctx.sim, ctx.catalog)
+        else:  # offline dialogues, judged by the LLM (validate.judge)
+            rows = llm_dialogues.judge(ctx.cfg, drafts, llm)
         drafts = [r for r in rows if isinstance(r, Dialogue)]
         rejected = [r for r in rows if isinstance(r, Rejection)]
     write_jsonl(rejected_path, rejected)  # first: the shard file marks the shard done
@@ -280,6 +283,7 @@ def generate(cfg: RunConfig, progress: Progress | None = None, llm: Any = None, 
     """Run every stage (resuming whatever is already done) and return the run directory."""
     ctx = ctx or open_run(cfg)
     manifest = read_manifest(ctx)
+    previous_usage = manifest.stages["generate"].usage if "generate" in manifest.stages else {}
     t0 = time.perf_counter()
     run_shards(ctx, "validate", progress, llm)
     t1 = time.perf_counter()
@@ -288,14 +292,29 @@ def generate(cfg: RunConfig, progress: Progress | None = None, llm: Any = None, 
     build_local_dataset(ctx)
     manifest.stages["generate"] = StageRecord(status="done", seconds=round(t1 - t0, 3))
     manifest.stages["finalize"] = StageRecord(status="done", seconds=round(t2 - t1, 3))
-    if llm is not None and hasattr(llm, "usage_summary"):
-        manifest.stages["generate"].usage = llm.usage_summary()
+    if llm is not None:
+        manifest.stages["generate"].usage = merge_usage(previous_usage, llm.usage_summary())
     manifest.counts = {k: v for k, v in stats.items() if isinstance(v, int)}
     write_manifest(ctx, manifest)
     if stats["generated"] != stats["accepted"] + stats["rejected"]:
         raise RunDirError(f"run {str(ctx.dir)!r} is inconsistent: {stats['generated']} generated but "
                           f"{stats['accepted']} accepted and {stats['rejected']} rejected; delete it and run again")
     return ctx.dir
+
+
+def merge_usage(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """LLM usage over every process of a resumed run: counts and cost add up (cost stays None when unknown).
+
+    >>> merge_usage({"d/m": {"requests": 2, "cost": None}}, {"d/m": {"requests": 1, "cost": None}})
+    {'d/m': {'requests': 3, 'cost': None}}
+    """
+    merged = {key: dict(value) for key, value in old.items()}
+    for key, value in new.items():
+        into = merged.setdefault(key, {})
+        for field, amount in value.items():
+            before = into.get(field)
+            into[field] = None if before is None and amount is None else (before or 0) + (amount or 0)
+    return merged
 
 
 def build_local_dataset(ctx: RunContext) -> None:

@@ -79,6 +79,11 @@ def _apply_override(data: dict[str, Any], override: str) -> None:
         raise ConfigError(f"override {override!r} is not KEY=VALUE")
     key, raw = override.split("=", 1)
     value = yaml.safe_load(raw)
+    if isinstance(value, str):
+        try:  # YAML 1.1 reads "1e-4" as a string; on a command line it means the number
+            value = float(value) if any(c in value.lower() for c in ".e") and value.lower() not in ("nan", "inf") else value
+        except ValueError:
+            pass
     parts = key.strip().split(".")
     target = data
     for part in parts[:-1]:

@@ -23,6 +23,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any, Literal
 
 import openai
@@ -32,7 +33,19 @@ from pipeline.catalog.sim import Simulator
 from pipeline.catalog.specs import catalog_specs
 from pipeline.checks import mentioned, normalize, question_targets, slot_label
 from pipeline.errors import BudgetExceeded, LLMError
-from pipeline.llm import LLM, LLMOutputError, LLMUnavailable, Prompt, estimate_tokens, hash_template, render
+from pipeline.llm import (
+    CACHE_FILE,
+    LLM,
+    LLMOutputError,
+    LLMUnavailable,
+    Prompt,
+    ResponseCache,
+    estimate_tokens,
+    hash_template,
+    render,
+    request_body,
+    request_key,
+)
 from pipeline.stages import phrasing
 from pipeline.stages.dialogues import system_prompt
 from schemas.catalog import Catalog, Domain
@@ -503,14 +516,38 @@ def judge(cfg: RunConfig, dialogues: list[Dialogue], llm: LLM) -> list[Dialogue 
     return _rows(llm, [one(d) for d in dialogues])
 
 
+def dry_run(cfg: RunConfig, cache_dir: str | Path | None = None) -> dict[str, Any]:
+    """`speakrl run --dry-run`: build the run's scenarios and offline drafts (fast, no network) and estimate
+    the LLM requests, tokens and cost, counting paraphrase requests already in the cache at `cache_dir`."""
+    from pipeline.catalog import load_catalog
+    from pipeline.stages import dialogues as offline
+    from pipeline.stages import scenarios as scenario_stage
+
+    catalog = load_catalog(cfg.catalog, cfg.slot_values)
+    sim = Simulator(catalog)
+    scen = list(scenario_stage.run(cfg, catalog, range(cfg.n), sim))
+    drafts = list(offline.run(cfg, catalog, scen, sim))
+    path = Path(cache_dir) / CACHE_FILE if cache_dir is not None else None
+    cache = ResponseCache(path) if path is not None and path.exists() else None
+    try:
+        return estimate(cfg, scen, drafts, catalog, cache=cache)
+    finally:
+        if cache is not None:
+            cache.close()
+
+
 def estimate(cfg: RunConfig, scenarios: list[Scenario], drafts: list[Dialogue], catalog: Catalog,
-             llm: LLM | None = None) -> dict[str, Any]:
+             llm: LLM | None = None, cache: ResponseCache | None = None) -> dict[str, Any]:
     """A dry-run estimate of requests and tokens (and cost, when prices are known) without sending anything.
 
     Paraphrase mode renders each real prompt; full mode replays the offline draft's conversation through the
     assistant and user templates (an LLM dialogue has about as many turns as the offline one). Re-asks are not
-    counted. With `llm`, requests already in the cache are counted as cached.
+    counted. Requests already in the cache (`llm`'s, or `cache`) are counted as cached.
     """
+    if llm is not None and cache is None:
+        cache = llm.cache
+    json_schema = llm.json_schema_supported if llm is not None else True
+    base_url = cfg.endpoint.base_url.rstrip("/")
     by_scenario = {d.scenario_id: d for d in drafts}
     requests = cached = prompt_tokens = completion_tokens = 0
     for scenario in scenarios:
@@ -522,9 +559,9 @@ def estimate(cfg: RunConfig, scenarios: list[Scenario], drafts: list[Dialogue], 
             requests += 1
             prompt_tokens += estimate_tokens(prompt.messages)
             completion_tokens += sum(len(line["text"]) for line in lines) // 4 + 10 * len(lines)
-            if llm is not None:
-                body = llm.body(prompt.messages, cfg.dialogues, Paraphrase, json_schema=llm.json_schema_supported)
-                cached += llm.is_cached(body, prompt.template, prompt.template_hash)
+            if cache is not None:
+                body = request_body(cfg.endpoint.model, prompt.messages, cfg.dialogues, Paraphrase, json_schema)
+                cached += cache.get(request_key(base_url, body, prompt.template, prompt.template_hash)) is not None
         else:
             specs = catalog_specs(catalog)[scenario.domain]
             requests += 1  # the opening

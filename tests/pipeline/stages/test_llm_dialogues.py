@@ -233,6 +233,8 @@ def test_dry_run_estimate(world, tmp_path):
         assert server.requests == N  # estimating sends nothing
     assert before["requests"] == N and before["cached"] == 0 and after["cached"] == N
     assert before["prompt_tokens"] > 0 and before["cost"] > 0
+    dry = llm_dialogues.dry_run(cfg.model_copy(update={"n": N, "seed": 3}), tmp_path)  # what --dry-run prints
+    assert dry == after
     full = llm_dialogues.estimate(config(server, "full"), scen, drafts, catalog)
     turns = sum(sum(m.role == "assistant" for m in d.messages) + sum(m.role == "user" for m in d.messages) for d in drafts)
     assert full["requests"] == turns and full["cost"] is None  # unknown prices: no guess
@@ -271,8 +273,14 @@ def test_speakrl_run_with_the_openai_backend(tmp_path, monkeypatch):
         assert again.exit_code == 0, again.output
         assert server.requests > sent  # a new run dir has a new cache
         sent = server.requests
+        paid = usage["requests"]
         rerun = CliRunner().invoke(app, [*args, "--base-url", server.base_url])
         assert rerun.exit_code == 0 and server.requests == sent  # a finished run sends nothing
+        usage = json.loads((out / "manifest.json").read_text())["stages"]["generate"]["usage"]["dialogues/local-test"]
+        assert usage["requests"] == paid  # usage adds up across resumed processes, not overwritten by them
+        dry = CliRunner().invoke(app, [*args, "--base-url", server.base_url, "--dry-run"])
+        assert dry.exit_code == 0, dry.output
+        assert server.requests == sent and '"requests"' in dry.output  # an estimate, nothing sent
         # As if killed before writing its shards: the dialogues are redone from the response cache, for free.
         import shutil
 
