@@ -142,6 +142,11 @@ def validate(cfg: SpeakrlConfig) -> None:
     get_rewards(cfg.reward_funcs)  # unknown names fail here, listing the valid ones
     if cfg.mode == "decision" and not cfg.reward_funcs:
         raise ConfigError("decision mode needs at least one reward in reward_funcs")
+    if cfg.mode == "episode" and cfg.reward_funcs:
+        raise ConfigError(
+            "episode mode is scored by the environment (task completion minus a cost per turn); set reward_funcs: [] "
+            "and reward_weights: null"
+        )
     if cfg.reward_weights is not None and len(cfg.reward_weights) != len(cfg.reward_funcs):
         raise ConfigError(
             f"reward_weights has {len(cfg.reward_weights)} value(s) but reward_funcs has {len(cfg.reward_funcs)}"

@@ -134,8 +134,7 @@ def build_grpo_trainer(cfg: SpeakrlConfig, model_path: str, rows: list[dict[str,
 
         catalog = load_catalog(cfg.catalog)
         kwargs["environment_factory"] = environment_factories(catalog, sorted({r["environment"] for r in rows}), cfg.turn_cost)
-        if cfg.reward_weights is not None and cfg.reward_funcs:
-            cfg.reward_weights = list(cfg.reward_weights)
+        cfg.reward_weights = None  # the environment's get_reward is the only reward (TRL gives it weight 1)
     return GRPOTrainer(
         model=model_path,
         reward_funcs=reward_funcs or None,
@@ -193,7 +192,11 @@ def save_reward_curve(history: list[dict[str, Any]], out: Path) -> tuple[Path, P
     json_path, png_path = out / "reward_curve.json", out / "reward_curve.png"
     atomic_write_text(json_path, json.dumps(curve, indent=1))
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
-    ax1.plot(curve["step"], curve["reward"], label="total reward", linewidth=2)
+    ax1.plot(curve["step"], curve["reward"], label="total reward", linewidth=1, color="black", alpha=0.4)
+    window = max(1, len(curve["reward"]) // 10)  # a few prompts per step make the raw curve noisy
+    smooth = [sum(curve["reward"][max(0, i - window + 1): i + 1]) / len(curve["reward"][max(0, i - window + 1): i + 1])
+              for i in range(len(curve["reward"]))]
+    ax1.plot(curve["step"], smooth, label=f"total reward ({window}-step mean)", linewidth=2.5, color="black")
     for k, v in curve.items():
         if k.startswith("rewards/"):
             ax1.plot(curve["step"], [math.nan if x is None else x for x in v], label=k.split("/")[1], alpha=0.7)

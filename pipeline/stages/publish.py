@@ -41,7 +41,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from pipeline.decision_points import DecisionPoint, decision_points
 from pipeline.errors import PublishError, RunDirError
-from pipeline.io import atomic_write_bytes, atomic_write_text, read_jsonl
+from pipeline.io import atomic_write_text, read_jsonl
 from pipeline.stages import validate
 from schemas.dialogue import Dialogue, Rejection
 

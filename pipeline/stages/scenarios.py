@@ -116,6 +116,13 @@ def draw_goal(sim: Simulator, plan: Plan, rng: random.Random, row: dict[str, Any
     return goal, kept_default
 
 
+def sample_goal(sim: Simulator, domain: Domain, tool: ToolDef, rng: random.Random) -> dict[str, Any]:
+    """A goal for `tool` alone: entity and attribute values from one database row (so the entity exists and a
+    search finds it), every other value from the slot's pool or the declared default."""
+    rows = sim.databases[domain.name]
+    return draw_goal(sim, Plan(domain, tool, ()), rng, rng.choice(rows) if rows else {})[0]
+
+
 def make_scenario(cfg: RunConfig, plans: dict[str, list[Plan]], sim: Simulator, index: int) -> Scenario:
     """Scenario number `index` of the run."""
     seed = stable_seed(cfg.seed, index)

@@ -1,7 +1,6 @@
 """End to end on the offline backend, and kill-and-resume."""
 
 import json
-import os
 import signal
 import subprocess
 import sys

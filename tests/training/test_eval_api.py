@@ -47,3 +47,18 @@ def test_endpoint_errors_are_one_sentence(run_dir):
         server.fail_next("unauthorized", times=100)
         with pytest.raises(TrainingError, match="refused"):
             evaluate(ApiPolicy(server.base_url, "m", protocol="native"), str(run_dir), "test", limit=1)
+
+
+def test_dataset_from_a_hub_id(run_dir, tmp_path):
+    """`--dataset OWNER/NAME`: the real datasets client loads a pushed SpeakER through a local Hub endpoint."""
+    from pipeline.hub import push
+    from pipeline.testing.hub_server import HubServer, hub_environment
+    from training.data import load_dialogues
+
+    with HubServer() as hub, hub_environment(hub, tmp_path):
+        repo_id = f"{hub.user}/SpeakER-train-test"
+        push(run_dir, repo_id)
+        splits = load_dialogues(repo_id)
+    local = load_dialogues(str(run_dir))
+    assert {k: len(v) for k, v in splits.items()} == {k: len(v) for k, v in local.items()}
+    assert splits["test"][0].messages == local["test"][0].messages

@@ -68,3 +68,10 @@ def test_bad_recipes(tmp_path):
         load_recipe("tiny-cpu", overrides=["reward_weights=[1.0]"])
     with pytest.raises(ConfigError, match="SFT setting"):
         load_recipe("tiny-cpu", overrides=["sft.epochz=3"])
+    with pytest.raises(ConfigError, match="episode mode is scored by the environment"):
+        load_recipe("tiny-cpu", overrides=["mode=episode"])
+
+
+def test_overrides_read_numbers_like_a_command_line():
+    cfg, _ = load_recipe("tiny-cpu", overrides=["learning_rate=1e-4", "sft.learning_rate=3e-3", "max_steps=7"])
+    assert cfg.learning_rate == 1e-4 and cfg.sft["learning_rate"] == 3e-3 and cfg.max_steps == 7

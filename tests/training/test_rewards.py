@@ -125,3 +125,21 @@ def test_unknown_reward_fails_at_config_load(tmp_path):
     recipe.write_text("model_name_or_path: tiny\nreward_funcs: [format, vibes]\nreward_weights: [1, 1]\n")
     with pytest.raises(ConfigError, match="vibes"):
         load_recipe(str(recipe))
+
+
+def test_native_gold_turns_parse_back_to_their_acts(splits, tiny_dir):
+    """`native` SFT targets are what the chat template renders; the native parser reads the same act back."""
+    from transformers import AutoTokenizer
+
+    from training.prompts import render_target
+    from training.protocols import parse
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_dir)
+    rows = decision_rows(splits["train"])[:150]
+    targets = [render_target(tokenizer, r, "native") for r in rows]
+    acts = [parse(t, "native").act for t in targets]
+    assert sum(a == r["act"] for a, r in zip(acts, rows)) / len(rows) > 0.95
+    columns = {k: [r[k] for r in rows] for k in rows[0]}
+    columns["protocol"] = ["native"] * len(rows)
+    assert all(s == 1.0 for s in tool_call_reward(targets, **columns) if s is not None)
+    assert format_reward(targets, **columns) == [1.0] * len(rows)

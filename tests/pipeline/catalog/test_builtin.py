@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import random
-from typing import Any
 
 import jsonschema
 import pytest
 
 from pipeline.catalog import load_catalog
 from pipeline.catalog.sim import Simulator
+from pipeline.stages.scenarios import sample_goal as goal_args
 from pipeline.catalog.specs import catalog_specs, coerce
 from pipeline.checks import mentioned
 from schemas.catalog import Catalog, Domain, ToolDef
@@ -17,21 +17,6 @@ from schemas.catalog import Catalog, Domain, ToolDef
 CATALOG = load_catalog("builtin")
 SIM = Simulator(CATALOG)
 TOOLS = [(d, t) for d in CATALOG.domains for t in d.tools]
-
-
-def goal_args(sim: Simulator, domain: Domain, tool: ToolDef, rng: random.Random) -> dict[str, Any]:
-    """Arguments a scenario could use: entity and attribute values from one database row (so the entity exists and a
-    search matches it), every other value from the slot's pool."""
-    rows = sim.databases[domain.name]
-    row = rng.choice(rows) if rows else {}
-    args: dict[str, Any] = {}
-    for name in tool.slots:
-        slot = domain.slot(name)
-        if name in row:
-            args[name] = row[name]
-        elif slot.pool():
-            args[name] = coerce(slot, rng.choice(slot.pool()))
-    return args
 
 
 def test_size_and_unique_names() -> None:

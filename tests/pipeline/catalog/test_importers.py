@@ -13,27 +13,14 @@ import pytest
 from pipeline.catalog import load_catalog
 from pipeline.catalog.importers import from_json
 from pipeline.catalog.sim import Simulator
-from pipeline.catalog.specs import catalog_specs, coerce
+from pipeline.stages.scenarios import sample_goal as goal_args
+from pipeline.catalog.specs import catalog_specs
 from pipeline.errors import CatalogError
-from schemas.catalog import Catalog, Domain, ToolDef
+from schemas.catalog import Catalog
 
 SGD = Path(__file__).resolve().parents[3].parent / "shared/data/sgd"
 SGD_SCHEMA = SGD / "train_schema.json"
 needs_sgd = pytest.mark.skipif(not SGD_SCHEMA.is_file(), reason=f"SGD data not found at {SGD}")
-
-
-def goal_args(sim: Simulator, domain: Domain, tool: ToolDef, rng: random.Random) -> dict[str, Any]:
-    """Entity/attribute values from one database row, the rest from the slots' pools."""
-    rows = sim.databases[domain.name]
-    row = rng.choice(rows) if rows else {}
-    args: dict[str, Any] = {}
-    for name in tool.slots:
-        slot = domain.slot(name)
-        if name in row:
-            args[name] = row[name]
-        elif slot.pool():
-            args[name] = coerce(slot, rng.choice(slot.pool()))
-    return args
 
 
 def assert_all_tools_execute(catalog: Catalog, rounds: int = 5) -> None:
