@@ -26,7 +26,6 @@ Binary files go through LFS, not Xet: the client must be told not to use Xet (`H
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import itertools
@@ -44,6 +43,8 @@ from urllib.parse import parse_qs, unquote
 
 import yaml
 from aiohttp import web
+
+from pipeline.testing import ThreadedServer
 
 LFS_SUFFIXES = (".parquet", ".arrow", ".png", ".jpg", ".bin", ".safetensors", ".gz", ".zip", ".zst")
 WRITE_ENDPOINTS = {"create", "preupload", "lfs", "commit", "branch"}
@@ -85,10 +86,13 @@ class Repo:
     prs: int = 0
 
 
-class HubServer:
+class HubServer(ThreadedServer):
     """An in-memory Hub on 127.0.0.1 in a background thread. `token` is the only write token it accepts."""
 
+    thread_name = "hub-server"
+
     def __init__(self, token: str | None = None, user: str = "tester") -> None:
+        super().__init__()
         self.token = token or "hf_" + secrets.token_hex(16)
         self.user = user
         self.repos: dict[tuple[str, str], Repo] = {}
@@ -97,10 +101,6 @@ class HubServer:
         self.bodies: list[bytes] = []  # every request body received, for tests (e.g. no token in uploads)
         self._refusals: dict[str, tuple[int, str]] = {}
         self._lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._runner: web.AppRunner | None = None
-        self.port = 0
 
     # ---------------------------------------------------------------------------------------------------- lifecycle
 
@@ -108,49 +108,10 @@ class HubServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> HubServer:
-        ready = threading.Event()
-        errors: list[BaseException] = []
-
-        def run() -> None:
-            loop = asyncio.new_event_loop()
-            self._loop = loop
-            asyncio.set_event_loop(loop)
-            try:
-                app = web.Application(client_max_size=1 << 30)
-                app.router.add_route("*", "/{tail:.*}", self._handle)
-                self._runner = web.AppRunner(app, access_log=None)
-                loop.run_until_complete(self._runner.setup())
-                site = web.TCPSite(self._runner, "127.0.0.1", 0)
-                loop.run_until_complete(site.start())
-                self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-            except BaseException as e:  # noqa: BLE001 - reported to the caller of start()
-                errors.append(e)
-                ready.set()
-                return
-            ready.set()
-            loop.run_forever()
-            loop.run_until_complete(self._runner.cleanup())
-            loop.close()
-
-        self._thread = threading.Thread(target=run, name="hub-server", daemon=True)
-        self._thread.start()
-        ready.wait(10)
-        if errors:
-            raise errors[0]
-        return self
-
-    def stop(self) -> None:
-        if self._loop and self._thread:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(10)
-        self._loop = self._thread = None
-
-    def __enter__(self) -> HubServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def web_app(self) -> web.Application:
+        app = web.Application(client_max_size=1 << 30)
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        return app
 
     # ------------------------------------------------------------------------------------------------ test controls
 

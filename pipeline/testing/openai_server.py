@@ -35,6 +35,8 @@ from typing import Any
 
 from aiohttp import web
 
+from pipeline.testing import ThreadedServer
+
 FAULTS = (
     "rate_limit",
     "server_error",
@@ -250,8 +252,10 @@ async def _start(app: _App, port: int = 0) -> tuple[web.AppRunner, int]:
     return runner, sockets[0].getsockname()[1]
 
 
-class OpenAIServer:
+class OpenAIServer(ThreadedServer):
     """The server on a background thread (a context manager); state is readable from the test's thread."""
+
+    thread_name = "openai-test-server"
 
     def __init__(
         self,
@@ -265,11 +269,8 @@ class OpenAIServer:
         slow_seconds: float = 5.0,
         record: bool = True,
     ):
+        super().__init__()
         self._app = _App(responder, latency, api_key, models, reject_json_schema, retry_after, slow_seconds, record)
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._runner: web.AppRunner | None = None
-        self.port = 0
 
     # --- controls and counters (safe to call from any thread) ---
     def fail_next(self, fault: str, times: int = 1) -> None:
@@ -327,43 +328,8 @@ class OpenAIServer:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
 
-    # --- lifecycle ---
-    def start(self) -> OpenAIServer:
-        started = threading.Event()
-        error: list[BaseException] = []
-
-        def serve() -> None:
-            loop = asyncio.new_event_loop()
-            self._loop = loop
-            asyncio.set_event_loop(loop)
-            try:
-                self._runner, self.port = loop.run_until_complete(_start(self._app))
-            except BaseException as e:  # surface bind errors in the caller's thread
-                error.append(e)
-                started.set()
-                return
-            started.set()
-            loop.run_forever()
-            loop.run_until_complete(self._runner.cleanup())
-            loop.close()
-
-        self._thread = threading.Thread(target=serve, name="openai-test-server", daemon=True)
-        self._thread.start()
-        started.wait()
-        if error:
-            raise error[0]
-        return self
-
-    def stop(self) -> None:
-        if self._loop and self._thread and self._thread.is_alive():
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(timeout=10)
-
-    def __enter__(self) -> OpenAIServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def web_app(self) -> web.Application:
+        return self._app.web_app()
 
 
 @contextmanager
