@@ -11,6 +11,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from pipeline.errors import ConfigError, SpeakrlError
 
@@ -166,7 +167,7 @@ def main() -> None:
     try:
         app(standalone_mode=False)
     except SpeakrlError as e:
-        console.print(f"[red]error:[/red] {e}", highlight=False)
+        console.print(f"[red]error:[/red] {escape(str(e))}", highlight=False)  # brackets in messages are text
         sys.exit(2)
     except typer.Abort:
         console.print("aborted")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 
@@ -21,7 +20,7 @@ def _need_training_extra() -> None:
         import torch  # noqa: F401
         import trl  # noqa: F401
     except ImportError:
-        raise TrainingError("training needs the train extra: pip install 'speakrl[train]'") from None
+        raise TrainingError("training needs torch and TRL, which the train extra of speakrl installs") from None
 
 
 @app.command("train")
@@ -29,10 +28,10 @@ def train_command(
     recipe: str = typer.Option(..., "--recipe", help="Recipe name (tiny-cpu, qwen3-1.7b, multi-gpu) or a YAML path."),
     dataset: str = typer.Option(..., "--dataset", help="Run directory, local dataset directory, or Hub dataset id."),
     output_dir: Path = typer.Option(..., "--output-dir", help="Where checkpoints, logs and the reward curve go."),
-    max_steps: Optional[int] = typer.Option(None, "--max-steps", help="GRPO steps (overrides the recipe)."),
-    model: Optional[str] = typer.Option(None, "--model", help="Model path or Hub id (overrides model_name_or_path)."),
-    protocol: Optional[str] = typer.Option(None, "--protocol", help="speakrl or native (overrides the recipe)."),
-    set_: Optional[List[str]] = typer.Option(None, "--set", help="Override a recipe setting: KEY=VALUE (sft.KEY for the warm start)."),
+    max_steps: int | None = typer.Option(None, "--max-steps", help="GRPO steps (overrides the recipe)."),
+    model: str | None = typer.Option(None, "--model", help="Model path or Hub id (overrides model_name_or_path)."),
+    protocol: str | None = typer.Option(None, "--protocol", help="speakrl or native (overrides the recipe)."),
+    set_: list[str] | None = typer.Option(None, "--set", help="Override a recipe setting: KEY=VALUE (sft.KEY for the warm start)."),
 ) -> None:
     """Train on SpeakER with TRL: SFT warm start, then GRPO with the recipe's rewards."""
     _need_training_extra()
@@ -56,14 +55,14 @@ def eval_command(
     model: str = typer.Option(..., "--model", help="Checkpoint directory, or the model name served at --base-url."),
     dataset: str = typer.Option(..., "--dataset", help="Run directory, local dataset directory, or Hub dataset id."),
     split: str = typer.Option("test", "--split", help="Split to evaluate."),
-    base_url: Optional[str] = typer.Option(None, "--base-url", help="OpenAI-compatible endpoint; the model is then an API model."),
+    base_url: str | None = typer.Option(None, "--base-url", help="OpenAI-compatible endpoint; the model is then an API model."),
     api_key_env: str = typer.Option("OPENAI_API_KEY", "--api-key-env", help="Environment variable holding the API key."),
-    protocol: Optional[str] = typer.Option(None, "--protocol", help="speakrl or native (default: speakrl for checkpoints trained here, native for API models)."),
-    output_dir: Optional[Path] = typer.Option(None, "--output-dir", help="Where eval JSON goes (default: the checkpoint dir, or outputs/eval)."),
-    catalog: Optional[str] = typer.Option(None, "--catalog", help="Catalog that runs the tools (default: the run's, else builtin)."),
+    protocol: str | None = typer.Option(None, "--protocol", help="speakrl or native (default: speakrl for checkpoints trained here, native for API models)."),
+    output_dir: Path | None = typer.Option(None, "--output-dir", help="Where eval JSON goes (default: the checkpoint dir, or outputs/eval)."),
+    catalog: str | None = typer.Option(None, "--catalog", help="Catalog that runs the tools (default: the run's, else builtin)."),
     max_turns: int = typer.Option(8, "--max-turns", help="Turn limit of an episode."),
-    max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", help="Token limit of one turn."),
-    limit: Optional[int] = typer.Option(None, "--limit", help="Evaluate only the first N dialogues."),
+    max_new_tokens: int | None = typer.Option(None, "--max-new-tokens", help="Token limit of one turn."),
+    limit: int | None = typer.Option(None, "--limit", help="Evaluate only the first N dialogues."),
     concurrency: int = typer.Option(8, "--concurrency", help="Parallel requests to the endpoint."),
 ) -> None:
     """Evaluate a checkpoint or an API model: task completion, turns, clarification precision/recall, tool calls."""

@@ -138,7 +138,7 @@ def validate(cfg: SpeakrlConfig) -> None:
         raise ConfigError(f"unknown mode {cfg.mode!r}; valid: {', '.join(MODES)}")
     bad_stages = [s for s in cfg.stages if s not in STAGES]
     if bad_stages or not cfg.stages:
-        raise ConfigError(f"stages must be a non-empty list of {', '.join(STAGES)}; got {cfg.stages}")
+        raise ConfigError(f"stages must be a non-empty list of {', '.join(STAGES)}; got {', '.join(map(str, cfg.stages)) or 'nothing'}")
     get_rewards(cfg.reward_funcs)  # unknown names fail here, listing the valid ones
     if cfg.mode == "decision" and not cfg.reward_funcs:
         raise ConfigError("decision mode needs at least one reward in reward_funcs")

@@ -129,7 +129,7 @@ def _tool_method(domain: Domain, tool: ToolDef) -> Callable[..., Any]:
     for name in tool.slots:
         slot = domain.slot(name)
         annotations[name] = _PY_TYPES[slot.type]
-        default = tool.optional[name] if name in tool.optional else inspect.Parameter.empty
+        default = tool.optional.get(name, inspect.Parameter.empty)
         params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotations[name]))
         choices = f" (choices: {json.dumps(slot.enum)})" if slot.enum else ""
         arg_docs.append(f"        {name}: {' '.join(slot.description.split()) or name}{choices}")

@@ -185,7 +185,7 @@ def decision_metrics(policy: Policy, rows: list[dict[str, Any]]) -> dict[str, An
                                          last_tool_result=[row["last_tool_result"]], protocol=[policy.protocol])[0] or 0.0)
     precision, recall = _ratio(tp, tp + fp), _ratio(tp, tp + fn)
     f1 = round(2 * precision * recall / (precision + recall), 4) if precision and recall else 0.0
-    mean = lambda xs: round(sum(xs) / len(xs), 4) if xs else None  # noqa: E731
+    mean = lambda xs: round(sum(xs) / len(xs), 4) if xs else None
     return {
         "decision_points": len(rows),
         "format_score": mean(formats),

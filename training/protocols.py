@@ -21,6 +21,7 @@ _THINK = re.compile(r"<think>(.*?)</think>", re.DOTALL)
 _CLARIFY = re.compile(r"<clarify>(.*?)</clarify>", re.DOTALL)
 _TOOL_CALL = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|$)", re.DOTALL)
 _TAG = re.compile(r"</?(?:think|clarify|tool_call|tool_response)>")
+_UNTAGGED_CALL = re.compile(r'^\s*\{\s*"name"\s*:')
 # End-of-turn markers some decoders keep in the text.
 _EOT = re.compile(r"(<\|im_end\|>|<\|endoftext\|>|<\|eot_id\|>|</s>).*$", re.DOTALL)
 _NO = {"no", "no.", "none", "no question", ""}
@@ -184,34 +185,53 @@ def _parse_speakrl(raw: str, body: str, has_think: bool, parsed: Parsed, tool_ca
         found = _structured_call(tool_calls, parsed) if tool_calls else _first_call(after, parsed)
         if not found and clarify is not None:
             # Without a `<clarify>` block, free text is not an answer in this protocol, just unformatted output.
-            answer = _TAG.sub("", _TOOL_CALL.sub("", after)).strip()
-            if answer:
-                parsed.act, parsed.answer = "answer", answer
+            _read_text(after, parsed)
         if clarify is not None and parsed.act is not None:
             score += 0.25  # `<clarify>No</clarify>` followed by an action
         else:
             parsed.problems.append("no_action")
-        if (parsed.act == "answer" and clarify is not None) or (parsed.act == "tool_call" and parsed.call_args is not None):
+        clean = (parsed.act == "answer" and "stray_tags" not in parsed.problems) or (
+            parsed.act == "tool_call" and parsed.call_args is not None
+        )
+        if clean and clarify is not None or parsed.act == "tool_call" and parsed.call_args is not None:
             score += 0.25
     parsed.format_score = score
     return parsed
 
 
+def _read_text(text: str, parsed: Parsed, questions: bool = False) -> None:
+    """Text after the decision: an answer (or, in `native`, a question), unless it is a tool call gone wrong: a
+    JSON call without its `<tool_call>` tag, or text with stray protocol tags, which must not pass for an answer."""
+    rest = _TOOL_CALL.sub("", text)
+    if _TAG.search(rest):
+        parsed.problems.append("stray_tags")
+    plain = _TAG.sub("", rest).strip()
+    if not plain:
+        return
+    if _UNTAGGED_CALL.match(plain):
+        m = re.search(r'"name"\s*:\s*"([^"]*)"', plain)
+        parsed.act, parsed.call_name, parsed.call_args = "tool_call", (m.group(1) if m else ""), None
+        parsed.problems.append("tool_call_untagged")
+    elif questions and "?" in plain:
+        parsed.act, parsed.question = "clarify", plain
+    else:
+        parsed.act, parsed.answer = "answer", plain
+
+
 def _parse_native(raw: str, body: str, parsed: Parsed, tool_calls: list[Any] | None) -> Parsed:
     found = _structured_call(tool_calls, parsed) if tool_calls else _first_call(body, parsed)
-    text = _TAG.sub("", _TOOL_CALL.sub("", body)).strip()
     score = 0.0
     if found:
         score = 1.0 if parsed.call_args is not None else 0.25
-    elif text:
-        # Plain text: a question asks the user, anything else answers them.
-        if "?" in text:
-            parsed.act, parsed.question = "clarify", text
-        else:
-            parsed.act, parsed.answer = "answer", text
-        score = 1.0
     else:
-        parsed.problems.append("empty")
+        # Plain text: a question asks the user, anything else answers them.
+        _read_text(body, parsed, questions=True)
+        if parsed.act == "tool_call":
+            score = 0.25
+        elif parsed.act is not None:
+            score = 0.5 if "stray_tags" in parsed.problems else 1.0
+        else:
+            parsed.problems.append("empty")
     if "<clarify>" in raw or raw.count("<think>") > 1:
         parsed.problems.append("foreign_tags")
         score = min(score, 0.5)

@@ -15,7 +15,14 @@ import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from pipeline.checks import argument_f1, call_matches, mentioned, normalize, question_targets, ungrounded_args
+from pipeline.checks import (
+    argument_f1,
+    call_matches,
+    mentioned,
+    normalize,
+    question_targets,
+    ungrounded_args,
+)
 from pipeline.errors import ConfigError
 from schemas.catalog import SlotSpec
 from training.protocols import parse
@@ -77,8 +84,8 @@ def clarify_reward(completions: Sequence[Any], **columns: Any) -> list[float | N
     Asking when needed scores 0.5 plus up to 0.5 for the overlap between the slots the question targets and the gold
     target slots. Acting when a question was needed (acting on unresolved ambiguity) scores -1; asking when nothing
     needs asking scores -1 in a control dialogue (nothing was ever ambiguous) and -0.5 elsewhere; acting when acting
-    is right scores 1 (0.5 for the other action: an answer where a call was due, or the reverse). Unparseable output
-    scores -1.
+    is right scores 1 (0.5 with a call that cannot be read; 0 for the other action: an answer where a call was due, or
+    the reverse, so that answering everything is no safe haven). Unparseable output scores -1.
 
     >>> slots = json.dumps([{"name": "city", "description": "City"}, {"name": "time", "description": "Time"}])
     >>> clarify_reward(
@@ -89,7 +96,7 @@ def clarify_reward(completions: Sequence[Any], **columns: Any) -> list[float | N
     >>> clarify_reward(['<clarify>Which city?</clarify>', '<clarify>No</clarify><tool_call>{"name": "f", "arguments": {}}</tool_call>',
     ...                 '<clarify>No</clarify>Done.', 'Done.'],
     ...                act=["tool_call"] * 4, target_slots=[[]] * 4, slots=[slots] * 4, is_control=[True] * 4)
-    [-1.0, 1.0, 0.5, -1.0]
+    [-1.0, 1.0, 0.0, -1.0]
     """
     rewards: list[float | None] = []
     for i, p in enumerate(_parsed(completions, columns)):
@@ -106,23 +113,24 @@ def clarify_reward(completions: Sequence[Any], **columns: Any) -> list[float | N
             rewards.append(0.5 + 0.5 * overlap)
         elif p.act == "clarify":
             rewards.append(-1.0 if _col(columns, "is_control", i, False) else -0.5)
-        else:  # acting when acting is right; the other action (or a call that cannot be read) half
+        else:  # acting when acting is right; the other action (an answer where a call is due...) earns nothing
             unreadable = p.act == "tool_call" and p.call_args is None
-            rewards.append(1.0 if p.act == gold_act and not unreadable else 0.5)
+            rewards.append(0.0 if p.act != gold_act else 0.5 if unreadable else 1.0)
     return rewards
 
 
 def tool_call_reward(completions: Sequence[Any], **columns: Any) -> list[float | None]:
     """Tool accuracy on turns whose gold act is a call: 1 for an exact call, else 0.25 for the right tool plus 0.75 x
     argument F1, minus 0.5 x the share of arguments holding a value the user never gave (an invented value).
-    No call scores 0, a call that cannot be read 0.05. None on turns that should not call a tool.
+    No call scores -1 and a call that cannot be read -0.5, below any readable call (-0.5 at worst), so a weak policy
+    is pushed towards calling rather than away from it. None on turns that should not call a tool.
 
     >>> cols = dict(act=["tool_call"] * 5, gold_name=["book"] * 5, gold_args=['{"city": "Oakland", "n": 2}'] * 5,
     ...             defaults=["{}"] * 5, user_texts=[["A table in Oakland for 2"]] * 5)
     >>> call = lambda args: '<clarify>No</clarify><tool_call>{"name": "book", "arguments": ' + args + '}</tool_call>'
     >>> tool_call_reward([call('{"city": "Oakland", "n": 2}'), call('{"city": "Oakland", "n": 3}'),
     ...                   call('{"city": "Paris", "n": 2}'), '<clarify>No</clarify>Sure.', call('{"city": ')], **cols)
-    [1.0, 0.375, 0.375, 0.0, 0.05]
+    [1.0, 0.375, 0.375, -1.0, -0.5]
     >>> tool_call_reward(['anything'], act=["clarify"])
     [None]
     """
@@ -132,10 +140,10 @@ def tool_call_reward(completions: Sequence[Any], **columns: Any) -> list[float |
             rewards.append(None)
             continue
         if p.act != "tool_call":
-            rewards.append(0.0)
+            rewards.append(-1.0)
             continue
         if p.call_args is None:
-            rewards.append(0.05)
+            rewards.append(-0.5)
             continue
         gold_name = _col(columns, "gold_name", i, "")
         gold_args = _json(_col(columns, "gold_args", i, "{}"), {})

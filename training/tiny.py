@@ -49,7 +49,15 @@ def training_texts(rows: Iterable[dict[str, Any]], protocol: str, limit: int = 3
 
 def build_tokenizer(texts: Iterable[str], vocab_size: int = 4096, max_token_length: int = 24) -> Any:
     """Train a byte-level BPE on `texts` and wrap it as a transformers fast tokenizer with the Qwen3 chat template."""
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from tokenizers import (
+        Regex,
+        Tokenizer,
+        decoders,
+        models,
+        pre_tokenizers,
+        processors,
+        trainers,
+    )
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())

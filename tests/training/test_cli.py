@@ -8,7 +8,7 @@ import pytest
 
 def speakrl(*args, timeout=180):
     return subprocess.run([sys.executable, "-c", "from pipeline.cli import main; main()", *args],
-                          capture_output=True, text=True, timeout=timeout)
+                          capture_output=True, text=True, timeout=timeout, check=False)
 
 
 def assert_one_sentence(proc, pattern):

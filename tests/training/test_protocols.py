@@ -18,6 +18,9 @@ CALL = '<tool_call>\n{"name": "reserve_table", "arguments": {"party_size": 4, "c
         ('<think>ok</think><clarify>No</clarify><tool_call>{"name": "reserve_table", "arguments": {"party', "tool_call", 0.75),
         ("<think>ok</think><clarify>No</clarify>", None, 0.5),  # says no question, then does nothing
         ("Your table is booked.", None, 0.0),  # free text is not an act in this protocol
+        # A call without its opening tag is a broken call, not an answer (GRPO found this hole once).
+        ('<think></think><clarify>No</clarify>\n{"name": "book", "arguments": {"a": "x"}}\n</tool_call>', "tool_call", 0.75),
+        ("<think></think><clarify>No</clarify>Booked.</tool_call>", "answer", 0.75),  # stray tag
         ("<think><think></clarify><clarify>", None, 0.0),
         ("", None, 0.0),
     ],
@@ -41,6 +44,7 @@ def test_speakrl_parse_fields():
         (CALL, "tool_call"),
         ("<think>\n\n</think>\n\nWhich city should I search in?", "clarify"),
         ("Booked: confirmation RES-1.", "answer"),
+        ('{"name": "f", "arguments": {}}', "tool_call"),  # untagged: read as a broken call
         ("", None),
     ],
 )

@@ -55,7 +55,8 @@ def test_tool_call_reward_table():
     assert r[0] == r[1] == 1.0
     assert 0.0 < r[3] < r[2] < 1.0  # missing a slot beats inventing one
     assert 0.0 < r[4] < r[2]
-    assert r[5] == 0.0
+    assert r[5] == -1.0  # not calling at all is worse than any readable call
+    assert tool_call_reward(['<clarify>No</clarify><tool_call>{"name": "x"', "<clarify>No</clarify>Sure."], **cols(2)) == [-0.5, -1.0]
 
 
 def test_clarify_reward_table():
@@ -67,6 +68,7 @@ def test_clarify_reward_table():
     control = cols(2, is_control=True)
     ambiguous_but_resolved = cols(2)
     assert clarify_reward([ask_table, call(GOLD_ARGS)], **control) == [-1.0, 1.0]
+    assert clarify_reward(["<think>t</think><clarify>No</clarify>Done."], **cols(1)) == [0.0]  # answered, a call was due
     assert clarify_reward([ask_table, call(GOLD_ARGS)], **ambiguous_but_resolved) == [-0.5, 1.0]
 
 
@@ -90,6 +92,8 @@ def test_malformed_completions_score_low_and_never_crash(name):
         scores = fn(MALFORMED, **c)
         assert len(scores) == len(MALFORMED)
         assert all(s is None or s <= 0.5 for s in scores), (act, scores)
+        if name in ("clarify", "tool_call"):
+            assert all(s is None or s <= 0.0 for s in scores if s != 0.5), (act, scores)
 
 
 def test_rewards_survive_random_noise_and_missing_columns():

@@ -40,7 +40,7 @@ def test_sft_then_grpo_logs_every_reward(trained):
     history = json.loads((out / "grpo" / "log_history.json").read_text())
     steps = [h for h in history if "reward" in h]
     assert len(steps) == 3
-    for name, fn in REWARDS.items():
+    for fn in REWARDS.values():
         key = f"rewards/{fn.__name__}/mean"
         assert any(key in h for h in steps), key
     assert all("frac_reward_zero_std" in h for h in steps)
