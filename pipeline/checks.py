@@ -75,6 +75,19 @@ def mentioned(value: Any, texts: Iterable[str]) -> bool:
     return False
 
 
+def leaf_values(obj: Any) -> list[Any]:
+    """The scalar values inside a JSON value (a tool result), in order.
+
+    >>> leaf_values({"count": 2, "results": [{"name": "A"}, {"name": "B", "open": None}]})
+    [2, 'A', 'B', None]
+    """
+    if isinstance(obj, dict):
+        return [x for v in obj.values() for x in leaf_values(v)]
+    if isinstance(obj, list):
+        return [x for v in obj for x in leaf_values(v)]
+    return [obj]
+
+
 def with_defaults(args: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:
     """Arguments with the tool's declared defaults filled in, so an omitted default equals an explicit one."""
     return {**defaults, **args}

@@ -17,6 +17,7 @@ from typing import Any
 
 from pipeline.checks import (
     argument_f1,
+    leaf_values,
     call_matches,
     mentioned,
     normalize,
@@ -181,20 +182,13 @@ def answer_reward(completions: Sequence[Any], **columns: Any) -> list[float | No
             rewards.append(0.0)
             continue
         gold = _col(columns, "gold_content", i, "")
-        facts = [v for v in _facts(_json(_col(columns, "last_tool_result", i, ""), {})) if mentioned(v, [gold])]
+        result = leaf_values(_json(_col(columns, "last_tool_result", i, ""), {}))
+        facts = [v for v in result if v is not None and not isinstance(v, bool) and mentioned(v, [gold])]
         if not facts:
             rewards.append(1.0)
             continue
         rewards.append(round(sum(mentioned(v, [p.answer or ""]) for v in facts) / len(facts), 4))
     return rewards
-
-
-def _facts(value: Any) -> list[Any]:
-    if isinstance(value, dict):
-        return [f for v in value.values() for f in _facts(v)]
-    if isinstance(value, list):
-        return [f for v in value for f in _facts(v)]
-    return [] if value is None or isinstance(value, bool) else [value]
 
 
 def turn_efficiency_reward(completions: Sequence[Any], **columns: Any) -> list[float | None]:

@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict
 
 from pipeline.catalog.sim import Simulator
 from pipeline.catalog.specs import catalog_specs
-from pipeline.checks import mentioned, normalize, question_targets, slot_label
+from pipeline.checks import leaf_values, mentioned, normalize, question_targets, slot_label
 from pipeline.errors import BudgetExceeded, LLMError
 from pipeline.llm import (
     CACHE_FILE,
@@ -229,21 +229,13 @@ def keep_values(scenario: Scenario, draft: Dialogue) -> list[str]:
         if m.tool_calls:
             values += list(m.tool_calls[0].function.args().values())
         if m.role == "tool" and m.content:
-            values += _leaves(json.loads(m.content))
+            values += leaf_values(json.loads(m.content))
     out: list[str] = []
     for v in values:
         if isinstance(v, (bool, dict, list)) or v is None or not normalize(v) or str(v) in out:
             continue
         out.append(str(v))
     return out
-
-
-def _leaves(obj: Any) -> list[Any]:
-    if isinstance(obj, dict):
-        return [x for v in obj.values() for x in _leaves(v)]
-    if isinstance(obj, list):
-        return [x for v in obj for x in _leaves(v)]
-    return [obj]
 
 
 def paraphrase_problem(result: Paraphrase, lines: list[dict[str, Any]], slots: dict[str, Any]) -> str | None:
