@@ -41,8 +41,11 @@ logger = logging.getLogger(__name__)
 
 STAGES = ("scenarios", "dialogues", "validate")
 Progress = Callable[[str, int], None]  # (stage, rows done) -> None
-# Settings that change no row: a run may be resumed with other values for them.
-_RESUMABLE_KEYS = {"out", "workers"}
+# Settings that change no row: a run may be resumed with other values for them (a larger --max-cost after the
+# budget ran out, a lower concurrency after rate limits...).
+_RESUMABLE_KEYS = {"out", "workers", "max_cost"}
+_RESUMABLE_ENDPOINT_KEYS = {"api_key_env", "max_concurrency", "requests_per_minute", "tokens_per_minute", "timeout",
+                            "max_retries"}
 
 
 def versions() -> dict[str, str]:
@@ -57,6 +60,7 @@ def versions() -> dict[str, str]:
 
 def config_hash(cfg: RunConfig) -> str:
     data = {k: v for k, v in cfg.model_dump(mode="json", by_alias=True).items() if k not in _RESUMABLE_KEYS}
+    data["endpoint"] = {k: v for k, v in data["endpoint"].items() if k not in _RESUMABLE_ENDPOINT_KEYS}
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 

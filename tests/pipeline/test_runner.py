@@ -57,6 +57,15 @@ def test_a_run_dir_with_other_settings_is_refused(small_run):
         generate(cfg)
 
 
+def test_settings_that_change_no_row_may_differ_on_resume(small_run):
+    from pipeline.runner import config_hash
+
+    cfg = load_config(str(small_run / "config.yaml"), {})
+    same = load_config(str(small_run / "config.yaml"), {"workers": 2, "max_cost": 5.0, "endpoint.max_concurrency": 8})
+    assert config_hash(same) == config_hash(cfg)
+    assert config_hash(load_config(str(small_run / "config.yaml"), {"endpoint.model": "other"})) != config_hash(cfg)
+
+
 def test_workers_do_not_change_the_rows(tmp_path):
     one = generate(RunConfig(n=400, seed=5, out=str(tmp_path / "a"), workers=1, shard_size=100))
     two = generate(RunConfig(n=400, seed=5, out=str(tmp_path / "b"), workers=2, shard_size=150))
