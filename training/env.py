@@ -21,21 +21,13 @@ from pipeline.catalog.sim import Simulator
 from pipeline.checks import argument_f1, call_matches, question_targets
 from pipeline.errors import TrainingError
 from schemas.catalog import Catalog, Domain, SlotSpec, ToolDef
+from training.rewards import json_value
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_TURN_COST = 0.05
 _PY_TYPES = {"string": str, "integer": int, "number": float, "boolean": bool}
 _NOT_SURE = "Sorry, I'm not sure what you are asking. Could you ask about a specific detail?"
-
-
-def _json(value: Any, default: Any) -> Any:
-    if isinstance(value, str):
-        try:
-            return json.loads(value)
-        except ValueError:
-            return default
-    return default if value is None else value
 
 
 def user_reply(question: str, goal: Mapping[str, Any], slots: list[SlotSpec]) -> str:
@@ -72,10 +64,10 @@ class SpeakerEnvironment:
 
     def reset(self, **row: Any) -> str | None:
         """Start an episode from a row of `training.data.episode_rows` (goal, goal_tool, goal_args, defaults)."""
-        self.goal: dict[str, Any] = _json(row.get("goal"), {}) or {}
+        self.goal: dict[str, Any] = json_value(row.get("goal"), {}) or {}
         self.goal_tool: str = row.get("goal_tool") or ""
-        self.goal_args: dict[str, Any] = _json(row.get("goal_args"), {}) or dict(self.goal)
-        self.defaults: dict[str, Any] = _json(row.get("defaults"), {}) or {}
+        self.goal_args: dict[str, Any] = json_value(row.get("goal_args"), {}) or dict(self.goal)
+        self.defaults: dict[str, Any] = json_value(row.get("defaults"), {}) or {}
         self.turns = 0
         self.questions: list[str] = []
         self.calls: list[tuple[str, dict[str, Any], dict[str, Any]]] = []

@@ -39,7 +39,8 @@ def _col(columns: dict[str, Any], name: str, i: int, default: Any = None) -> Any
     return default if value is None else value
 
 
-def _json(value: Any, default: Any) -> Any:
+def json_value(value: Any, default: Any) -> Any:
+    """A column value that may be JSON text, decoded; `default` when it is missing or not JSON."""
     if isinstance(value, str):
         try:
             return json.loads(value)
@@ -51,7 +52,7 @@ def _json(value: Any, default: Any) -> Any:
 def slot_specs(value: Any) -> list[SlotSpec]:
     """Slot specs from a `slots` column value (JSON list of {name, description, enum}); bad entries are skipped."""
     out = []
-    for s in _json(value, []):
+    for s in json_value(value, []):
         try:
             out.append(s if isinstance(s, SlotSpec) else SlotSpec(name=s["name"], description=s.get("description") or s["name"], enum=s.get("enum")))
         except (KeyError, TypeError, ValueError):
@@ -147,8 +148,8 @@ def tool_call_reward(completions: Sequence[Any], **columns: Any) -> list[float |
             rewards.append(-0.5)
             continue
         gold_name = _col(columns, "gold_name", i, "")
-        gold_args = _json(_col(columns, "gold_args", i, "{}"), {})
-        defaults = _json(_col(columns, "defaults", i, "{}"), {})
+        gold_args = json_value(_col(columns, "gold_args", i, "{}"), {})
+        defaults = json_value(_col(columns, "defaults", i, "{}"), {})
         if call_matches(p.call_name or "", p.call_args, gold_name, gold_args, defaults):
             rewards.append(1.0)
             continue
@@ -182,7 +183,7 @@ def answer_reward(completions: Sequence[Any], **columns: Any) -> list[float | No
             rewards.append(0.0)
             continue
         gold = _col(columns, "gold_content", i, "")
-        result = leaf_values(_json(_col(columns, "last_tool_result", i, ""), {}))
+        result = leaf_values(json_value(_col(columns, "last_tool_result", i, ""), {}))
         facts = [v for v in result if v is not None and not isinstance(v, bool) and mentioned(v, [gold])]
         if not facts:
             rewards.append(1.0)
@@ -211,7 +212,7 @@ def turn_efficiency_reward(completions: Sequence[Any], **columns: Any) -> list[f
         if not asked:
             rewards.append(-0.5)
             continue
-        known = {**_json(_col(columns, "goal", i, "{}"), {}), **_json(_col(columns, "gold_args", i, "{}"), {})}
+        known = {**json_value(_col(columns, "goal", i, "{}"), {}), **json_value(_col(columns, "gold_args", i, "{}"), {})}
         texts = _col(columns, "user_texts", i, []) or []
         redundant = [s for s in asked if s in known and mentioned(known[s], texts)]
         rewards.append(-len(redundant) / len(asked))

@@ -14,7 +14,7 @@ from typing import Any
 
 from pipeline.catalog.sim import Simulator, stable_seed
 from pipeline.catalog.specs import catalog_specs
-from pipeline.checks import normalize, slot_label
+from pipeline.checks import call_matches, normalize, slot_label
 from pipeline.stages import phrasing
 from schemas.catalog import Catalog, Domain, ToolDef
 from schemas.config import RunConfig
@@ -173,9 +173,7 @@ def converse(cfg: RunConfig, scenario: Scenario, domain: Domain, sim: Simulator)
     conv.tool_result(call, result)
     conv.assistant("answer", "The tool returned a result; I'll report it to the user.",
                    content=phrasing.final_answer(rng, domain, tool, result))
-    reached = "error" not in result and all(
-        normalize(v) == normalize({**tool.optional, **args}.get(k)) for k, v in scenario.goal.items()
-    )
+    reached = "error" not in result and call_matches(tool.name, args, tool.name, scenario.goal, tool.optional)
     return conv, reached
 
 

@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict
 
 from pipeline.catalog.sim import Simulator
 from pipeline.catalog.specs import catalog_specs
-from pipeline.checks import leaf_values, mentioned, normalize, question_targets, slot_label
+from pipeline.checks import call_matches, leaf_values, mentioned, normalize, question_targets, slot_label
 from pipeline.errors import BudgetExceeded, LLMError
 from pipeline.llm import (
     CACHE_FILE,
@@ -385,7 +385,7 @@ async def full_dialogue(cfg: RunConfig, llm: LLM, scenario: Scenario, draft: Dia
     final = calls[-1] if calls else None
     reached = (
         final is not None and final.name == tool.name and last is not None and "error" not in last
-        and all(normalize(v) == normalize({**tool.optional, **final.args()}.get(k)) for k, v in scenario.goal.items())
+        and call_matches(final.name, final.args(), tool.name, scenario.goal, tool.optional)
     )
     return Dialogue(
         id=f"d-{scenario.id}",
