@@ -133,3 +133,17 @@ def check_published(load, run_dir: Path) -> dict[str, dict[str, int]]:
         assert rej["train"].to_list() == [rejection_row(r) for r in rejected]
         counts["rejected"] = {"train": len(rejected)}
     return counts
+
+
+def run_cli(monkeypatch, *args: str) -> int:
+    """Run `speakrl ARGS` in-process (as the console script would) and return its exit code."""
+    import sys
+
+    from pipeline import cli
+
+    monkeypatch.setattr(sys, "argv", ["speakrl", *args])
+    try:
+        cli.main()
+    except SystemExit as e:
+        return int(e.code or 0)
+    return 0

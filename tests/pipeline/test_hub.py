@@ -3,7 +3,6 @@ the real `datasets.load_dataset(repo_id)` reads every config and split back thro
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import datasets
@@ -14,7 +13,7 @@ from pipeline.errors import PublishError
 from pipeline.hub import check_repo_id, push
 from pipeline.stages.publish import PublishOptions, build_dataset_dir
 from pipeline.testing.hub_server import HubServer, hub_environment
-from pipeline.testing.runs import check_published, make_run
+from pipeline.testing.runs import check_published, make_run, run_cli
 
 
 @pytest.fixture(scope="module")
@@ -194,15 +193,8 @@ def test_run_without_accepted_rows_pushes_nothing(env, tmp_path, repo_id):
 
 
 def test_cli_push_and_refusal(env, run, repo_id, monkeypatch, capsys):
-    from pipeline import cli
-
     def speakrl(*args: str) -> int:
-        monkeypatch.setattr(sys, "argv", ["speakrl", *args])
-        try:
-            cli.main()
-        except SystemExit as e:
-            return int(e.code or 0)
-        return 0
+        return run_cli(monkeypatch, *args)
 
     assert speakrl("publish", str(run), "--repo-id", repo_id, "--commit-message", "First SpeakER") == 0
     assert "pushed" in capsys.readouterr().err

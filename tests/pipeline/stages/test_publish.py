@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import datasets
@@ -21,7 +20,7 @@ from pipeline.stages.publish import (
     check_no_leakage,
     leakage_groups,
 )
-from pipeline.testing.runs import check_published, make_dialogue, make_run
+from pipeline.testing.runs import check_published, make_dialogue, make_run, run_cli
 from schemas.dialogue import Dialogue
 
 
@@ -246,17 +245,6 @@ def test_corrupt_rows_are_one_sentence(tmp_path):
 
 
 # --- the command ----------------------------------------------------------------------------------------------------
-
-
-def run_cli(monkeypatch, *args: str) -> int:
-    from pipeline import cli
-
-    monkeypatch.setattr(sys, "argv", ["speakrl", *args])
-    try:
-        cli.main()
-    except SystemExit as e:
-        return int(e.code or 0)
-    return 0
 
 
 def test_cli_to_dir(run, tmp_path, monkeypatch, capsys):
