@@ -231,13 +231,17 @@ def finalize(ctx: RunContext, progress: Progress | None = None) -> dict[str, Any
                         rejected_counts[r["check"]] += 1
                         rej.write(dump_row(r) + "\n")
             # Rows stay JSON here: they were validated when written, and re-parsing them costs more than the dedup.
-            for row in validate_stage.deduplicate(read_jsonl(ctx.path("validated", k)), dedup):
-                if isinstance(row, Rejection):
-                    rejected_counts[row.check] += 1
-                    rej.write(dump_row(row) + "\n")
-                else:
-                    acc.write(dump_row(row) + "\n")
-                    records.append(summary_record(row))
+            # An accepted row is copied as the line it was read from, not serialized again.
+            with open(ctx.path("validated", k), encoding="utf-8") as shard:
+                for line in shard:
+                    row = json.loads(line)
+                    reason = dedup.reason(row["id"], validate_stage.dialogue_text(row))
+                    if reason:
+                        rejected_counts[reason.partition(":")[0]] += 1
+                        rej.write(dump_row(validate_stage.rejection(row, "dedup", reason)) + "\n")
+                    else:
+                        acc.write(line)
+                        records.append(summary_record(row))
     os.replace(accepted_tmp, ctx.dir / "accepted.jsonl")
     os.replace(rejected_tmp, ctx.dir / "rejected.jsonl")
     stats = compute_stats(records, rejected_counts, cfg.n)
