@@ -162,14 +162,10 @@ def _validated_for(ctx: RunContext, k: int, indices: range, llm: Any = None) -> 
     path, rejected_path = ctx.path("validated", k), ctx.path("validated", k, "rejected")
     if not path.exists():
         rows, _ = _dialogues_for(ctx, k, indices, llm)
-        out = list(validate_stage.run(rows, validate_stage.Context(ctx.catalog, ctx.sim, _slots(ctx.catalog))))
+        out = list(validate_stage.run(rows, validate_stage.Context.build(ctx.catalog, ctx.sim)))
         write_jsonl(rejected_path, [r for r in out if isinstance(r, Rejection)])
         write_jsonl(path, [r for r in out if isinstance(r, Dialogue)])
     return k, len(indices)
-
-
-def _slots(catalog: Catalog):
-    return {d.name: {s.name: s for s in d.slots} for d in catalog.domains}
 
 
 def _shard_job(stage: str, k: int, start: int, stop: int) -> tuple[int, int]:
