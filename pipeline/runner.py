@@ -210,7 +210,7 @@ def run_shards(ctx: RunContext, stage: str, progress: Progress | None = None, ll
 # --- the final, ordered pass ----------------------------------------------------------------------------------
 
 
-def finalize(ctx: RunContext, progress: Progress | None = None) -> dict[str, Any]:
+def finalize(ctx: RunContext) -> dict[str, Any]:
     """Deduplicate the validated shards in run order, write accepted.jsonl, rejected.jsonl and stats.json."""
     cfg = ctx.cfg
     dedup = validate_stage.Deduplicator(cfg.validate_.near_duplicate_threshold, cfg.validate_.num_perm)
@@ -223,21 +223,20 @@ def finalize(ctx: RunContext, progress: Progress | None = None) -> dict[str, Any
             for stage_dir in ("dialogues", "validated"):
                 path = ctx.path(stage_dir, k, "rejected")
                 if path.exists():
-                    for r in read_jsonl(path):
-                        rejected_counts[r["check"]] += 1
-                        rej.write(dump_row(r) + "\n")
+                    for line in path.read_text(encoding="utf-8").splitlines(keepends=True):
+                        rejected_counts[json.loads(line)["check"]] += 1
+                        rej.write(line)
             # Rows stay JSON here: they were validated when written, and re-parsing them costs more than the dedup.
             # An accepted row is copied as the line it was read from, not serialized again.
-            with open(ctx.path("validated", k), encoding="utf-8") as shard:
-                for line in shard:
-                    row = json.loads(line)
-                    reason = dedup.reason(row["id"], validate_stage.dialogue_text(row))
-                    if reason:
-                        rejected_counts[reason.partition(":")[0]] += 1
-                        rej.write(dump_row(validate_stage.rejection(row, "dedup", reason)) + "\n")
-                    else:
-                        acc.write(line)
-                        records.append(summary_record(row))
+            lines = ctx.path("validated", k).read_text(encoding="utf-8").splitlines(keepends=True)
+            rows = (json.loads(line) for line in lines)
+            for line, out in zip(lines, validate_stage.deduplicate(rows, dedup)):  # one output per row, in order
+                if isinstance(out, Rejection):
+                    rejected_counts[out.check] += 1
+                    rej.write(dump_row(out) + "\n")
+                else:
+                    acc.write(line)
+                    records.append(summary_record(out))
     os.replace(accepted_tmp, ctx.dir / "accepted.jsonl")
     os.replace(rejected_tmp, ctx.dir / "rejected.jsonl")
     stats = compute_stats(records, rejected_counts, cfg.n)
@@ -291,7 +290,7 @@ def generate(cfg: RunConfig, progress: Progress | None = None, llm: Any = None, 
     t0 = time.perf_counter()
     run_shards(ctx, "validate", progress, llm)
     t1 = time.perf_counter()
-    stats = finalize(ctx, progress)
+    stats = finalize(ctx)
     t2 = time.perf_counter()
     build_local_dataset(ctx)
     manifest.stages["generate"] = StageRecord(status="done", seconds=round(t1 - t0, 3))
