@@ -87,7 +87,7 @@ def _run_stages(stage: str, config: Path | None, dry_run: bool, overrides: dict)
 
             def show_llm_stats() -> None:
                 while not stop.wait(1.0):
-                    s = llm.stats.snapshot()
+                    s = llm.snapshot()  # this process's and its worker processes' counters
                     cost = "n/a" if s["cost"] is None else f"${s['cost']:.4f}"
                     bar.update(llm_task, description=(
                         f"llm done {s['done']} failed {s['failed']} cached {s['cached']} in flight {s['in_flight']} "
@@ -127,7 +127,7 @@ def _stage_command(stage: str, doc: str):
         out: Optional[Path] = typer.Option(None, "--out", help="Run directory (resumed if it exists)."),
         catalog: Optional[str] = typer.Option(None, "--catalog", help="'builtin', an OpenAI tools JSON file or an SGD schema.json."),
         slot_values: Optional[str] = typer.Option(None, "--slot-values", help="SGD slot values JSON to enrich value pools."),
-        workers: Optional[int] = typer.Option(None, "--workers", help="Processes for offline generation (0 = one per core)."),
+        workers: Optional[int] = typer.Option(None, "--workers", help="Worker processes (0 = one per core); LLM runs split the endpoint limits between them."),
         shard_size: Optional[int] = typer.Option(None, "--shard-size", help="Scenarios per shard (the unit of resume)."),
         backend: Optional[str] = typer.Option(None, "--backend", help="Dialogue backend: offline or openai."),
         mode: Optional[str] = typer.Option(None, "--mode", help="LLM mode: paraphrase or full."),
@@ -181,3 +181,7 @@ def main() -> None:
         if isinstance(e, click.exceptions.Exit):
             sys.exit(e.exit_code)
         raise
+
+
+if __name__ == "__main__":
+    main()

@@ -24,6 +24,7 @@ import functools
 import hashlib
 import json
 import logging
+import multiprocessing
 import os
 import random
 import sqlite3
@@ -39,7 +40,14 @@ from urllib.parse import urlparse
 import httpx2
 import openai
 from pydantic import BaseModel, ValidationError
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
+from tenacity import (
+    AsyncRetrying,
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_random,
+    wait_random_exponential,
+)
 
 from pipeline.errors import BudgetExceeded, ConfigError, LLMError
 from schemas.config import EndpointConfig, RunConfig, StageLLMConfig
@@ -142,6 +150,94 @@ class LiveStats:
         }
 
 
+# --------------------------------------------------------------------------------------------- processes
+_SHARED_FIELDS = ("done", "failed", "cached", "in_flight", "retries", "requests_per_minute", "tokens_per_minute")
+
+
+class SharedLLMState:
+    """What the processes that split one endpoint share, in shared memory: the money spent (one cost limit
+    over all of them) and each process's live counters (one progress display).
+
+    Made by the parent (`LLM.share`) and handed to each worker's `LLM` at its start; one CPU core cannot keep
+    up with the SDK's per-request work at high concurrency, so a run spreads its rows over processes.
+    """
+
+    def __init__(self, processes: int, context: Any = None):
+        context = context or multiprocessing.get_context("spawn")
+        self.processes = processes
+        self._spent = context.Value("d", 0.0)
+        self._claimed = context.Value("i", 0)
+        self._stats = context.Array("d", processes * len(_SHARED_FIELDS), lock=False)  # a row per process
+
+    def claim(self) -> int:
+        """A slot for the calling process: its index among the processes."""
+        with self._claimed.get_lock():
+            index = self._claimed.value
+            if index >= self.processes:
+                raise RuntimeError(f"more than {self.processes} processes share this endpoint")
+            self._claimed.value += 1
+        return index
+
+    def spend(self, amount: float) -> float:
+        """Add to the money spent by every process; return the total."""
+        with self._spent.get_lock():
+            self._spent.value += amount
+            return self._spent.value
+
+    @property
+    def spent(self) -> float:
+        return self._spent.value
+
+    def publish(self, index: int, snapshot: dict[str, Any]) -> None:
+        row = index * len(_SHARED_FIELDS)
+        for i, name in enumerate(_SHARED_FIELDS):
+            self._stats[row + i] = snapshot[name]
+
+    def totals(self) -> dict[str, int]:
+        """Every process's counters, added up."""
+        width = len(_SHARED_FIELDS)
+        return {name: int(sum(self._stats[p * width + i] for p in range(self.processes))) for i, name in enumerate(_SHARED_FIELDS)}
+
+
+def endpoint_share(endpoint: EndpointConfig, parts: int, index: int) -> EndpointConfig:
+    """Process `index`'s share of the endpoint's concurrency and rate limits when `parts` processes use it;
+    the shares add up to the endpoint's limits, so together they never exceed them.
+
+    >>> e = EndpointConfig(max_concurrency=5, requests_per_minute=100)
+    >>> [(endpoint_share(e, 2, i).max_concurrency, endpoint_share(e, 2, i).requests_per_minute) for i in range(2)]
+    [(3, 50), (2, 50)]
+    """
+
+    def part(limit: int | None) -> int | None:
+        return None if limit is None else limit // parts + (1 if index < limit % parts else 0)
+
+    return endpoint.model_copy(update={
+        "max_concurrency": part(endpoint.max_concurrency),
+        "requests_per_minute": part(endpoint.requests_per_minute),
+        "tokens_per_minute": part(endpoint.tokens_per_minute),
+    })
+
+
+def max_processes(endpoint: EndpointConfig) -> int:
+    """How many processes the endpoint's limits can be split between (each needs at least one of each)."""
+    return min(x for x in (endpoint.max_concurrency, endpoint.requests_per_minute, endpoint.tokens_per_minute) if x is not None)
+
+
+def merge_usage(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """Usage added up over processes, or over the sessions of a resumed run (cost stays None when unknown).
+
+    >>> merge_usage({"d/m": {"requests": 2, "cost": None}}, {"d/m": {"requests": 1, "cost": None}})
+    {'d/m': {'requests': 3, 'cost': None}}
+    """
+    merged = {key: dict(value) for key, value in old.items()}
+    for key, value in new.items():
+        into = merged.setdefault(key, {})
+        for field, amount in value.items():
+            before = into.get(field)
+            into[field] = None if before is None and amount is None else (before or 0) + (amount or 0)
+    return merged
+
+
 @dataclass
 class Completion:
     """One answer: the text, the parsed object (structured calls), and what it took."""
@@ -156,6 +252,10 @@ class Completion:
 
 
 # --------------------------------------------------------------------------------------------- cache
+def _is_locked(exc: BaseException) -> bool:
+    return isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc)
+
+
 class ResponseCache:
     """Answers keyed by request hash, in sqlite (WAL: readers never block the writer; each answer is
     committed as it arrives, so a killed run loses at most the requests in flight)."""
@@ -165,7 +265,13 @@ class ResponseCache:
         self.path = path
         # The cache is used from the LLM's loop thread only, but created on the caller's thread.
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
-        self._db.execute("PRAGMA journal_mode=WAL")
+        # Worker processes open the same new file at once; switching it to WAL takes a lock that
+        # sqlite's busy timeout does not wait for, so the losers retry.
+        for attempt in Retrying(
+            retry=retry_if_exception(_is_locked), wait=wait_random(0.01, 0.1), stop=stop_after_attempt(100), reraise=True
+        ):
+            with attempt:
+                self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")  # durable across a killed process, fast
         self._db.execute("CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
 
@@ -302,6 +408,16 @@ class _wait_retry_after:
         return self.backoff(state)
 
 
+def _os_error(exc: BaseException) -> OSError | None:
+    """The socket error behind a connection failure, if any (the SDK wraps it twice)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and not isinstance(seen, TimeoutError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 def _one_sentence(text: str, limit: int = 200) -> str:
     text = " ".join(str(text).split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
@@ -351,7 +467,15 @@ class LLM:
         *,
         max_cost: float | None = None,
         api_key: str | None = None,
+        shared: SharedLLMState | None = None,
     ):
+        # A worker process of a run takes its share of the endpoint's limits and spends from the shared budget.
+        self.shared = shared
+        self.index = shared.claim() if shared is not None else 0
+        if shared is not None:
+            endpoint = endpoint_share(endpoint, shared.processes, self.index)
+        self.worker_usage: dict[tuple[int, int], dict[str, dict[str, Any]]] = {}  # reported by worker processes
+        self._pools = 0
         self.endpoint = endpoint
         self.base_url = endpoint.base_url.rstrip("/")
         self.model = endpoint.model
@@ -366,13 +490,16 @@ class LLM:
         self.stats = LiveStats()
         self.usage: dict[tuple[str, str], Usage] = {}
         self.json_schema_supported = True  # flips to False on a server that rejects json_schema
-        self._budget_hit = False
+        self._budget_warned = False
         self._fatal: LLMError | None = None  # after a fail-fast error, nothing more is sent
         self._closed = False
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="speakrl-llm", daemon=True)
         self._thread.start()
         self.run_sync(self._setup())
+        self._publishes = shared is not None  # a worker publishes its counters; the parent reads them
+        if self._publishes:
+            threading.Thread(target=self._publish_stats, name="speakrl-llm-stats", daemon=True).start()
 
     @staticmethod
     def _key_from_env(endpoint: EndpointConfig) -> str:
@@ -388,9 +515,50 @@ class LLM:
         )
 
     @classmethod
-    def from_config(cls, cfg: RunConfig, cache_dir: str | Path | None) -> LLM:
-        """The run's LLM: its endpoint, its cost limit, and a response cache in `cache_dir`."""
-        return cls(cfg.endpoint, cache_dir, max_cost=cfg.max_cost)
+    def from_config(cls, cfg: RunConfig, cache_dir: str | Path | None, shared: SharedLLMState | None = None) -> LLM:
+        """The run's LLM: its endpoint, its cost limit, and a response cache in `cache_dir`; with `shared`, one
+        worker process's share of them."""
+        return cls(cfg.endpoint, cache_dir, max_cost=cfg.max_cost, shared=shared)
+
+    # ------------------------------------------------------------------ several processes
+    def share(self, processes: int) -> SharedLLMState:
+        """Shared state for `processes` worker processes that take over this endpoint (see `from_config`).
+        This LLM then reports their counters and usage with its own."""
+        spent = self._spent()
+        self.shared = SharedLLMState(processes)
+        self.shared.spend(spent)  # the cost limit counts what this process has spent already
+        self._pools += 1
+        return self.shared
+
+    def record_worker_usage(self, index: int, usage: dict[str, dict[str, Any]]) -> None:
+        """A worker's usage so far (its `usage_summary()`), merged into this LLM's `usage_summary()`."""
+        self.worker_usage[(self._pools, index)] = usage
+
+    def snapshot(self) -> dict[str, Any]:
+        """Live counters of this process and of the worker processes it handed the endpoint to."""
+        own = self.stats.snapshot()
+        if self.shared is None:
+            return own
+        totals = self.shared.totals()
+        merged: dict[str, Any] = {k: own[k] + totals[k] for k in _SHARED_FIELDS}
+        merged["cost"] = None if self._cost(0, 0) is None else round(self._spent(), 6)
+        return merged
+
+    def _publish_stats(self) -> None:
+        while not self._closed:
+            assert self.shared is not None
+            self.shared.publish(self.index, self.stats.snapshot())
+            time.sleep(0.5)
+
+    def _spent(self) -> float:
+        """Money spent against the cost limit: by every process sharing the endpoint, or by this one."""
+        if self.shared is not None:
+            return self.shared.spent
+        return self.cost or 0.0
+
+    @property
+    def _budget_hit(self) -> bool:
+        return self.max_cost is not None and self._spent() >= self.max_cost
 
     async def _setup(self) -> None:
         # Created on the loop thread: the aiohttp session binds to the loop that first uses it.
@@ -422,6 +590,8 @@ class LLM:
         """Close the HTTP client, the loop and the cache. Idempotent."""
         if self._closed:
             return
+        if self.shared is not None and self.index < self.shared.processes and self._publishes:
+            self.shared.publish(self.index, self.stats.snapshot())  # the final counts
         try:
             asyncio.run_coroutine_threadsafe(self.client.close(), self._loop).result(timeout=30)
         finally:
@@ -459,8 +629,11 @@ class LLM:
         )
 
     def usage_summary(self) -> dict[str, dict[str, Any]]:
-        """Usage of every stage and model, for the run manifest."""
-        return self.usage_report()
+        """Usage of every stage and model, this process's and its worker processes', for the run manifest."""
+        total = self.usage_report()
+        for usage in self.worker_usage.values():
+            total = merge_usage(total, usage)
+        return total
 
     def usage_report(self, stage: str | None = None) -> dict[str, dict[str, Any]]:
         """Usage per "stage/model" (for the manifest), optionally for one stage."""
@@ -574,6 +747,9 @@ class LLM:
         status = _status(exc)
         text = f"HTTP {status}" if status else type(exc).__name__
         message = getattr(exc, "message", None) or str(exc)
+        refused = _os_error(exc)
+        if refused is not None:  # the SDK's aiohttp transport reports a refused connection as "Request timed out"
+            text, message = "connection failed", str(refused)
         return self._scrub(f"{text}: {message}")
 
     def _scrub(self, text: str) -> str:
@@ -630,16 +806,16 @@ class LLM:
         usage.cost = self._cost(usage.prompt_tokens, usage.completion_tokens)
         self.stats.done += 1
         self.stats.record(u["prompt_tokens"] + u["completion_tokens"])
-        cost = self.cost
-        self.stats.cost = cost
-        if self.max_cost is not None and cost is not None and cost >= self.max_cost:
-            if not self._budget_hit:
-                log.warning("cost limit reached (%.4f >= %.4f); finishing requests in flight", cost, self.max_cost)
-            self._budget_hit = True
+        self.stats.cost = self.cost
+        if self.shared is not None and self.stats.cost is not None:
+            self.shared.spend(self._cost(u["prompt_tokens"], u["completion_tokens"]) or 0.0)
+        if self._budget_hit and not self._budget_warned:
+            self._budget_warned = True
+            log.warning("cost limit reached (%.4f >= %.4f); finishing requests in flight", self._spent(), self.max_cost)
 
     def _budget_message(self) -> str:
         return (
-            f"the cost limit of {self.max_cost} was reached (spent {self.cost:.4f}); answers so far are cached, "
+            f"the cost limit of {self.max_cost} was reached (spent {self._spent():.4f}); answers so far are cached, "
             "so re-running with a higher --max-cost resumes where this run stopped"
         )
 

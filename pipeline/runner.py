@@ -16,7 +16,9 @@ import os
 import time
 from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
+import multiprocessing
+import multiprocessing.util
+from concurrent.futures import CancelledError, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
@@ -119,12 +121,19 @@ def write_manifest(ctx: RunContext, manifest: Manifest) -> None:
 # --- per-shard work (runs in worker processes) ----------------------------------------------------------------
 
 _WORKER: RunContext | None = None
+_WORKER_LLM: Any = None  # the worker's share of the endpoint, in LLM runs
 
 
-def _init_worker(cfg: RunConfig) -> None:
-    global _WORKER
+def _init_worker(cfg: RunConfig, shared_llm: Any = None) -> None:
+    global _WORKER, _WORKER_LLM
     catalog = load_catalog(cfg.catalog, cfg.slot_values)
     _WORKER = RunContext(cfg, Path(cfg.out), catalog, Simulator(catalog), versions())
+    if shared_llm is not None:
+        from pipeline.llm import LLM
+
+        _WORKER_LLM = LLM.from_config(cfg, Path(cfg.out) / "cache", shared=shared_llm)
+        # Workers end without running atexit hooks; this closes the HTTP client and the cache cleanly.
+        multiprocessing.util.Finalize(_WORKER_LLM, _WORKER_LLM.close, exitpriority=10)
 
 
 def _scenarios_for(ctx: RunContext, k: int, indices: range) -> list[Scenario]:
@@ -168,43 +177,70 @@ def _validated_for(ctx: RunContext, k: int, indices: range, llm: Any = None) -> 
     return k, len(indices)
 
 
-def _shard_job(stage: str, k: int, start: int, stop: int) -> tuple[int, int]:
-    assert _WORKER is not None
-    indices = range(start, stop)
+def _run_shard(ctx: RunContext, stage: str, k: int, indices: range, llm: Any = None) -> None:
     if stage == "scenarios":
-        _scenarios_for(_WORKER, k, indices)
+        _scenarios_for(ctx, k, indices)
     elif stage == "dialogues":
-        _dialogues_for(_WORKER, k, indices)
+        _dialogues_for(ctx, k, indices, llm)
     else:
-        _validated_for(_WORKER, k, indices)
-    return k, len(indices)
+        _validated_for(ctx, k, indices, llm)
+
+
+def _shard_job(stage: str, k: int, start: int, stop: int) -> tuple[int, int, Any]:
+    assert _WORKER is not None
+    _run_shard(_WORKER, stage, k, range(start, stop), _WORKER_LLM)
+    usage = (_WORKER_LLM.index, _WORKER_LLM.usage_summary()) if _WORKER_LLM is not None else None
+    return k, stop - start, usage
 
 
 def run_shards(ctx: RunContext, stage: str, progress: Progress | None = None, llm: Any = None) -> None:
-    """Run `stage` (and whatever it needs before it) on every shard whose output is missing."""
+    """Run `stage` (and whatever it needs before it) on every shard whose output is missing.
+
+    Shards run in `workers` processes. In LLM runs each process gets its share of the endpoint's limits
+    (they add up to the limits) and they spend from one cost limit: one core cannot keep up with the SDK's
+    per-request work at high concurrency, nor with prompt rendering and checks besides.
+    """
     out_dir = {"scenarios": "scenarios", "dialogues": "dialogues", "validate": "validated"}[stage]
     todo = [(k, r) for k, r in ctx.shards() if not ctx.path(out_dir, k).exists()]
     done_rows = sum(len(r) for k, r in ctx.shards()) - sum(len(r) for _, r in todo)
     if progress and done_rows:
         progress(stage, done_rows)
-    workers = ctx.cfg.workers or os.cpu_count() or 1
-    if llm is not None or workers == 1 or len(todo) <= 1:
+    workers = min(ctx.cfg.workers or os.cpu_count() or 1, len(todo))
+    if llm is not None:
+        from pipeline.llm import max_processes
+
+        workers = min(workers, max_processes(llm.endpoint))
+    if workers <= 1:
         for k, r in todo:
-            if stage == "scenarios":
-                _scenarios_for(ctx, k, r)
-            elif stage == "dialogues":
-                _dialogues_for(ctx, k, r, llm)
-            else:
-                _validated_for(ctx, k, r, llm)
+            _run_shard(ctx, stage, k, r, llm)
             if progress:
                 progress(stage, len(r))
         return
-    with ProcessPoolExecutor(max_workers=min(workers, len(todo)), initializer=_init_worker, initargs=(ctx.cfg,)) as pool:
-        futures = [pool.submit(_shard_job, stage, k, r.start, r.stop) for k, r in todo]
-        for future in futures:  # in order, so a failure surfaces deterministically
-            _, rows = future.result()
+    pool_args: dict[str, Any] = {"initializer": _init_worker, "initargs": (ctx.cfg,)}
+    if llm is not None:
+        # A fresh interpreter per worker: forking a process whose threads (the LLM's loop, the progress
+        # display) may hold locks can deadlock the child.
+        pool_args = {"initializer": _init_worker, "initargs": (ctx.cfg, llm.share(workers)),
+                     "mp_context": multiprocessing.get_context("spawn")}
+    with ProcessPoolExecutor(max_workers=workers, **pool_args) as pool:
+        futures = {pool.submit(_shard_job, stage, k, r.start, r.stop): k for k, r in todo}
+        failures: dict[int, BaseException] = {}
+        for future in as_completed(futures):
+            try:
+                _, rows, usage = future.result()
+            except CancelledError:
+                continue
+            except BaseException as e:  # noqa: BLE001 - re-raised below, once the running shards are done
+                failures[futures[future]] = e
+                for other in futures:  # start no new shard; the running ones finish and are kept
+                    other.cancel()
+                continue
+            if usage is not None:
+                llm.record_worker_usage(*usage)
             if progress:
                 progress(stage, rows)
+        if failures:
+            raise failures[min(failures)]  # the first shard's failure, whatever the timing
 
 
 # --- the final, ordered pass ----------------------------------------------------------------------------------
@@ -296,6 +332,8 @@ def generate(cfg: RunConfig, progress: Progress | None = None, llm: Any = None, 
     manifest.stages["generate"] = StageRecord(status="done", seconds=round(t1 - t0, 3))
     manifest.stages["finalize"] = StageRecord(status="done", seconds=round(t2 - t1, 3))
     if llm is not None:
+        from pipeline.llm import merge_usage
+
         manifest.stages["generate"].usage = merge_usage(previous_usage, llm.usage_summary())
     manifest.counts = {k: v for k, v in stats.items() if isinstance(v, int)}
     write_manifest(ctx, manifest)
@@ -303,21 +341,6 @@ def generate(cfg: RunConfig, progress: Progress | None = None, llm: Any = None, 
         raise RunDirError(f"run {str(ctx.dir)!r} is inconsistent: {stats['generated']} generated but "
                           f"{stats['accepted']} accepted and {stats['rejected']} rejected; delete it and run again")
     return ctx.dir
-
-
-def merge_usage(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
-    """LLM usage over every process of a resumed run: counts and cost add up (cost stays None when unknown).
-
-    >>> merge_usage({"d/m": {"requests": 2, "cost": None}}, {"d/m": {"requests": 1, "cost": None}})
-    {'d/m': {'requests': 3, 'cost': None}}
-    """
-    merged = {key: dict(value) for key, value in old.items()}
-    for key, value in new.items():
-        into = merged.setdefault(key, {})
-        for field, amount in value.items():
-            before = into.get(field)
-            into[field] = None if before is None and amount is None else (before or 0) + (amount or 0)
-    return merged
 
 
 def build_local_dataset(ctx: RunContext) -> None:

@@ -62,7 +62,7 @@ class RunConfig(Strict):
     partial_answer_rate: float = Field(default=0.2, ge=0, le=1)  # user answers only part of a question
     volunteer_rate: float = Field(default=0.2, ge=0, le=1)  # user volunteers an unasked value
     shard_size: PositiveInt = 1000
-    workers: int = Field(default=0, ge=0)  # processes for offline generation; 0 = one per core
+    workers: int = Field(default=0, ge=0)  # worker processes; 0 = one per core (LLM runs split the endpoint limits)
     endpoint: EndpointConfig = Field(default_factory=EndpointConfig)
     scenarios: StageLLMConfig = Field(default_factory=StageLLMConfig)
     dialogues: StageLLMConfig = Field(default_factory=StageLLMConfig)

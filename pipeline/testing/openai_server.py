@@ -27,6 +27,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -134,6 +135,8 @@ class _App:
         self.requests = 0
         self.in_flight = 0
         self.max_in_flight = 0  # most chat requests being answered at once (tests check client limits)
+        self.in_flight_seconds = 0.0  # integral of in_flight over time: busy slot-seconds (benchmarks)
+        self._changed = time.monotonic()
         self.status_counts: dict[int, int] = {}
         self.bodies: list[dict[str, Any]] = []
         self.queued: deque[str] = deque()
@@ -162,16 +165,25 @@ class _App:
         return self._json(200, {"object": "list", "data": [{"id": m, "object": "model", "owned_by": "local"} for m in names]})
 
     async def stats_handler(self, request: web.Request) -> web.Response:
-        return self._json(200, {"requests": self.requests, "status_counts": self.status_counts, "cpu_seconds": time.process_time()})
+        self._count_in_flight(0)
+        stats = {"requests": self.requests, "status_counts": self.status_counts, "cpu_seconds": time.process_time(),
+                 "in_flight_seconds": self.in_flight_seconds, "max_in_flight": self.max_in_flight}
+        return self._json(200, stats)
+
+    def _count_in_flight(self, change: int) -> None:
+        now = time.monotonic()
+        self.in_flight_seconds += self.in_flight * (now - self._changed)
+        self._changed = now
+        self.in_flight += change
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
 
     async def chat(self, request: web.Request) -> web.Response:
         self.requests += 1
-        self.in_flight += 1
-        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        self._count_in_flight(+1)
         try:
             return await self._chat(request)
         finally:
-            self.in_flight -= 1
+            self._count_in_flight(-1)
 
     async def _chat(self, request: web.Request) -> web.Response:
         n = self.requests
@@ -337,14 +349,19 @@ def spawn_server(
     latency: float = 0.0,
     rate_limit_every: int = 0,
     retry_after: float = 0.5,
+    replay: bool = False,
 ) -> Iterator[str]:
-    """Run the server in a separate process (default responder) and yield its base URL.
+    """Run the server in a separate process and yield its base URL. It answers with `default_responder`, or
+    with `replay=True` plays the paraphrase and judge roles like `ReplayResponder` (valid answers, so a whole
+    `speakrl run` goes through).
 
     Statistics are served at `<base_url without /v1>/stats`.
     """
     cmd = [sys.executable, "-m", "pipeline.testing.openai_server", "--latency", str(latency), "--retry-after", str(retry_after)]
     if rate_limit_every:
         cmd += ["--rate-limit-every", str(rate_limit_every)]
+    if replay:
+        cmd.append("--replay")
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stdin=subprocess.PIPE, text=True)
     try:
         line = proc.stdout.readline() if proc.stdout else ""
@@ -360,14 +377,26 @@ def spawn_server(
             proc.wait()
 
 
+def spawned_server_stats(base_url: str) -> dict[str, Any]:
+    """The statistics of a server started by `spawn_server`: requests, status counts, in-flight time, CPU."""
+    with urllib.request.urlopen(base_url.removesuffix("/v1") + "/stats") as response:
+        return json.load(response)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Local OpenAI-compatible server with fault injection.")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--latency", type=float, default=0.0)
     parser.add_argument("--retry-after", type=float, default=0.5)
     parser.add_argument("--rate-limit-every", type=int, default=0)
+    parser.add_argument("--replay", action="store_true", help="answer paraphrase and judge requests validly")
     args = parser.parse_args(argv)
-    app = _App(None, args.latency, None, None, False, args.retry_after, 5.0, record=False)
+    responder = None
+    if args.replay:
+        from pipeline.testing.llm_replay import ReplayResponder
+
+        responder = ReplayResponder()
+    app = _App(responder, args.latency, None, None, False, args.retry_after, 5.0, record=False)
     if args.rate_limit_every:
         app.every["rate_limit"] = args.rate_limit_every
 

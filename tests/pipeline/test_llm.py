@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 from pydantic import BaseModel
 
 from pipeline.errors import BudgetExceeded, ConfigError, LLMError
-from pipeline.llm import LLM, LLMOutputError, LLMUnavailable, RateLimiter, request_key, retry_after
+from pipeline.llm import LLM, LLMOutputError, LLMUnavailable, RateLimiter, ResponseCache, request_key, retry_after
 from pipeline.testing.openai_server import OpenAIServer, Reply
 from schemas.config import EndpointConfig, RunConfig, StageLLMConfig
 
@@ -102,6 +103,19 @@ def test_retries_are_bounded_and_end_in_a_rejectable_failure(server, make_llm):
     assert "HTTP 500" in err.value.reason
     assert server.requests == 3
     assert llm.stats.failed == 1
+
+
+def test_a_refused_connection_is_named_as_such_not_as_a_timeout(tmp_path):
+    import socket
+
+    with socket.socket() as sock:  # a port that was free a moment ago: nothing listens there
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    endpoint = EndpointConfig(base_url=f"http://127.0.0.1:{port}/v1", model="m", timeout=5.0, max_retries=0)
+    with LLM(endpoint, None, api_key=FAKE_KEY) as llm, pytest.raises(LLMUnavailable) as err:
+        llm.run_sync(llm.complete(ask(), stage="t"))
+    assert "connection failed" in err.value.reason and f"127.0.0.1:{port}" in err.value.reason
+    assert "timed out" not in err.value.reason
 
 
 def test_unauthorized_fails_fast_with_a_clear_message_without_the_key(make_llm):
@@ -207,6 +221,30 @@ def test_cache_key_ignores_the_api_key_and_files_never_hold_it(server, make_llm,
     files = [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]
     assert files
     assert all(FAKE_KEY.encode() not in p.read_bytes() for p in files)
+
+
+def test_workers_opening_one_new_cache_at_once_all_succeed(tmp_path):
+    # Worker processes of one run share <run>/cache; sqlite refuses some of the simultaneous switches
+    # to WAL outright (about 1 open in 100 here without the retry), so many rounds are needed.
+    errors: list[Exception] = []
+
+    def open_and_write(path: Path, barrier: threading.Barrier) -> None:
+        barrier.wait()
+        try:
+            cache = ResponseCache(path)
+            cache.put("k", {"ok": True})
+            cache.close()
+        except Exception as exc:  # noqa: BLE001 - collected and asserted below
+            errors.append(exc)
+
+    for round_ in range(150):
+        barrier = threading.Barrier(6)
+        threads = [threading.Thread(target=open_and_write, args=(tmp_path / f"{round_}.sqlite", barrier)) for _ in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert errors == []
 
 
 def test_concurrency_limit_is_shared_by_stages(server, make_llm):

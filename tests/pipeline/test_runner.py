@@ -106,3 +106,59 @@ def test_killed_run_resumes_to_exactly_the_uninterrupted_rows(tmp_path):
     stats = json.loads((killed / "stats.json").read_text())
     assert stats["generated"] == 6000 == stats["accepted"] + stats["rejected"]
     assert not [p for p in killed.rglob("*.tmp")], "no temp file may survive a completed run"
+
+
+# --- LLM runs in several processes ------------------------------------------------------------------------------
+
+def _llm_run(tmp_path: Path, name: str, server, workers: int, max_cost: float | None = None, **endpoint):
+    """A paraphrase run of 24 scenarios in shards of 6, in `workers` processes; returns (run dir, the parent's LLM)."""
+    from pipeline.llm import LLM
+    from schemas.config import EndpointConfig, StageLLMConfig
+
+    cfg = RunConfig(
+        n=24, seed=4, out=str(tmp_path / name), workers=workers, shard_size=6, max_cost=max_cost,
+        dialogues=StageLLMConfig(backend="openai", mode="paraphrase"),
+        endpoint=EndpointConfig(base_url=server.base_url, model="local-test", timeout=5.0, **endpoint),
+    )
+    with LLM.from_config(cfg, Path(cfg.out) / "cache") as llm:
+        return generate(cfg, llm=llm), llm
+
+
+def test_an_llm_run_in_two_processes_splits_the_endpoint_and_gives_the_same_rows(tmp_path):
+    from pipeline.testing.llm_replay import ReplayResponder
+    from pipeline.testing.openai_server import OpenAIServer
+
+    with OpenAIServer(ReplayResponder(), latency=0.05) as server:
+        one, _ = _llm_run(tmp_path, "one", server, workers=1, max_concurrency=3)
+        sent = server.requests
+        server._app.max_in_flight = 0
+        two, llm = _llm_run(tmp_path, "two", server, workers=2, max_concurrency=3)
+        assert server.max_in_flight <= 3  # the processes' shares add up to the endpoint's limit
+        assert server.requests - sent == sent == 24
+        # The parent reports what its workers did: live counters and the usage in the manifest.
+        assert llm.snapshot()["done"] == 24 and llm.snapshot()["in_flight"] == 0
+        usage = json.loads((two / "manifest.json").read_text())["stages"]["generate"]["usage"]["dialogues/local-test"]
+        assert usage["requests"] == 24
+    strip = lambda path: [d.model_dump(exclude={"provenance"}) for d in read_jsonl(path, Dialogue)]  # noqa: E731
+    assert strip(two / "accepted.jsonl") == strip(one / "accepted.jsonl") != []
+
+
+def test_processes_share_one_cost_limit(tmp_path):
+    from pipeline.errors import BudgetExceeded
+    from pipeline.testing.llm_replay import ReplayResponder
+    from pipeline.testing.openai_server import OpenAIServer
+
+    prices = {"price_input_per_mtok": 10.0, "price_output_per_mtok": 30.0, "max_concurrency": 2}
+    with OpenAIServer(ReplayResponder()) as server:
+        _, alone = _llm_run(tmp_path, "priced", server, workers=1, **prices)
+        per_request = alone.snapshot()["cost"] / 24
+        limit = 8 * per_request  # a third of the run: each process alone would stop only after 8 requests
+        server_before = server.requests
+        with pytest.raises(BudgetExceeded, match="cost limit"):
+            _llm_run(tmp_path, "r", server, workers=2, max_cost=limit, **prices)
+        sent = server.requests - server_before
+        # Together they stopped near 8 (rows differ in length; one request in flight per process may finish);
+        # with a limit each, they would have sent about 16.
+        assert 5 <= sent <= 12
+        _llm_run(tmp_path, "r", server, workers=2, **prices)
+        assert server.requests - server_before == 24  # the answers bought before the stop came from the cache

@@ -1,0 +1,98 @@
+"""How well a whole `speakrl run --backend openai` keeps a fast endpoint busy, in one process or several.
+
+A local OpenAI-compatible server (its own process, a fixed latency L, answering paraphrase requests
+validly) serves a paraphrase-mode run of N scenarios at concurrency C. A paraphrase run sends one request
+per scenario, so the ideal time of the generate stage (scenarios, offline drafts, LLM, validation) is
+N·L/C; the run also renders prompts, checks answers, drafts and validates rows on this machine's cores.
+The server reports the time-integral of requests in flight, so the share of the C slots in use is measured,
+not inferred.
+
+    python benchmarks/llm_run.py                          # N=4000, L=0.5 s, C=256, workers 1 and 2, 3 repeats
+    python benchmarks/llm_run.py --n 1000 --repeats 1
+
+Prints one JSON document: per worker count, medians of the generate stage's seconds (from the run's
+manifest), its ratio to the ideal, the slot utilization, and the whole command's wall time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pipeline.testing.openai_server import spawn_server, spawned_server_stats  # noqa: E402
+
+
+def one_run(base_url: str, n: int, c: int, workers: int, shard_size: int, latency: float) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        config = Path(tmp) / "config.yaml"
+        config.write_text(json.dumps({"endpoint": {"base_url": base_url, "model": "bench-model", "max_concurrency": c}}))
+        cmd = [sys.executable, "-m", "pipeline.cli", "run", "-c", str(config), "--n", str(n), "--out", f"{tmp}/run",
+               "--backend", "openai", "--mode", "paraphrase", "--workers", str(workers), "--shard-size", str(shard_size)]
+        before = spawned_server_stats(base_url)
+        t0 = time.perf_counter()
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        wall = time.perf_counter() - t0
+        if done.returncode != 0:
+            raise RuntimeError(f"speakrl run failed: {done.stdout[-500:]} {done.stderr[-500:]}")
+        after = spawned_server_stats(base_url)
+        manifest = json.loads((Path(tmp) / "run" / "manifest.json").read_text())
+        stats = json.loads((Path(tmp) / "run" / "stats.json").read_text())
+    generate = manifest["stages"]["generate"]["seconds"]
+    requests = after["requests"] - before["requests"]
+    busy = after["in_flight_seconds"] - before["in_flight_seconds"]
+    return {
+        "generate_s": generate,
+        "wall_s": wall,
+        "requests": requests,
+        "accepted": stats["accepted"],
+        "ideal_s": requests * latency / c,
+        "slot_utilization": busy / (c * generate),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--n", type=int, default=4000)
+    parser.add_argument("--latency", type=float, default=0.5)
+    parser.add_argument("--concurrency", type=int, default=256)
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--shard-size", type=int, default=1000)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    results = []
+    with spawn_server(latency=args.latency, replay=True) as url:
+        for workers in args.workers:
+            runs = [one_run(url, args.n, args.concurrency, workers, args.shard_size, args.latency) for _ in range(args.repeats)]
+            median = lambda key: statistics.median(r[key] for r in runs)  # noqa: E731
+            results.append({
+                "workers": workers,
+                "requests": runs[-1]["requests"],
+                "accepted": runs[-1]["accepted"],
+                "ideal_s": round(runs[-1]["ideal_s"], 3),
+                "generate_s_median": round(median("generate_s"), 3),
+                "ratio": round(median("generate_s") / runs[-1]["ideal_s"], 3),
+                "ratio_runs": [round(r["generate_s"] / r["ideal_s"], 3) for r in runs],
+                "slot_utilization_median": round(median("slot_utilization"), 3),
+                "command_wall_s_median": round(median("wall_s"), 3),
+            })
+            print(json.dumps(results[-1]), file=sys.stderr, flush=True)
+    print(json.dumps({
+        "benchmark": "llm_run",
+        "python": platform.python_version(),
+        "n": args.n, "latency_s": args.latency, "concurrency": args.concurrency, "shard_size": args.shard_size,
+        "repeats": args.repeats, "mode": "paraphrase",
+        "results": results,
+    }, indent=2))
+
+
+if __name__ == "__main__":
+    main()
