@@ -12,12 +12,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import multiprocessing
+import multiprocessing.util
 import os
 import time
 from collections import Counter
 from collections.abc import Callable
-import multiprocessing
-import multiprocessing.util
 from concurrent.futures import CancelledError, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from datetime import datetime, timezone
