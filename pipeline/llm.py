@@ -590,7 +590,7 @@ class LLM:
         """Close the HTTP client, the loop and the cache. Idempotent."""
         if self._closed:
             return
-        if self.shared is not None and self.index < self.shared.processes and self._publishes:
+        if self._publishes:
             self.shared.publish(self.index, self.stats.snapshot())  # the final counts
         try:
             asyncio.run_coroutine_threadsafe(self.client.close(), self._loop).result(timeout=30)

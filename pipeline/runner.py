@@ -19,6 +19,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import CancelledError, ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
@@ -240,7 +241,11 @@ def run_shards(ctx: RunContext, stage: str, progress: Progress | None = None, ll
             if progress:
                 progress(stage, rows)
         if failures:
-            raise failures[min(failures)]  # the first shard's failure, whatever the timing
+            first = failures[min(failures)]  # the first shard's failure, whatever the timing
+            if isinstance(first, BrokenProcessPool):  # killed (out of memory, a signal): no exception to show
+                raise RunDirError(f"a worker process died while running the {stage} stage; finished shards are "
+                                  "kept, so running the same command again resumes (fewer --workers uses less memory)")
+            raise first
 
 
 # --- the final, ordered pass ----------------------------------------------------------------------------------

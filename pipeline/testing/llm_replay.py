@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from schemas.catalog import Catalog
@@ -22,7 +23,7 @@ _LINE = re.compile(r"^\[(\d+)\] (USER|ASSISTANT): (.*)$", re.M)
 class ReplayResponder:
     """Without scenarios it still answers paraphrase and judge requests, which need only the prompt."""
 
-    def __init__(self, scenarios: list[Scenario] = (), drafts: list[Dialogue] = (), catalog: Catalog | None = None):
+    def __init__(self, scenarios: Sequence[Scenario] = (), drafts: Sequence[Dialogue] = (), catalog: Catalog | None = None):
         by_id = {d.scenario_id: d for d in drafts}
         self.pairs = [(s, by_id[s.id]) for s in scenarios if s.id in by_id]
         from pipeline.stages.llm_dialogues import writer_prompt
