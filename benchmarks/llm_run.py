@@ -26,16 +26,16 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # speakrl_testing: the local test servers
 
-from pipeline.testing.openai_server import spawn_server, spawned_server_stats  # noqa: E402
+from speakrl_testing.openai_server import spawn_server, spawned_server_stats  # noqa: E402
 
 
 def one_run(base_url: str, n: int, c: int, workers: int, shard_size: int, latency: float) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "config.yaml"
         config.write_text(json.dumps({"endpoint": {"base_url": base_url, "model": "bench-model", "max_concurrency": c}}))
-        cmd = [sys.executable, "-m", "pipeline.cli", "run", "-c", str(config), "--n", str(n), "--out", f"{tmp}/run",
+        cmd = [sys.executable, "-m", "speakrl", "run", "-c", str(config), "--n", str(n), "--out", f"{tmp}/run",
                "--backend", "openai", "--mode", "paraphrase", "--workers", str(workers), "--shard-size", str(shard_size)]
         before = spawned_server_stats(base_url)
         t0 = time.perf_counter()

@@ -29,11 +29,11 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # speakrl_testing: the local test servers
 
-from pipeline.llm import LLM, SharedLLMState  # noqa: E402
-from pipeline.testing.openai_server import spawn_server, spawned_server_stats  # noqa: E402
-from schemas.config import EndpointConfig, StageLLMConfig  # noqa: E402
+from speakrl.pipeline.llm import LLM, SharedLLMState  # noqa: E402
+from speakrl_testing.openai_server import spawn_server, spawned_server_stats  # noqa: E402
+from speakrl.schemas.config import EndpointConfig, StageLLMConfig  # noqa: E402
 
 PROMPT = "Rewrite this request so it sounds natural: I want a table for four tonight. " * 8
 

@@ -20,8 +20,8 @@ from pathlib import Path
 
 CHILD = r"""
 import json, resource, sys, time
-from pipeline.runner import generate
-from schemas import RunConfig
+from speakrl.pipeline.runner import generate
+from speakrl.schemas import RunConfig
 n, out, workers = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
 t = time.perf_counter()
 run_dir = generate(RunConfig(n=n, seed=0, out=out, workers=workers))
@@ -37,9 +37,9 @@ SERIALIZE = r"""
 import json, sys, time
 import pyarrow as pa, pyarrow.parquet as pq
 from datasets import Features
-from pipeline.io import read_jsonl
-from pipeline.stages import publish
-from schemas import Dialogue
+from speakrl.pipeline.io import read_jsonl
+from speakrl.pipeline.stages import publish
+from speakrl.schemas import Dialogue
 rows = list(read_jsonl(sys.argv[1], Dialogue))
 schema = Features(publish.features()["default"]).arrow_schema
 t = time.perf_counter()

@@ -21,13 +21,13 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # speakrl_testing: the local test servers
 
-from pipeline.io import read_jsonl  # noqa: E402
-from pipeline.runner import generate  # noqa: E402
-from pipeline.stages.publish import PublishOptions, assign_splits, build_dataset_dir, leakage_groups  # noqa: E402
-from schemas import RunConfig  # noqa: E402
-from schemas.dialogue import Dialogue  # noqa: E402
+from speakrl.pipeline.io import read_jsonl  # noqa: E402
+from speakrl.pipeline.runner import generate  # noqa: E402
+from speakrl.pipeline.stages.publish import PublishOptions, assign_splits, build_dataset_dir, leakage_groups  # noqa: E402
+from speakrl.schemas import RunConfig  # noqa: E402
+from speakrl.schemas.dialogue import Dialogue  # noqa: E402
 
 
 def timed(fn):
@@ -39,8 +39,8 @@ def timed(fn):
 def bench(n: int, root: Path) -> dict:
     import datasets
 
-    from pipeline.hub import push
-    from pipeline.testing.hub_server import HubServer, hub_environment
+    from speakrl.pipeline.hub import push
+    from speakrl_testing.hub_server import HubServer, hub_environment
 
     run = generate(RunConfig(n=n, seed=0, out=str(root / f"run{n}")))
     rows = list(read_jsonl(run / "accepted.jsonl", Dialogue))

@@ -19,7 +19,6 @@ from pathlib import Path
 
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def main() -> None:
@@ -36,11 +35,11 @@ def main() -> None:
     import torch
     from rich.console import Console
 
-    from pipeline.runner import generate
-    from schemas.config import RunConfig
-    from training.config import load_recipe
-    from training.evaluate import LocalPolicy, evaluate, metrics_table
-    from training.train import reward_curve, train
+    from speakrl.pipeline.runner import generate
+    from speakrl.schemas.config import RunConfig
+    from speakrl.training.config import load_recipe
+    from speakrl.training.evaluate import LocalPolicy, evaluate, metrics_table
+    from speakrl.training.train import reward_curve, train
 
     console = Console()
     out = Path(args.out)

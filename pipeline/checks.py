@@ -12,7 +12,7 @@ from functools import lru_cache
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from schemas.catalog import SlotSpec
+from speakrl.schemas.catalog import SlotSpec
 
 _NUMBER_WORDS = {
     "1": "one", "2": "two", "3": "three", "4": "four", "5": "five", "6": "six",
@@ -172,7 +172,7 @@ def slot_cues(slot: SlotSpec) -> set[str]:
 def question_targets(question: str, slots: Iterable[SlotSpec]) -> set[str]:
     """Names of the slots a clarification question asks about (by cue phrases, see `slot_cues`).
 
-    >>> from schemas.catalog import SlotSpec
+    >>> from speakrl.schemas.catalog import SlotSpec
     >>> slots = [SlotSpec(name="party_size", description=""), SlotSpec(name="restaurant_name", description="")]
     >>> sorted(question_targets("Which restaurant, and how many people?", slots))
     ['party_size', 'restaurant_name']

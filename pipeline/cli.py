@@ -1,27 +1,18 @@
-"""The `speakrl` command line."""
+"""`speakrl run|scenarios|dialogues|validate`: the generation commands (mounted by `speakrl.cli`)."""
 
 from __future__ import annotations
 
 import json
-import logging
-import sys
 import threading
 from pathlib import Path
 from typing import Optional
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 
-from pipeline.errors import ConfigError, SpeakrlError
+from speakrl.pipeline.errors import ConfigError
 
-app = typer.Typer(
-    name="speakrl",
-    help="Generate SpeakER, publish it to the Hugging Face Hub, and train agents that ask before they act.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
-)
+app = typer.Typer()
 console = Console(stderr=True)
 
 
@@ -61,21 +52,21 @@ def _run_stages(stage: str, config: Path | None, dry_run: bool, overrides: dict)
 
     from rich.progress import Progress
 
-    from pipeline import runner
+    from speakrl.pipeline import runner
 
     cfg = runner.load_config(str(config) if config else None, overrides)
     uses_llm = cfg.dialogues.backend == "openai" or cfg.validate_.judge
     if dry_run:
         if not uses_llm:
             raise ConfigError("--dry-run estimates LLM requests; this run uses no LLM (add --backend openai)")
-        from pipeline.stages import llm_dialogues
+        from speakrl.pipeline.stages import llm_dialogues
 
         Console().print_json(json.dumps(llm_dialogues.dry_run(cfg, Path(cfg.out) / "cache")))
         return
     ctx = runner.open_run(cfg)
     llm = None
     if uses_llm:
-        from pipeline.llm import LLM
+        from speakrl.pipeline.llm import LLM
 
         llm = LLM.from_config(cfg, Path(cfg.out) / "cache")
     start = time.perf_counter()
@@ -152,36 +143,3 @@ app.command("run")(_stage_command("run", "Run every stage: scenarios -> dialogue
 app.command("scenarios")(_stage_command("scenarios", "Sample tools and hidden goals, and inject ambiguities."))
 app.command("dialogues")(_stage_command("dialogues", "Play each scenario out between the user simulator and the assistant."))
 app.command("validate")(_stage_command("validate", "Check every dialogue, remove duplicates, write accepted/rejected rows and stats."))
-
-
-# --- subcommands registered by other modules ---
-# (each line imports a module whose functions are registered on `app` with @app.command)
-import pipeline.publish_cli  # noqa: E402,F401  (speakrl publish)
-import training.cli  # noqa: E402,F401  (speakrl train, speakrl eval)
-# --- end of subcommands ---
-
-
-def main() -> None:
-    """Entry point: user errors become one sentence on stderr and exit code 2, never a traceback."""
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        app(standalone_mode=False)
-    except SpeakrlError as e:
-        console.print(f"[red]error:[/red] {escape(str(e))}", highlight=False)  # brackets in messages are text
-        sys.exit(2)
-    except typer.Abort:
-        console.print("aborted")
-        sys.exit(130)
-    except Exception as e:  # click usage errors
-        import click
-
-        if isinstance(e, click.exceptions.ClickException):
-            e.show()
-            sys.exit(2)
-        if isinstance(e, click.exceptions.Exit):
-            sys.exit(e.exit_code)
-        raise
-
-
-if __name__ == "__main__":
-    main()

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from schemas.base import Strict
-from schemas.dialogue import Act, Dialogue, FunctionCall, Message, ToolSpec
+from speakrl.schemas.base import Strict
+from speakrl.schemas.dialogue import Act, Dialogue, FunctionCall, Message, ToolSpec
 
 
 class DecisionPoint(Strict):

@@ -16,8 +16,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.errors import PublishError
-from pipeline.stages.publish import PublishOptions, build_dataset_dir
+from speakrl.pipeline.errors import PublishError
+from speakrl.pipeline.stages.publish import PublishOptions, build_dataset_dir
 
 logger = logging.getLogger(__name__)
 

@@ -49,8 +49,8 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from pipeline.errors import BudgetExceeded, ConfigError, LLMError
-from schemas.config import EndpointConfig, RunConfig, StageLLMConfig
+from speakrl.pipeline.errors import BudgetExceeded, ConfigError, LLMError
+from speakrl.schemas.config import EndpointConfig, RunConfig, StageLLMConfig
 
 log = logging.getLogger(__name__)
 
@@ -927,10 +927,10 @@ def prompt_env() -> Any:
     """
     import jinja2
 
-    from pipeline.checks import slot_label
+    from speakrl.pipeline.checks import slot_label
 
     env = jinja2.Environment(
-        loader=jinja2.PackageLoader("prompts", "."),
+        loader=jinja2.PackageLoader("speakrl.prompts", "."),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=False,
         trim_blocks=True,

@@ -6,9 +6,12 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
+from rich.console import Console
 
-from pipeline.cli import app, console
-from pipeline.errors import PublishError
+from speakrl.pipeline.errors import PublishError
+
+app = typer.Typer()
+console = Console(stderr=True)
 
 
 @app.command("publish")
@@ -27,7 +30,7 @@ def publish(
     license: Optional[str] = typer.Option(None, "--license", help="License id for the card; default: from the catalog's sources."),
 ) -> None:
     """Split, write parquet and the dataset card; push them to the Hugging Face Hub and/or a local directory."""
-    from pipeline.stages.publish import PublishOptions, build_dataset_dir
+    from speakrl.pipeline.stages.publish import PublishOptions, build_dataset_dir
 
     if not repo_id and not to_dir:
         raise PublishError("nothing to do: pass --repo-id OWNER/NAME to push to the Hub, or --to-dir DIR to write locally")
@@ -44,14 +47,14 @@ def publish(
         )
 
     if repo_id:
-        from pipeline.hub import check_repo_id
+        from speakrl.pipeline.hub import check_repo_id
 
         check_repo_id(repo_id)  # before any work, so a typo fails at once
     if to_dir:
         out = build_dataset_dir(run_dir, to_dir, options())
         console.print(f"wrote the dataset to {out}; load it with datasets.load_dataset({str(out)!r}, name)")
     if repo_id:
-        from pipeline.hub import push
+        from speakrl.pipeline.hub import push
 
         result = push(run_dir, repo_id, private=private, revision=revision, commit_message=commit_message,
                       create_pr=create_pr, options=options())

@@ -28,17 +28,17 @@ from typing import Any
 
 import yaml
 
-from pipeline.catalog import load_catalog
-from pipeline.catalog.sim import Simulator
-from pipeline.errors import ConfigError, RunDirError
-from pipeline.io import atomic_write_text, dump_row, read_jsonl, write_jsonl
-from pipeline.stages import dialogues as dialogues_stage
-from pipeline.stages import scenarios as scenarios_stage
-from pipeline.stages import validate as validate_stage
-from schemas.catalog import Catalog
-from schemas.config import RunConfig
-from schemas.dialogue import Dialogue, Rejection, Scenario
-from schemas.manifest import Manifest, StageRecord
+from speakrl.pipeline.catalog import load_catalog
+from speakrl.pipeline.catalog.sim import Simulator
+from speakrl.pipeline.errors import ConfigError, RunDirError
+from speakrl.pipeline.io import atomic_write_text, dump_row, read_jsonl, write_jsonl
+from speakrl.pipeline.stages import dialogues as dialogues_stage
+from speakrl.pipeline.stages import scenarios as scenarios_stage
+from speakrl.pipeline.stages import validate as validate_stage
+from speakrl.schemas.catalog import Catalog
+from speakrl.schemas.config import RunConfig
+from speakrl.schemas.dialogue import Dialogue, Rejection, Scenario
+from speakrl.schemas.manifest import Manifest, StageRecord
 
 logger = logging.getLogger(__name__)
 
@@ -130,7 +130,7 @@ def _init_worker(cfg: RunConfig, shared_llm: Any = None) -> None:
     catalog = load_catalog(cfg.catalog, cfg.slot_values)
     _WORKER = RunContext(cfg, Path(cfg.out), catalog, Simulator(catalog), versions())
     if shared_llm is not None:
-        from pipeline.llm import LLM
+        from speakrl.pipeline.llm import LLM
 
         _WORKER_LLM = LLM.from_config(cfg, Path(cfg.out) / "cache", shared=shared_llm)
         # Workers end without running atexit hooks; this closes the HTTP client and the cache cleanly.
@@ -155,7 +155,7 @@ def _dialogues_for(ctx: RunContext, k: int, indices: range, llm: Any = None) -> 
     drafts = list(dialogues_stage.run(ctx.cfg, ctx.catalog, scenarios, ctx.sim, ctx.versions))
     rejected: list[Rejection] = []
     if llm is not None:
-        from pipeline.stages import llm_dialogues
+        from speakrl.pipeline.stages import llm_dialogues
 
         if ctx.cfg.dialogues.backend == "openai":
             rows = llm_dialogues.run(ctx.cfg, scenarios, drafts, llm, ctx.sim, ctx.catalog)
@@ -208,7 +208,7 @@ def run_shards(ctx: RunContext, stage: str, progress: Progress | None = None, ll
         progress(stage, done_rows)
     workers = min(ctx.cfg.workers or os.cpu_count() or 1, len(todo))
     if llm is not None:
-        from pipeline.llm import max_processes
+        from speakrl.pipeline.llm import max_processes
 
         workers = min(workers, max_processes(llm.endpoint))
     if workers <= 1:
@@ -337,7 +337,7 @@ def generate(cfg: RunConfig, progress: Progress | None = None, llm: Any = None, 
     manifest.stages["generate"] = StageRecord(status="done", seconds=round(t1 - t0, 3))
     manifest.stages["finalize"] = StageRecord(status="done", seconds=round(t2 - t1, 3))
     if llm is not None:
-        from pipeline.llm import merge_usage
+        from speakrl.pipeline.llm import merge_usage
 
         manifest.stages["generate"].usage = merge_usage(previous_usage, llm.usage_summary())
     manifest.counts = {k: v for k, v in stats.items() if isinstance(v, int)}
@@ -350,7 +350,7 @@ def generate(cfg: RunConfig, progress: Progress | None = None, llm: Any = None, 
 
 def build_local_dataset(ctx: RunContext) -> None:
     """The accepted dialogues as a Hugging Face dataset directory under the run dir."""
-    from pipeline.stages import publish
+    from speakrl.pipeline.stages import publish
 
     publish.build_dataset_dir(ctx.dir, ctx.dir / "dataset")
 

@@ -1,8 +1,8 @@
 """Pydantic v2 data contract shared by the pipeline and training."""
 
-from schemas.catalog import Catalog, Domain, SlotSpec, ToolDef
-from schemas.config import RunConfig
-from schemas.dialogue import (
+from speakrl.schemas.catalog import Catalog, Domain, SlotSpec, ToolDef
+from speakrl.schemas.config import RunConfig
+from speakrl.schemas.dialogue import (
     AMBIGUITY_TYPES,
     Ambiguity,
     Dialogue,
@@ -15,7 +15,7 @@ from schemas.dialogue import (
     ToolSpec,
     TurnLabel,
 )
-from schemas.manifest import Manifest
+from speakrl.schemas.manifest import Manifest
 
 __all__ = [
     "AMBIGUITY_TYPES", "Ambiguity", "Catalog", "Dialogue", "Domain", "FunctionCall", "Manifest",

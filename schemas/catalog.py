@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from schemas.base import Strict
+from speakrl.schemas.base import Strict
 
 SlotType = Literal["string", "integer", "number", "boolean"]
 ToolKind = Literal["search", "action", "lookup"]

@@ -6,8 +6,8 @@ from typing import Literal
 
 from pydantic import Field, PositiveInt, field_validator
 
-from schemas.base import Strict
-from schemas.dialogue import AMBIGUITY_TYPES
+from speakrl.schemas.base import Strict
+from speakrl.schemas.dialogue import AMBIGUITY_TYPES
 
 DEFAULT_MIX = {
     "none": 0.30,

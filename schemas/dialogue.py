@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from schemas.base import Strict
+from speakrl.schemas.base import Strict
 
 AmbiguityType = Literal[
     "missing_slot",

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import Field
 
-from schemas.base import Strict
+from speakrl.schemas.base import Strict
 
 
 class StageRecord(Strict):

@@ -14,8 +14,8 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 @pytest.fixture(scope="session")
 def small_run(tmp_path_factory) -> Path:
     """A 300-scenario run directory (accepted.jsonl, rejected.jsonl, stats.json, dataset/)."""
-    from pipeline.runner import generate
-    from schemas import RunConfig
+    from speakrl.pipeline.runner import generate
+    from speakrl.schemas import RunConfig
 
     out = tmp_path_factory.mktemp("speaker") / "run"
     return generate(RunConfig(n=300, seed=0, out=str(out), workers=1, shard_size=100))
@@ -23,13 +23,13 @@ def small_run(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def catalog():
-    from pipeline.catalog import load_catalog
+    from speakrl.pipeline.catalog import load_catalog
 
     return load_catalog("builtin")
 
 
 @pytest.fixture(scope="session")
 def sim(catalog):
-    from pipeline.catalog.sim import Simulator
+    from speakrl.pipeline.catalog.sim import Simulator
 
     return Simulator(catalog)

@@ -1,6 +1,7 @@
-"""`python -m training train|eval ...`: the speakrl CLI, for launchers that take a module (`accelerate launch -m training`)."""
+"""`python -m speakrl.training train|eval ...`: the speakrl CLI, for launchers that take a module
+(`accelerate launch -m speakrl.training train ...`)."""
 
-from pipeline.cli import main
+from speakrl.cli import main
 
 if __name__ == "__main__":
     main()

@@ -8,11 +8,13 @@ import logging
 from pathlib import Path
 
 import typer
+from rich.console import Console
 
-from pipeline.cli import app, console
-from pipeline.errors import TrainingError
+from speakrl.pipeline.errors import TrainingError
 
 logger = logging.getLogger(__name__)
+app = typer.Typer()
+console = Console(stderr=True)
 
 
 def _need_training_extra() -> None:
@@ -21,7 +23,6 @@ def _need_training_extra() -> None:
         import trl  # noqa: F401
     except ImportError:
         raise TrainingError("training needs torch and TRL, which the train extra of speakrl installs") from None
-
 
 @app.command("train")
 def train_command(
@@ -35,8 +36,8 @@ def train_command(
 ) -> None:
     """Train on SpeakER with TRL: SFT warm start, then GRPO with the recipe's rewards."""
     _need_training_extra()
-    from training.config import load_recipe
-    from training.train import train
+    from speakrl.training.config import load_recipe
+    from speakrl.training.train import train
 
     overrides = list(set_ or [])
     if model:
@@ -68,12 +69,12 @@ def eval_command(
     """Evaluate a checkpoint or an API model: task completion, turns, clarification precision/recall, tool calls."""
     from rich.console import Console
 
-    from training.protocols import PROTOCOLS
+    from speakrl.training.protocols import PROTOCOLS
 
     if protocol is not None and protocol not in PROTOCOLS:
         raise TrainingError(f"unknown protocol {protocol!r}; valid: {', '.join(PROTOCOLS)}")
     if base_url:
-        from training.evaluate import ApiPolicy
+        from speakrl.training.evaluate import ApiPolicy
 
         policy = ApiPolicy(base_url, model, protocol or "native", api_key_env, max_new_tokens or 512, concurrency)
         out = output_dir or Path("outputs") / "eval" / model.replace("/", "__")
@@ -81,17 +82,17 @@ def eval_command(
         _need_training_extra()
         if not (Path(model) / "config.json").is_file():
             raise TrainingError(f"model path {model!r} does not exist or is not a checkpoint directory (no config.json); pass --base-url for an API model")
-        from training.evaluate import LocalPolicy
+        from speakrl.training.evaluate import LocalPolicy
 
         policy = LocalPolicy(model, protocol or _trained_protocol(Path(model)), max_new_tokens or 128)
         out = output_dir or Path(model)
-    from training.evaluate import evaluate, metrics_table
+    from speakrl.training.evaluate import evaluate, metrics_table
 
     metrics = evaluate(policy, dataset, split, catalog, max_turns, limit)
     metrics["model"] = model
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"eval_{split}.json"
-    from pipeline.io import atomic_write_text
+    from speakrl.pipeline.io import atomic_write_text
 
     atomic_write_text(path, json.dumps(metrics, indent=1))
     Console().print(metrics_table({model: metrics}, title=f"SpeakER {split}"))

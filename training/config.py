@@ -16,9 +16,9 @@ from typing import Any
 import yaml
 from trl import GRPOConfig, ModelConfig
 
-from pipeline.errors import ConfigError
-from training.protocols import PROTOCOLS
-from training.rewards import REWARDS, get_rewards
+from speakrl.pipeline.errors import ConfigError
+from speakrl.training.protocols import PROTOCOLS
+from speakrl.training.rewards import REWARDS, get_rewards
 
 MODES = ("decision", "episode")
 STAGES = ("sft", "grpo")
@@ -58,7 +58,7 @@ class SpeakrlConfig(GRPOConfig):
 def recipe_names() -> list[str]:
     return sorted(
         p.name[: -len(".yaml")]
-        for p in resources.files("training").joinpath("recipes").iterdir()
+        for p in resources.files("speakrl.training").joinpath("recipes").iterdir()
         if p.name.endswith(".yaml") and not p.name.startswith("accelerate-")  # launcher configs, not recipes
     )
 
@@ -68,7 +68,7 @@ def recipe_path(recipe: str) -> Path:
     path = Path(recipe)
     if path.suffix in (".yaml", ".yml") and path.is_file():
         return path
-    candidate = resources.files("training").joinpath("recipes", f"{recipe}.yaml")
+    candidate = resources.files("speakrl.training").joinpath("recipes", f"{recipe}.yaml")
     if candidate.is_file():
         return Path(str(candidate))
     raise ConfigError(f"unknown recipe {recipe!r}; valid recipes: {', '.join(recipe_names())} (or a path to a YAML file)")

@@ -15,11 +15,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from pipeline.catalog.sim import stable_seed
-from pipeline.decision_points import decision_points, tool_defaults
-from pipeline.errors import TrainingError
-from schemas.catalog import SlotSpec
-from schemas.dialogue import Dialogue, ToolSpec
+from speakrl.pipeline.catalog.sim import stable_seed
+from speakrl.pipeline.decision_points import decision_points, tool_defaults
+from speakrl.pipeline.errors import TrainingError
+from speakrl.schemas.catalog import SlotSpec
+from speakrl.schemas.dialogue import Dialogue, ToolSpec
 
 logger = logging.getLogger(__name__)
 
@@ -124,7 +124,7 @@ def load_dialogues(source: str, split: str | None = None) -> dict[str, list[Dial
     """Dialogues per split from a run dir (`accepted.jsonl`), a local HF dataset dir, or a Hub dataset id."""
     path = Path(source)
     if (path / "accepted.jsonl").is_file() and not (path / "dataset").is_dir():
-        from pipeline.io import read_jsonl
+        from speakrl.pipeline.io import read_jsonl
 
         out: dict[str, list[Dialogue]] = {s: [] for s in SPLITS}
         for d in read_jsonl(path / "accepted.jsonl", Dialogue):
@@ -170,7 +170,7 @@ def _load_hf(source: str, split: str | None) -> dict[str, list[Dialogue]]:
 def slots_of(tools: Iterable[ToolSpec | Mapping[str, Any]]) -> list[SlotSpec]:
     """Slot specs derived from the tools' JSON schemas: enough for `question_targets` without the catalog.
 
-    >>> from schemas.dialogue import FunctionSpec
+    >>> from speakrl.schemas.dialogue import FunctionSpec
     >>> spec = ToolSpec(function=FunctionSpec(name="t", description="", parameters={"properties": {"city": {"type": "string", "description": "City"}}}))
     >>> [s.name for s in slots_of([spec])]
     ['city']

@@ -17,11 +17,11 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from pipeline.catalog.sim import Simulator
-from pipeline.checks import argument_f1, call_matches, question_targets
-from pipeline.errors import TrainingError
-from schemas.catalog import Catalog, Domain, SlotSpec, ToolDef
-from training.rewards import json_value
+from speakrl.pipeline.catalog.sim import Simulator
+from speakrl.pipeline.checks import argument_f1, call_matches, question_targets
+from speakrl.pipeline.errors import TrainingError
+from speakrl.schemas.catalog import Catalog, Domain, SlotSpec, ToolDef
+from speakrl.training.rewards import json_value
 
 logger = logging.getLogger(__name__)
 

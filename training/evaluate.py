@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from pipeline.checks import argument_f1, call_matches, question_targets
-from pipeline.errors import TrainingError
-from training.protocols import parse
-from training.rewards import answer_reward, slot_specs
+from speakrl.pipeline.checks import argument_f1, call_matches, question_targets
+from speakrl.pipeline.errors import TrainingError
+from speakrl.training.protocols import parse
+from speakrl.training.rewards import answer_reward, slot_specs
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ class LocalPolicy:
         self._torch = torch
 
     def respond(self, conversations: Sequence[Conversation]) -> list[Turn]:
-        from training.prompts import render_prompt
+        from speakrl.training.prompts import render_prompt
 
         out: list[Turn] = []
         limit = getattr(self.model.config, "max_position_embeddings", 4096) - self.max_new_tokens
@@ -103,7 +103,7 @@ class ApiPolicy:
         self._openai = openai
 
     def _one(self, conversation: Conversation) -> Turn:
-        from training.prompts import with_instructions
+        from speakrl.training.prompts import with_instructions
 
         kwargs: dict[str, Any] = {
             "model": self.model,
@@ -245,9 +245,9 @@ def episode_metrics(policy: Policy, rows: list[dict[str, Any]], envs: dict[str, 
 def evaluate(policy: Policy, dataset: str, split: str = "test", catalog: str | None = None, max_turns: int = 8,
              limit: int | None = None) -> dict[str, Any]:
     """Decision-point and episode metrics of `policy` on a split of a SpeakER dataset."""
-    from pipeline.catalog import load_catalog
-    from training.data import decision_rows, episode_rows, load_dialogues
-    from training.env import environment_factories
+    from speakrl.pipeline.catalog import load_catalog
+    from speakrl.training.data import decision_rows, episode_rows, load_dialogues
+    from speakrl.training.env import environment_factories
 
     splits = load_dialogues(dataset, split)
     dialogues = splits.get(split)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from training.protocols import instructions, render_speakrl
+from speakrl.training.protocols import instructions, render_speakrl
 
 
 def with_instructions(messages: list[dict[str, Any]], protocol: str) -> list[dict[str, Any]]:

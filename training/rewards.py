@@ -15,7 +15,7 @@ import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from pipeline.checks import (
+from speakrl.pipeline.checks import (
     argument_f1,
     leaf_values,
     call_matches,
@@ -24,9 +24,9 @@ from pipeline.checks import (
     question_targets,
     ungrounded_args,
 )
-from pipeline.errors import ConfigError
-from schemas.catalog import SlotSpec
-from training.protocols import parse
+from speakrl.pipeline.errors import ConfigError
+from speakrl.schemas.catalog import SlotSpec
+from speakrl.training.protocols import parse
 
 RewardFunc = Callable[..., list[float | None]]
 

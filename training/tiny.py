@@ -31,8 +31,8 @@ def training_texts(rows: Iterable[dict[str, Any]], protocol: str, limit: int = 3
 
     from transformers.utils.chat_template_utils import render_jinja_template
 
-    from training.prompts import with_instructions
-    from training.protocols import render_speakrl
+    from speakrl.training.prompts import with_instructions
+    from speakrl.training.protocols import render_speakrl
 
     texts = []
     for i, row in enumerate(rows):

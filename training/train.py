@@ -14,13 +14,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pipeline.errors import TrainingError
-from pipeline.io import atomic_write_text
-from schemas.dialogue import Dialogue
-from training.config import SpeakrlConfig
-from training.data import corpus_texts, decision_rows, episode_rows, load_dialogues
-from training.prompts import render_prompt, render_target, with_instructions
-from training.rewards import get_rewards
+from speakrl.pipeline.errors import TrainingError
+from speakrl.pipeline.io import atomic_write_text
+from speakrl.schemas.dialogue import Dialogue
+from speakrl.training.config import SpeakrlConfig
+from speakrl.training.data import corpus_texts, decision_rows, episode_rows, load_dialogues
+from speakrl.training.prompts import render_prompt, render_target, with_instructions
+from speakrl.training.rewards import get_rewards
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ def resolve_model(name_or_path: str | None) -> str:
 def build_base(cfg: SpeakrlConfig, model_name: str | None, dialogues: list[Dialogue], out: Path) -> str:
     """The starting checkpoint: the tiny model built on the training text, or the recipe's model."""
     if model_name == "tiny":
-        from training.tiny import build_tiny, training_texts
+        from speakrl.training.tiny import build_tiny, training_texts
 
         kwargs = dict(cfg.tiny_model)
         vocab = int(kwargs.pop("vocab_size", 4096))
@@ -129,8 +129,8 @@ def build_grpo_trainer(cfg: SpeakrlConfig, model_path: str, rows: list[dict[str,
     kwargs: dict[str, Any] = {}
     reward_funcs = get_rewards(cfg.reward_funcs)
     if cfg.mode == "episode":
-        from pipeline.catalog import load_catalog
-        from training.env import environment_factories
+        from speakrl.pipeline.catalog import load_catalog
+        from speakrl.training.env import environment_factories
 
         catalog = load_catalog(cfg.catalog)
         kwargs["environment_factory"] = environment_factories(catalog, sorted({r["environment"] for r in rows}), cfg.turn_cost)

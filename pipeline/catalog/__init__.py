@@ -8,8 +8,8 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from pipeline.errors import CatalogError
-from schemas.catalog import Catalog, Domain
+from speakrl.pipeline.errors import CatalogError
+from speakrl.schemas.catalog import Catalog, Domain
 
 
 def _first_error(err: ValidationError) -> str:
@@ -19,7 +19,7 @@ def _first_error(err: ValidationError) -> str:
 
 
 def builtin_domains() -> list[Domain]:
-    files = sorted(p for p in resources.files("schemas").joinpath("tools").iterdir() if p.name.endswith(".json"))
+    files = sorted(p for p in resources.files("speakrl.schemas").joinpath("tools").iterdir() if p.name.endswith(".json"))
     return [Domain.model_validate_json(p.read_text(encoding="utf-8")) for p in files]
 
 
@@ -28,7 +28,7 @@ def load_catalog(source: str = "builtin", slot_values: str | None = None) -> Cat
     try:
         if source == "builtin":
             return Catalog(domains=builtin_domains())
-        from pipeline.catalog import importers  # local: importers use this module's helpers
+        from speakrl.pipeline.catalog import importers  # local: importers use this module's helpers
 
         path = Path(source)
         if not path.is_file():

@@ -65,8 +65,8 @@ from typing import Any
 import jsonschema
 from pydantic import ValidationError
 
-from pipeline.errors import CatalogError
-from schemas.catalog import Catalog, Domain, SlotSpec, ToolDef
+from speakrl.pipeline.errors import CatalogError
+from speakrl.schemas.catalog import Catalog, Domain, SlotSpec, ToolDef
 
 logger = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ from typing import Any
 
 import fastjsonschema
 
-from pipeline.catalog.specs import catalog_specs, coerce
-from schemas.catalog import Catalog, Domain, ToolDef
+from speakrl.pipeline.catalog.specs import catalog_specs, coerce
+from speakrl.schemas.catalog import Catalog, Domain, ToolDef
 
 ROWS_PER_DOMAIN = 60
 MAX_RESULTS = 5

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from schemas.catalog import Catalog, Domain, SlotSpec, ToolDef
-from schemas.dialogue import FunctionSpec, ToolSpec
+from speakrl.schemas.catalog import Catalog, Domain, SlotSpec, ToolDef
+from speakrl.schemas.dialogue import FunctionSpec, ToolSpec
 
 _JSON_TYPES = {"string": "string", "integer": "integer", "number": "number", "boolean": "boolean"}
 

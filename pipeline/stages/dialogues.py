@@ -12,13 +12,13 @@ import random
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from pipeline.catalog.sim import Simulator, stable_seed
-from pipeline.catalog.specs import catalog_specs
-from pipeline.checks import call_matches, normalize, slot_label
-from pipeline.stages import phrasing
-from schemas.catalog import Catalog, Domain, ToolDef
-from schemas.config import RunConfig
-from schemas.dialogue import (
+from speakrl.pipeline.catalog.sim import Simulator, stable_seed
+from speakrl.pipeline.catalog.specs import catalog_specs
+from speakrl.pipeline.checks import call_matches, normalize, slot_label
+from speakrl.pipeline.stages import phrasing
+from speakrl.schemas.catalog import Catalog, Domain, ToolDef
+from speakrl.schemas.config import RunConfig
+from speakrl.schemas.dialogue import (
     Ambiguity,
     Dialogue,
     FunctionCall,

@@ -29,11 +29,11 @@ from typing import Any, Literal
 import openai
 from pydantic import BaseModel, ConfigDict
 
-from pipeline.catalog.sim import Simulator
-from pipeline.catalog.specs import catalog_specs
-from pipeline.checks import call_matches, leaf_values, mentioned, normalize, question_targets, slot_label
-from pipeline.errors import BudgetExceeded, LLMError
-from pipeline.llm import (
+from speakrl.pipeline.catalog.sim import Simulator
+from speakrl.pipeline.catalog.specs import catalog_specs
+from speakrl.pipeline.checks import call_matches, leaf_values, mentioned, normalize, question_targets, slot_label
+from speakrl.pipeline.errors import BudgetExceeded, LLMError
+from speakrl.pipeline.llm import (
     CACHE_FILE,
     LLM,
     LLMOutputError,
@@ -46,11 +46,11 @@ from pipeline.llm import (
     request_body,
     request_key,
 )
-from pipeline.stages import phrasing
-from pipeline.stages.dialogues import system_prompt
-from schemas.catalog import Catalog, Domain
-from schemas.config import RunConfig
-from schemas.dialogue import (
+from speakrl.pipeline.stages import phrasing
+from speakrl.pipeline.stages.dialogues import system_prompt
+from speakrl.schemas.catalog import Catalog, Domain
+from speakrl.schemas.config import RunConfig
+from speakrl.schemas.dialogue import (
     Dialogue,
     FunctionCall,
     JudgeVerdict,
@@ -511,9 +511,9 @@ def judge(cfg: RunConfig, dialogues: list[Dialogue], llm: LLM) -> list[Dialogue 
 def dry_run(cfg: RunConfig, cache_dir: str | Path | None = None) -> dict[str, Any]:
     """`speakrl run --dry-run`: build the run's scenarios and offline drafts (fast, no network) and estimate
     the LLM requests, tokens and cost, counting paraphrase requests already in the cache at `cache_dir`."""
-    from pipeline.catalog import load_catalog
-    from pipeline.stages import dialogues as offline
-    from pipeline.stages import scenarios as scenario_stage
+    from speakrl.pipeline.catalog import load_catalog
+    from speakrl.pipeline.stages import dialogues as offline
+    from speakrl.pipeline.stages import scenarios as scenario_stage
 
     catalog = load_catalog(cfg.catalog, cfg.slot_values)
     sim = Simulator(catalog)

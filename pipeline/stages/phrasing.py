@@ -11,9 +11,9 @@ import random
 from collections.abc import Sequence
 from typing import Any
 
-from pipeline.checks import slot_label
-from schemas.catalog import Domain, ToolDef
-from schemas.dialogue import Ambiguity
+from speakrl.pipeline.checks import slot_label
+from speakrl.schemas.catalog import Domain, ToolDef
+from speakrl.schemas.dialogue import Ambiguity
 
 PERSONAS = [
     "busy professional", "retired teacher", "college student", "parent of three", "frequent traveler",

@@ -39,11 +39,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from pipeline.decision_points import DecisionPoint, decision_points
-from pipeline.errors import PublishError, RunDirError
-from pipeline.io import atomic_write_text, read_jsonl
-from pipeline.stages import validate
-from schemas.dialogue import Dialogue, Rejection
+from speakrl.pipeline.decision_points import DecisionPoint, decision_points
+from speakrl.pipeline.errors import PublishError, RunDirError
+from speakrl.pipeline.io import atomic_write_text, read_jsonl
+from speakrl.pipeline.stages import validate
+from speakrl.schemas.dialogue import Dialogue, Rejection
 
 logger = logging.getLogger(__name__)
 
@@ -597,12 +597,12 @@ def uses_sgd(config: dict[str, Any], dialogues: Sequence[Dialogue]) -> bool:
     catalog = str(config.get("catalog", "builtin"))
     if catalog != "builtin":
         try:
-            from pipeline.catalog import load_catalog
+            from speakrl.pipeline.catalog import load_catalog
 
             return any("sgd" in d.source.lower() for d in load_catalog(catalog).domains)
         except Exception:  # noqa: BLE001 - the catalog file may be gone; assume the stricter license
             return True
-    from pipeline.catalog import builtin_domains
+    from speakrl.pipeline.catalog import builtin_domains
 
     used = {d.domain for d in dialogues}
     return any("sgd" in d.source.lower() for d in builtin_domains() if d.name in used)
@@ -658,7 +658,7 @@ def card_metadata(
 def render_card(context: dict[str, Any]) -> str:
     from jinja2 import Environment, PackageLoader, StrictUndefined
 
-    env = Environment(loader=PackageLoader("prompts", ""), undefined=StrictUndefined, keep_trailing_newline=True,
+    env = Environment(loader=PackageLoader("speakrl.prompts", ""), undefined=StrictUndefined, keep_trailing_newline=True,
                       trim_blocks=True, lstrip_blocks=True)
     return env.get_template("dataset_card.md.j2").render(**context)
 

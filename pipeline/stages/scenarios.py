@@ -12,13 +12,13 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.catalog.sim import Simulator, stable_seed
-from pipeline.catalog.specs import coerce
-from pipeline.checks import normalize
-from pipeline.stages import phrasing
-from schemas.catalog import Catalog, Domain, ToolDef
-from schemas.config import RunConfig
-from schemas.dialogue import Ambiguity, Scenario
+from speakrl.pipeline.catalog.sim import Simulator, stable_seed
+from speakrl.pipeline.catalog.specs import coerce
+from speakrl.pipeline.checks import normalize
+from speakrl.pipeline.stages import phrasing
+from speakrl.schemas.catalog import Catalog, Domain, ToolDef
+from speakrl.schemas.config import RunConfig
+from speakrl.schemas.dialogue import Ambiguity, Scenario
 
 logger = logging.getLogger(__name__)
 

@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 
 from datasketch import MinHash, MinHashLSH
 
-from pipeline.catalog.sim import Simulator
-from pipeline.checks import call_matches, question_targets, ungrounded_args
-from pipeline.decision_points import tool_defaults
-from schemas.catalog import Catalog, SlotSpec
-from schemas.dialogue import Dialogue, Rejection
+from speakrl.pipeline.catalog.sim import Simulator
+from speakrl.pipeline.checks import call_matches, question_targets, ungrounded_args
+from speakrl.pipeline.decision_points import tool_defaults
+from speakrl.schemas.catalog import Catalog, SlotSpec
+from speakrl.schemas.dialogue import Dialogue, Rejection
 
 logger = logging.getLogger(__name__)
 

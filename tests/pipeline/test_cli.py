@@ -10,7 +10,7 @@ import pytest
 
 
 def speakrl(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", "from pipeline.cli import main; main()", *args],
+    return subprocess.run([sys.executable, "-c", "from speakrl.cli import main; main()", *args],
                           cwd=cwd, capture_output=True, text=True, timeout=300)
 
 

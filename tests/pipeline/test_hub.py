@@ -9,11 +9,11 @@ import datasets
 import pytest
 from huggingface_hub import DatasetCard
 
-from pipeline.errors import PublishError
-from pipeline.hub import check_repo_id, push
-from pipeline.stages.publish import PublishOptions, build_dataset_dir
-from pipeline.testing.hub_server import HubServer, hub_environment
-from pipeline.testing.runs import check_published, make_run, run_cli
+from speakrl.pipeline.errors import PublishError
+from speakrl.pipeline.hub import check_repo_id, push
+from speakrl.pipeline.stages.publish import PublishOptions, build_dataset_dir
+from speakrl_testing.hub_server import HubServer, hub_environment
+from speakrl_testing.runs import check_published, make_run, run_cli
 
 
 @pytest.fixture(scope="module")

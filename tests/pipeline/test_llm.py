@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from pipeline.errors import BudgetExceeded, ConfigError, LLMError
-from pipeline.llm import LLM, LLMOutputError, LLMUnavailable, RateLimiter, ResponseCache, request_key, retry_after
-from pipeline.testing.openai_server import OpenAIServer, Reply
-from schemas.config import EndpointConfig, RunConfig, StageLLMConfig
+from speakrl.pipeline.errors import BudgetExceeded, ConfigError, LLMError
+from speakrl.pipeline.llm import LLM, LLMOutputError, LLMUnavailable, RateLimiter, ResponseCache, request_key, retry_after
+from speakrl_testing.openai_server import OpenAIServer, Reply
+from speakrl.schemas.config import EndpointConfig, RunConfig, StageLLMConfig
 
 FAKE_KEY = "sk-speakrl-test-KEY-5f3a9c1e"
 

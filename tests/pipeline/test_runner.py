@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.io import read_jsonl
-from pipeline.runner import generate, load_config
-from pipeline.errors import RunDirError
-from schemas import Dialogue, Manifest, Rejection, RunConfig
+from speakrl.pipeline.io import read_jsonl
+from speakrl.pipeline.runner import generate, load_config
+from speakrl.pipeline.errors import RunDirError
+from speakrl.schemas import Dialogue, Manifest, Rejection, RunConfig
 
 
 def _lines(path: Path) -> list[str]:
@@ -58,7 +58,7 @@ def test_a_run_dir_with_other_settings_is_refused(small_run):
 
 
 def test_settings_that_change_no_row_may_differ_on_resume(small_run):
-    from pipeline.runner import config_hash
+    from speakrl.pipeline.runner import config_hash
 
     cfg = load_config(str(small_run / "config.yaml"), {})
     same = load_config(str(small_run / "config.yaml"), {"workers": 2, "max_cost": 5.0, "endpoint.max_concurrency": 8})
@@ -75,7 +75,7 @@ def test_workers_do_not_change_the_rows(tmp_path):
 def test_a_worker_that_dies_ends_the_run_with_one_sentence_and_loses_nothing(tmp_path, monkeypatch):
     import os
 
-    import pipeline.runner as runner
+    import speakrl.pipeline.runner as runner
 
     real = runner._scenarios_for
 
@@ -95,7 +95,7 @@ def test_a_worker_that_dies_ends_the_run_with_one_sentence_and_loses_nothing(tmp
 
 
 def _speakrl(*args: str) -> list[str]:
-    return [sys.executable, "-c", "from pipeline.cli import main; main()", *args]
+    return [sys.executable, "-c", "from speakrl.cli import main; main()", *args]
 
 
 @pytest.mark.slow
@@ -134,8 +134,8 @@ def test_killed_run_resumes_to_exactly_the_uninterrupted_rows(tmp_path):
 
 def _llm_run(tmp_path: Path, name: str, server, workers: int, max_cost: float | None = None, **endpoint):
     """A paraphrase run of 24 scenarios in shards of 6, in `workers` processes; returns (run dir, the parent's LLM)."""
-    from pipeline.llm import LLM
-    from schemas.config import EndpointConfig, StageLLMConfig
+    from speakrl.pipeline.llm import LLM
+    from speakrl.schemas.config import EndpointConfig, StageLLMConfig
 
     cfg = RunConfig(
         n=24, seed=4, out=str(tmp_path / name), workers=workers, shard_size=6, max_cost=max_cost,
@@ -147,8 +147,8 @@ def _llm_run(tmp_path: Path, name: str, server, workers: int, max_cost: float | 
 
 
 def test_an_llm_run_in_two_processes_splits_the_endpoint_and_gives_the_same_rows(tmp_path):
-    from pipeline.testing.llm_replay import ReplayResponder
-    from pipeline.testing.openai_server import OpenAIServer
+    from speakrl_testing.llm_replay import ReplayResponder
+    from speakrl_testing.openai_server import OpenAIServer
 
     with OpenAIServer(ReplayResponder(), latency=0.05) as server:
         one, _ = _llm_run(tmp_path, "one", server, workers=1, max_concurrency=3)
@@ -166,9 +166,9 @@ def test_an_llm_run_in_two_processes_splits_the_endpoint_and_gives_the_same_rows
 
 
 def test_processes_share_one_cost_limit(tmp_path):
-    from pipeline.errors import BudgetExceeded
-    from pipeline.testing.llm_replay import ReplayResponder
-    from pipeline.testing.openai_server import OpenAIServer
+    from speakrl.pipeline.errors import BudgetExceeded
+    from speakrl_testing.llm_replay import ReplayResponder
+    from speakrl_testing.openai_server import OpenAIServer
 
     prices = {"price_input_per_mtok": 10.0, "price_output_per_mtok": 30.0, "max_concurrency": 2}
     with OpenAIServer(ReplayResponder()) as server:

@@ -13,11 +13,11 @@ from pathlib import Path
 import jinja2
 import pytest
 
-from pipeline.catalog.specs import domain_specs
-from pipeline.llm import Prompt, hash_template, render
-from pipeline.stages import llm_dialogues
-from schemas.catalog import Catalog, Domain, SlotSpec, ToolDef
-from schemas.dialogue import Ambiguity, Dialogue, FunctionCall, Message, Provenance, Scenario, ToolCall, TurnLabel
+from speakrl.pipeline.catalog.specs import domain_specs
+from speakrl.pipeline.llm import Prompt, hash_template, render
+from speakrl.pipeline.stages import llm_dialogues
+from speakrl.schemas.catalog import Catalog, Domain, SlotSpec, ToolDef
+from speakrl.schemas.dialogue import Ambiguity, Dialogue, FunctionCall, Message, Provenance, Scenario, ToolCall, TurnLabel
 
 GOLDEN = Path(__file__).parent / "golden"
 UPDATE = os.environ.get("SPEAKRL_UPDATE_GOLDEN") == "1"
@@ -96,7 +96,7 @@ def test_rendered_prompt_matches_golden(name):
 
 
 def test_every_llm_template_has_a_golden_render():
-    templates = {p.name for p in resources.files("prompts").iterdir() if p.name.endswith(".j2") and not p.name.endswith(".md.j2")}
+    templates = {p.name for p in resources.files("speakrl.prompts").iterdir() if p.name.endswith(".j2") and not p.name.endswith(".md.j2")}
     assert templates == set(prompts())
 
 

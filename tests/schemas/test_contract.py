@@ -1,8 +1,8 @@
 import pytest
 from pydantic import ValidationError
 
-from pipeline.io import read_jsonl
-from schemas import Dialogue, Message, RunConfig, Scenario
+from speakrl.pipeline.io import read_jsonl
+from speakrl.schemas import Dialogue, Message, RunConfig, Scenario
 
 
 def test_unknown_fields_are_errors():

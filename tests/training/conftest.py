@@ -13,23 +13,23 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 @pytest.fixture(scope="session")
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from pipeline.runner import generate
-    from schemas.config import RunConfig
+    from speakrl.pipeline.runner import generate
+    from speakrl.schemas.config import RunConfig
 
     return Path(generate(RunConfig(n=160, seed=3, out=str(tmp_path_factory.mktemp("speaker") / "run"))))
 
 
 @pytest.fixture(scope="session")
 def splits(run_dir: Path) -> dict:
-    from training.data import load_dialogues
+    from speakrl.training.data import load_dialogues
 
     return load_dialogues(str(run_dir))
 
 
 @pytest.fixture(scope="session")
 def tiny_dir(tmp_path_factory: pytest.TempPathFactory, splits: dict) -> Path:
-    from training.data import corpus_texts
-    from training.tiny import build_tiny
+    from speakrl.training.data import corpus_texts
+    from speakrl.training.tiny import build_tiny
 
     return build_tiny(tmp_path_factory.mktemp("tiny") / "base", list(corpus_texts(splits["train"])), vocab_size=1024,
                       hidden_size=64, num_layers=1, num_heads=2, intermediate_size=128)

@@ -7,7 +7,7 @@ import pytest
 
 
 def speakrl(*args, timeout=180):
-    return subprocess.run([sys.executable, "-c", "from pipeline.cli import main; main()", *args],
+    return subprocess.run([sys.executable, "-c", "from speakrl.cli import main; main()", *args],
                           capture_output=True, text=True, timeout=timeout, check=False)
 
 

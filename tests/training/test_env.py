@@ -2,10 +2,10 @@ import json
 
 import pytest
 
-from pipeline.catalog import load_catalog
-from pipeline.errors import TrainingError
-from training.data import episode_rows
-from training.env import environment_factories, user_reply
+from speakrl.pipeline.catalog import load_catalog
+from speakrl.pipeline.errors import TrainingError
+from speakrl.training.data import episode_rows
+from speakrl.training.env import environment_factories, user_reply
 
 
 @pytest.fixture(scope="module")
@@ -86,8 +86,8 @@ def test_unknown_domain_is_an_error(catalog):
 @pytest.mark.slow
 def test_grpo_trainer_runs_episodes_with_environment_factory(catalog, splits, tiny_dir, tmp_path):
     """TRL's multi-environment mode with our environments: one real GRPO step, scored by get_reward."""
-    from training.config import load_recipe
-    from training.train import build_grpo_trainer
+    from speakrl.training.config import load_recipe
+    from speakrl.training.train import build_grpo_trainer
 
     rows = episode_rows(splits["train"])[:4]
     cfg, _ = load_recipe("tiny-cpu", output_dir=str(tmp_path), max_steps=1, overrides=[

@@ -4,10 +4,10 @@ import json
 
 import pytest
 
-from pipeline.errors import TrainingError
-from pipeline.testing.openai_server import OpenAIServer, Reply
-from training.data import episode_rows
-from training.evaluate import ApiPolicy, evaluate
+from speakrl.pipeline.errors import TrainingError
+from speakrl_testing.openai_server import OpenAIServer, Reply
+from speakrl.training.data import episode_rows
+from speakrl.training.evaluate import ApiPolicy, evaluate
 
 
 def test_always_asking_model(run_dir):
@@ -51,9 +51,9 @@ def test_endpoint_errors_are_one_sentence(run_dir):
 
 def test_dataset_from_a_hub_id(run_dir, tmp_path):
     """`--dataset OWNER/NAME`: the real datasets client loads a pushed SpeakER through a local Hub endpoint."""
-    from pipeline.hub import push
-    from pipeline.testing.hub_server import HubServer, hub_environment
-    from training.data import load_dialogues
+    from speakrl.pipeline.hub import push
+    from speakrl_testing.hub_server import HubServer, hub_environment
+    from speakrl.training.data import load_dialogues
 
     with HubServer() as hub, hub_environment(hub, tmp_path):
         repo_id = f"{hub.user}/SpeakER-train-test"

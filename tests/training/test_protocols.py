@@ -2,7 +2,7 @@ import random
 
 import pytest
 
-from training.protocols import PROTOCOLS, parse, render_call, render_speakrl
+from speakrl.training.protocols import PROTOCOLS, parse, render_call, render_speakrl
 
 CALL = '<tool_call>\n{"name": "reserve_table", "arguments": {"party_size": 4, "city": "Oakland"}}\n</tool_call>'
 

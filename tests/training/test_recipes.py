@@ -5,8 +5,8 @@ from importlib import resources
 import pytest
 import yaml
 
-from pipeline.errors import ConfigError
-from training.config import load_recipe, recipe_names
+from speakrl.pipeline.errors import ConfigError
+from speakrl.training.config import load_recipe, recipe_names
 
 # What a machine without a GPU must change to construct the GPU recipes' trainers: no bf16, no vLLM.
 CPU = ["bf16=false", "sft.bf16=false", "use_vllm=false", "report_to=none", "dtype=float32"]
@@ -18,7 +18,7 @@ def test_recipes_are_listed():
 
 @pytest.mark.parametrize("name", ["qwen3-1.7b", "multi-gpu"])
 def test_gpu_recipes_parse(name, tmp_path):
-    raw = yaml.safe_load(resources.files("training").joinpath("recipes", f"{name}.yaml").read_text())
+    raw = yaml.safe_load(resources.files("speakrl.training").joinpath("recipes", f"{name}.yaml").read_text())
     assert raw["use_vllm"] is True and raw["bf16"] is True
     assert raw["vllm_mode"] == ("colocate" if name == "qwen3-1.7b" else "server")
     cfg, model_args = load_recipe(name, output_dir=str(tmp_path), overrides=CPU)
@@ -28,7 +28,7 @@ def test_gpu_recipes_parse(name, tmp_path):
 
 
 def test_accelerate_configs_ship_with_the_recipes():
-    recipes = resources.files("training").joinpath("recipes")
+    recipes = resources.files("speakrl.training").joinpath("recipes")
     zero3 = yaml.safe_load(recipes.joinpath("accelerate-zero3.yaml").read_text())
     fsdp = yaml.safe_load(recipes.joinpath("accelerate-fsdp2.yaml").read_text())
     assert zero3["distributed_type"] == "DEEPSPEED" and zero3["deepspeed_config"]["zero_stage"] == 3
@@ -41,8 +41,8 @@ def test_gpu_recipe_dry_start(name, peft, splits, tiny_dir, tmp_path):
     """The recipe's GRPOTrainer is constructed (model, rewards, data, LoRA) with a tiny Qwen3 in place of Qwen3-1.7B."""
     from trl import get_peft_config
 
-    from training.data import decision_rows
-    from training.train import build_grpo_trainer, model_init_kwargs
+    from speakrl.training.data import decision_rows
+    from speakrl.training.train import build_grpo_trainer, model_init_kwargs
 
     cfg, model_args = load_recipe(name, output_dir=str(tmp_path), overrides=CPU + [
         f"model_name_or_path={tiny_dir}", f"use_peft={str(peft).lower()}", "max_completion_length=32"])

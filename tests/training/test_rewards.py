@@ -3,11 +3,11 @@ import random
 
 import pytest
 
-from pipeline.errors import ConfigError
-from training.config import load_recipe
-from training.data import decision_rows
-from training.protocols import render_speakrl
-from training.rewards import (
+from speakrl.pipeline.errors import ConfigError
+from speakrl.training.config import load_recipe
+from speakrl.training.data import decision_rows
+from speakrl.training.protocols import render_speakrl
+from speakrl.training.rewards import (
     REWARDS,
     answer_reward,
     clarify_reward,
@@ -135,8 +135,8 @@ def test_native_gold_turns_parse_back_to_their_acts(splits, tiny_dir):
     """`native` SFT targets are what the chat template renders; the native parser reads the same act back."""
     from transformers import AutoTokenizer
 
-    from training.prompts import render_target
-    from training.protocols import parse
+    from speakrl.training.prompts import render_target
+    from speakrl.training.protocols import parse
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_dir)
     rows = decision_rows(splits["train"])[:150]

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from training.config import load_recipe
-from training.rewards import REWARDS
+from speakrl.training.config import load_recipe
+from speakrl.training.rewards import REWARDS
 
 TINY = [
     "report_to=none",
@@ -21,7 +21,7 @@ TINY = [
 
 @pytest.fixture(scope="module")
 def trained(run_dir, tmp_path_factory):
-    from training.train import train
+    from speakrl.training.train import train
 
     out = tmp_path_factory.mktemp("train") / "tiny"
     cfg, model_args = load_recipe("tiny-cpu", output_dir=str(out), max_steps=3, overrides=TINY)
@@ -52,7 +52,7 @@ def test_sft_then_grpo_logs_every_reward(trained):
 
 @pytest.mark.slow
 def test_eval_on_the_tiny_model(trained, run_dir):
-    from training.evaluate import LocalPolicy, evaluate
+    from speakrl.training.evaluate import LocalPolicy, evaluate
 
     out, _ = trained
     policy = LocalPolicy(str(out / "grpo"), "speakrl", max_new_tokens=24, batch_size=32)

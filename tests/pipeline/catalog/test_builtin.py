@@ -7,12 +7,12 @@ import random
 import jsonschema
 import pytest
 
-from pipeline.catalog import load_catalog
-from pipeline.catalog.sim import Simulator
-from pipeline.stages.scenarios import sample_goal as goal_args
-from pipeline.catalog.specs import catalog_specs, coerce
-from pipeline.checks import mentioned
-from schemas.catalog import Catalog, Domain, ToolDef
+from speakrl.pipeline.catalog import load_catalog
+from speakrl.pipeline.catalog.sim import Simulator
+from speakrl.pipeline.stages.scenarios import sample_goal as goal_args
+from speakrl.pipeline.catalog.specs import catalog_specs, coerce
+from speakrl.pipeline.checks import mentioned
+from speakrl.schemas.catalog import Catalog, Domain, ToolDef
 
 CATALOG = load_catalog("builtin")
 SIM = Simulator(CATALOG)

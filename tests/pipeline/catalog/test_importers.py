@@ -10,13 +10,13 @@ from typing import Any
 import jsonschema
 import pytest
 
-from pipeline.catalog import load_catalog
-from pipeline.catalog.importers import from_json
-from pipeline.catalog.sim import Simulator
-from pipeline.stages.scenarios import sample_goal as goal_args
-from pipeline.catalog.specs import catalog_specs
-from pipeline.errors import CatalogError
-from schemas.catalog import Catalog
+from speakrl.pipeline.catalog import load_catalog
+from speakrl.pipeline.catalog.importers import from_json
+from speakrl.pipeline.catalog.sim import Simulator
+from speakrl.pipeline.stages.scenarios import sample_goal as goal_args
+from speakrl.pipeline.catalog.specs import catalog_specs
+from speakrl.pipeline.errors import CatalogError
+from speakrl.schemas.catalog import Catalog
 
 SGD = Path(__file__).resolve().parents[3].parent / "shared/data/sgd"
 SGD_SCHEMA = SGD / "train_schema.json"

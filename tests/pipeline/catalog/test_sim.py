@@ -6,8 +6,8 @@ import json
 import subprocess
 import sys
 
-from pipeline.catalog import load_catalog
-from pipeline.catalog.sim import MAX_RESULTS, Simulator, build_database
+from speakrl.pipeline.catalog import load_catalog
+from speakrl.pipeline.catalog.sim import MAX_RESULTS, Simulator, build_database
 
 CATALOG = load_catalog("builtin")
 SIM = Simulator(CATALOG)
@@ -31,7 +31,7 @@ def test_databases_hold_every_entity_in_pairs() -> None:
 
 def test_databases_are_the_same_in_another_process() -> None:
     code = (
-        "import json; from pipeline.catalog import load_catalog; from pipeline.catalog.sim import build_database;"
+        "import json; from speakrl.pipeline.catalog import load_catalog; from speakrl.pipeline.catalog.sim import build_database;"
         "c = load_catalog('builtin'); print(json.dumps({d.name: build_database(d) for d in c.domains}, sort_keys=True))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

@@ -1,7 +1,7 @@
 import json
 
-from pipeline.stages import dialogues, scenarios, validate
-from schemas import RunConfig
+from speakrl.pipeline.stages import dialogues, scenarios, validate
+from speakrl.schemas import RunConfig
 
 
 def _dialogues(catalog, sim, n=600, seed=0, **cfg):

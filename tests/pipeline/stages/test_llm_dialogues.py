@@ -7,16 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.catalog import load_catalog
-from pipeline.catalog.sim import Simulator
-from pipeline.errors import BudgetExceeded, LLMError
-from pipeline.llm import LLM
-from pipeline.stages import dialogues as offline
-from pipeline.stages import llm_dialogues, scenarios, validate
-from pipeline.testing.llm_replay import ReplayResponder, judge_reply
-from pipeline.testing.openai_server import OpenAIServer
-from schemas.config import EndpointConfig, RunConfig, StageLLMConfig, ValidateConfig
-from schemas.dialogue import Dialogue, Rejection
+from speakrl.pipeline.catalog import load_catalog
+from speakrl.pipeline.catalog.sim import Simulator
+from speakrl.pipeline.errors import BudgetExceeded, LLMError
+from speakrl.pipeline.llm import LLM
+from speakrl.pipeline.stages import dialogues as offline
+from speakrl.pipeline.stages import llm_dialogues, scenarios, validate
+from speakrl_testing.llm_replay import ReplayResponder, judge_reply
+from speakrl_testing.openai_server import OpenAIServer
+from speakrl.schemas.config import EndpointConfig, RunConfig, StageLLMConfig, ValidateConfig
+from speakrl.schemas.dialogue import Dialogue, Rejection
 
 N = 24
 FAKE_KEY = "sk-speakrl-stage-KEY-0d8e7b"
@@ -245,10 +245,10 @@ def test_speakrl_run_with_the_openai_backend(tmp_path, monkeypatch):
     out of the run dir, and a second run sends no request."""
     from typer.testing import CliRunner
 
-    from pipeline import runner
-    from pipeline.cli import app
-    from pipeline.io import read_jsonl, read_shards
-    from schemas.dialogue import Scenario
+    from speakrl.pipeline import runner
+    from speakrl.cli import app
+    from speakrl.pipeline.io import read_jsonl, read_shards
+    from speakrl.schemas.dialogue import Scenario
 
     n, seed = 30, 5
     offline_dir = runner.generate(RunConfig(n=n, seed=seed, out=str(tmp_path / "offline"), shard_size=15))

@@ -10,9 +10,9 @@ import pytest
 import yaml
 from huggingface_hub import DatasetCard
 
-from pipeline.errors import PublishError
-from pipeline.io import read_jsonl, write_jsonl
-from pipeline.stages.publish import (
+from speakrl.pipeline.errors import PublishError
+from speakrl.pipeline.io import read_jsonl, write_jsonl
+from speakrl.pipeline.stages.publish import (
     SPLITS,
     PublishOptions,
     assign_splits,
@@ -20,8 +20,8 @@ from pipeline.stages.publish import (
     check_no_leakage,
     leakage_groups,
 )
-from pipeline.testing.runs import check_published, make_dialogue, make_run, run_cli
-from schemas.dialogue import Dialogue
+from speakrl_testing.runs import check_published, make_dialogue, make_run, run_cli
+from speakrl.schemas.dialogue import Dialogue
 
 
 def load_local(path: Path, cache: Path):
@@ -136,7 +136,7 @@ def test_ood_holds_out_whole_domains_and_tools(run, tmp_path):
 
 
 def test_default_ood_is_one_domain_picked_by_seed(run, tmp_path):
-    from pipeline.stages.publish import default_ood_domains
+    from speakrl.pipeline.stages.publish import default_ood_domains
 
     domains = {d.domain for d in read_jsonl(run / "accepted.jsonl", Dialogue)}
     held = {seed: default_ood_domains(domains, seed) for seed in range(6)}
@@ -276,7 +276,7 @@ def test_cli_empty_run_exit_2(tmp_path, monkeypatch, capsys):
 
 
 def test_config_yaml_paths_are_reduced(run):
-    from pipeline.stages.publish import public_config
+    from speakrl.pipeline.stages.publish import public_config
 
     cfg = yaml.safe_load((run / "config.yaml").read_text())
     assert public_config(cfg)["out"] == "run"

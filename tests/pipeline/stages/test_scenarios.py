@@ -1,7 +1,7 @@
 from collections import Counter
 
-from pipeline.stages import scenarios
-from schemas import AMBIGUITY_TYPES, RunConfig
+from speakrl.pipeline.stages import scenarios
+from speakrl.schemas import AMBIGUITY_TYPES, RunConfig
 
 
 def test_same_seed_same_scenarios_and_other_seed_differs(catalog, sim):

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from pipeline.stages import dialogues, scenarios, validate
-from schemas import Dialogue, FunctionCall, Message, RunConfig, TurnLabel
+from speakrl.pipeline.stages import dialogues, scenarios, validate
+from speakrl.schemas import Dialogue, FunctionCall, Message, RunConfig, TurnLabel
 
 
 @pytest.fixture(scope="module")

@@ -14,8 +14,8 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from schemas.catalog import Catalog
-from schemas.dialogue import Dialogue, Scenario
+from speakrl.schemas.catalog import Catalog
+from speakrl.schemas.dialogue import Dialogue, Scenario
 
 _LINE = re.compile(r"^\[(\d+)\] (USER|ASSISTANT): (.*)$", re.M)
 
@@ -26,7 +26,7 @@ class ReplayResponder:
     def __init__(self, scenarios: Sequence[Scenario] = (), drafts: Sequence[Dialogue] = (), catalog: Catalog | None = None):
         by_id = {d.scenario_id: d for d in drafts}
         self.pairs = [(s, by_id[s.id]) for s in scenarios if s.id in by_id]
-        from pipeline.stages.llm_dialogues import writer_prompt
+        from speakrl.pipeline.stages.llm_dialogues import writer_prompt
 
         # The exact prompt the stage sends for each scenario's opening, so the right draft answers it.
         self.by_writer_prompt: dict[str, Dialogue] = {}

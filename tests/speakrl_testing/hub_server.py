@@ -44,7 +44,7 @@ from urllib.parse import parse_qs, unquote
 import yaml
 from aiohttp import web
 
-from pipeline.testing import ThreadedServer
+from speakrl_testing import ThreadedServer
 
 LFS_SUFFIXES = (".parquet", ".arrow", ".png", ".jpg", ".bin", ".safetensors", ".gz", ".zip", ".zst")
 WRITE_ENDPOINTS = {"create", "preupload", "lfs", "commit", "branch"}

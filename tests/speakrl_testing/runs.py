@@ -7,8 +7,8 @@ from pathlib import Path
 
 import yaml
 
-from pipeline.io import atomic_write_text, write_jsonl
-from schemas.dialogue import (
+from speakrl.pipeline.io import atomic_write_text, write_jsonl
+from speakrl.schemas.dialogue import (
     Ambiguity, Dialogue, FunctionCall, Message, Provenance, Rejection, ToolCall, ToolSpec, TurnLabel,
 )
 
@@ -100,9 +100,9 @@ def check_published(load, run_dir: Path) -> dict[str, dict[str, int]]:
     back into the very same Dialogue; `decision_points` holds exactly the decision points of each split's
     dialogues; `rejected` holds every rejection. Returns the row counts per config and split.
     """
-    from pipeline.decision_points import decision_points
-    from pipeline.io import read_jsonl
-    from pipeline.stages.publish import decision_point_row, dialogue_from_row, dialogue_row, features, rejection_row
+    from speakrl.pipeline.decision_points import decision_points
+    from speakrl.pipeline.io import read_jsonl
+    from speakrl.pipeline.stages.publish import decision_point_row, dialogue_from_row, dialogue_row, features, rejection_row
 
     feats = features()
     accepted = {d.id: d for d in read_jsonl(run_dir / "accepted.jsonl", Dialogue)}
@@ -139,7 +139,7 @@ def run_cli(monkeypatch, *args: str) -> int:
     """Run `speakrl ARGS` in-process (as the console script would) and return its exit code."""
     import sys
 
-    from pipeline import cli
+    from speakrl import cli
 
     monkeypatch.setattr(sys, "argv", ["speakrl", *args])
     try:

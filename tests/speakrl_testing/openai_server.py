@@ -36,7 +36,7 @@ from typing import Any
 
 from aiohttp import web
 
-from pipeline.testing import ThreadedServer
+from speakrl_testing import ThreadedServer
 
 FAULTS = (
     "rate_limit",
@@ -357,7 +357,7 @@ def spawn_server(
 
     Statistics are served at `<base_url without /v1>/stats`.
     """
-    cmd = [sys.executable, "-m", "pipeline.testing.openai_server", "--latency", str(latency), "--retry-after", str(retry_after)]
+    cmd = [sys.executable, "-m", "speakrl_testing.openai_server", "--latency", str(latency), "--retry-after", str(retry_after)]
     if rate_limit_every:
         cmd += ["--rate-limit-every", str(rate_limit_every)]
     if replay:
@@ -393,7 +393,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     responder = None
     if args.replay:
-        from pipeline.testing.llm_replay import ReplayResponder
+        from speakrl_testing.llm_replay import ReplayResponder
 
         responder = ReplayResponder()
     app = _App(responder, args.latency, None, None, False, args.retry_after, 5.0, record=False)
