@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -15,9 +16,13 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> zipfile.ZipFile:
     out = tmp_path_factory.mktemp("wheel")
+    # Built from a copy, so setuptools' build/ and egg-info never land in the work tree.
+    source = out / "src"
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(".git", ".venv", "outputs", "build", "*.egg-info",
+                                                                "__pycache__"))
     # --no-build-isolation: setuptools comes from the dev extra, so the build needs no network.
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out),
-                    str(REPO)], check=True, capture_output=True, text=True)
+                    str(source)], check=True, capture_output=True, text=True)
     return zipfile.ZipFile(next(out.glob("speakrl-*.whl")))
 
 
