@@ -100,7 +100,10 @@ def open_run(cfg: RunConfig) -> RunContext:
         if old.get("config_hash") != config_hash(cfg):
             raise RunDirError(f"{str(run_dir)!r} holds a run made with different settings; use a new --out or delete it")
     ctx = RunContext(cfg, run_dir, catalog, Simulator(catalog), versions())
-    atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(cfg.model_dump(mode="json", by_alias=True), sort_keys=False))
+    config_text = yaml.safe_dump(cfg.model_dump(mode="json", by_alias=True), sort_keys=False)
+    config_path = run_dir / "config.yaml"
+    if not config_path.is_file() or config_path.read_text(encoding="utf-8") != config_text:  # a re-run rewrites nothing
+        atomic_write_text(config_path, config_text)
     if not manifest_path.exists():
         write_manifest(ctx, Manifest(speakrl_version=ctx.versions["speakrl"], created=_now(), seed=cfg.seed, n=cfg.n,
                                      config_hash=config_hash(cfg), versions=ctx.versions))
@@ -327,6 +330,9 @@ def generate(cfg: RunConfig, progress: Progress | None = None, llm: Any = None, 
     """Run every stage (resuming whatever is already done) and return the run directory."""
     ctx = ctx or open_run(cfg)
     manifest = read_manifest(ctx)
+    if outputs_unchanged(ctx.dir, manifest):
+        logger.info("%s is a finished run with its outputs unchanged; nothing to do", ctx.dir)
+        return ctx.dir
     previous_usage = manifest.stages["generate"].usage if "generate" in manifest.stages else {}
     t0 = time.perf_counter()
     run_shards(ctx, "validate", progress, llm)
@@ -334,18 +340,39 @@ def generate(cfg: RunConfig, progress: Progress | None = None, llm: Any = None, 
     stats = finalize(ctx)
     t2 = time.perf_counter()
     build_local_dataset(ctx)
+    t3 = time.perf_counter()
     manifest.stages["generate"] = StageRecord(status="done", seconds=round(t1 - t0, 3))
     manifest.stages["finalize"] = StageRecord(status="done", seconds=round(t2 - t1, 3))
+    manifest.stages["dataset"] = StageRecord(status="done", seconds=round(t3 - t2, 3))
     if llm is not None:
         from speakrl.pipeline.llm import merge_usage
 
         manifest.stages["generate"].usage = merge_usage(previous_usage, llm.usage_summary())
     manifest.counts = {k: v for k, v in stats.items() if isinstance(v, int)}
+    consistent = stats["generated"] == stats["accepted"] + stats["rejected"]
+    manifest.outputs = output_fingerprints(ctx.dir) if consistent else {}
     write_manifest(ctx, manifest)
-    if stats["generated"] != stats["accepted"] + stats["rejected"]:
+    if not consistent:
         raise RunDirError(f"run {str(ctx.dir)!r} is inconsistent: {stats['generated']} generated but "
                           f"{stats['accepted']} accepted and {stats['rejected']} rejected; delete it and run again")
     return ctx.dir
+
+
+_OUTPUTS = ("accepted.jsonl", "rejected.jsonl", "stats.json")
+
+
+def output_fingerprints(run_dir: Path) -> dict[str, list[int]]:
+    """Size and mtime of each final output of a run (the dataset directory included), by relative path."""
+    paths = [run_dir / name for name in _OUTPUTS if (run_dir / name).is_file()]
+    dataset = run_dir / "dataset"
+    if dataset.is_dir():
+        paths += sorted(p for p in dataset.rglob("*") if p.is_file() and not p.name.startswith("."))
+    return {p.relative_to(run_dir).as_posix(): [st.st_size, st.st_mtime_ns] for p in paths for st in [p.stat()]}
+
+
+def outputs_unchanged(run_dir: Path, manifest: Manifest) -> bool:
+    """Whether the run finished and every output it recorded is still there, as written (a stat per file)."""
+    return bool(manifest.outputs) and output_fingerprints(run_dir) == manifest.outputs
 
 
 def build_local_dataset(ctx: RunContext) -> None:
