@@ -18,11 +18,12 @@ so far are cached, so the next run resumes without paying for them again.
 
 from __future__ import annotations
 
-import asyncio
+import concurrent.futures
 import hashlib
 import json
 import logging
-from collections.abc import Iterable
+from collections import deque
+from collections.abc import Coroutine, Iterable, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -31,7 +32,15 @@ from pydantic import BaseModel, ConfigDict
 
 from speakrl.pipeline.catalog.sim import Simulator
 from speakrl.pipeline.catalog.specs import catalog_specs
-from speakrl.pipeline.checks import call_matches, leaf_values, mentioned, normalize, question_targets, slot_label
+from speakrl.pipeline.checks import (
+    call_matches,
+    leaf_values,
+    mentioned,
+    mentioned_values,
+    normalize,
+    question_targets,
+    slot_label,
+)
 from speakrl.pipeline.errors import BudgetExceeded, LLMError
 from speakrl.pipeline.llm import (
     CACHE_FILE,
@@ -230,12 +239,12 @@ def keep_values(scenario: Scenario, draft: Dialogue) -> list[str]:
             values += list(m.tool_calls[0].function.args().values())
         if m.role == "tool" and m.content:
             values += leaf_values(json.loads(m.content))
-    out: list[str] = []
+    out: dict[str, None] = {}  # ordered, without repeats
     for v in values:
-        if isinstance(v, (bool, dict, list)) or v is None or not normalize(v) or str(v) in out:
+        if isinstance(v, (bool, dict, list)) or v is None or str(v) in out or not normalize(v):
             continue
-        out.append(str(v))
-    return out
+        out[str(v)] = None
+    return list(out)
 
 
 def paraphrase_problem(result: Paraphrase, lines: list[dict[str, Any]], slots: dict[str, Any]) -> str | None:
@@ -247,7 +256,8 @@ def paraphrase_problem(result: Paraphrase, lines: list[dict[str, Any]], slots: d
         text = got[line["index"]]
         if not text.strip():
             return f"line [{line['index']}] is empty"
-        lost = [v for v in line["keep"] if not mentioned(v, [text])]
+        said_here = mentioned_values(line["keep"], text)
+        lost = [v for v in line["keep"] if v not in said_here]
         if lost:
             return f'line [{line["index"]}] must contain "{lost[0]}" exactly as written'
         targets = line.get("targets") or []
@@ -294,7 +304,7 @@ def paraphrase_prompt(scenario: Scenario, draft: Dialogue) -> tuple[Prompt, list
     keep = keep_values(scenario, draft)
     targets = {lab.message_index: lab.target_slots for lab in draft.labels if lab.act == "clarify"}
     lines = [
-        {"index": i, "role": m.role, "text": m.content, "keep": [v for v in keep if mentioned(v, [m.content])],
+        {"index": i, "role": m.role, "text": m.content, "keep": mentioned_values(keep, m.content),
          "targets": targets.get(i, [])}
         for i, m in enumerate(draft.messages)
         if m.role in ("user", "assistant") and m.content
@@ -456,6 +466,13 @@ async def _one(cfg: RunConfig, llm: LLM, scenario: Scenario, draft: Dialogue | N
     return dialogue
 
 
+def stream(cfg: RunConfig, pairs: Iterable[tuple[Scenario, Dialogue | None]], llm: LLM, simulator: Simulator,
+           catalog: Catalog) -> Iterator[Dialogue | Rejection]:
+    """`run` over a stream of (scenario, offline draft or None): rows come out in order while later ones are
+    still being drafted and asked, so the endpoint's slots stay busy while this process does its CPU work."""
+    return stream_rows(llm, (_one(cfg, llm, s, d, simulator, catalog) for s, d in pairs))
+
+
 def run(cfg: RunConfig, scenarios: list[Scenario], drafts: list[Dialogue], llm: LLM, simulator: Simulator,
         catalog: Catalog) -> list[Dialogue | Rejection]:
     """One Dialogue or Rejection per scenario, in order, from the LLM mode in `cfg.dialogues.mode`.
@@ -464,32 +481,66 @@ def run(cfg: RunConfig, scenarios: list[Scenario], drafts: list[Dialogue], llm: 
     after every retry) and `BudgetExceeded`; everything answered before is cached, so a re-run resumes.
     """
     by_scenario = {d.scenario_id: d for d in drafts}
-    return _rows(llm, [_one(cfg, llm, s, by_scenario.get(s.id), simulator, catalog) for s in scenarios])
+    return list(stream(cfg, ((s, by_scenario.get(s.id)) for s in scenarios), llm, simulator, catalog))
 
 
-def _rows(llm: LLM, jobs: list[Any]) -> list[Any]:
-    """Run the row jobs concurrently on the LLM's loop; raise the first run-stopping error, after every
-    request in flight has finished (and been cached)."""
+def stream_rows(llm: LLM, jobs: Iterable[Coroutine[Any, Any, Any]], window: int | None = None) -> Iterator[Any]:
+    """The results of row jobs, in order, with up to `window` of them running on the LLM's loop at once
+    (default: twice the endpoint's concurrency, so its slots stay full while the head of the line is slow).
 
-    async def all_rows() -> list[Any]:
-        return await asyncio.gather(*jobs, return_exceptions=True)
+    Jobs are created lazily, as room frees up. On a failed row, nothing new starts; the jobs in flight finish
+    (their answers are cached) and the run-stopping error is raised, the first in row order."""
+    window = window or max(16, 2 * llm.endpoint.max_concurrency)
+    jobs = iter(jobs)
+    running: deque[concurrent.futures.Future] = deque()
+    try:
+        while True:
+            while len(running) < window:
+                job = next(jobs, None)
+                if job is None:
+                    break
+                running.append(llm.submit(job))
+            if not running:
+                return
+            head = _outcome(running.popleft())
+            if isinstance(head, BaseException):
+                rest = [_outcome(f) for f in running]
+                running.clear()
+                raise _stopping_error(llm, [head, *rest])
+            yield head
+    except (GeneratorExit, Exception):
+        for f in running:  # the consumer stopped, or drafting failed: let the requests in flight finish and be cached
+            _outcome(f)
+        raise
 
-    results = llm.run_sync(all_rows())
+
+def _outcome(future: concurrent.futures.Future) -> Any:
+    try:
+        return future.result()
+    except BaseException as e:  # noqa: BLE001 - returned in place; the caller decides which one stops the run
+        return e
+
+
+def _stopping_error(llm: LLM, results: list[Any]) -> BaseException:
+    """Which of the rows' errors stops the run: a refusal by the endpoint or the budget first, then an outage."""
     for r in results:
         if isinstance(r, (LLMError, BudgetExceeded)):
-            raise r
+            return r
     for r in results:
         if isinstance(r, LLMUnavailable):
-            raise LLMError(f"{llm.base_url} kept failing: {r.reason}; the answers received so far are cached, "
-                           "so running the same command again resumes")
-        if isinstance(r, BaseException):
-            raise r
-    return results
+            return LLMError(f"{llm.base_url} kept failing: {r.reason}; the answers received so far are cached, "
+                            "so running the same command again resumes")
+    return next(r for r in results if isinstance(r, BaseException))
 
 
 def judge(cfg: RunConfig, dialogues: list[Dialogue], llm: LLM) -> list[Dialogue | Rejection]:
     """The LLM judge as a validator over any dialogues (offline ones too): each comes back with its verdict
     kept on the row, or as a `judge_rejected` Rejection. Same errors as `run`."""
+    return list(judge_stream(cfg, dialogues, llm))
+
+
+def judge_stream(cfg: RunConfig, dialogues: Iterable[Dialogue], llm: LLM) -> Iterator[Dialogue | Rejection]:
+    """`judge` over a stream of dialogues, in order (see `stream`)."""
 
     async def one(d: Dialogue) -> Dialogue | Rejection:
         try:
@@ -505,7 +556,7 @@ def judge(cfg: RunConfig, dialogues: list[Dialogue], llm: LLM) -> list[Dialogue 
                              row=judged.model_dump(mode="json"), raw=raw)
         return judged
 
-    return _rows(llm, [one(d) for d in dialogues])
+    return stream_rows(llm, (one(d) for d in dialogues))
 
 
 def dry_run(cfg: RunConfig, cache_dir: str | Path | None = None) -> dict[str, Any]:
