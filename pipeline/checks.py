@@ -63,16 +63,28 @@ def mentioned(value: Any, texts: Iterable[str]) -> bool:
     (True, False)
     """
     target = normalize(value)
+    return bool(target) and any(_said(target, normalize(text)) for text in texts)
+
+
+def mentioned_values(values: Iterable[Any], text: str) -> list[Any]:
+    """The `values` that `mentioned` finds in `text`, in order (the text is normalized once).
+
+    >>> mentioned_values(["San Jose", 4, "Oslo", "jose"], "Four seats in San Jose")
+    ['San Jose', 4, 'jose']
+    """
+    low = normalize(text)
+    return [v for v in values if _said(normalize(v), low)]
+
+
+def _said(target: str, low: str) -> bool:
+    """`mentioned` for a normalized value and text. A substring test comes first: most values are not in
+    most texts, and it spares the regex search (and compiling a pattern for every new value)."""
     if not target:
         return False
-    patterns = [_phrase_pattern(target)]
-    if target in _NUMBER_WORDS:
-        patterns.append(_phrase_pattern(_NUMBER_WORDS[target]))
-    for text in texts:
-        low = normalize(text)
-        if any(p.search(low) for p in patterns):
-            return True
-    return False
+    if target in low and _phrase_pattern(target).search(low):
+        return True
+    word = _NUMBER_WORDS.get(target)
+    return word is not None and word in low and _phrase_pattern(word).search(low) is not None
 
 
 def leaf_values(obj: Any) -> list[Any]:
