@@ -12,15 +12,18 @@ import logging
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
-from datasketch import MinHash, MinHashLSH
 
 from speakrl.pipeline.catalog.sim import Simulator
 from speakrl.pipeline.checks import call_matches, question_targets, ungrounded_args
 from speakrl.pipeline.decision_points import tool_defaults
 from speakrl.schemas.catalog import Catalog, SlotSpec
 from speakrl.schemas.dialogue import Dialogue, Rejection
+
+if TYPE_CHECKING:
+    from datasketch import MinHash
 
 logger = logging.getLogger(__name__)
 
@@ -201,11 +204,14 @@ class MinHasher:
     """MinHash of a dialogue's shingles, with the permutations drawn once rather than per dialogue."""
 
     def __init__(self, num_perm: int = 64):
+        from datasketch import MinHash  # here: datasketch imports scipy (a second), which workers never need
+
         first = MinHash(num_perm=num_perm, seed=1)
+        self.new = MinHash
         self.num_perm, self.scheme, self.permutations = num_perm, first.scheme, first.permutations
 
     def __call__(self, text: str) -> MinHash:
-        mh = MinHash(num_perm=self.num_perm, seed=1, permutations=self.permutations, scheme=self.scheme)
+        mh = self.new(num_perm=self.num_perm, seed=1, permutations=self.permutations, scheme=self.scheme)
         mh.update_batch(list(shingles(text)))
         return mh
 
@@ -248,20 +254,24 @@ class HashIndex:
         self.keys, self.values, self.recent = keys[order], values[order], {}
 
 
-def _hash64(data: bytes) -> int:
+def hash64(data: bytes) -> int:
+    """A 64-bit hash of `data` (blake2b)."""
     return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little")
 
 
 def lsh_bands(threshold: float, num_perm: int) -> list[slice]:
     """The band slices of the MinHash that datasketch's LSH would use for `threshold` (rows that share any band
     are candidates): the same candidates, without datasketch's index, whose memory grows ~2 KB a row."""
+    from datasketch import MinHashLSH
+
     lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
     return [slice(i * lsh.r, (i + 1) * lsh.r) for i in range(lsh.b)]
 
 
 def band_keys(hashvalues: np.ndarray, bands: list[slice]) -> list[int]:
     """One 64-bit key per band of a MinHash's hash values, distinct per band."""
-    return [_hash64(i.to_bytes(2, "little") + hashvalues[band].tobytes()) for i, band in enumerate(bands)]
+    values = np.asarray(hashvalues, dtype=np.uint32)  # MinHash values are below 2**32: one byte form everywhere
+    return [hash64(i.to_bytes(2, "little") + values[band].tobytes()) for i, band in enumerate(bands)]
 
 
 class Deduplicator:
@@ -281,7 +291,7 @@ class Deduplicator:
 
     def reason(self, row_id: str, text: str) -> str | None:
         """Why the dialogue `row_id` with this `dialogue_text` is a duplicate of an earlier one, or None."""
-        digest = _hash64(text.encode())
+        digest = hash64(text.encode())
         if self.exact.get(digest) is not None:
             return "duplicate: the same dialogue text appears earlier in the run"
         self.exact.add(digest, 0)
