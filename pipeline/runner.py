@@ -17,7 +17,7 @@ import multiprocessing.util
 import os
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import CancelledError, ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -299,7 +299,7 @@ def finalize(ctx: RunContext) -> dict[str, Any]:
     """Deduplicate the validated shards in run order, write accepted.jsonl, rejected.jsonl and stats.json."""
     cfg = ctx.cfg
     dedup = validate_stage.Deduplicator(cfg.validate_.near_duplicate_threshold, cfg.validate_.num_perm)
-    records: list[dict[str, Any]] = []
+    tally = Tally()
     rejected_counts: Counter[str] = Counter()
     accepted_tmp = ctx.dir / ".accepted.jsonl.tmp"
     rejected_tmp = ctx.dir / ".rejected.jsonl.tmp"
@@ -321,10 +321,10 @@ def finalize(ctx: RunContext) -> dict[str, Any]:
                     rej.write(dump_row(out) + "\n")
                 else:
                     acc.write(line)
-                    records.append(summary_record(out))
+                    tally.add(summary_record(out))
     os.replace(accepted_tmp, ctx.dir / "accepted.jsonl")
     os.replace(rejected_tmp, ctx.dir / "rejected.jsonl")
-    stats = compute_stats(records, rejected_counts, cfg.n)
+    stats = tally.stats(rejected_counts, cfg.n)
     atomic_write_text(ctx.dir / "stats.json", json.dumps(stats, indent=2))
     return stats
 
@@ -340,31 +340,51 @@ def summary_record(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def compute_stats(records: list[dict[str, Any]], rejected: Counter[str], generated: int) -> dict[str, Any]:
-    """Counts by domain, tool, ambiguity type, turns and rejection reason (polars)."""
-    import polars as pl
+class Tally:
+    """Counts by domain, tool, ambiguity type, turns and questions, kept as counters while rows stream past (a
+    run's records are never all in memory)."""
 
-    accepted = len(records)
-    stats: dict[str, Any] = {
-        "generated": generated,
-        "accepted": accepted,
-        "rejected": sum(rejected.values()),
-        **{f"dropped_{code}": n for code, n in sorted(rejected.items())},
-    }
-    if records:
-        df = pl.DataFrame(records)
+    COLUMNS = ("domain", "tool", "ambiguity", "turns", "questions")
 
-        def counts(col: str) -> dict[str, int]:
-            grouped = df.group_by(col).len().sort([pl.col("len"), pl.col(col)], descending=[True, False])
-            return {str(row[col]): int(row["len"]) for row in grouped.iter_rows(named=True)}
+    def __init__(self) -> None:
+        self.counts: dict[str, Counter] = {col: Counter() for col in self.COLUMNS}
+        self.n = 0
 
-        stats.update(
-            by_domain=counts("domain"), by_tool=counts("tool"), by_ambiguity=counts("ambiguity"),
-            by_turns=counts("turns"), by_questions=counts("questions"),
-            mean_turns=round(float(df["turns"].mean()), 3),
-            control_share=round(float((df["ambiguity"] == "none").mean()), 4),
-        )
-    return stats
+    def add(self, record: dict[str, Any]) -> None:
+        self.n += 1
+        for col in self.COLUMNS:
+            self.counts[col][record[col]] += 1
+
+    def stats(self, rejected: Counter[str], generated: int) -> dict[str, Any]:
+        """The run's stats.json: totals, `dropped_<check>` counts, and counts by column (most frequent first)."""
+        stats: dict[str, Any] = {
+            "generated": generated,
+            "accepted": self.n,
+            "rejected": sum(rejected.values()),
+            **{f"dropped_{code}": n for code, n in sorted(rejected.items())},
+        }
+        if self.n:
+
+            def counts(col: str) -> dict[str, int]:
+                ranked = sorted(self.counts[col].items(), key=lambda kv: (-kv[1], kv[0]))
+                return {str(k): v for k, v in ranked}
+
+            turns = self.counts["turns"]
+            stats.update(
+                by_domain=counts("domain"), by_tool=counts("tool"), by_ambiguity=counts("ambiguity"),
+                by_turns=counts("turns"), by_questions=counts("questions"),
+                mean_turns=round(sum(k * v for k, v in turns.items()) / self.n, 3),
+                control_share=round(self.counts["ambiguity"]["none"] / self.n, 4),
+            )
+        return stats
+
+
+def compute_stats(records: Iterable[dict[str, Any]], rejected: Counter[str], generated: int) -> dict[str, Any]:
+    """Counts by domain, tool, ambiguity type, turns and rejection reason."""
+    tally = Tally()
+    for record in records:
+        tally.add(record)
+    return tally.stats(rejected, generated)
 
 
 def generate(cfg: RunConfig, progress: Progress | None = None, llm: Any = None, ctx: RunContext | None = None) -> Path:
