@@ -248,7 +248,7 @@ def rejection_row(r: Rejection) -> dict[str, Any]:
 # Leak-free splits
 
 
-@dataclass
+@dataclass(slots=True)
 class Entry:
     """What splitting and the card need of one dialogue, without the dialogue: publishing holds only these in
     memory (a few hundred bytes each) and streams the rows themselves, so its memory stays flat with run size."""
@@ -268,21 +268,29 @@ class Entry:
     model: str | None
 
 
+_TUPLES: dict[tuple[str, ...], tuple[str, ...]] = {}  # few distinct tuples (acts, tools, types), shared by every entry
+
+
 def entry(d: Dialogue, minhash: validate.MinHasher) -> Entry:
-    # Repeated names are interned and the goal and MinHash kept as hashes: a run's entries are all in memory.
+    # Repeated names and tuples are shared and the goal and MinHash kept as hashes: a run's entries are all in memory.
     intern = sys.intern
+
+    def shared(values: Iterable[str]) -> tuple[str, ...]:
+        names = tuple(intern(v) for v in values)
+        return _TUPLES.setdefault(names, names)
+
     return Entry(
         id=d.id,
         scenario_id=d.scenario_id,
         domain=intern(d.domain),
-        tools_called=tuple(intern(c.name) for c in d.gold_calls),
+        tools_called=shared(c.name for c in d.gold_calls),
         goal_key=validate.hash64(_goal_key(d).encode()),
         # The same text and shingles as the validate stage's dedup: one definition of "near-duplicate".
         hashvalues=minhash(validate.dialogue_text(d)).hashvalues.astype(np.uint32).tobytes(),
-        ambiguity_types=tuple(intern(t) for t in sorted({a.type for a in d.ambiguities})),
+        ambiguity_types=shared(sorted({a.type for a in d.ambiguities})),
         assistant_turns=sum(m.role == "assistant" for m in d.messages),
         clarifications=sum(lab.act == "clarify" for lab in d.labels),
-        acts=tuple(intern(lab.act) for lab in d.labels),
+        acts=shared(lab.act for lab in d.labels),
         n_points=len(d.labels),
         backend=intern(d.provenance.backend),
         model=intern(d.provenance.model) if d.provenance.model else None,
