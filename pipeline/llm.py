@@ -19,7 +19,6 @@ It runs its own event loop on a background thread, so the pipeline's synchronous
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import email.utils
 import functools
 import hashlib
@@ -587,12 +586,6 @@ class LLM:
         if self._closed:
             raise RuntimeError("this LLM is closed")
         return asyncio.run_coroutine_threadsafe(awaitable, self._loop).result()
-
-    def submit(self, awaitable: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
-        """Start a coroutine on the LLM's loop (from any other thread); its result is the future's."""
-        if self._closed:
-            raise RuntimeError("this LLM is closed")
-        return asyncio.run_coroutine_threadsafe(awaitable, self._loop)
 
     def close(self) -> None:
         """Close the HTTP client, the loop and the cache. Idempotent."""

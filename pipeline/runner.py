@@ -200,20 +200,18 @@ def _llm_validated_for(ctx: RunContext, k: int, indices: range, llm: Any) -> Non
             scenarios.append(scenario)
             yield scenario, next(dialogues_stage.run(cfg, ctx.catalog, [scenario], ctx.sim, ctx.versions))
 
-    if cfg.dialogues.backend == "openai":
-        rows = llm_dialogues.stream(cfg, pairs(), llm, ctx.sim, ctx.catalog)
-    else:  # offline dialogues, judged by the LLM (validate.judge)
-        rows = llm_dialogues.judge_stream(cfg, (draft for _, draft in pairs()), llm)
     checks = validate_stage.Context.build(ctx.catalog, ctx.sim)
-    dialogues: list[Dialogue] = []
-    rejected: list[Rejection] = []
-    validated: list[Dialogue | Rejection] = []
-    for row in rows:
-        if isinstance(row, Rejection):
-            rejected.append(row)
-        else:
-            dialogues.append(row)
-            validated.extend(validate_stage.run([row], checks))
+
+    def checked(row: Dialogue | Rejection) -> tuple[Dialogue | Rejection, Dialogue | Rejection | None]:
+        return row, None if isinstance(row, Rejection) else next(validate_stage.run([row], checks))
+
+    if cfg.dialogues.backend == "openai":
+        rows = llm_dialogues.stream(cfg, pairs(), llm, ctx.sim, ctx.catalog, then=checked)
+    else:  # offline dialogues, judged by the LLM (validate.judge)
+        rows = llm_dialogues.judge(cfg, (draft for _, draft in pairs()), llm, then=checked)
+    rejected = [row for row, _ in rows if isinstance(row, Rejection)]
+    dialogues = [row for row, _ in rows if isinstance(row, Dialogue)]
+    validated = [out for _, out in rows if out is not None]
     if not written:
         write_jsonl(scenario_path, scenarios)
     write_jsonl(ctx.path("dialogues", k, "rejected"), rejected)  # first: the shard file marks the shard done

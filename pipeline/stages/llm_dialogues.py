@@ -18,12 +18,12 @@ so far are cached, so the next run resumes without paying for them again.
 
 from __future__ import annotations
 
-import concurrent.futures
+import asyncio
 import hashlib
 import json
 import logging
 from collections import deque
-from collections.abc import Coroutine, Iterable, Iterator
+from collections.abc import Callable, Coroutine, Iterable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -466,11 +466,14 @@ async def _one(cfg: RunConfig, llm: LLM, scenario: Scenario, draft: Dialogue | N
     return dialogue
 
 
+Then = Callable[[Any], Any]  # what happens to each finished row, in order (validation, in the runner)
+
+
 def stream(cfg: RunConfig, pairs: Iterable[tuple[Scenario, Dialogue | None]], llm: LLM, simulator: Simulator,
-           catalog: Catalog) -> Iterator[Dialogue | Rejection]:
-    """`run` over a stream of (scenario, offline draft or None): rows come out in order while later ones are
-    still being drafted and asked, so the endpoint's slots stay busy while this process does its CPU work."""
-    return stream_rows(llm, (_one(cfg, llm, s, d, simulator, catalog) for s, d in pairs))
+           catalog: Catalog, then: Then | None = None) -> list[Any]:
+    """`run` over a stream of (scenario, offline draft or None), with `then` applied to each row as it is ready
+    (see `stream_rows`): the endpoint's slots stay busy while this process drafts and validates."""
+    return stream_rows(llm, (_one(cfg, llm, s, d, simulator, catalog) for s, d in pairs), then)
 
 
 def run(cfg: RunConfig, scenarios: list[Scenario], drafts: list[Dialogue], llm: LLM, simulator: Simulator,
@@ -481,43 +484,54 @@ def run(cfg: RunConfig, scenarios: list[Scenario], drafts: list[Dialogue], llm: 
     after every retry) and `BudgetExceeded`; everything answered before is cached, so a re-run resumes.
     """
     by_scenario = {d.scenario_id: d for d in drafts}
-    return list(stream(cfg, ((s, by_scenario.get(s.id)) for s in scenarios), llm, simulator, catalog))
+    return stream(cfg, ((s, by_scenario.get(s.id)) for s in scenarios), llm, simulator, catalog)
 
 
-def stream_rows(llm: LLM, jobs: Iterable[Coroutine[Any, Any, Any]], window: int | None = None) -> Iterator[Any]:
-    """The results of row jobs, in order, with up to `window` of them running on the LLM's loop at once
-    (default: twice the endpoint's concurrency, so its slots stay full while the head of the line is slow).
+def stream_rows(llm: LLM, jobs: Iterable[Coroutine[Any, Any, Any]], then: Then | None = None,
+                window: int | None = None) -> list[Any]:
+    """Run row jobs on the LLM's loop with up to `window` at once (default: twice the endpoint's concurrency, so
+    its slots stay full while the head of the line is slow); `then(row)` for each row in order; the outputs.
 
-    Jobs are created lazily, as room frees up. On a failed row, nothing new starts; the jobs in flight finish
-    (their answers are cached) and the run-stopping error is raised, the first in row order."""
+    Everything runs on the loop thread, jobs created lazily as room frees up: drafting and checking a row are
+    short CPU steps between I/O events. (Done on another thread, they would hold the GIL for the loop's 5 ms
+    switch interval at every wake-up, and at high concurrency the requests would crawl.) On a failed row,
+    nothing new starts; the jobs running finish (their answers are cached) and the run-stopping error is
+    raised, the first in row order."""
     window = window or max(16, 2 * llm.endpoint.max_concurrency)
-    jobs = iter(jobs)
-    running: deque[concurrent.futures.Future] = deque()
-    try:
+    then = then or (lambda row: row)
+
+    async def pipeline() -> list[Any]:
+        running: deque[asyncio.Task] = deque()
+        out: list[Any] = []
+        jobs_left = iter(jobs)
         while True:
             while len(running) < window:
-                job = next(jobs, None)
+                try:
+                    job = next(jobs_left, None)
+                except Exception:  # drafting failed: let the requests running finish (and be cached) first
+                    for task in running:
+                        await _outcome(task)
+                    raise
                 if job is None:
                     break
-                running.append(llm.submit(job))
+                running.append(asyncio.ensure_future(job))
+                if len(running) % 16 == 0:  # let the requests started so far go out while more rows are drafted
+                    await asyncio.sleep(0)
             if not running:
-                return
-            head = _outcome(running.popleft())
+                return out
+            head = await _outcome(running.popleft())
             if isinstance(head, BaseException):
-                rest = [_outcome(f) for f in running]
-                running.clear()
+                rest = [await _outcome(task) for task in running]
                 raise _stopping_error(llm, [head, *rest])
-            yield head
-    except (GeneratorExit, Exception):
-        for f in running:  # the consumer stopped, or drafting failed: let the requests in flight finish and be cached
-            _outcome(f)
-        raise
+            out.append(then(head))
+
+    return llm.run_sync(pipeline())
 
 
-def _outcome(future: concurrent.futures.Future) -> Any:
+async def _outcome(task: asyncio.Task) -> Any:
     try:
-        return future.result()
-    except BaseException as e:  # noqa: BLE001 - returned in place; the caller decides which one stops the run
+        return await task
+    except Exception as e:  # noqa: BLE001 - returned in place; the caller decides which one stops the run
         return e
 
 
@@ -533,14 +547,9 @@ def _stopping_error(llm: LLM, results: list[Any]) -> BaseException:
     return next(r for r in results if isinstance(r, BaseException))
 
 
-def judge(cfg: RunConfig, dialogues: list[Dialogue], llm: LLM) -> list[Dialogue | Rejection]:
+def judge(cfg: RunConfig, dialogues: Iterable[Dialogue], llm: LLM, then: Then | None = None) -> list[Any]:
     """The LLM judge as a validator over any dialogues (offline ones too): each comes back with its verdict
-    kept on the row, or as a `judge_rejected` Rejection. Same errors as `run`."""
-    return list(judge_stream(cfg, dialogues, llm))
-
-
-def judge_stream(cfg: RunConfig, dialogues: Iterable[Dialogue], llm: LLM) -> Iterator[Dialogue | Rejection]:
-    """`judge` over a stream of dialogues, in order (see `stream`)."""
+    kept on the row, or as a `judge_rejected` Rejection (then `then`, as in `stream`). Same errors as `run`."""
 
     async def one(d: Dialogue) -> Dialogue | Rejection:
         try:
@@ -556,7 +565,7 @@ def judge_stream(cfg: RunConfig, dialogues: Iterable[Dialogue], llm: LLM) -> Ite
                              row=judged.model_dump(mode="json"), raw=raw)
         return judged
 
-    return stream_rows(llm, (one(d) for d in dialogues))
+    return stream_rows(llm, (one(d) for d in dialogues), then)
 
 
 def dry_run(cfg: RunConfig, cache_dir: str | Path | None = None) -> dict[str, Any]:
