@@ -17,7 +17,7 @@ import multiprocessing.util
 import os
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from concurrent.futures import CancelledError, ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -173,51 +173,12 @@ def _dialogues_for(ctx: RunContext, k: int, indices: range, llm: Any = None) -> 
 
 def _validated_for(ctx: RunContext, k: int, indices: range, llm: Any = None) -> tuple[int, int]:
     path, rejected_path = ctx.path("validated", k), ctx.path("validated", k, "rejected")
-    if not path.exists() and llm is not None and not ctx.path("dialogues", k).exists():
-        _llm_validated_for(ctx, k, indices, llm)
-    elif not path.exists():
+    if not path.exists():
         rows, _ = _dialogues_for(ctx, k, indices, llm)
         out = list(validate_stage.run(rows, validate_stage.Context.build(ctx.catalog, ctx.sim)))
         write_jsonl(rejected_path, [r for r in out if isinstance(r, Rejection)])
         write_jsonl(path, [r for r in out if isinstance(r, Dialogue)])
     return k, len(indices)
-
-
-def _llm_validated_for(ctx: RunContext, k: int, indices: range, llm: Any) -> None:
-    """An LLM shard as one bounded stream: scenarios -> offline drafts -> LLM rows -> checks, each row moving on
-    as soon as it is ready, so the endpoint's slots stay busy while this process drafts and validates. Writes
-    the same files, in the same order, as the stage-by-stage path (scenarios, dialogues, validated)."""
-    from speakrl.pipeline.stages import llm_dialogues
-
-    cfg = ctx.cfg
-    scenario_path = ctx.path("scenarios", k)
-    written = scenario_path.exists()
-    scenarios: list[Scenario] = []
-
-    def pairs() -> Iterator[tuple[Scenario, Dialogue]]:
-        source = read_jsonl(scenario_path, Scenario) if written else scenarios_stage.run(cfg, ctx.catalog, indices, ctx.sim)
-        for scenario in source:
-            scenarios.append(scenario)
-            yield scenario, next(dialogues_stage.run(cfg, ctx.catalog, [scenario], ctx.sim, ctx.versions))
-
-    checks = validate_stage.Context.build(ctx.catalog, ctx.sim)
-
-    def checked(row: Dialogue | Rejection) -> tuple[Dialogue | Rejection, Dialogue | Rejection | None]:
-        return row, None if isinstance(row, Rejection) else next(validate_stage.run([row], checks))
-
-    if cfg.dialogues.backend == "openai":
-        rows = llm_dialogues.stream(cfg, pairs(), llm, ctx.sim, ctx.catalog, then=checked)
-    else:  # offline dialogues, judged by the LLM (validate.judge)
-        rows = llm_dialogues.judge(cfg, (draft for _, draft in pairs()), llm, then=checked)
-    rejected = [row for row, _ in rows if isinstance(row, Rejection)]
-    dialogues = [row for row, _ in rows if isinstance(row, Dialogue)]
-    validated = [out for _, out in rows if out is not None]
-    if not written:
-        write_jsonl(scenario_path, scenarios)
-    write_jsonl(ctx.path("dialogues", k, "rejected"), rejected)  # first: the shard file marks the shard done
-    write_jsonl(ctx.path("dialogues", k), dialogues)
-    write_jsonl(ctx.path("validated", k, "rejected"), [r for r in validated if isinstance(r, Rejection)])
-    write_jsonl(ctx.path("validated", k), [r for r in validated if isinstance(r, Dialogue)])
 
 
 def _run_shard(ctx: RunContext, stage: str, k: int, indices: range, llm: Any = None) -> None:

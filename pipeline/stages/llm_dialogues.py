@@ -22,8 +22,7 @@ import asyncio
 import hashlib
 import json
 import logging
-from collections import deque
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -32,15 +31,7 @@ from pydantic import BaseModel, ConfigDict
 
 from speakrl.pipeline.catalog.sim import Simulator
 from speakrl.pipeline.catalog.specs import catalog_specs
-from speakrl.pipeline.checks import (
-    call_matches,
-    leaf_values,
-    mentioned,
-    mentioned_values,
-    normalize,
-    question_targets,
-    slot_label,
-)
+from speakrl.pipeline.checks import call_matches, leaf_values, mentioned, normalize, question_targets, slot_label
 from speakrl.pipeline.errors import BudgetExceeded, LLMError
 from speakrl.pipeline.llm import (
     CACHE_FILE,
@@ -239,12 +230,12 @@ def keep_values(scenario: Scenario, draft: Dialogue) -> list[str]:
             values += list(m.tool_calls[0].function.args().values())
         if m.role == "tool" and m.content:
             values += leaf_values(json.loads(m.content))
-    out: dict[str, None] = {}  # ordered, without repeats
+    out: list[str] = []
     for v in values:
-        if isinstance(v, (bool, dict, list)) or v is None or str(v) in out or not normalize(v):
+        if isinstance(v, (bool, dict, list)) or v is None or not normalize(v) or str(v) in out:
             continue
-        out[str(v)] = None
-    return list(out)
+        out.append(str(v))
+    return out
 
 
 def paraphrase_problem(result: Paraphrase, lines: list[dict[str, Any]], slots: dict[str, Any]) -> str | None:
@@ -256,8 +247,7 @@ def paraphrase_problem(result: Paraphrase, lines: list[dict[str, Any]], slots: d
         text = got[line["index"]]
         if not text.strip():
             return f"line [{line['index']}] is empty"
-        said_here = mentioned_values(line["keep"], text)
-        lost = [v for v in line["keep"] if v not in said_here]
+        lost = [v for v in line["keep"] if not mentioned(v, [text])]
         if lost:
             return f'line [{line["index"]}] must contain "{lost[0]}" exactly as written'
         targets = line.get("targets") or []
@@ -304,7 +294,7 @@ def paraphrase_prompt(scenario: Scenario, draft: Dialogue) -> tuple[Prompt, list
     keep = keep_values(scenario, draft)
     targets = {lab.message_index: lab.target_slots for lab in draft.labels if lab.act == "clarify"}
     lines = [
-        {"index": i, "role": m.role, "text": m.content, "keep": mentioned_values(keep, m.content),
+        {"index": i, "role": m.role, "text": m.content, "keep": [v for v in keep if mentioned(v, [m.content])],
          "targets": targets.get(i, [])}
         for i, m in enumerate(draft.messages)
         if m.role in ("user", "assistant") and m.content
@@ -466,16 +456,6 @@ async def _one(cfg: RunConfig, llm: LLM, scenario: Scenario, draft: Dialogue | N
     return dialogue
 
 
-Then = Callable[[Any], Any]  # what happens to each finished row, in order (validation, in the runner)
-
-
-def stream(cfg: RunConfig, pairs: Iterable[tuple[Scenario, Dialogue | None]], llm: LLM, simulator: Simulator,
-           catalog: Catalog, then: Then | None = None) -> list[Any]:
-    """`run` over a stream of (scenario, offline draft or None), with `then` applied to each row as it is ready
-    (see `stream_rows`): the endpoint's slots stay busy while this process drafts and validates."""
-    return stream_rows(llm, (_one(cfg, llm, s, d, simulator, catalog) for s, d in pairs), then)
-
-
 def run(cfg: RunConfig, scenarios: list[Scenario], drafts: list[Dialogue], llm: LLM, simulator: Simulator,
         catalog: Catalog) -> list[Dialogue | Rejection]:
     """One Dialogue or Rejection per scenario, in order, from the LLM mode in `cfg.dialogues.mode`.
@@ -484,72 +464,32 @@ def run(cfg: RunConfig, scenarios: list[Scenario], drafts: list[Dialogue], llm: 
     after every retry) and `BudgetExceeded`; everything answered before is cached, so a re-run resumes.
     """
     by_scenario = {d.scenario_id: d for d in drafts}
-    return stream(cfg, ((s, by_scenario.get(s.id)) for s in scenarios), llm, simulator, catalog)
+    return _rows(llm, [_one(cfg, llm, s, by_scenario.get(s.id), simulator, catalog) for s in scenarios])
 
 
-def stream_rows(llm: LLM, jobs: Iterable[Coroutine[Any, Any, Any]], then: Then | None = None,
-                window: int | None = None) -> list[Any]:
-    """Run row jobs on the LLM's loop with up to `window` at once (default: twice the endpoint's concurrency, so
-    its slots stay full while the head of the line is slow); `then(row)` for each row in order; the outputs.
+def _rows(llm: LLM, jobs: list[Any]) -> list[Any]:
+    """Run the row jobs concurrently on the LLM's loop; raise the first run-stopping error, after every
+    request in flight has finished (and been cached)."""
 
-    Everything runs on the loop thread, jobs created lazily as room frees up: drafting and checking a row are
-    short CPU steps between I/O events. (Done on another thread, they would hold the GIL for the loop's 5 ms
-    switch interval at every wake-up, and at high concurrency the requests would crawl.) On a failed row,
-    nothing new starts; the jobs running finish (their answers are cached) and the run-stopping error is
-    raised, the first in row order."""
-    window = window or max(16, 2 * llm.endpoint.max_concurrency)
-    then = then or (lambda row: row)
+    async def all_rows() -> list[Any]:
+        return await asyncio.gather(*jobs, return_exceptions=True)
 
-    async def pipeline() -> list[Any]:
-        running: deque[asyncio.Task] = deque()
-        out: list[Any] = []
-        jobs_left = iter(jobs)
-        while True:
-            while len(running) < window:
-                try:
-                    job = next(jobs_left, None)
-                except Exception:  # drafting failed: let the requests running finish (and be cached) first
-                    for task in running:
-                        await _outcome(task)
-                    raise
-                if job is None:
-                    break
-                running.append(asyncio.ensure_future(job))
-                if len(running) % 16 == 0:  # let the requests started so far go out while more rows are drafted
-                    await asyncio.sleep(0)
-            if not running:
-                return out
-            head = await _outcome(running.popleft())
-            if isinstance(head, BaseException):
-                rest = [await _outcome(task) for task in running]
-                raise _stopping_error(llm, [head, *rest])
-            out.append(then(head))
-
-    return llm.run_sync(pipeline())
-
-
-async def _outcome(task: asyncio.Task) -> Any:
-    try:
-        return await task
-    except Exception as e:  # noqa: BLE001 - returned in place; the caller decides which one stops the run
-        return e
-
-
-def _stopping_error(llm: LLM, results: list[Any]) -> BaseException:
-    """Which of the rows' errors stops the run: a refusal by the endpoint or the budget first, then an outage."""
+    results = llm.run_sync(all_rows())
     for r in results:
         if isinstance(r, (LLMError, BudgetExceeded)):
-            return r
+            raise r
     for r in results:
         if isinstance(r, LLMUnavailable):
-            return LLMError(f"{llm.base_url} kept failing: {r.reason}; the answers received so far are cached, "
-                            "so running the same command again resumes")
-    return next(r for r in results if isinstance(r, BaseException))
+            raise LLMError(f"{llm.base_url} kept failing: {r.reason}; the answers received so far are cached, "
+                           "so running the same command again resumes")
+        if isinstance(r, BaseException):
+            raise r
+    return results
 
 
-def judge(cfg: RunConfig, dialogues: Iterable[Dialogue], llm: LLM, then: Then | None = None) -> list[Any]:
+def judge(cfg: RunConfig, dialogues: list[Dialogue], llm: LLM) -> list[Dialogue | Rejection]:
     """The LLM judge as a validator over any dialogues (offline ones too): each comes back with its verdict
-    kept on the row, or as a `judge_rejected` Rejection (then `then`, as in `stream`). Same errors as `run`."""
+    kept on the row, or as a `judge_rejected` Rejection. Same errors as `run`."""
 
     async def one(d: Dialogue) -> Dialogue | Rejection:
         try:
@@ -565,7 +505,7 @@ def judge(cfg: RunConfig, dialogues: Iterable[Dialogue], llm: LLM, then: Then | 
                              row=judged.model_dump(mode="json"), raw=raw)
         return judged
 
-    return stream_rows(llm, (one(d) for d in dialogues), then)
+    return _rows(llm, [one(d) for d in dialogues])
 
 
 def dry_run(cfg: RunConfig, cache_dir: str | Path | None = None) -> dict[str, Any]:

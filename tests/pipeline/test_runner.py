@@ -201,39 +201,3 @@ def test_processes_share_one_cost_limit(tmp_path):
         assert 5 <= sent <= 12
         _llm_run(tmp_path, "r", server, workers=2, **prices)
         assert server.requests - server_before == 24  # the answers bought before the stop came from the cache
-
-
-@pytest.mark.parametrize("judge_only", [False, True], ids=["paraphrase", "offline-judged"])
-def test_a_streamed_llm_shard_writes_what_the_stage_by_stage_path_writes(tmp_path, judge_only):
-    # generate() runs each LLM shard as one stream (scenarios -> drafts -> LLM -> checks); running the dialogues
-    # stage for every shard first and then validate must give byte-identical shard files.
-    from speakrl.pipeline import runner
-    from speakrl.pipeline.llm import LLM
-    from speakrl.schemas.config import EndpointConfig, StageLLMConfig, ValidateConfig
-    from speakrl_testing.llm_replay import ReplayResponder
-    from speakrl_testing.openai_server import OpenAIServer
-
-    dirs = {}
-    for how in ("streamed", "staged"):
-        with OpenAIServer(ReplayResponder(), latency=0.01) as server:
-            cfg = RunConfig(
-                n=30, seed=8, out=str(tmp_path / how), workers=1, shard_size=10,
-                dialogues=StageLLMConfig(backend="offline" if judge_only else "openai", mode="paraphrase"),
-                validate=ValidateConfig(judge=judge_only),
-                endpoint=EndpointConfig(base_url=server.base_url, model="local-test", timeout=5.0, max_concurrency=4),
-            )
-            with LLM.from_config(cfg, Path(cfg.out) / "cache") as llm:
-                if how == "streamed":
-                    generate(cfg, llm=llm)
-                else:
-                    ctx = runner.open_run(cfg)
-                    runner.run_shards(ctx, "dialogues", llm=llm)
-                    runner.run_shards(ctx, "validate", llm=llm)
-            assert server.requests == 30
-        dirs[how] = Path(cfg.out)
-    files = sorted(p.relative_to(dirs["staged"]) for p in dirs["staged"].glob("*/*.jsonl"))
-    assert len(files) == 3 * 5  # scenarios; dialogues and validated, each with their rejected rows
-    for rel in files:
-        assert (dirs["streamed"] / rel).read_bytes() == (dirs["staged"] / rel).read_bytes(), rel
-    if judge_only:
-        assert all(json.loads(line)["judge"] for line in _lines(dirs["streamed"] / "validated" / "shard-00000.jsonl"))
