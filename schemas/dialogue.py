@@ -21,6 +21,9 @@ AmbiguityType = Literal[
 ]
 AMBIGUITY_TYPES: tuple[str, ...] = AmbiguityType.__args__  # type: ignore[attr-defined]
 Act = Literal["clarify", "tool_call", "answer"]
+# What a clarify turn asks: for a value the call needs (request), or for a yes/no on values read back before acting
+# (confirm, as SGD's CONFIRM acts). Generated rows leave it unset: their clarify turns are all requests.
+ClarifyKind = Literal["request", "confirm"]
 
 
 class FunctionSpec(Strict):
@@ -92,6 +95,7 @@ class TurnLabel(Strict):
     message_index: int  # index into Dialogue.messages of the assistant turn
     act: Act
     target_slots: list[str] = Field(default_factory=list)  # slots a clarify turn asks about
+    kind: ClarifyKind | None = None  # clarify turns only; None means request
 
 
 class Provenance(Strict):
