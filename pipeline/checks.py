@@ -219,8 +219,23 @@ def ungrounded_args(args: Mapping[str, Any], user_texts: Iterable[str], defaults
         for slot, value in args.items()
         if not (slot in defaults and normalize(defaults[slot]) == normalize(value))
         # A yes/no preference is said by naming it ("with outdoor seating"); the text cannot hold "True".
-        and not mentioned(slot_label(slot) if isinstance(value, bool) else value, texts, today)
+        and not (any(mentioned(p, texts) for p in flag_phrases(slot)) if isinstance(value, bool)
+                 else mentioned(value, texts, today))
     ]
+
+
+_FLAG_VERBS = {"has", "have", "serves", "serve", "is", "are", "allows", "allow", "offers", "includes", "with"}
+
+
+def flag_phrases(slot: str) -> list[str]:
+    """How a user names a yes/no slot: its label, and the label without its verb ("live music" of has_live_music).
+
+    >>> flag_phrases("has_live_music"), flag_phrases("outdoor_seating")
+    (['has live music', 'live music'], ['outdoor seating'])
+    """
+    label = slot_label(slot)
+    first, _, rest = label.partition(" ")
+    return [label, rest] if first in _FLAG_VERBS and rest else [label]
 
 
 def _pairs(args: Mapping[str, Any], defaults: Mapping[str, Any]) -> set[tuple[str, str]]:

@@ -60,6 +60,16 @@ _FILE = re.compile(r"dialogues_\d+\.json")
 SGD_TODAY = date(2019, 3, 1)
 
 
+def published_split(row_id: str) -> str:
+    """The published split of a SpeakER-SGD row, from the SGD split its id names ("sgd-dev-1_00000" -> validation).
+
+    >>> published_split("sgd-dev-1_00000"), published_split("sgd-train-12_00011")
+    ('validation', 'train')
+    """
+    _, split, _ = row_id.split("-", 2)
+    return SPLITS[split]
+
+
 @dataclass
 class Service:
     """An SGD service as the importer needs it: its catalog domain, its tools by intent, and their specs."""
@@ -101,7 +111,17 @@ def load_schema(path: Path) -> tuple[dict[str, Service], Catalog]:
         raise SourceError(f"SGD schema {str(path)!r} cannot be read ({e}); pass SGD's schema.json with --schema") from None
     if not (isinstance(schema, list) and schema and all(isinstance(s, dict) and "service_name" in s for s in schema)):
         raise SourceError(f"{str(path)!r} is not an SGD schema (a list of services with service_name); pass SGD's schema.json with --schema")
-    catalog = load_catalog(str(path))
+    # The catalog is needed for tool names and slot types only: rows carry SGD's own values, so the importer's
+    # warning about placeholder value pools does not apply here.
+    importer_log = logging.getLogger("speakrl.pipeline.catalog.importers")
+    level = importer_log.level
+    importer_log.setLevel(logging.ERROR)
+    try:
+        catalog = load_catalog(str(path))
+    except CatalogError as e:
+        raise SourceError(f"SGD schema {str(path)!r} cannot be imported: {e}") from None
+    finally:
+        importer_log.setLevel(level)
     return services_of(schema, catalog), catalog
 
 
@@ -184,7 +204,18 @@ def _label(turn: dict, index: int) -> TurnLabel:
         return TurnLabel(message_index=index, act="clarify", target_slots=requested, kind="request")
     if confirmed:
         return TurnLabel(message_index=index, act="clarify", target_slots=confirmed, kind="confirm")
+    if any(a["act"] == "OFFER" for a in acts):
+        return TurnLabel(message_index=index, act="answer", kind="offer")
     return TurnLabel(message_index=index, act="answer")
+
+
+def _aliases(turn: dict, into: dict[str, list[str]]) -> None:
+    """The user's words for values they gave in other words: SGD's INFORM values whose canonical form differs."""
+    for a in _acts(turn):
+        if a["act"] == "INFORM":
+            for said, canonical in zip(a.get("values", []), a.get("canonical_values", [])):
+                if said != canonical and said not in into.setdefault(canonical, []):
+                    into[canonical].append(said)
 
 
 def system_prompt(domains: list[Domain]) -> str:
@@ -202,9 +233,11 @@ def convert(raw: dict, split: str, services: dict[str, Service], versions: dict[
     labels: list[TurnLabel] = []
     calls: list[FunctionCall] = []
     ambiguities: dict[str, Ambiguity] = {}
+    aliases: dict[str, list[str]] = {}
     for turn in raw["turns"]:
         if turn.get("speaker") == "USER":
             messages.append(Message(role="user", content=turn["utterance"]))
+            _aliases(turn, aliases)
             continue
         for frame in turn["frames"]:
             if "service_call" not in frame:
@@ -246,6 +279,7 @@ def convert(raw: dict, split: str, services: dict[str, Service], versions: dict[
         needs_clarification=bool(ambiguities),
         outcome="failed" if failed or not final else "completed",
         provenance=Provenance(backend="sgd", model=None, seed=0, versions=versions or {}),
+        aliases=aliases,
     )
 
 
@@ -292,10 +326,11 @@ class RecordedTools:
         return None
 
     def execute(self, tool_name: str, args: dict[str, Any]) -> dict[str, Any]:
+        key = _call_key(tool_name, args)  # before validating: fastjsonschema fills declared defaults into `args`
         error = self.argument_error(tool_name, args)
         if error:
             return {"error": error}
-        return self.recorded.get(_call_key(tool_name, args), {"error": "SGD recorded no result for this call"})
+        return self.recorded.get(key, {"error": "SGD recorded no result for this call"})
 
 
 def domain_slots(services: dict[str, Service], dialogues: Iterable[Dialogue]) -> dict[str, dict[str, SlotSpec]]:

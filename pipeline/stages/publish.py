@@ -420,6 +420,19 @@ def assign_splits(dialogues: Sequence[Dialogue | Entry], options: PublishOptions
     return SplitResult(splits, sorted(ood_domains), sorted(ood_tools), dropped, threshold)
 
 
+def sgd_splits(rows: Sequence[Dialogue | Entry], threshold: float) -> SplitResult:
+    """SpeakER-SGD keeps SGD's own train/dev/test (dev -> validation), as papers on SGD report them: its dev and test
+    splits hold services that train has none of, which is the out-of-domain test. No leakage check: the splits are SGD's."""
+    from speakrl.pipeline.sgd import published_split
+
+    splits: dict[str, list] = {name: [] for name in SPLITS}
+    for row in rows:
+        splits[published_split(row.id)].append(row)
+    for rows_of_split in splits.values():
+        rows_of_split.sort(key=lambda d: d.id)
+    return SplitResult(splits, [], [], [], threshold)
+
+
 def check_no_leakage(splits: dict[str, list[Dialogue | Entry]], threshold: float, num_perm: int = 64) -> None:
     """Raise if any scenario, goal or near-duplicate appears in two splits."""
     splits = {name: _entries(rows, num_perm) for name, rows in splits.items()}
@@ -592,7 +605,7 @@ def public_config(config: dict[str, Any]) -> dict[str, Any]:
 
 def uses_sgd(config: dict[str, Any], dialogues: Sequence[Dialogue]) -> bool:
     """Whether SGD-derived slot values or schemas may be in the data (then CC BY-SA 4.0 applies)."""
-    if config.get("slot_values"):
+    if config.get("slot_values") or config.get("source") == "sgd":
         return True
     catalog = str(config.get("catalog", "builtin"))
     if catalog != "builtin":
@@ -735,7 +748,8 @@ def build_dataset_dir(run_dir: Path | str, out_dir: Path | str, options: Publish
     seed = options.seed if options.seed is not None else int(cfg.get("seed", 0))
     validate_cfg = cfg.get("validate") or cfg.get("validate_") or {}
     threshold = options.near_duplicate_threshold or float(validate_cfg.get("near_duplicate_threshold", 0.9))
-    split = assign_splits(run.accepted, options, seed, threshold)
+    imported = cfg.get("source") == "sgd"  # SpeakER-SGD (`speakrl import sgd`): SGD's own splits and card
+    split = sgd_splits(run.accepted, threshold) if imported else assign_splits(run.accepted, options, seed, threshold)
     where = {e.id: name for name in SPLITS for e in split.splits[name]}
 
     # Row counts are known from the entries, so shard names ("-of-N") are final before anything is written.
@@ -780,14 +794,15 @@ def build_dataset_dir(run_dir: Path | str, out_dir: Path | str, options: Publish
         figure = FIGURE_PATH
     sgd = uses_sgd(cfg, run.accepted)
     license_id = options.license or ("cc-by-sa-4.0" if sgd else "cc-by-4.0")
-    metadata = card_metadata(counts, sizes, feats, license_id, stats["n"], options.pretty_name)
+    pretty_name = "SpeakER-SGD" if imported and options.pretty_name == "SpeakER" else options.pretty_name
+    metadata = card_metadata(counts, sizes, feats, license_id, stats["n"], pretty_name)
     manifest = run.manifest
     import yaml
 
     card = render_card(
         {
             "card_data": metadata.to_yaml(),
-            "pretty_name": options.pretty_name,
+            "pretty_name": pretty_name,
             "repo_id": options.repo_id or "<owner>/SpeakER",
             "counts": counts,
             "splits": SPLITS,
@@ -806,6 +821,7 @@ def build_dataset_dir(run_dir: Path | str, out_dir: Path | str, options: Publish
             "created": manifest.get("created"),
             "config_hash": manifest.get("config_hash"),
             "sgd": sgd,
+            "sgd_import": imported,
             "license": license_id,
             "figure": figure,
             "citation": PAPER_CITATION,
