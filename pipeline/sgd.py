@@ -42,6 +42,7 @@ import fastjsonschema
 from speakrl.pipeline.catalog import load_catalog
 from speakrl.pipeline.catalog.importers import snake
 from speakrl.pipeline.catalog.specs import coerce, slot_schema
+from speakrl.pipeline.checks import normalize
 from speakrl.pipeline.errors import CatalogError, SourceError
 from speakrl.pipeline.stages.dialogues import SYSTEM_PROMPT
 from speakrl.schemas.catalog import Catalog, Domain, SlotSpec, ToolDef
@@ -214,7 +215,7 @@ def _aliases(turn: dict, into: dict[str, list[str]]) -> None:
     for a in _acts(turn):
         if a["act"] == "INFORM":
             for said, canonical in zip(a.get("values", []), a.get("canonical_values", [])):
-                if said != canonical and said not in into.setdefault(canonical, []):
+                if normalize(said) != normalize(canonical) and said not in into.setdefault(canonical, []):
                     into[canonical].append(said)
 
 
@@ -300,21 +301,23 @@ def _validator(parameters_json: str) -> Any:
 
 
 class RecordedTools:
-    """SGD's backend as a dialogue recorded it, in the simulator's interface (`argument_error`, `execute`), so
-    `validate.execution_consistent` runs unchanged: replaying a call returns the result SGD recorded for that call
-    (tool and arguments) in the dialogue. Recordings are per dialogue: SGD's backend answered the same call
-    differently in different dialogues (its database was sampled per dialogue), so no table over the corpus holds."""
+    """SGD's backend as the corpus recorded it for one dialogue, in the simulator's interface (`argument_error`,
+    `execute`), so `validate.execution_consistent` runs unchanged: replaying a call returns what SGD's file records
+    for the first call with that tool and those arguments in the raw dialogue (read from SGD's frames, not from the
+    converted row, so a row whose tool message is not SGD's result fails). Recordings are per dialogue: SGD's backend
+    was sampled per dialogue, so the same call has different results in different dialogues."""
 
-    def __init__(self, dialogue: Dialogue):
+    def __init__(self, raw: dict, services: dict[str, Service], tools: list[ToolSpec]):
         self.recorded: dict[str, Any] = {}
-        self._validators = {spec.name: _validator(json.dumps(spec.function.parameters, sort_keys=True)) for spec in dialogue.tools}
-        d = dialogue
-        for i, m in enumerate(d.messages):
-            if m.role == "assistant" and m.tool_calls:
-                call = m.tool_calls[0]
-                result = next((r for r in d.messages[i + 1:] if r.role == "tool" and r.tool_call_id == call.id), None)
-                if result is not None:
-                    self.recorded.setdefault(_call_key(call.function.name, call.function.args()), json.loads(result.content or "null"))
+        self._validators = {spec.name: _validator(json.dumps(spec.function.parameters, sort_keys=True)) for spec in tools}
+        for turn in raw["turns"]:
+            for frame in turn.get("frames", []):
+                if "service_call" in frame and frame.get("service") in services:
+                    service = services[frame["service"]]
+                    tool = service.tools.get(frame["service_call"]["method"])
+                    if tool is not None:
+                        key = _call_key(tool.name, _typed(service.domain, frame["service_call"]["parameters"]))
+                        self.recorded.setdefault(key, tool_result(tool, service.domain, frame.get("service_results") or []))
 
     def argument_error(self, tool_name: str, args: Any) -> str | None:
         if tool_name not in self._validators:
@@ -344,12 +347,14 @@ def domain_slots(services: dict[str, Service], dialogues: Iterable[Dialogue]) ->
     return slots
 
 
-def check(d: Dialogue, catalog: Catalog, slots: dict[str, dict[str, SlotSpec]]) -> str | None:
-    """Every validator of `pipeline/stages/validate.py`, unchanged, with SGD's recorded backend in place of the
-    simulator: the first failing check's reason, or None."""
+def check(d: Dialogue, raw: dict, services: dict[str, Service], catalog: Catalog,
+          slots: dict[str, dict[str, SlotSpec]]) -> str | None:
+    """Every validator of `pipeline/stages/validate.py`, unchanged, with SGD's recorded backend for the raw dialogue
+    `raw` in place of the simulator: the first failing check's reason, or None."""
     from speakrl.pipeline.stages import validate
 
-    return validate.check(d, validate.Context(catalog, RecordedTools(d), slots))  # type: ignore[arg-type]
+    backend = RecordedTools(raw, services, d.tools)
+    return validate.check(d, validate.Context(catalog, backend, slots))  # type: ignore[arg-type]
 
 
 @dataclass
@@ -365,11 +370,11 @@ def import_split(split: str, directory: Path, schema: Path, dedup: Any, versions
 
     services, catalog = load_schema(schema)
     out = ImportResult()
-    converted: list[Dialogue] = []
+    converted: list[tuple[Dialogue, dict]] = []
     for file_name, raw in read_dialogues(directory):
         out.generated += 1
         try:
-            converted.append(convert(raw, split, services, versions))
+            converted.append((convert(raw, split, services, versions), raw))
         except Unconvertible as e:
             code, _, reason = str(e).partition(": ")
             out.rejected.append(Rejection(id=f"sgd-{split}-{raw['dialogue_id']}", stage="import", check=code,
@@ -377,10 +382,10 @@ def import_split(split: str, directory: Path, schema: Path, dedup: Any, versions
         except (KeyError, TypeError, AttributeError, ValueError) as e:  # a turn or frame without SGD's fields
             raise SourceError(f"dialogue {raw['dialogue_id']!r} of {file_name!r} in {str(directory)!r} is malformed "
                               f"({type(e).__name__}: {e}); replace the file with SGD's original") from None
-    slots = domain_slots(services, converted)
+    slots = domain_slots(services, [d for d, _ in converted])
     passed = []
-    for d in converted:
-        reason = check(d, catalog, slots)
+    for d, raw in converted:
+        reason = check(d, raw, services, catalog, slots)
         if reason:
             out.rejected.append(validate.rejection(d, "validate", reason))
         else:
@@ -438,5 +443,8 @@ def import_corpus(path: Path, out: Path, schema: Path | None = None, threshold: 
                         stages={"import": StageRecord(status="done", seconds=round(time.perf_counter() - start, 3))},
                         counts={k: v for k, v in stats.items() if isinstance(v, int)})
     atomic_write_text(out / "manifest.json", manifest.model_dump_json(indent=2))
-    publish.build_dataset_dir(out, out / "dataset")
+    if total.accepted:
+        publish.build_dataset_dir(out, out / "dataset")
+    else:
+        logger.warning("no SGD dialogue was accepted; %s has no dataset/ (see rejected.jsonl)", out)
     return stats

@@ -116,7 +116,7 @@ def features() -> dict[str, Any]:
             "domain": string,
             "tools": string,  # JSON list of OpenAI tool specs (see module docstring)
             "messages": List(message),
-            "labels": List({"message_index": Value("int32"), "act": string, "target_slots": List(string)}),
+            "labels": List({"message_index": Value("int32"), "act": string, "target_slots": List(string), "kind": string}),
             "gold_calls": List(call),
             "goal": string,  # JSON object: every argument of the final call
             "ambiguities": List({"type": string, "slot": string, "detail": string, "candidates": List(string)}),
@@ -133,6 +133,7 @@ def features() -> dict[str, Any]:
                 "versions": string,  # JSON object: package -> version
                 "usage": string,  # JSON object: token counts
             },
+            "aliases": string,  # JSON object: value -> the user's own words for it (SpeakER-SGD); {} elsewhere
         }
     )
     points = Features(
@@ -146,6 +147,7 @@ def features() -> dict[str, Any]:
             "prompt": List(message),
             "act": string,
             "target_slots": List(string),
+            "kind": string,  # request | confirm | offer, or null (see TurnLabel.kind)
             "gold_call": call,
             "gold_content": string,
             "gold_reasoning": string,
@@ -192,6 +194,7 @@ def dialogue_row(d: Dialogue) -> dict[str, Any]:
         "num_assistant_turns": sum(m.role == "assistant" for m in d.messages),
         "num_clarifications": sum(label.act == "clarify" for label in d.labels),
         "provenance": {**dump["provenance"], "versions": _json(d.provenance.versions), "usage": _json(d.provenance.usage)},
+        "aliases": _json(d.aliases),
     }
 
 
@@ -212,6 +215,7 @@ def dialogue_from_row(row: dict[str, Any]) -> Dialogue:
             "needs_clarification": row["needs_clarification"],
             "outcome": row["outcome"],
             "provenance": {**prov, "versions": json.loads(prov["versions"]), "usage": json.loads(prov["usage"])},
+            "aliases": json.loads(row.get("aliases") or "{}"),
         }
     )
 
