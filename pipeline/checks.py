@@ -150,15 +150,16 @@ def _time_forms(hour: int, minute: int) -> list[str]:
 
 def spoken_forms(value: str, today: date | None = None) -> list[str]:
     """How people say a normalized value: an ISO date as "march 1st", "the 1st of this month" or (given the
-    dialogue's `today`) "tomorrow", "next friday"; a 24-hour time as "7 pm", "half past 6 in the evening".
+    dialogue's `today`) "tomorrow", "next friday"; a 24-hour time as "7 pm", "half past 6 in the evening"; a year as
+    "'16" or (given `today`) "last year", "two years ago".
     Bare hours ("at 7") are not a time: they are as often a count. Other values have no other forms.
 
     >>> "7:30 pm" in spoken_forms("19:30"), "quarter to 8" in spoken_forms("19:45"), "7 in the morning" in spoken_forms("19:00")
     (True, True, False)
     >>> sorted(f for f in spoken_forms("2019-03-08", date(2019, 3, 1)) if "friday" in f)
     ['friday next week', 'next friday', 'next week friday', 'on friday', 'this coming friday']
-    >>> spoken_forms("San Jose")
-    []
+    >>> spoken_forms("San Jose"), "two years back" in spoken_forms("2017", date(2019, 3, 1)), spoken_forms("2016")
+    ([], True, ["'16"])
     """
     if m := _ISO_DATE.fullmatch(value):
         try:
@@ -167,7 +168,23 @@ def spoken_forms(value: str, today: date | None = None) -> list[str]:
             return []
     if m := _CLOCK.fullmatch(value):
         return _time_forms(int(m[1]), int(m[2]))
+    if _YEAR.fullmatch(value):
+        return _year_forms(int(value), today)
     return []
+
+
+_YEAR = re.compile(r"(19|20)\d\d")
+
+
+def _year_forms(year: int, today: date | None) -> list[str]:
+    forms = [f"'{year % 100:02d}"]
+    if today is not None:
+        ago = today.year - year
+        forms += {0: ["this year"], 1: ["last year"]}.get(ago, [])
+        if ago > 0:
+            counts = [str(ago), *([_NUMBER_WORDS[str(ago)]] if str(ago) in _NUMBER_WORDS else [])]
+            forms += [f"{n} {unit} {rel}" for n in counts for unit in ("year", "years") for rel in ("ago", "back")]
+    return forms
 
 
 _TODAY = re.compile(r"\btoday is (?:\w+, )?(\d{4}-\d{2}-\d{2})\b", re.IGNORECASE)
@@ -291,8 +308,16 @@ def slot_cues(slot: SlotSpec) -> set[str]:
     cues = {" ".join(words), *words}
     for w in words:
         cues.update(_CUES.get(w, ()))
+    if "number" in slot.name.lower().split("_"):  # number_of_seats is asked as "how many"
+        cues.add("how many")
     cues.update(normalize(v) for v in slot.enum or ())
     return {c for c in cues if c}
+
+
+@lru_cache(maxsize=1 << 12)
+def _cue_pattern(cue: str) -> re.Pattern[str]:
+    """A cue as a whole phrase, its last word also in the plural ("event" in "what events")."""
+    return re.compile(r"(?<![\w.:-])" + re.escape(cue) + r"(?:s|es)?(?![\w:]|\.\d)")
 
 
 def question_targets(question: str, slots: Iterable[SlotSpec]) -> set[str]:
@@ -304,6 +329,8 @@ def question_targets(question: str, slots: Iterable[SlotSpec]) -> set[str]:
     ['party_size', 'restaurant_name']
     >>> question_targets("Anything else?", slots)
     set()
+    >>> question_targets("Which restaurants do you like?", slots), question_targets("How many seats?", [SlotSpec(name="number_of_seats", description="")])
+    ({'restaurant_name'}, {'number_of_seats'})
     """
     text = normalize(question)
-    return {s.name for s in slots if any(_phrase_pattern(c).search(text) for c in slot_cues(s))}
+    return {s.name for s in slots if any(_cue_pattern(c).search(text) for c in slot_cues(s))}
