@@ -102,9 +102,9 @@ def _date_forms(d: date, today: date | None) -> list[str]:
     month, abbr = _MONTHS[d.month - 1], _MONTHS[d.month - 1][:3]
     forms = [f"{month} {d.day}", f"{abbr} {d.day}", f"{d.month}/{d.day}"]
     for o in _ordinals(d.day):
-        forms += [f"{month} {o}", f"{month} the {o}", f"{abbr} {o}", f"{o} of {month}", f"the {o}"]
+        forms += [f"{month} {o}", f"{month} the {o}", f"{abbr} {o}", f"{o} of {month}"]
         if today is not None and (d.year, d.month) == (today.year, today.month):
-            forms.append(f"{o} of this month")
+            forms += [f"{o} of this month", f"the {o}"]  # a bare day of the month is one of the current month
     if today is not None:  # relative days resolve against the dialogue's date, as its speakers did
         delta, weekday = (d - today).days, _WEEKDAYS[d.weekday()]
         forms += {0: ["today", "tonight", "this evening"], 1: ["tomorrow"], 2: ["day after tomorrow"]}.get(delta, [])
