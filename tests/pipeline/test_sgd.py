@@ -255,3 +255,20 @@ def test_confirmations_are_not_judged_as_clarification_questions(pairs):
         if lab.kind == "confirm":
             lab.kind = None
     assert validate.asks_when_needed(as_request, None).startswith("asked_in_control")  # type: ignore[arg-type]
+
+
+def test_a_dialogue_spanning_two_services_keeps_every_tool(services, pairs):
+    catalog = load_catalog(str(SCHEMA))
+    slots = sgd.domain_slots(services, [d for _, d in pairs])
+    passing = [raw for raw, d in pairs if sgd.check(d, raw, services, catalog, slots) is None]
+    first = next(raw for raw in passing if raw["services"] == ["Restaurants_1"])
+    second = next(raw for raw in passing if raw["services"] == ["Music_1"])
+    both = {"dialogue_id": "9_00001", "services": ["Restaurants_1", "Music_1"], "turns": first["turns"] + second["turns"]}
+    d = sgd.convert(both, "test", services)
+    assert d.domain == "restaurants_1+music_1" and d.id == "sgd-test-9_00001"
+    assert {t.name for t in d.tools} == {*services["Restaurants_1"].specs, *services["Music_1"].specs}
+    assert [c.name for c in d.gold_calls][-1] in services["Music_1"].specs
+    slots = sgd.domain_slots(services, [d])
+    assert {"cuisine", "song_name"} <= set(slots[d.domain])
+    reason = sgd.check(d, both, services, catalog, slots)
+    assert reason is None or not reason.startswith(("invalid_arguments", "execution_mismatch", "label_mismatch")), reason
