@@ -26,6 +26,7 @@ sentence.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -395,6 +396,16 @@ def import_split(split: str, directory: Path, schema: Path, dedup: Any, versions
     return out
 
 
+def _inputs_hash(splits: list[tuple[str, Path]], schemas: dict[str, Path]) -> str:
+    """What the import read, as "sgd-" + a hash of each split's schema and dialogue files (names and sizes)."""
+    digest = hashlib.sha256()
+    for split, directory in splits:
+        digest.update(split.encode() + schemas[split].read_bytes())
+        for path in sorted(p for p in directory.iterdir() if _FILE.fullmatch(p.name)):
+            digest.update(f"{path.name}:{path.stat().st_size}".encode())
+    return "sgd-" + digest.hexdigest()[:16]
+
+
 def import_corpus(path: Path, out: Path, schema: Path | None = None, threshold: float = 0.9, num_perm: int = 64) -> dict[str, Any]:
     """`speakrl import sgd`: SGD dialogues under `path` -> a run directory laid out like `speakrl run`'s
     (config.yaml, manifest.json, accepted.jsonl, rejected.jsonl, stats.json, dataset/); returns the stats."""
@@ -412,6 +423,9 @@ def import_corpus(path: Path, out: Path, schema: Path | None = None, threshold: 
         if not chosen.is_file():
             raise SourceError(f"no schema for the SGD dialogues in {str(directory)!r}; pass SGD's schema.json with --schema")
         schemas[split] = chosen
+    manifest_path = out / "manifest.json"
+    if manifest_path.is_file() and not json.loads(manifest_path.read_text(encoding="utf-8")).get("config_hash", "").startswith("sgd-"):
+        raise SourceError(f"{str(out)!r} holds a `speakrl run` run; import SGD into a new --out")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -439,7 +453,7 @@ def import_corpus(path: Path, out: Path, schema: Path | None = None, threshold: 
                                  rejected_counts, total.generated)
     atomic_write_text(out / "stats.json", json.dumps(stats, indent=2))
     manifest = Manifest(speakrl_version=versions["speakrl"], created=runner._now(), seed=0, n=total.generated,
-                        config_hash="sgd", versions=versions,
+                        config_hash=_inputs_hash(splits, schemas), versions=versions,
                         stages={"import": StageRecord(status="done", seconds=round(time.perf_counter() - start, 3))},
                         counts={k: v for k, v in stats.items() if isinstance(v, int)})
     atomic_write_text(out / "manifest.json", manifest.model_dump_json(indent=2))

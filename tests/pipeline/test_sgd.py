@@ -238,6 +238,15 @@ def test_malformed_input_is_one_sentence_exit_2(tmp_path, case, message):
     assert message in " ".join(proc.stderr.split()), proc.stderr
 
 
+def test_import_refuses_to_overwrite_a_generated_run(tmp_path):
+    from speakrl_testing.runs import make_run
+
+    run = make_run(tmp_path / "run")
+    with pytest.raises(SourceError, match="holds a `speakrl run` run"):
+        sgd.import_corpus(SLICE, run)
+    assert json.loads((run / "manifest.json").read_text())["config_hash"]
+
+
 def test_a_turn_without_frames_is_one_sentence(tmp_path):
     raw = json.loads(json.dumps(raw_dialogues()[0]))
     del raw["turns"][1]["frames"]
