@@ -29,12 +29,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import re
+import time
 from collections import Counter
 from datetime import date
 from functools import lru_cache
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -244,6 +246,8 @@ def convert(raw: dict, split: str, services: dict[str, Service], versions: dict[
         for frame in turn["frames"]:
             if "service_call" not in frame:
                 continue
+            if frame["service"] not in services:
+                raise Unconvertible("unknown_service", f"service {frame['service']!r} is not in the schema")
             service = services[frame["service"]]
             method = frame["service_call"]["method"]
             if method not in service.tools:
@@ -358,42 +362,33 @@ def check(d: Dialogue, raw: dict, services: dict[str, Service], catalog: Catalog
     return validate.check(d, validate.Context(catalog, backend, slots))  # type: ignore[arg-type]
 
 
-@dataclass
-class ImportResult:
-    accepted: list[Dialogue] = field(default_factory=list)
-    rejected: list[Rejection] = field(default_factory=list)
-    generated: int = 0
-
-
-def import_split(split: str, directory: Path, schema: Path, dedup: Any, versions: dict[str, str]) -> ImportResult:
-    """Convert and validate one split's dialogues; every dialogue ends accepted or rejected with its reason."""
+def import_split(split: str, directory: Path, schema: Path, dedup: Any,
+                 versions: dict[str, str]) -> Iterator[Dialogue | Rejection]:
+    """Convert and validate one split's dialogues, streamed in file order: each comes out as an accepted Dialogue
+    or as a Rejection with its reason."""
     from speakrl.pipeline.stages import validate
 
     services, catalog = load_schema(schema)
-    out = ImportResult()
-    converted: list[tuple[Dialogue, dict]] = []
+    slots: dict[str, dict[str, SlotSpec]] = {}
     for file_name, raw in read_dialogues(directory):
-        out.generated += 1
         try:
-            converted.append((convert(raw, split, services, versions), raw))
+            d = convert(raw, split, services, versions)
         except Unconvertible as e:
             code, _, reason = str(e).partition(": ")
-            out.rejected.append(Rejection(id=f"sgd-{split}-{raw['dialogue_id']}", stage="import", check=code,
-                                          reason=f"{reason} ({file_name})", row=raw))
+            yield Rejection(id=f"sgd-{split}-{raw['dialogue_id']}", stage="import", check=code,
+                            reason=f"{reason} ({file_name})", row=raw)
+            continue
         except (KeyError, TypeError, AttributeError, ValueError) as e:  # a turn or frame without SGD's fields
             raise SourceError(f"dialogue {raw['dialogue_id']!r} of {file_name!r} in {str(directory)!r} is malformed "
                               f"({type(e).__name__}: {e}); replace the file with SGD's original") from None
-    slots = domain_slots(services, [d for d, _ in converted])
-    passed = []
-    for d, raw in converted:
+        if d.domain not in slots:
+            slots.update(domain_slots(services, [d]))
         reason = check(d, raw, services, catalog, slots)
         if reason:
-            out.rejected.append(validate.rejection(d, "validate", reason))
-        else:
-            passed.append(d)
-    for row in validate.deduplicate(passed, dedup):
-        (out.rejected if isinstance(row, Rejection) else out.accepted).append(row)  # type: ignore[arg-type]
-    return out
+            yield validate.rejection(d, "validate", reason)
+            continue
+        duplicate = dedup.reason(d.id, validate.dialogue_text(d))
+        yield validate.rejection(d, "dedup", duplicate) if duplicate else d
 
 
 def _inputs_hash(splits: list[tuple[str, Path]], schemas: dict[str, Path]) -> str:
@@ -412,7 +407,7 @@ def import_corpus(path: Path, out: Path, schema: Path | None = None, threshold: 
     import yaml
 
     from speakrl.pipeline import runner
-    from speakrl.pipeline.io import atomic_write_text, write_jsonl
+    from speakrl.pipeline.io import atomic_write_text, dump_row
     from speakrl.pipeline.stages import publish, validate
     from speakrl.schemas.manifest import Manifest, StageRecord
 
@@ -430,34 +425,43 @@ def import_corpus(path: Path, out: Path, schema: Path | None = None, threshold: 
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise SourceError(f"cannot write to output directory {str(out)!r} ({e.strerror}); choose another --out") from None
-    import time
-
     start = time.perf_counter()
     versions = runner.versions()
     dedup = validate.Deduplicator(threshold, num_perm)
-    total = ImportResult()
-    for split, directory in splits:
-        part = import_split(split, directory, schemas[split], dedup, versions)
-        total.accepted += part.accepted
-        total.rejected += part.rejected
-        total.generated += part.generated
-        logger.info("SGD %s: %d dialogues, %d accepted", split, part.generated, len(part.accepted))
+    generated, records, rejected_counts = 0, [], Counter()
+    # streamed: the full corpus (~23,000 dialogues with their results) would not fit in memory as objects
+    tmp = {name: out / f".{name}.jsonl.tmp" for name in ("accepted", "rejected")}
+    try:
+        with open(tmp["accepted"], "w", encoding="utf-8") as acc, open(tmp["rejected"], "w", encoding="utf-8") as rej:
+            for split, directory in splits:
+                before = generated
+                for row in import_split(split, directory, schemas[split], dedup, versions):
+                    generated += 1
+                    if isinstance(row, Rejection):
+                        rejected_counts[row.check] += 1
+                        rej.write(dump_row(row) + "\n")
+                    else:
+                        acc.write(dump_row(row) + "\n")
+                        records.append(runner.summary_record(row.model_dump(mode="json")))
+                logger.info("SGD %s: %d dialogues", split, generated - before)
+    except BaseException:
+        for path in tmp.values():
+            path.unlink(missing_ok=True)
+        raise
+    for name, path in tmp.items():
+        os.replace(path, out / f"{name}.jsonl")
     config = {"source": "sgd", "sgd_splits": [s for s, _ in splits], "catalog": str(schemas[splits[0][0]]),
-              "out": str(out), "seed": 0, "n": total.generated,
+              "out": str(out), "seed": 0, "n": generated,
               "validate": {"near_duplicate_threshold": threshold, "num_perm": num_perm}}
     atomic_write_text(out / "config.yaml", yaml.safe_dump(config, sort_keys=False))
-    write_jsonl(out / "accepted.jsonl", total.accepted)
-    write_jsonl(out / "rejected.jsonl", total.rejected)
-    rejected_counts = Counter(r.check for r in total.rejected)
-    stats = runner.compute_stats([runner.summary_record(d.model_dump(mode="json")) for d in total.accepted],
-                                 rejected_counts, total.generated)
+    stats = runner.compute_stats(records, rejected_counts, generated)
     atomic_write_text(out / "stats.json", json.dumps(stats, indent=2))
-    manifest = Manifest(speakrl_version=versions["speakrl"], created=runner._now(), seed=0, n=total.generated,
+    manifest = Manifest(speakrl_version=versions["speakrl"], created=runner._now(), seed=0, n=generated,
                         config_hash=_inputs_hash(splits, schemas), versions=versions,
                         stages={"import": StageRecord(status="done", seconds=round(time.perf_counter() - start, 3))},
                         counts={k: v for k, v in stats.items() if isinstance(v, int)})
     atomic_write_text(out / "manifest.json", manifest.model_dump_json(indent=2))
-    if total.accepted:
+    if records:
         publish.build_dataset_dir(out, out / "dataset")
     else:
         logger.warning("no SGD dialogue was accepted; %s has no dataset/ (see rejected.jsonl)", out)

@@ -236,6 +236,7 @@ def test_malformed_input_is_one_sentence_exit_2(tmp_path, case, message):
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr
     assert message in " ".join(proc.stderr.split()), proc.stderr
+    assert not list((tmp_path / "out").glob(".*.tmp")) and not (tmp_path / "out" / "accepted.jsonl").exists()
 
 
 def test_import_refuses_to_overwrite_a_generated_run(tmp_path):
