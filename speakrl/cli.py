@@ -13,7 +13,7 @@ from rich.markup import escape
 
 from speakrl import __version__
 from speakrl.pipeline import cli as generate_cli
-from speakrl.pipeline import publish_cli
+from speakrl.pipeline import import_cli, publish_cli
 from speakrl.pipeline.errors import SpeakrlError
 from speakrl.training import cli as training_cli
 
@@ -27,6 +27,7 @@ app = typer.Typer(
 )
 app.add_typer(generate_cli.app)  # run, scenarios, dialogues, validate
 app.add_typer(publish_cli.app)  # publish
+app.add_typer(import_cli.app)  # import sgd
 app.add_typer(training_cli.app)  # train, eval
 console = Console(stderr=True)
 
