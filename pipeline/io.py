@@ -12,12 +12,16 @@ from typing import TypeVar
 
 from pydantic import BaseModel
 
+from speakrl.pipeline.secrets import scrub_bytes
+
 M = TypeVar("M", bound=BaseModel)
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` so that readers see the old file or the whole new one, never a part."""
+    """Write `data` to `path` so that readers see the old file or the whole new one, never a part.
+    Registered secrets are scrubbed first (`pipeline.secrets`): no key reaches a file."""
     path = Path(path)
+    data = scrub_bytes(data)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -33,6 +37,17 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def append_line(path: Path, line: str) -> None:
+    """Append one line to an append-only log (one `write` on an O_APPEND descriptor: processes may share the file;
+    a process killed mid-write leaves at most a partial last line, which readers skip)."""
+    data = scrub_bytes(line.rstrip("\n").encode("utf-8") + b"\n")
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
 
 
 def dump_row(row: BaseModel | dict) -> str:
