@@ -491,6 +491,14 @@ def load_config(path: str | None, overrides: dict[str, Any]) -> RunConfig:
             loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise ConfigError(f"config file {path!r} does not exist") from None
+        except IsADirectoryError:
+            raise ConfigError(f"config file {path!r} is a directory; pass a YAML file") from None
+        except PermissionError:
+            raise ConfigError(f"config file {path!r} cannot be read (permission denied); fix its permissions") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"config file {path!r} is not UTF-8 text; save it as UTF-8 YAML") from None
+        except OSError as e:
+            raise ConfigError(f"config file {path!r} cannot be read ({e.strerror})") from None
         except yaml.YAMLError as e:
             mark = getattr(e, "problem_mark", None)
             where = f" at line {mark.line + 1}" if mark else ""
@@ -505,6 +513,8 @@ def load_config(path: str | None, overrides: dict[str, Any]) -> RunConfig:
         *parents, leaf = key.split(".")
         for p in parents:
             target = target.setdefault(p, {})
+            if not isinstance(target, dict):
+                raise ConfigError(f"setting {p!r} must be a mapping of settings, not {target!r}; fix the config file")
         target[leaf] = value
     try:
         return RunConfig.model_validate(data)

@@ -7,6 +7,7 @@ seeded in-memory database, and to plan ambiguities (which slots can be missing, 
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
@@ -14,6 +15,8 @@ from pydantic import Field, model_validator
 from speakrl.schemas.base import Strict
 
 SlotType = Literal["string", "integer", "number", "boolean"]
+# What the OpenAI API accepts as a function name (ASCII letters, digits, '_' and '-', at most 64).
+TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 ToolKind = Literal["search", "action", "lookup"]
 
 
@@ -29,6 +32,14 @@ class SlotSpec(Strict):
     invalid: list[str] = Field(default_factory=list)  # plausible values the tool does not offer (enum slots)
     mention: str | None = None  # how a user says it, with {value}: "for {value} people"
 
+    @model_validator(mode="after")
+    def _check_values(self) -> SlotSpec:
+        if self.enum is not None and not self.enum:
+            raise ValueError(f"slot {self.name!r} has an empty enum; list its values or drop the enum for free text")
+        if not self.pool():
+            raise ValueError(f"slot {self.name!r} has no values to draw goals from; give it \"values\" or an \"enum\"")
+        return self
+
     def pool(self) -> list[str]:
         """Values to draw from: the enum if categorical, else the pool."""
         return list(self.enum) if self.enum else list(self.values)
@@ -43,6 +54,13 @@ class ToolDef(Strict):
     required: list[str] = Field(default_factory=list)
     optional: dict[str, Any] = Field(default_factory=dict)  # slot -> default value
     result_slots: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _check_name(self) -> ToolDef:
+        if not TOOL_NAME.match(self.name):
+            raise ValueError(f"tool name {self.name!r} is not 1-64 ASCII letters, digits, '_' or '-' (what the OpenAI "
+                             "API accepts); rename it")
+        return self
 
     @property
     def slots(self) -> list[str]:
@@ -63,6 +81,8 @@ class Domain(Strict):
 
     @model_validator(mode="after")
     def _check_references(self) -> Domain:
+        if not self.tools:
+            raise ValueError(f"domain {self.name!r} has no tools; give it at least one or remove it")
         names = {s.name for s in self.slots}
         for tool in self.tools:
             unknown = [s for s in [*tool.slots, *tool.result_slots] if s not in names]
@@ -71,6 +91,9 @@ class Domain(Strict):
         for slot in [*self.attributes, *([self.entity_slot] if self.entity_slot else [])]:
             if slot not in names:
                 raise ValueError(f"domain {self.name!r} names undeclared slot {slot!r}")
+        if self.entity_slot and len(set(self.slot(self.entity_slot).pool())) < 2:
+            # Two matching entities are what an ambiguous reference is made of.
+            raise ValueError(f"entity slot {self.entity_slot!r} of domain {self.name!r} needs at least two values")
         return self
 
     def slot(self, name: str) -> SlotSpec:
