@@ -34,6 +34,8 @@ def publish(
 
     if not repo_id and not to_dir:
         raise PublishError("nothing to do: pass --repo-id OWNER/NAME to push to the Hub, or --to-dir DIR to write locally")
+    if to_dir is not None and to_dir.exists() and not to_dir.is_dir():
+        raise PublishError(f"--to-dir {str(to_dir)!r} is a file; pass a directory (it is created if missing)")
     if no_ood and ood_domain:
         raise PublishError("--no-ood and --ood-domain contradict each other; pass one of them")
 

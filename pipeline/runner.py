@@ -112,7 +112,10 @@ def open_run(cfg: RunConfig) -> RunContext:
         manifest_path = run_dir / "manifest.json"
         if manifest_path.exists():
             old = _read_json(manifest_path, "manifest.json")
-            if not isinstance(old, dict) or old.get("config_hash") != config_hash(cfg):
+            if not isinstance(old, dict):
+                raise RunDirError(f"manifest.json in {str(run_dir)!r} is not a JSON object; delete the run directory "
+                                  "and run again")
+            if old.get("config_hash") != config_hash(cfg):
                 raise RunDirError(f"{str(run_dir)!r} holds a run made with different settings; use a new --out or delete it")
         _remove_leftovers(run_dir)
         ctx = RunContext(cfg, run_dir, catalog, Simulator(catalog), versions(), lock)
@@ -205,10 +208,25 @@ def _init_worker(cfg: RunConfig, shared_llm: Any = None) -> None:
         multiprocessing.util.Finalize(_WORKER_LLM, _WORKER_LLM.close, exitpriority=10)
 
 
+def corrupt_shard(ctx: RunContext, k: int, error: BaseException) -> RunDirError:
+    """The error for a shard file that does not parse (damaged after it was written: shards are written atomically)."""
+    name = f"{k:05d}.jsonl"
+    return RunDirError(f"shard {k} of {str(ctx.dir)!r} is corrupt ({type(error).__name__}); delete its files "
+                       f"(shard-{name} and rejected-{name} in scenarios/, dialogues/ and validated/) and run the same "
+                       "command again to redo it")
+
+
+def _read_shard(ctx: RunContext, k: int, path: Path, model: type) -> list:
+    try:
+        return list(read_jsonl(path, model))
+    except (ValueError, KeyError, TypeError) as e:  # pydantic's ValidationError and JSON errors are ValueErrors
+        raise corrupt_shard(ctx, k, e) from None
+
+
 def _scenarios_for(ctx: RunContext, k: int, indices: range) -> list[Scenario]:
     path = ctx.path("scenarios", k)
     if path.exists():
-        return list(read_jsonl(path, Scenario))
+        return _read_shard(ctx, k, path, Scenario)
     rows = list(scenarios_stage.run(ctx.cfg, ctx.catalog, indices, ctx.sim))
     write_jsonl(path, rows)
     return rows
@@ -217,8 +235,8 @@ def _scenarios_for(ctx: RunContext, k: int, indices: range) -> list[Scenario]:
 def _dialogues_for(ctx: RunContext, k: int, indices: range, llm: Any = None) -> tuple[list[Dialogue], list[Rejection]]:
     path, rejected_path = ctx.path("dialogues", k), ctx.path("dialogues", k, "rejected")
     if path.exists():
-        rejected = list(read_jsonl(rejected_path, Rejection)) if rejected_path.exists() else []
-        return list(read_jsonl(path, Dialogue)), rejected
+        rejected = _read_shard(ctx, k, rejected_path, Rejection) if rejected_path.exists() else []
+        return _read_shard(ctx, k, path, Dialogue), rejected
     scenarios = _scenarios_for(ctx, k, indices)
     drafts = list(dialogues_stage.run(ctx.cfg, ctx.catalog, scenarios, ctx.sim, ctx.versions))
     rejected: list[Rejection] = []
@@ -348,27 +366,35 @@ def finalize(ctx: RunContext) -> dict[str, Any]:
     rejected_counts: Counter[str] = Counter()
     accepted_tmp = ctx.dir / ".accepted.jsonl.tmp"
     rejected_tmp = ctx.dir / ".rejected.jsonl.tmp"
-    with open(accepted_tmp, "w", encoding="utf-8") as acc, open(rejected_tmp, "w", encoding="utf-8") as rej:
-        for k, _ in ctx.shards():
-            for stage_dir in ("dialogues", "validated"):
-                path = ctx.path(stage_dir, k, "rejected")
-                if path.exists():
-                    for line in path.read_text(encoding="utf-8").splitlines(keepends=True):
-                        rejected_counts[json.loads(line)["check"]] += 1
-                        rej.write(line)
-            # Rows stay JSON here: they were validated when written, and re-parsing them costs more than the dedup.
-            # An accepted row is copied as the line it was read from, not serialized again.
-            lines = ctx.path("validated", k).read_text(encoding="utf-8").splitlines(keepends=True)
-            rows = (json.loads(line) for line in lines)
-            for line, out in zip(lines, validate_stage.deduplicate(rows, dedup)):  # one output per row, in order
-                if isinstance(out, Rejection):
-                    rejected_counts[out.check] += 1
-                    rej.write(dump_row(out) + "\n")
-                else:
-                    acc.write(line)
-                    records.append(summary_record(out))
-    os.replace(accepted_tmp, ctx.dir / "accepted.jsonl")
-    os.replace(rejected_tmp, ctx.dir / "rejected.jsonl")
+    try:  # a failure (a corrupt shard, a full disk) leaves no temp file behind
+        with open(accepted_tmp, "w", encoding="utf-8") as acc, open(rejected_tmp, "w", encoding="utf-8") as rej:
+            for k, _ in ctx.shards():
+                try:
+                    for stage_dir in ("dialogues", "validated"):
+                        path = ctx.path(stage_dir, k, "rejected")
+                        if path.exists():
+                            for line in path.read_text(encoding="utf-8").splitlines(keepends=True):
+                                rejected_counts[json.loads(line)["check"]] += 1
+                                rej.write(line)
+                    # Rows stay JSON here: they were validated when written, and re-parsing them costs more than the dedup.
+                    # An accepted row is copied as the line it was read from, not serialized again.
+                    lines = ctx.path("validated", k).read_text(encoding="utf-8").splitlines(keepends=True)
+                    rows = (json.loads(line) for line in lines)
+                    for line, out in zip(lines, validate_stage.deduplicate(rows, dedup)):  # one output per row, in order
+                        if isinstance(out, Rejection):
+                            rejected_counts[out.check] += 1
+                            rej.write(dump_row(out) + "\n")
+                        else:
+                            acc.write(line)
+                            records.append(summary_record(out))
+                except (ValueError, KeyError, TypeError, IndexError) as e:  # JSON or row shape errors
+                    raise corrupt_shard(ctx, k, e) from None
+        os.replace(accepted_tmp, ctx.dir / "accepted.jsonl")
+        os.replace(rejected_tmp, ctx.dir / "rejected.jsonl")
+    except BaseException:
+        accepted_tmp.unlink(missing_ok=True)
+        rejected_tmp.unlink(missing_ok=True)
+        raise
     stats = compute_stats(records, rejected_counts, cfg.n)
     atomic_write_text(ctx.dir / "stats.json", json.dumps(stats, indent=2))
     return stats
@@ -524,7 +550,7 @@ def load_config(path: str | None, overrides: dict[str, Any]) -> RunConfig:
         if err["type"] == "extra_forbidden":
             valid = ", ".join(sorted(_config_keys(err["loc"])))
             raise ConfigError(f"unknown setting {where!r}; valid settings here: {valid}") from None
-        raise ConfigError(f"invalid setting {where!r}: {err['msg']}") from None
+        raise ConfigError(f"invalid setting {where!r}: {err['msg'].removeprefix('Value error, ')}") from None
 
 
 def _config_keys(loc: tuple) -> list[str]:

@@ -14,8 +14,9 @@ from speakrl.schemas.catalog import Catalog, Domain
 
 def _first_error(err: ValidationError) -> str:
     e = err.errors()[0]
-    where = ".".join(str(p) for p in e["loc"]) or "top level"
-    return f"{e['msg']} at {where}"
+    message = e["msg"].removeprefix("Value error, ")  # our validators' messages are whole sentences already
+    where = ".".join(str(p) for p in e["loc"])
+    return f"{message} at {where}" if where else message
 
 
 def builtin_domains() -> list[Domain]:
