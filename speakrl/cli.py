@@ -135,7 +135,8 @@ def error_sentence(exc: BaseException) -> tuple[str, int]:
 def _terminate(signum: int, frame: object) -> None:
     # SIGTERM unwinds like Ctrl-C (exit 130), so temp dirs are removed, locks released and workers stopped on the way.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends the process at once
-    console.print("[red]terminated:[/red] finished work is kept; run the same command again to resume", highlight=False)
+    console.print("[red]terminated:[/red] finished work is kept; run the same command again to resume", highlight=False,
+                  soft_wrap=True)
     raise KeyboardInterrupt
 
 
@@ -151,7 +152,8 @@ def main() -> None:
         if logging.getLogger().isEnabledFor(logging.DEBUG):  # -vv: the traceback, for a bug report
             raise
         text, code = error_sentence(e)
-        console.print(f"[red]error:[/red] {escape(text)}", highlight=False)  # brackets in messages are text
+        # One line, never wrapped by rich (a terminal wraps it; a log keeps it whole). Brackets in messages are text.
+        console.print(f"[red]error:[/red] {escape(text)}", highlight=False, soft_wrap=True)
         sys.exit(code)
 
 

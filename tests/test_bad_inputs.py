@@ -235,7 +235,7 @@ def test_bad_input_is_one_sentence(case: Case, tmp_path, monkeypatch, capsys, fi
     else:
         assert code in (2, 3), err
         lines = [line for line in err.splitlines() if line.strip()]
-        assert len(lines) <= 3 and lines[0].startswith("error:"), err  # one sentence (rich may wrap it)
+        assert len(lines) == 1 and lines[0].startswith("error:"), err  # one sentence, one line
     for word in case.words:
         assert word in " ".join(err.split()), (word, err)
     assert set(_complete_looking(tmp_path)) <= before, "a failed command must not leave outputs that look complete"
