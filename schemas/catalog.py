@@ -32,14 +32,6 @@ class SlotSpec(Strict):
     invalid: list[str] = Field(default_factory=list)  # plausible values the tool does not offer (enum slots)
     mention: str | None = None  # how a user says it, with {value}: "for {value} people"
 
-    @model_validator(mode="after")
-    def _check_values(self) -> SlotSpec:
-        if self.enum is not None and not self.enum:
-            raise ValueError(f"slot {self.name!r} has an empty enum; list its values or drop the enum for free text")
-        if not self.pool():
-            raise ValueError(f"slot {self.name!r} has no values to draw goals from; give it \"values\" or an \"enum\"")
-        return self
-
     def pool(self) -> list[str]:
         """Values to draw from: the enum if categorical, else the pool."""
         return list(self.enum) if self.enum else list(self.values)
@@ -83,6 +75,11 @@ class Domain(Strict):
     def _check_references(self) -> Domain:
         if not self.tools:
             raise ValueError(f"domain {self.name!r} has no tools; give it at least one or remove it")
+        for slot in self.slots:  # checked here, not on SlotSpec: training describes slots without value pools
+            if slot.enum is not None and not slot.enum:
+                raise ValueError(f"slot {slot.name!r} has an empty enum; list its values or drop the enum for free text")
+            if not slot.pool():
+                raise ValueError(f"slot {slot.name!r} has no values to draw goals from; give it \"values\" or an \"enum\"")
         names = {s.name for s in self.slots}
         for tool in self.tools:
             unknown = [s for s in [*tool.slots, *tool.result_slots] if s not in names]

@@ -180,6 +180,8 @@ CASES = [
     Case("eval-output-dir-is-a-file", ["eval", "--model", "m", "--dataset", "run", "--base-url", "http://localhost:1/v1",
                                        "--output-dir", "f"], ["is a file"], files={"f": "x"}),
     Case("eval-base-url-not-a-url", ["eval", "--model", "m", "--dataset", "run", "--base-url", "notaurl"], ["notaurl"]),
+    Case("eval-run-without-dataset", ["eval", "--model", "m", "--dataset", "run", "--base-url", "http://localhost:1/v1"],
+         ["no dataset/"], setup=lambda root: shutil.rmtree(root / "run" / "dataset")),
     Case("eval-unknown-protocol", ["eval", "--model", "m", "--dataset", "run", "--protocol", "morse"], ["morse"]),
 ]
 
