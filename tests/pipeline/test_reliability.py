@@ -280,3 +280,34 @@ def test_staging_copies_of_killed_pushes_are_removed(tmp_path):
     removed = remove_stale_staging(str(tmp_path))
     assert [p.name for p in removed] == [f"speakrl-publish-{dead.pid}-abc"]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([f"speakrl-publish-{os.getpid()}-def", "someone-elses"])
+
+
+def test_shards_are_planned_lazily(tmp_path, monkeypatch):
+    import tracemalloc
+
+    from speakrl.pipeline import runner
+    from speakrl.schemas import RunConfig
+
+    cfg = RunConfig(n=2_000_000, shard_size=1, workers=1, out=str(tmp_path / "run"))
+    ctx = runner.open_run(cfg)
+    ran: list[int] = []
+
+    class Enough(Exception):
+        pass
+
+    def run_shard(ctx, stage, k, indices, llm=None):
+        ran.append(k)
+        if len(ran) == 5:
+            raise Enough
+
+    monkeypatch.setattr(runner, "_run_shard", run_shard)
+    tracemalloc.start()
+    try:
+        with pytest.raises(Enough):
+            runner.run_shards(ctx, "scenarios")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+        ctx.release()
+    assert ran == [0, 1, 2, 3, 4]
+    assert peak < 5_000_000, f"{peak} bytes: a list of two million shard ranges was built up front"
