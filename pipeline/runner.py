@@ -10,13 +10,14 @@ of where the run was interrupted.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import multiprocessing
 import multiprocessing.util
-import itertools
 import os
 import shutil
+import signal
 import tempfile
 import threading
 import time
@@ -119,7 +120,7 @@ def open_run(cfg: RunConfig) -> RunContext:
                 raise RunDirError(f"{str(run_dir)!r} holds a run made with different settings; use a new --out or delete it")
         _remove_leftovers(run_dir)
         ctx = RunContext(cfg, run_dir, catalog, Simulator(catalog), versions(), lock)
-        atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(public_config(cfg), sort_keys=False))
+        atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(written_config(cfg), sort_keys=False))
         if not manifest_path.exists():
             write_manifest(ctx, Manifest(speakrl_version=ctx.versions["speakrl"], created=_now(), seed=cfg.seed, n=cfg.n,
                                          config_hash=config_hash(cfg), versions=ctx.versions))
@@ -145,10 +146,13 @@ def lock_run_dir(run_dir: Path) -> Any:
 def _remove_leftovers(run_dir: Path) -> None:
     """Temp files and half-swapped dataset builds of a killed process (the lock says none is running)."""
     for path in [*run_dir.glob(".*.tmp"), *run_dir.glob(".dataset.*")]:
-        shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
 
 
-def public_config(cfg: RunConfig) -> dict[str, Any]:
+def written_config(cfg: RunConfig) -> dict[str, Any]:
     """The config as written to config.yaml: credentials in the endpoint URL replaced by `***`."""
     data = cfg.model_dump(mode="json", by_alias=True)
     data["endpoint"]["base_url"] = secrets.redact_url(data["endpoint"]["base_url"])
@@ -197,6 +201,7 @@ def _exit_with_parent(parent: int) -> None:
 
 def _init_worker(cfg: RunConfig, shared_llm: Any = None) -> None:
     global _WORKER, _WORKER_LLM
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the CLI's handler, inherited through fork
     threading.Thread(target=_exit_with_parent, args=(os.getppid(),), name="speakrl-parent-watch", daemon=True).start()
     catalog = load_catalog(cfg.catalog, cfg.slot_values)
     _WORKER = RunContext(cfg, Path(cfg.out), catalog, Simulator(catalog), versions())
