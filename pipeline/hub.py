@@ -12,13 +12,13 @@ from __future__ import annotations
 import logging
 import os
 import re
-import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from speakrl.pipeline import secrets
 from speakrl.pipeline.errors import PublishError
+from speakrl.pipeline.io import remove_stale
 from speakrl.pipeline.stages.publish import PublishOptions, build_dataset_dir
 
 logger = logging.getLogger(__name__)
@@ -33,24 +33,7 @@ _STAGING_PREFIX = "speakrl-publish-"
 def remove_stale_staging(root: str | None = None) -> list[Path]:
     """Remove the staging copies that killed pushes left in the temp dir (their pid is in the name and no longer
     runs); a live push's copy is left alone. Returns what was removed."""
-    removed = []
-    for path in Path(root or tempfile.gettempdir()).glob(f"{_STAGING_PREFIX}*"):
-        pid = path.name[len(_STAGING_PREFIX):].split("-", 1)[0]
-        if not pid.isdigit() or _alive(int(pid)):
-            continue
-        shutil.rmtree(path, ignore_errors=True)
-        removed.append(path)
-    return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
+    return remove_stale(Path(root or tempfile.gettempdir()), _STAGING_PREFIX)
 
 
 @dataclass

@@ -53,7 +53,13 @@ def publish(
 
         check_repo_id(repo_id)  # before any work, so a typo fails at once
     if to_dir:
-        out = build_dataset_dir(run_dir, to_dir, options())
+        if not to_dir.exists() or {p.name for p in to_dir.iterdir()} <= {"README.md", "data", "assets"}:
+            # New, or only what a build writes: swap a whole new build in, so a killed build changes nothing.
+            from speakrl.pipeline.io import build_dir_atomically
+
+            out = build_dir_atomically(to_dir, lambda staging: build_dataset_dir(run_dir, staging, options()))
+        else:  # someone else's files are there too: rebuild in place, touching only our files
+            out = build_dataset_dir(run_dir, to_dir, options())
         console.print(f"wrote the dataset to {out}; load it with datasets.load_dataset({str(out)!r}, name)")
     if repo_id:
         from speakrl.pipeline.hub import push

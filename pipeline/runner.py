@@ -18,7 +18,6 @@ import multiprocessing.util
 import os
 import shutil
 import signal
-import tempfile
 import threading
 import time
 from collections import Counter
@@ -37,7 +36,7 @@ from speakrl.pipeline import secrets
 from speakrl.pipeline.catalog import load_catalog
 from speakrl.pipeline.catalog.sim import Simulator
 from speakrl.pipeline.errors import ConfigError, RunDirError
-from speakrl.pipeline.io import atomic_write_text, dump_row, read_jsonl, write_jsonl
+from speakrl.pipeline.io import atomic_write_text, build_dir_atomically, dump_row, read_jsonl, write_jsonl
 from speakrl.pipeline.stages import dialogues as dialogues_stage
 from speakrl.pipeline.stages import scenarios as scenarios_stage
 from speakrl.pipeline.stages import validate as validate_stage
@@ -145,7 +144,7 @@ def lock_run_dir(run_dir: Path) -> Any:
 
 def _remove_leftovers(run_dir: Path) -> None:
     """Temp files and half-swapped dataset builds of a killed process (the lock says none is running)."""
-    for path in [*run_dir.glob(".*.tmp"), *run_dir.glob(".dataset.*")]:
+    for path in [*run_dir.glob(".*.tmp"), *run_dir.glob(".dataset.building-*"), *run_dir.glob(".dataset.old-*")]:
         if path.is_dir():
             shutil.rmtree(path, ignore_errors=True)
         else:
@@ -497,19 +496,7 @@ def build_local_dataset(ctx: RunContext) -> None:
     `dataset/`, then swapped in, so a killed rebuild never leaves a card over missing shards."""
     from speakrl.pipeline.stages import publish
 
-    final = ctx.dir / "dataset"
-    staging = Path(tempfile.mkdtemp(dir=ctx.dir, prefix=".dataset.building-"))
-    try:
-        publish.build_dataset_dir(ctx.dir, staging)
-        if final.exists():
-            old = ctx.dir / f".dataset.old-{os.getpid()}"
-            os.replace(final, old)
-            os.replace(staging, final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(staging, final)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    build_dir_atomically(ctx.dir / "dataset", lambda staging: publish.build_dataset_dir(ctx.dir, staging))
 
 
 def load_config(path: str | None, overrides: dict[str, Any]) -> RunConfig:

@@ -311,3 +311,23 @@ def test_shards_are_planned_lazily(tmp_path, monkeypatch):
         ctx.release()
     assert ran == [0, 1, 2, 3, 4]
     assert peak < 5_000_000, f"{peak} bytes: a list of two million shard ranges was built up front"
+
+
+def test_a_failed_publish_to_dir_leaves_the_previous_build_whole(tmp_path, monkeypatch, small_run):
+    from speakrl.pipeline.stages import publish
+
+    out = tmp_path / "hub-layout"
+    assert run_cli(monkeypatch, "publish", str(small_run), "--to-dir", str(out)) == 0
+    before = {p.relative_to(out): p.read_bytes() for p in _files(out)}
+    real_build = publish.build_dataset_dir
+
+    def dies_midway(run_dir, out_dir, options=None):
+        real_build(run_dir, out_dir, options)
+        for shard in Path(out_dir).rglob("*.parquet"):
+            shard.unlink()
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(publish, "build_dataset_dir", dies_midway)
+    assert run_cli(monkeypatch, "publish", str(small_run), "--to-dir", str(out), "--seed", "9") == 130  # interrupted
+    assert {p.relative_to(out): p.read_bytes() for p in _files(out)} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hub-layout"]  # no staging copy left
