@@ -255,7 +255,8 @@ class UsageLedger:
         append_line(self.path, json.dumps({"key": f"{stage}/{model}", **amounts}, separators=(",", ":")))
 
     def totals(self) -> dict[str, dict[str, Any]]:
-        """Usage per "stage/model" over every line (a line cut short by a kill is skipped)."""
+        """Usage per "stage/model" over every line (a line cut short by a kill is skipped); cost stays None when no
+        line has a price."""
         totals: dict[str, dict[str, Any]] = {}
         if not self.path.exists():
             return totals
@@ -263,12 +264,13 @@ class UsageLedger:
             for line in f:
                 try:
                     entry = json.loads(line)
-                    key = entry.pop("key")
+                    into = totals.setdefault(entry.pop("key"), Usage().as_dict())
+                    for name, amount in entry.items():
+                        if amount is not None:
+                            into[name] = (into.get(name) or 0) + amount
                 except (ValueError, KeyError, AttributeError, TypeError):
                     continue
-                totals = merge_usage(totals, {key: entry})
-        return {key: {f: value.get(f, 0) for f in Usage().as_dict()} | {"cost": value.get("cost")}
-                for key, value in sorted(totals.items())}
+        return dict(sorted(totals.items()))
 
     def cost(self) -> float:
         return sum(u.get("cost") or 0.0 for u in self.totals().values())
