@@ -116,6 +116,8 @@ def error_sentence(exc: BaseException) -> tuple[str, int]:
     if isinstance(exc, SpeakrlError):
         return scrub(str(exc)), EXIT_INPUT
     os_error = _os_error(exc)
+    if os_error is None and "disk is full" in str(exc):  # sqlite's (the response cache) word for ENOSPC
+        os_error = OSError(errno.ENOSPC, "No space left on device")
     if os_error is not None:
         path = os_error.filename
         where = f" ({str(path)!r})" if path else ""

@@ -242,3 +242,29 @@ def test_bad_input_is_one_sentence(case: Case, tmp_path, monkeypatch, capsys, fi
         assert word in " ".join(err.split()), (word, err)
     assert set(_complete_looking(tmp_path)) <= before, "a failed command must not leave outputs that look complete"
     assert not [p for p in tmp_path.rglob("*.tmp")], "no temp file may survive"
+
+
+@pytest.mark.parametrize(("error", "code", "words"), [
+    (OSError(28, "No space left on device", "out/x.jsonl"), 3, ["no space left", "'out/x.jsonl'", "free some space"]),
+    (__import__("sqlite3").OperationalError("database or disk is full"), 3, ["no space left"]),
+    (PermissionError(13, "Permission denied", "out/x"), 3, ["permission denied", "'out/x'"]),
+    (NotADirectoryError(20, "Not a directory", "f/x"), 3, ["a file is in the way"]),
+    (UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid start byte"), 2, ["not UTF-8"]),
+    (RuntimeError("boom\nsecond line"), 1, ["unexpected RuntimeError: boom second line", "-vv"]),
+])
+def test_every_failure_class_has_one_sentence_and_a_documented_code(error, code, words):
+    from speakrl.cli import error_sentence
+
+    text, got = error_sentence(error)
+    assert got == code and "\n" not in text
+    for word in words:
+        assert word in text, (word, text)
+
+
+def test_vv_shows_the_traceback_on_request(tmp_path, monkeypatch):
+    from speakrl.pipeline.errors import ConfigError
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match="greater than 0"):
+        run_cli(monkeypatch, "-vv", "run", "--n", "0", "--out", "o")
+    assert run_cli(monkeypatch, "run", "--n", "0", "--out", "o") == 2  # and without -vv, one sentence again
