@@ -268,3 +268,23 @@ def test_vv_shows_the_traceback_on_request(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match="greater than 0"):
         run_cli(monkeypatch, "-vv", "run", "--n", "0", "--out", "o")
     assert run_cli(monkeypatch, "run", "--n", "0", "--out", "o") == 2  # and without -vv, one sentence again
+
+
+def test_an_unreadable_config_or_catalog_is_one_sentence(tmp_path, monkeypatch, capsys):
+    # chmod 000 does not stop root (the CI user here), so the read itself is refused.
+    real_read = Path.read_text
+
+    def refuse(self, *args, **kwargs):
+        if self.name in ("c.yaml", "c.json"):
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_read(self, *args, **kwargs)
+
+    (tmp_path / "c.yaml").write_text("n: 5\n")
+    (tmp_path / "c.json").write_text("[]")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(Path, "read_text", refuse)
+    for args, word in [(["--config", "c.yaml"], "permission denied"), (["--catalog", "c.json"], "Permission denied")]:
+        assert run_cli(monkeypatch, "run", *args, "--out", "o") == 2
+        err = capsys.readouterr().err
+        assert word in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "o").exists()
