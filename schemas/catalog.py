@@ -75,11 +75,6 @@ class Domain(Strict):
     def _check_references(self) -> Domain:
         if not self.tools:
             raise ValueError(f"domain {self.name!r} has no tools; give it at least one or remove it")
-        for slot in self.slots:  # checked here, not on SlotSpec: training describes slots without value pools
-            if slot.enum is not None and not slot.enum:
-                raise ValueError(f"slot {slot.name!r} has an empty enum; list its values or drop the enum for free text")
-            if not slot.pool():
-                raise ValueError(f"slot {slot.name!r} has no values to draw goals from; give it \"values\" or an \"enum\"")
         names = {s.name for s in self.slots}
         for tool in self.tools:
             unknown = [s for s in [*tool.slots, *tool.result_slots] if s not in names]
@@ -88,9 +83,6 @@ class Domain(Strict):
         for slot in [*self.attributes, *([self.entity_slot] if self.entity_slot else [])]:
             if slot not in names:
                 raise ValueError(f"domain {self.name!r} names undeclared slot {slot!r}")
-        if self.entity_slot and len(set(self.slot(self.entity_slot).pool())) < 2:
-            # Two matching entities are what an ambiguous reference is made of.
-            raise ValueError(f"entity slot {self.entity_slot!r} of domain {self.name!r} needs at least two values")
         return self
 
     def slot(self, name: str) -> SlotSpec:
@@ -120,3 +112,20 @@ class Catalog(Strict):
 
     def tool_domain(self, tool_name: str) -> Domain:
         return next(d for d in self.domains if any(t.name == tool_name for t in d.tools))
+
+
+def check_generation(catalog: Catalog) -> None:
+    """Raise ValueError (one sentence) if scenarios cannot be generated from `catalog`: every tool argument needs
+    values to draw goals from, an enum needs values, and an entity slot two (an ambiguous reference is two matching
+    entities). Not a model validator: catalogs that only describe recorded dialogues (SGD import) need no pools."""
+    for domain in catalog.domains:
+        arguments = {s for tool in domain.tools for s in tool.slots}
+        for slot in domain.slots:
+            if slot.enum is not None and not slot.enum:
+                raise ValueError(f"slot {slot.name!r} of domain {domain.name!r} has an empty enum; list its values or "
+                                 "drop the enum for free text")
+            if slot.name in arguments and not slot.pool():
+                raise ValueError(f"slot {slot.name!r} of domain {domain.name!r} has no values to draw goals from; give "
+                                 "it \"values\" or an \"enum\"")
+        if domain.entity_slot and len(set(domain.slot(domain.entity_slot).pool())) < 2:
+            raise ValueError(f"entity slot {domain.entity_slot!r} of domain {domain.name!r} needs at least two values")

@@ -174,6 +174,15 @@ CASES = [
     Case("publish-bad-repo-id", ["publish", "run", "--repo-id", "not a repo"], ["not a valid repo id"]),
     Case("publish-no-ood-and-ood-domain", ["publish", "run", "--to-dir", "o", "--no-ood", "--ood-domain", "hotels"],
          ["contradict"]),
+    # import sgd
+    Case("import-sgd-missing-dir", ["import", "sgd", "nosuch", "--out", "o"], ["does not exist"]),
+    Case("import-sgd-no-dialogues", ["import", "sgd", "empty", "--out", "o"], ["no SGD dialogues"],
+         files={"empty/notes.txt": "x"}),
+    Case("import-sgd-schema-not-json", ["import", "sgd", "train", "--schema", "s.json", "--out", "o"], ["s.json"],
+         files={"train/dialogues_001.json": [], "s.json": "{not json"}),
+    Case("import-sgd-over-a-generated-run", ["import", "sgd", "train", "--schema", "s.json", "--out", "run"], ["speakrl run"],
+         files={"train/dialogues_001.json": [], "s.json": sgd()}),
+    Case("import-sgd-missing-argument", ["import", "sgd"], ["sgd_dir"], usage=True),
     # train / eval
     Case("train-output-dir-is-a-file", ["train", "--recipe", "tiny-cpu", "--dataset", "run", "--output-dir", "f"],
          ["is a file"], files={"f": "x"}),
@@ -208,7 +217,7 @@ def _complete_looking(root: Path) -> list[str]:
 
 def test_the_table_covers_every_subcommand_and_enough_inputs():
     commands = {c.args[0] for c in CASES}
-    assert {"run", "scenarios", "dialogues", "validate", "publish", "train", "eval"} <= commands
+    assert {"run", "scenarios", "dialogues", "validate", "publish", "import", "train", "eval"} <= commands
     assert len(CASES) >= 40 and len({c.id for c in CASES}) == len(CASES)
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from speakrl.pipeline.errors import CatalogError
-from speakrl.schemas.catalog import Catalog, Domain
+from speakrl.schemas.catalog import Catalog, Domain, check_generation
 
 
 def _first_error(err: ValidationError) -> str:
@@ -25,7 +25,17 @@ def builtin_domains() -> list[Domain]:
 
 
 def load_catalog(source: str = "builtin", slot_values: str | None = None) -> Catalog:
-    """Load a catalog: "builtin", a speakrl catalog JSON, an OpenAI tools JSON file, or an SGD schema.json."""
+    """Load a catalog to generate from: "builtin", a speakrl catalog JSON, an OpenAI tools JSON file, or an SGD
+    schema.json."""
+    catalog = _load_catalog(source, slot_values)
+    try:
+        check_generation(catalog)
+    except ValueError as e:
+        raise CatalogError(f"catalog {source!r} cannot generate scenarios: {e}") from None
+    return catalog
+
+
+def _load_catalog(source: str, slot_values: str | None) -> Catalog:
     try:
         if source == "builtin":
             return Catalog(domains=builtin_domains())
