@@ -331,3 +331,23 @@ def test_a_failed_publish_to_dir_leaves_the_previous_build_whole(tmp_path, monke
     assert run_cli(monkeypatch, "publish", str(small_run), "--to-dir", str(out), "--seed", "9") == 130  # interrupted
     assert {p.relative_to(out): p.read_bytes() for p in _files(out)} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["hub-layout"]  # no staging copy left
+
+
+def test_import_sgd_is_refused_while_another_process_holds_the_run_dir(tmp_path, monkeypatch, capsys):
+    from speakrl.pipeline.runner import lock_run_dir
+
+    out = tmp_path / "sgd-run"
+    out.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from pathlib import Path; "
+                               "from speakrl.pipeline.runner import lock_run_dir; held = lock_run_dir(Path(sys.argv[1])); "
+                               "print('locked', flush=True); time.sleep(60)", str(out)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        sgd_dir = Path(__file__).resolve().parents[2] / "data" / "sgd" / "dialogues" / "train"
+        assert run_cli(monkeypatch, "import", "sgd", str(sgd_dir), "--out", str(out)) == 2
+        assert "another speakrl process is using" in capsys.readouterr().err
+        assert not (out / "accepted.jsonl").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    lock_run_dir(out).release()
