@@ -26,6 +26,13 @@ def import_sgd(
 
     import time
 
+    from speakrl.pipeline.runner import lock_run_dir
+
     start = time.perf_counter()
-    stats = sgd.import_corpus(sgd_dir, out, schema)
+    lock = lock_run_dir(out) if out.is_dir() else None  # one process per run directory, as for `speakrl run`
+    try:
+        stats = sgd.import_corpus(sgd_dir, out, schema)
+    finally:
+        if lock is not None:
+            lock.release()
     _summary(out, stats, time.perf_counter() - start)

@@ -407,7 +407,7 @@ def import_corpus(path: Path, out: Path, schema: Path | None = None, threshold: 
     import yaml
 
     from speakrl.pipeline import runner
-    from speakrl.pipeline.io import atomic_write_text, dump_row
+    from speakrl.pipeline.io import atomic_write_text, build_dir_atomically, dump_row
     from speakrl.pipeline.stages import publish, validate
     from speakrl.schemas.manifest import Manifest, StageRecord
 
@@ -462,7 +462,7 @@ def import_corpus(path: Path, out: Path, schema: Path | None = None, threshold: 
                         counts={k: v for k, v in stats.items() if isinstance(v, int)})
     atomic_write_text(out / "manifest.json", manifest.model_dump_json(indent=2))
     if records:
-        publish.build_dataset_dir(out, out / "dataset")
+        build_dir_atomically(out / "dataset", lambda staging: publish.build_dataset_dir(out, staging))  # all or nothing
     else:
         logger.warning("no SGD dialogue was accepted; %s has no dataset/ (see rejected.jsonl)", out)
     return stats

@@ -499,9 +499,13 @@ def read_run(run_dir: Path, num_perm: int = 64) -> RunData:
         if not path.is_file():
             return {}
         try:
-            return parse(path.read_text(encoding="utf-8")) or {}
-        except ValueError as e:
-            raise PublishError(f"{name} in {str(run_dir)!r} cannot be read ({e})") from None
+            loaded = parse(path.read_text(encoding="utf-8")) or {}
+        except (ValueError, yaml.YAMLError) as e:  # UnicodeDecodeError is a ValueError
+            raise PublishError(f"{name} in {str(run_dir)!r} cannot be read ({' '.join(str(e).split())[:120]}); "
+                               "restore it or run `speakrl run` again") from None
+        if not isinstance(loaded, dict):
+            raise PublishError(f"{name} in {str(run_dir)!r} is not a mapping; restore it or run `speakrl run` again")
+        return loaded
 
     return RunData(accepted, rejected, load("config.yaml", yaml.safe_load), load("manifest.json", json.loads), load("stats.json", json.loads))
 
