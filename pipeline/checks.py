@@ -8,6 +8,7 @@ occurs in a text as a whole phrase (not inside a longer word or number).
 from __future__ import annotations
 
 import re
+from datetime import date, timedelta
 from functools import lru_cache
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -54,37 +55,166 @@ def _phrase_pattern(phrase: str) -> re.Pattern[str]:
     return re.compile(r"(?<![\w.:-])" + re.escape(phrase) + r"(?![\w:]|\.\d)")
 
 
-def mentioned(value: Any, texts: Iterable[str]) -> bool:
-    """Whether `value` is said, as a whole phrase, in any of `texts` (digits also match their number word).
+def mentioned(value: Any, texts: Iterable[str], today: date | None = None) -> bool:
+    """Whether `value` is said, as a whole phrase, in any of `texts` (digits also match their number word; an ISO
+    date or a 24-hour time also matches the ways people say it, see `spoken_forms`).
 
     >>> mentioned("San Jose", ["Book me something in san jose please"])
     True
     >>> mentioned(4, ["a table for four"]), mentioned(4, ["at 14:00"])
     (True, False)
+    >>> mentioned("2019-03-02", ["tomorrow at 7 pm"], today=date(2019, 3, 1)), mentioned("19:00", ["tomorrow at 7 pm"])
+    (True, True)
     """
-    target = normalize(value)
-    return bool(target) and any(_said(target, normalize(text)) for text in texts)
+    forms = _forms(normalize(value), today)
+    return bool(forms) and any(_said(forms, normalize(text)) for text in texts)
 
 
-def mentioned_values(values: Iterable[Any], text: str) -> list[Any]:
+def mentioned_values(values: Iterable[Any], text: str, today: date | None = None) -> list[Any]:
     """The `values` that `mentioned` finds in `text`, in order (the text is normalized once).
 
     >>> mentioned_values(["San Jose", 4, "Oslo", "jose"], "Four seats in San Jose")
     ['San Jose', 4, 'jose']
     """
     low = normalize(text)
-    return [v for v in values if _said(normalize(v), low)]
+    return [v for v in values if _said(_forms(normalize(v), today), low)]
 
 
-def _said(target: str, low: str) -> bool:
-    """`mentioned` for a normalized value and text. A substring test comes first: most values are not in
-    most texts, and it spares the regex search (and compiling a pattern for every new value)."""
+def _forms(target: str, today: date | None) -> list[str]:
+    """The phrases that say a normalized value: itself, its number word, the ways people say it."""
     if not target:
-        return False
-    if target in low and _phrase_pattern(target).search(low):
-        return True
-    word = _NUMBER_WORDS.get(target)
-    return word is not None and word in low and _phrase_pattern(word).search(low) is not None
+        return []
+    forms = [target]
+    if target in _NUMBER_WORDS:
+        forms.append(_NUMBER_WORDS[target])
+    return forms + spoken_forms(target, today)
+
+
+def _said(forms: list[str], low: str) -> bool:
+    """Whether one of `forms` is a whole phrase of the normalized text `low`. A substring test comes first: most
+    values are not in most texts, and it spares the regex search (and compiling a pattern for every new value)."""
+    return any(form in low and _phrase_pattern(form).search(low) is not None for form in forms)
+
+
+_MONTHS = ["january", "february", "march", "april", "may", "june", "july", "august", "september", "october",
+           "november", "december"]
+_WEEKDAYS = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
+_ORDINAL_WORDS = [
+    "first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth", "tenth", "eleventh",
+    "twelfth", "thirteenth", "fourteenth", "fifteenth", "sixteenth", "seventeenth", "eighteenth", "nineteenth",
+    "twentieth", "twenty first", "twenty second", "twenty third", "twenty fourth", "twenty fifth", "twenty sixth",
+    "twenty seventh", "twenty eighth", "twenty ninth", "thirtieth", "thirty first",
+]
+_ISO_DATE = re.compile(r"(\d{4})-(\d{2})-(\d{2})")
+_CLOCK = re.compile(r"([01]\d|2[0-3]):([0-5]\d)")
+
+
+def _ordinals(day: int) -> list[str]:
+    suffix = "th" if 10 <= day % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(day % 10, "th")
+    return [f"{day}{suffix}", _ORDINAL_WORDS[day - 1], _ORDINAL_WORDS[day - 1].replace(" ", "-")]
+
+
+def _date_forms(d: date, today: date | None) -> list[str]:
+    month, abbr = _MONTHS[d.month - 1], _MONTHS[d.month - 1][:3]
+    forms = [f"{month} {d.day}", f"{abbr} {d.day}", f"{d.month}/{d.day}"]
+    for o in _ordinals(d.day):
+        forms += [f"{month} {o}", f"{month} the {o}", f"{abbr} {o}", f"{o} of {month}"]
+        if today is not None and (d.year, d.month) == (today.year, today.month):
+            forms += [f"{o} of this month", f"the {o}"]  # a bare day of the month is one of the current month
+    if today is not None:  # relative days resolve against the dialogue's date, as its speakers did
+        delta, weekday = (d - today).days, _WEEKDAYS[d.weekday()]
+        forms += {0: ["today", "tonight", "this evening"], 1: ["tomorrow"], 2: ["day after tomorrow"]}.get(delta, [])
+        week = (d - timedelta(days=d.weekday())) - (today - timedelta(days=today.weekday()))
+        if 0 < delta <= 7:  # the coming one
+            forms += [f"next {weekday}", f"this coming {weekday}", f"on {weekday}"]
+        if week.days == 0 and delta >= 0:
+            forms += [f"this {weekday}", f"{weekday} this week"]
+        if week.days == 7:
+            forms += [f"{weekday} next week", f"next week {weekday}"]
+    return forms
+
+
+def _time_forms(hour: int, minute: int) -> list[str]:
+    h12 = hour % 12 or 12
+    words = [str(h12), *([_NUMBER_WORDS[str(h12)]] if str(h12) in _NUMBER_WORDS else [])]
+    ampm = "am" if hour < 12 else "pm"
+    periods = [p for p, ok in (("morning", hour < 12), ("afternoon", 12 <= hour < 18), ("evening", 16 <= hour < 23),
+                               ("night", hour >= 18)) if ok]
+    clock = [f"{h12}:{minute:02d}"]
+    if minute == 0:
+        clock += [f"{w} o'clock" for w in words]
+        spoken = words
+    else:
+        spoken = clock[:]
+        nxt = (h12 % 12) + 1
+        named = {15: "quarter past", 30: "half past"}.get(minute)
+        if named:
+            spoken += [f"{named} {w}" for w in words]
+        if minute == 45:
+            spoken += [f"quarter to {nxt}", *([f"quarter to {_NUMBER_WORDS[str(nxt)]}"] if str(nxt) in _NUMBER_WORDS else [])]
+        clock = spoken[:]  # "6:30", "half past 6", "quarter to 8" are times without am/pm
+    forms = list(clock)
+    for s in spoken:
+        forms += [f"{s} {ampm}", f"{s}{ampm}", f"{s} {ampm[0]}.m."]
+        forms += [f"{s} in the {p}" for p in periods] + [f"{p} {s}" for p in periods]
+    if (hour, minute) == (12, 0):
+        forms += ["noon", "midday"]
+    if (hour, minute) == (0, 0):
+        forms.append("midnight")
+    return forms
+
+
+def spoken_forms(value: str, today: date | None = None) -> list[str]:
+    """How people say a normalized value: an ISO date as "march 1st", "the 1st of this month" or (given the
+    dialogue's `today`) "tomorrow", "next friday"; a 24-hour time as "7 pm", "half past 6 in the evening"; a year as
+    "'16" or (given `today`) "last year", "two years ago".
+    Bare hours ("at 7") are not a time: they are as often a count. Other values have no other forms.
+
+    >>> "7:30 pm" in spoken_forms("19:30"), "quarter to 8" in spoken_forms("19:45"), "7 in the morning" in spoken_forms("19:00")
+    (True, True, False)
+    >>> sorted(f for f in spoken_forms("2019-03-08", date(2019, 3, 1)) if "friday" in f)
+    ['friday next week', 'next friday', 'next week friday', 'on friday', 'this coming friday']
+    >>> spoken_forms("San Jose"), "two years back" in spoken_forms("2017", date(2019, 3, 1)), spoken_forms("2016")
+    ([], True, ["'16"])
+    """
+    if m := _ISO_DATE.fullmatch(value):
+        try:
+            return _date_forms(date(int(m[1]), int(m[2]), int(m[3])), today)
+        except ValueError:
+            return []
+    if m := _CLOCK.fullmatch(value):
+        return _time_forms(int(m[1]), int(m[2]))
+    if _YEAR.fullmatch(value):
+        return _year_forms(int(value), today)
+    return []
+
+
+_YEAR = re.compile(r"(19|20)\d\d")
+
+
+def _year_forms(year: int, today: date | None) -> list[str]:
+    forms = [f"'{year % 100:02d}"]
+    if today is not None:
+        ago = today.year - year
+        forms += {0: ["this year"], 1: ["last year"]}.get(ago, [])
+        if ago > 0:
+            counts = [str(ago), *([_NUMBER_WORDS[str(ago)]] if str(ago) in _NUMBER_WORDS else [])]
+            forms += [f"{n} {unit} {rel}" for n in counts for unit in ("year", "years") for rel in ("ago", "back")]
+    return forms
+
+
+_TODAY = re.compile(r"\btoday is (?:\w+, )?(\d{4}-\d{2}-\d{2})\b", re.IGNORECASE)
+
+
+def reference_date(system_text: str | None) -> date | None:
+    """The dialogue's date, when its system message states it ("Today is Friday, 2019-03-01."): what relative days
+    the user says resolve against.
+
+    >>> reference_date("You are a helpful assistant. Today is Friday, 2019-03-01."), reference_date("Hi")
+    (datetime.date(2019, 3, 1), None)
+    """
+    m = _TODAY.search(system_text or "")
+    return date.fromisoformat(m[1]) if m else None
 
 
 def leaf_values(obj: Any) -> list[Any]:
@@ -105,8 +235,10 @@ def with_defaults(args: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[
     return {**defaults, **args}
 
 
-def ungrounded_args(args: Mapping[str, Any], user_texts: Iterable[str], defaults: Mapping[str, Any]) -> list[str]:
+def ungrounded_args(args: Mapping[str, Any], user_texts: Iterable[str], defaults: Mapping[str, Any],
+                    today: date | None = None) -> list[str]:
     """Slots whose value the user never said and that are not the tool's declared default: invented values.
+    `today`, the dialogue's date when it has one, lets relative days ("tomorrow") ground a date.
 
     >>> ungrounded_args({"city": "Oakland", "party_size": 2, "seating": "indoor"},
     ...                 ["a table in Oakland for 2"], {"seating": "indoor"})
@@ -120,8 +252,23 @@ def ungrounded_args(args: Mapping[str, Any], user_texts: Iterable[str], defaults
         for slot, value in args.items()
         if not (slot in defaults and normalize(defaults[slot]) == normalize(value))
         # A yes/no preference is said by naming it ("with outdoor seating"); the text cannot hold "True".
-        and not mentioned(slot_label(slot) if isinstance(value, bool) else value, texts)
+        and not (any(mentioned(p, texts) for p in flag_phrases(slot)) if isinstance(value, bool)
+                 else mentioned(value, texts, today))
     ]
+
+
+_FLAG_VERBS = {"has", "have", "serves", "serve", "is", "are", "allows", "allow", "offers", "includes", "with"}
+
+
+def flag_phrases(slot: str) -> list[str]:
+    """How a user names a yes/no slot: its label, and the label without its verb ("live music" of has_live_music).
+
+    >>> flag_phrases("has_live_music"), flag_phrases("outdoor_seating")
+    (['has live music', 'live music'], ['outdoor seating'])
+    """
+    label = slot_label(slot)
+    first, _, rest = label.partition(" ")
+    return [label, rest] if first in _FLAG_VERBS and rest else [label]
 
 
 def _pairs(args: Mapping[str, Any], defaults: Mapping[str, Any]) -> set[tuple[str, str]]:
@@ -177,8 +324,16 @@ def slot_cues(slot: SlotSpec) -> set[str]:
     cues = {" ".join(words), *words}
     for w in words:
         cues.update(_CUES.get(w, ()))
+    if "number" in slot.name.lower().split("_"):  # number_of_seats is asked as "how many"
+        cues.add("how many")
     cues.update(normalize(v) for v in slot.enum or ())
     return {c for c in cues if c}
+
+
+@lru_cache(maxsize=1 << 12)
+def _cue_pattern(cue: str) -> re.Pattern[str]:
+    """A cue as a whole phrase, its last word also in the plural ("event" in "what events")."""
+    return re.compile(r"(?<![\w.:-])" + re.escape(cue) + r"(?:s|es)?(?![\w:]|\.\d)")
 
 
 def question_targets(question: str, slots: Iterable[SlotSpec]) -> set[str]:
@@ -190,6 +345,8 @@ def question_targets(question: str, slots: Iterable[SlotSpec]) -> set[str]:
     ['party_size', 'restaurant_name']
     >>> question_targets("Anything else?", slots)
     set()
+    >>> question_targets("Which restaurants do you like?", slots), question_targets("How many seats?", [SlotSpec(name="number_of_seats", description="")])
+    ({'restaurant_name'}, {'number_of_seats'})
     """
     text = normalize(question)
-    return {s.name for s in slots if any(_phrase_pattern(c).search(text) for c in slot_cues(s))}
+    return {s.name for s in slots if any(_cue_pattern(c).search(text) for c in slot_cues(s))}

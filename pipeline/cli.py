@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import threading
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 from rich.console import Console
@@ -48,10 +48,6 @@ def _summary(run_dir: Path, stats: dict, seconds: float) -> None:
 
 def _run_stages(stage: str, config: Path | None, dry_run: bool, overrides: dict) -> None:
     """Load the config, run `stage` (and what it needs) with progress bars, print the summary."""
-    import time
-
-    from rich.progress import Progress
-
     from speakrl.pipeline import runner
 
     cfg = runner.load_config(str(config) if config else None, overrides)
@@ -64,6 +60,20 @@ def _run_stages(stage: str, config: Path | None, dry_run: bool, overrides: dict)
         Console().print_json(json.dumps(llm_dialogues.dry_run(cfg, Path(cfg.out) / "cache")))
         return
     ctx = runner.open_run(cfg)
+    try:
+        _run_opened(stage, cfg, ctx, uses_llm)
+    finally:
+        ctx.release()
+
+
+def _run_opened(stage: str, cfg: Any, ctx: Any, uses_llm: bool) -> None:
+    """`stage` on the opened (and locked) run directory."""
+    import time
+
+    from rich.progress import Progress
+
+    from speakrl.pipeline import runner
+
     llm = None
     if uses_llm:
         from speakrl.pipeline.llm import LLM
@@ -103,6 +113,7 @@ def _run_stages(stage: str, config: Path | None, dry_run: bool, overrides: dict)
             stop.set()
             if llm is not None:
                 llm.close()
+                runner.record_usage(ctx)  # every invocation's spend, from the run's usage ledger
     stats_path = run_dir / "stats.json"
     if stage in ("run", "validate") and stats_path.exists():
         _summary(run_dir, json.loads(stats_path.read_text()), time.perf_counter() - start)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from speakrl.schemas.base import Strict
-from speakrl.schemas.dialogue import Act, Dialogue, FunctionCall, Message, ToolSpec
+from speakrl.schemas.dialogue import Act, Dialogue, FunctionCall, Message, ToolSpec, TurnKind
 
 
 class DecisionPoint(Strict):
@@ -21,6 +21,7 @@ class DecisionPoint(Strict):
     prompt: list[Message]  # every message before the assistant turn
     act: Act
     target_slots: list[str]
+    kind: TurnKind | None = None  # a clarify that confirms rather than requests, an answer that offers (TurnLabel.kind)
     gold_call: FunctionCall | None
     gold_content: str | None
     gold_reasoning: str | None
@@ -56,6 +57,7 @@ def decision_points(dialogue: Dialogue) -> list[DecisionPoint]:
                 prompt=dialogue.messages[: label.message_index],
                 act=label.act,
                 target_slots=label.target_slots,
+                kind=label.kind,
                 gold_call=call,
                 gold_content=message.content,
                 gold_reasoning=message.reasoning_content,

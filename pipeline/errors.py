@@ -13,6 +13,10 @@ class CatalogError(SpeakrlError):
     """A tool catalog that cannot be loaded."""
 
 
+class SourceError(SpeakrlError):
+    """An input corpus (SGD dialogue files and their schema) that cannot be read."""
+
+
 class RunDirError(SpeakrlError):
     """A run directory that is missing, unwritable or inconsistent."""
 

@@ -16,13 +16,24 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from speakrl.pipeline import secrets
 from speakrl.pipeline.errors import PublishError
+from speakrl.pipeline.io import remove_stale
 from speakrl.pipeline.stages.publish import PublishOptions, build_dataset_dir
 
 logger = logging.getLogger(__name__)
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
 _KEEP_REMOTE = {".gitattributes"}  # created by the Hub itself; ours to leave alone
+
+
+_STAGING_PREFIX = "speakrl-publish-"
+
+
+def remove_stale_staging(root: str | None = None) -> list[Path]:
+    """Remove the staging copies that killed pushes left in the temp dir (their pid is in the name and no longer
+    runs); a live push's copy is left alone. Returns what was removed."""
+    return remove_stale(Path(root or tempfile.gettempdir()), _STAGING_PREFIX)
 
 
 @dataclass
@@ -100,6 +111,7 @@ def push(
     token = token or get_token()
     if not token:
         raise PublishError("no Hugging Face token found; set HF_TOKEN or run `hf auth login`")
+    secrets.register(token)  # never in a file or a log line, whatever echoes it
     endpoint = _endpoint()
     options = options or PublishOptions()
     if options.repo_id is None:
@@ -107,7 +119,8 @@ def push(
     branch = revision or "main"
     message = commit_message or "Publish SpeakER with speakrl"
 
-    with tempfile.TemporaryDirectory(prefix="speakrl-publish-") as tmp:
+    remove_stale_staging()
+    with tempfile.TemporaryDirectory(prefix=f"{_STAGING_PREFIX}{os.getpid()}-") as tmp:
         # Build first: a run that cannot be published fails before anything reaches the Hub.
         local = build_dataset_dir(run_dir, Path(tmp) / "dataset", options)
         local_files = sorted(p.relative_to(local).as_posix() for p in local.rglob("*") if p.is_file())

@@ -5,19 +5,24 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
 from pydantic import BaseModel
 
+from speakrl.pipeline.secrets import scrub_bytes
+
 M = TypeVar("M", bound=BaseModel)
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` so that readers see the old file or the whole new one, never a part."""
+    """Write `data` to `path` so that readers see the old file or the whole new one, never a part.
+    Registered secrets are scrubbed first (`pipeline.secrets`): no key reaches a file."""
     path = Path(path)
+    data = scrub_bytes(data)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -26,13 +31,76 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError) and e.filename is None:  # name the file, not a temp name or nothing
+            e.filename = str(path)
         raise
 
 
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def build_dir_atomically(final: Path, build: Callable[[Path], object]) -> Path:
+    """Run `build(staging)` on a new directory beside `final`, then swap it in whole: readers see the old directory
+    or the new one, never a mix (a build killed midway leaves the old one, and a `.NAME.building-*` that the next
+    build's caller may remove)."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale(final.parent, f".{final.name}.building-")
+    remove_stale(final.parent, f".{final.name}.old-")
+    staging = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.building-{os.getpid()}-"))
+    try:
+        build(staging)
+        if final.exists():
+            old = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.old-{os.getpid()}-"))
+            os.rmdir(old)  # only the unique name is wanted: os.replace needs a free target
+            os.replace(final, old)
+            os.replace(staging, final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(staging, final)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return final
+
+
+def remove_stale(parent: Path, prefix: str) -> list[Path]:
+    """Remove the entries of `parent` named `PREFIX<pid>-...` whose process no longer runs (left by a killed build or
+    push; a live one's are left alone). Returns what was removed."""
+    removed = []
+    for path in Path(parent).glob(f"{prefix}*"):
+        pid = path.name[len(prefix):].split("-", 1)[0]
+        if not pid.isdigit() or _alive(int(pid)):
+            continue
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        removed.append(path)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def append_line(path: Path, line: str) -> None:
+    """Append one line to an append-only log (one `write` on an O_APPEND descriptor: processes may share the file;
+    a process killed mid-write leaves at most a partial last line, which readers skip)."""
+    data = scrub_bytes(line.rstrip("\n").encode("utf-8") + b"\n")
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
 
 
 def dump_row(row: BaseModel | dict) -> str:

@@ -49,7 +49,9 @@ from tenacity import (
     wait_random_exponential,
 )
 
+from speakrl.pipeline import secrets
 from speakrl.pipeline.errors import BudgetExceeded, ConfigError, LLMError
+from speakrl.pipeline.io import append_line
 from speakrl.schemas.config import EndpointConfig, RunConfig, StageLLMConfig
 
 log = logging.getLogger(__name__)
@@ -59,6 +61,7 @@ M = TypeVar("M", bound=BaseModel)
 
 MAX_RETRY_AFTER = 120.0  # seconds; a server asking for longer is treated as down for this attempt
 CACHE_FILE = "llm_cache.sqlite"
+LEDGER_FILE = "usage.jsonl"  # beside the cache: what every invocation of the run has spent
 
 
 # --------------------------------------------------------------------------------------------- errors
@@ -238,6 +241,41 @@ def merge_usage(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
+class UsageLedger:
+    """An append-only record of what a run has spent, one JSON line per paid or failed request, written as each
+    happens by every process and every invocation of the run: a killed, budget-stopped or resumed run loses no
+    usage, and the cost limit is enforced against the run's total, not one invocation's.
+    """
+
+    def __init__(self, path: Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+
+    def record(self, stage: str, model: str, **amounts: Any) -> None:
+        append_line(self.path, json.dumps({"key": f"{stage}/{model}", **amounts}, separators=(",", ":")))
+
+    def totals(self) -> dict[str, dict[str, Any]]:
+        """Usage per "stage/model" over every line (a line cut short by a kill is skipped); cost stays None when no
+        line has a price."""
+        totals: dict[str, dict[str, Any]] = {}
+        if not self.path.exists():
+            return totals
+        with open(self.path, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                try:
+                    entry = json.loads(line)
+                    into = totals.setdefault(entry.pop("key"), Usage().as_dict())
+                    for name, amount in entry.items():
+                        if amount is not None:
+                            into[name] = (into.get(name) or 0) + amount
+                except (ValueError, KeyError, AttributeError, TypeError):
+                    continue
+        return dict(sorted(totals.items()))
+
+    def cost(self) -> float:
+        return sum(u.get("cost") or 0.0 for u in self.totals().values())
+
+
 @dataclass
 class Completion:
     """One answer: the text, the parsed object (structured calls), and what it took."""
@@ -280,7 +318,8 @@ class ResponseCache:
         return json.loads(row[0]) if row else None
 
     def put(self, key: str, value: dict[str, Any]) -> None:
-        self._db.execute("INSERT OR REPLACE INTO responses (key, value) VALUES (?, ?)", (key, json.dumps(value)))
+        # Scrubbed like every file: an endpoint that echoes the key back must not plant it in the cache.
+        self._db.execute("INSERT OR REPLACE INTO responses (key, value) VALUES (?, ?)", (key, secrets.scrub(json.dumps(value))))
 
     def __len__(self) -> int:
         return self._db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
@@ -486,7 +525,12 @@ class LLM:
                 "without them the cost is unknown and cannot be limited"
             )
         self._api_key = api_key if api_key is not None else self._key_from_env(endpoint)
+        secrets.register(self._api_key)  # scrubbed from every file and log line this process writes
+        secrets.register_url(endpoint.base_url)
         self.cache = ResponseCache(Path(cache_dir) / CACHE_FILE) if cache_dir is not None else None
+        self.ledger = UsageLedger(Path(cache_dir) / LEDGER_FILE) if cache_dir is not None else None
+        # What earlier invocations of the run spent; workers get it through the shared state instead.
+        self._prior_cost = self.ledger.cost() if self.ledger is not None and shared is None else 0.0
         self.stats = LiveStats()
         self.usage: dict[tuple[str, str], Usage] = {}
         self.json_schema_supported = True  # flips to False on a server that rejects json_schema
@@ -555,7 +599,7 @@ class LLM:
         """Money spent against the cost limit: by every process sharing the endpoint, or by this one."""
         if self.shared is not None:
             return self.shared.spent
-        return self.cost or 0.0
+        return self._prior_cost + (self.cost or 0.0)
 
     @property
     def _budget_hit(self) -> bool:
@@ -593,6 +637,10 @@ class LLM:
             return
         if self._publishes:
             self.shared.publish(self.index, self.stats.snapshot())  # the final counts
+        if self.ledger is not None:
+            for (stage, model), u in self.usage.items():  # answers from the cache are free: one line per process
+                if u.cached:
+                    self.ledger.record(stage, model, cached=u.cached)
         try:
             asyncio.run_coroutine_threadsafe(self.client.close(), self._loop).result(timeout=30)
         finally:
@@ -673,7 +721,7 @@ class LLM:
                 return self._completion(hit, cached=True)
             answer = self._in_flight[key] = self._loop.create_future()
             try:
-                stored = await self._fetch(body, usage)
+                stored = await self._fetch(body, usage, stage)
             except asyncio.CancelledError:
                 answer.cancel()
                 raise
@@ -686,9 +734,9 @@ class LLM:
             answer.set_result(stored)
             self.cache.put(key, stored)
             return self._completion(stored, cached=False)
-        return self._completion(await self._fetch(body, usage), cached=False)
+        return self._completion(await self._fetch(body, usage, stage), cached=False)
 
-    async def _fetch(self, body: dict[str, Any], usage: Usage) -> dict[str, Any]:
+    async def _fetch(self, body: dict[str, Any], usage: Usage, stage: str) -> dict[str, Any]:
         """Send a request (with retries) and account for its answer, in the form the cache stores."""
         if self._fatal is not None:
             raise self._fatal
@@ -698,19 +746,21 @@ class LLM:
             if isinstance(e, LLMError):
                 self.stats.failed += 1
                 usage.failed += 1
+                self._record_failure(stage)
                 if "HTTP 400" not in str(e):  # a bad key or model fails every request: stop sending
                     self._fatal = e
             raise
         except Exception as e:
             self.stats.failed += 1
             usage.failed += 1
+            self._record_failure(stage)
             raise LLMUnavailable(
                 "llm_unavailable",
                 f"the endpoint failed {self.endpoint.max_retries + 1} times in a row ({_one_sentence(self._describe(e), 120)})",
                 raw=None,
             ) from None
         stored = self._stored(data)
-        self._account(usage, stored["usage"])
+        self._account(usage, stored["usage"], stage)
         return stored
 
     async def _send_with_retries(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -774,7 +824,8 @@ class LLM:
 
     def _scrub(self, text: str) -> str:
         # Never let the key reach a message, a log or a file, even if a server echoes it back.
-        return text.replace(self._api_key, "***") if self._api_key and self._api_key != "EMPTY" else text
+        text = text.replace(self._api_key, "***") if self._api_key and self._api_key != "EMPTY" else text
+        return secrets.scrub(text)
 
     def _fatal_error(self, e: openai.APIStatusError) -> LLMError:
         status = _status(e)
@@ -819,7 +870,14 @@ class LLM:
             },
         )
 
-    def _account(self, usage: Usage, u: dict[str, int]) -> None:
+    def _record_failure(self, stage: str) -> None:
+        if self.ledger is not None:
+            self.ledger.record(stage, self.model, failed=1)
+
+    def _account(self, usage: Usage, u: dict[str, int], stage: str) -> None:
+        if self.ledger is not None:  # first: money spent is on disk before anything else can fail
+            self.ledger.record(stage, self.model, requests=1, prompt_tokens=u["prompt_tokens"],
+                               completion_tokens=u["completion_tokens"], cost=self._cost(u["prompt_tokens"], u["completion_tokens"]))
         usage.requests += 1
         usage.prompt_tokens += u["prompt_tokens"]
         usage.completion_tokens += u["completion_tokens"]

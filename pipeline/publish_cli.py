@@ -34,6 +34,8 @@ def publish(
 
     if not repo_id and not to_dir:
         raise PublishError("nothing to do: pass --repo-id OWNER/NAME to push to the Hub, or --to-dir DIR to write locally")
+    if to_dir is not None and to_dir.exists() and not to_dir.is_dir():
+        raise PublishError(f"--to-dir {str(to_dir)!r} is a file; pass a directory (it is created if missing)")
     if no_ood and ood_domain:
         raise PublishError("--no-ood and --ood-domain contradict each other; pass one of them")
 
@@ -51,7 +53,13 @@ def publish(
 
         check_repo_id(repo_id)  # before any work, so a typo fails at once
     if to_dir:
-        out = build_dataset_dir(run_dir, to_dir, options())
+        if not to_dir.exists() or {p.name for p in to_dir.iterdir()} <= {"README.md", "data", "assets"}:
+            # New, or only what a build writes: swap a whole new build in, so a killed build changes nothing.
+            from speakrl.pipeline.io import build_dir_atomically
+
+            out = build_dir_atomically(to_dir, lambda staging: build_dataset_dir(run_dir, staging, options()))
+        else:  # someone else's files are there too: rebuild in place, touching only our files
+            out = build_dataset_dir(run_dir, to_dir, options())
         console.print(f"wrote the dataset to {out}; load it with datasets.load_dataset({str(out)!r}, name)")
     if repo_id:
         from speakrl.pipeline.hub import push

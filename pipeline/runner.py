@@ -10,15 +10,19 @@ of where the run was interrupted.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import multiprocessing
 import multiprocessing.util
 import os
+import shutil
+import signal
+import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
-from concurrent.futures import CancelledError, ProcessPoolExecutor, as_completed
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, CancelledError, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -28,10 +32,11 @@ from typing import Any
 
 import yaml
 
+from speakrl.pipeline import secrets
 from speakrl.pipeline.catalog import load_catalog
 from speakrl.pipeline.catalog.sim import Simulator
 from speakrl.pipeline.errors import ConfigError, RunDirError
-from speakrl.pipeline.io import atomic_write_text, dump_row, read_jsonl, write_jsonl
+from speakrl.pipeline.io import atomic_write_text, build_dir_atomically, dump_row, read_jsonl, write_jsonl
 from speakrl.pipeline.stages import dialogues as dialogues_stage
 from speakrl.pipeline.stages import scenarios as scenarios_stage
 from speakrl.pipeline.stages import validate as validate_stage
@@ -74,10 +79,18 @@ class RunContext:
     catalog: Catalog
     sim: Simulator
     versions: dict[str, str]
+    lock: Any = None  # the run directory's lock, held by the process that opened the run
 
-    def shards(self) -> list[tuple[int, range]]:
+    def shards(self) -> Iterator[tuple[int, range]]:
+        """(shard number, scenario indices) of every shard, planned lazily: a huge --n costs no memory up front."""
         size = self.cfg.shard_size
-        return [(k, range(start, min(start + size, self.cfg.n))) for k, start in enumerate(range(0, self.cfg.n, size))]
+        return ((k, range(start, min(start + size, self.cfg.n))) for k, start in enumerate(range(0, self.cfg.n, size)))
+
+    def release(self) -> None:
+        """Let another process open this run directory."""
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
 
     def path(self, stage: str, k: int, kind: str = "shard") -> Path:
         return self.dir / stage / f"{kind}-{k:05d}.jsonl"
@@ -94,20 +107,66 @@ def open_run(cfg: RunConfig) -> RunContext:
         probe.unlink()
     except OSError as e:
         raise RunDirError(f"cannot write to output directory {str(run_dir)!r} ({e.strerror}); choose another --out") from None
-    manifest_path = run_dir / "manifest.json"
-    if manifest_path.exists():
-        old = json.loads(manifest_path.read_text())
-        if old.get("config_hash") != config_hash(cfg):
-            raise RunDirError(f"{str(run_dir)!r} holds a run made with different settings; use a new --out or delete it")
-    ctx = RunContext(cfg, run_dir, catalog, Simulator(catalog), versions())
-    config_text = yaml.safe_dump(cfg.model_dump(mode="json", by_alias=True), sort_keys=False)
-    config_path = run_dir / "config.yaml"
-    if not config_path.is_file() or config_path.read_text(encoding="utf-8") != config_text:  # a re-run rewrites nothing
-        atomic_write_text(config_path, config_text)
-    if not manifest_path.exists():
-        write_manifest(ctx, Manifest(speakrl_version=ctx.versions["speakrl"], created=_now(), seed=cfg.seed, n=cfg.n,
-                                     config_hash=config_hash(cfg), versions=ctx.versions))
+    lock = lock_run_dir(run_dir)
+    try:
+        manifest_path = run_dir / "manifest.json"
+        if manifest_path.exists():
+            old = _read_json(manifest_path, "manifest.json")
+            if not isinstance(old, dict):
+                raise RunDirError(f"manifest.json in {str(run_dir)!r} is not a JSON object; delete the run directory "
+                                  "and run again")
+            if old.get("config_hash") != config_hash(cfg):
+                raise RunDirError(f"{str(run_dir)!r} holds a run made with different settings; use a new --out or delete it")
+        _remove_leftovers(run_dir)
+        ctx = RunContext(cfg, run_dir, catalog, Simulator(catalog), versions(), lock)
+        config_text = yaml.safe_dump(written_config(cfg), sort_keys=False)
+        config_path = run_dir / "config.yaml"
+        if not config_path.is_file() or config_path.read_text(encoding="utf-8") != config_text:  # a re-run rewrites nothing
+            atomic_write_text(config_path, config_text)
+        if not manifest_path.exists():
+            write_manifest(ctx, Manifest(speakrl_version=ctx.versions["speakrl"], created=_now(), seed=cfg.seed, n=cfg.n,
+                                         config_hash=config_hash(cfg), versions=ctx.versions))
+    except BaseException:
+        lock.release()
+        raise
     return ctx
+
+
+def lock_run_dir(run_dir: Path) -> Any:
+    """Hold `run_dir/.lock` (an OS file lock: released when the process ends, however it ends) or refuse at once."""
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(run_dir / ".lock", timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise RunDirError(f"another speakrl process is using {str(run_dir)!r}; wait for it to finish or choose "
+                          "another --out") from None
+    return lock
+
+
+def _remove_leftovers(run_dir: Path) -> None:
+    """Temp files and half-swapped dataset builds of a killed process (the lock says none is running)."""
+    for path in [*run_dir.glob(".*.tmp"), *run_dir.glob(".dataset.building-*"), *run_dir.glob(".dataset.old-*")]:
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+
+
+def written_config(cfg: RunConfig) -> dict[str, Any]:
+    """The config as written to config.yaml: credentials in the endpoint URL replaced by `***`."""
+    data = cfg.model_dump(mode="json", by_alias=True)
+    data["endpoint"]["base_url"] = secrets.redact_url(data["endpoint"]["base_url"])
+    return data
+
+
+def _read_json(path: Path, name: str) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        raise RunDirError(f"{name} in {str(path.parent)!r} is corrupt (not JSON); delete the run directory and run "
+                          "again") from None
 
 
 def _now() -> str:
@@ -115,7 +174,13 @@ def _now() -> str:
 
 
 def read_manifest(ctx: RunContext) -> Manifest:
-    return Manifest.model_validate_json((ctx.dir / "manifest.json").read_text())
+    from pydantic import ValidationError
+
+    try:
+        return Manifest.model_validate(_read_json(ctx.dir / "manifest.json", "manifest.json"))
+    except ValidationError:
+        raise RunDirError(f"manifest.json in {str(ctx.dir)!r} does not match the manifest format; delete the run "
+                          "directory and run again") from None
 
 
 def write_manifest(ctx: RunContext, manifest: Manifest) -> None:
@@ -128,8 +193,18 @@ _WORKER: RunContext | None = None
 _WORKER_LLM: Any = None  # the worker's share of the endpoint, in LLM runs
 
 
+def _exit_with_parent(parent: int) -> None:
+    """A worker whose parent died (kill -9 of the main process) exits within a second instead of running on."""
+    while True:
+        time.sleep(0.5)
+        if os.getppid() != parent:
+            os._exit(1)
+
+
 def _init_worker(cfg: RunConfig, shared_llm: Any = None) -> None:
     global _WORKER, _WORKER_LLM
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the CLI's handler, inherited through fork
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), name="speakrl-parent-watch", daemon=True).start()
     catalog = load_catalog(cfg.catalog, cfg.slot_values)
     _WORKER = RunContext(cfg, Path(cfg.out), catalog, Simulator(catalog), versions())
     if shared_llm is not None:
@@ -140,10 +215,25 @@ def _init_worker(cfg: RunConfig, shared_llm: Any = None) -> None:
         multiprocessing.util.Finalize(_WORKER_LLM, _WORKER_LLM.close, exitpriority=10)
 
 
+def corrupt_shard(ctx: RunContext, k: int, error: BaseException) -> RunDirError:
+    """The error for a shard file that does not parse (damaged after it was written: shards are written atomically)."""
+    name = f"{k:05d}.jsonl"
+    return RunDirError(f"shard {k} of {str(ctx.dir)!r} is corrupt ({type(error).__name__}); delete its files "
+                       f"(shard-{name} and rejected-{name} in scenarios/, dialogues/ and validated/) and run the same "
+                       "command again to redo it")
+
+
+def _read_shard(ctx: RunContext, k: int, path: Path, model: type) -> list:
+    try:
+        return list(read_jsonl(path, model))
+    except (ValueError, KeyError, TypeError) as e:  # pydantic's ValidationError and JSON errors are ValueErrors
+        raise corrupt_shard(ctx, k, e) from None
+
+
 def _scenarios_for(ctx: RunContext, k: int, indices: range) -> list[Scenario]:
     path = ctx.path("scenarios", k)
     if path.exists():
-        return list(read_jsonl(path, Scenario))
+        return _read_shard(ctx, k, path, Scenario)
     rows = list(scenarios_stage.run(ctx.cfg, ctx.catalog, indices, ctx.sim))
     write_jsonl(path, rows)
     return rows
@@ -152,8 +242,8 @@ def _scenarios_for(ctx: RunContext, k: int, indices: range) -> list[Scenario]:
 def _dialogues_for(ctx: RunContext, k: int, indices: range, llm: Any = None) -> tuple[list[Dialogue], list[Rejection]]:
     path, rejected_path = ctx.path("dialogues", k), ctx.path("dialogues", k, "rejected")
     if path.exists():
-        rejected = list(read_jsonl(rejected_path, Rejection)) if rejected_path.exists() else []
-        return list(read_jsonl(path, Dialogue)), rejected
+        rejected = _read_shard(ctx, k, rejected_path, Rejection) if rejected_path.exists() else []
+        return _read_shard(ctx, k, path, Dialogue), rejected
     scenarios = _scenarios_for(ctx, k, indices)
     drafts = list(dialogues_stage.run(ctx.cfg, ctx.catalog, scenarios, ctx.sim, ctx.versions))
     rejected: list[Rejection] = []
@@ -205,15 +295,23 @@ def run_shards(ctx: RunContext, stage: str, progress: Progress | None = None, ll
     per-request work at high concurrency, nor with prompt rendering and checks besides.
     """
     out_dir = {"scenarios": "scenarios", "dialogues": "dialogues", "validate": "validated"}[stage]
-    todo = [(k, r) for k, r in ctx.shards() if not ctx.path(out_dir, k).exists()]
-    done_rows = sum(len(r) for k, r in ctx.shards()) - sum(len(r) for _, r in todo)
-    if progress and done_rows:
-        progress(stage, done_rows)
-    workers = min(ctx.cfg.workers or os.cpu_count() or 1, len(todo))
+
+    def pending() -> Iterator[tuple[int, range]]:  # lazily: no list of every shard
+        for k, r in ctx.shards():
+            if not ctx.path(out_dir, k).exists():
+                yield k, r
+            elif progress:
+                progress(stage, len(r))
+
+    workers = ctx.cfg.workers or os.cpu_count() or 1
     if llm is not None:
         from speakrl.pipeline.llm import max_processes
 
         workers = min(workers, max_processes(llm.endpoint))
+    todo = pending()
+    head = list(itertools.islice(todo, workers))  # enough to know whether a pool is worth starting
+    workers = min(workers, len(head))
+    todo = itertools.chain(head, todo)
     if workers <= 1:
         for k, r in todo:
             _run_shard(ctx, stage, k, r, llm)
@@ -227,22 +325,35 @@ def run_shards(ctx: RunContext, stage: str, progress: Progress | None = None, ll
         pool_args = {"initializer": _init_worker, "initargs": (ctx.cfg, llm.share(workers)),
                      "mp_context": multiprocessing.get_context("spawn")}
     with ProcessPoolExecutor(max_workers=workers, **pool_args) as pool:
-        futures = {pool.submit(_shard_job, stage, k, r.start, r.stop): k for k, r in todo}
+        futures: dict[Any, int] = {}
         failures: dict[int, BaseException] = {}
-        for future in as_completed(futures):
-            try:
-                _, rows, usage = future.result()
-            except CancelledError:
-                continue
-            except BaseException as e:  # noqa: BLE001 - re-raised below, once the running shards are done
-                failures[futures[future]] = e
-                for other in futures:  # start no new shard; the running ones finish and are kept
-                    other.cancel()
-                continue
-            if usage is not None:
-                llm.record_worker_usage(*usage)
-            if progress:
-                progress(stage, rows)
+
+        def submit_next() -> None:  # a bounded window of queued shards, so planning stays lazy
+            while not failures and len(futures) < 2 * workers:
+                nxt = next(todo, None)
+                if nxt is None:
+                    return
+                futures[pool.submit(_shard_job, stage, nxt[0], nxt[1].start, nxt[1].stop)] = nxt[0]
+
+        submit_next()
+        while futures:
+            finished, _ = wait(futures, return_when=FIRST_COMPLETED)
+            for future in finished:
+                k = futures.pop(future)
+                try:
+                    _, rows, usage = future.result()
+                except CancelledError:
+                    continue
+                except BaseException as e:  # noqa: BLE001 - re-raised below, once the running shards are done
+                    failures[k] = e
+                    for other in futures:  # start no new shard; the running ones finish and are kept
+                        other.cancel()
+                    continue
+                if usage is not None:
+                    llm.record_worker_usage(*usage)
+                if progress:
+                    progress(stage, rows)
+            submit_next()
         if failures:
             first = failures[min(failures)]  # the first shard's failure, whatever the timing
             if isinstance(first, BrokenProcessPool):  # killed (out of memory, a signal): no exception to show
@@ -262,27 +373,35 @@ def finalize(ctx: RunContext) -> dict[str, Any]:
     rejected_counts: Counter[str] = Counter()
     accepted_tmp = ctx.dir / ".accepted.jsonl.tmp"
     rejected_tmp = ctx.dir / ".rejected.jsonl.tmp"
-    with open(accepted_tmp, "w", encoding="utf-8") as acc, open(rejected_tmp, "w", encoding="utf-8") as rej:
-        for k, _ in ctx.shards():
-            for stage_dir in ("dialogues", "validated"):
-                path = ctx.path(stage_dir, k, "rejected")
-                if path.exists():
-                    for line in path.read_text(encoding="utf-8").splitlines(keepends=True):
-                        rejected_counts[json.loads(line)["check"]] += 1
-                        rej.write(line)
-            # Rows stay JSON here: they were validated when written, and re-parsing them costs more than the dedup.
-            # An accepted row is copied as the line it was read from, not serialized again.
-            lines = ctx.path("validated", k).read_text(encoding="utf-8").splitlines(keepends=True)
-            rows = (json.loads(line) for line in lines)
-            for line, out in zip(lines, validate_stage.deduplicate(rows, dedup)):  # one output per row, in order
-                if isinstance(out, Rejection):
-                    rejected_counts[out.check] += 1
-                    rej.write(dump_row(out) + "\n")
-                else:
-                    acc.write(line)
-                    tally.add(summary_record(out))
-    os.replace(accepted_tmp, ctx.dir / "accepted.jsonl")
-    os.replace(rejected_tmp, ctx.dir / "rejected.jsonl")
+    try:  # a failure (a corrupt shard, a full disk) leaves no temp file behind
+        with open(accepted_tmp, "w", encoding="utf-8") as acc, open(rejected_tmp, "w", encoding="utf-8") as rej:
+            for k, _ in ctx.shards():
+                try:
+                    for stage_dir in ("dialogues", "validated"):
+                        path = ctx.path(stage_dir, k, "rejected")
+                        if path.exists():
+                            for line in path.read_text(encoding="utf-8").splitlines(keepends=True):
+                                rejected_counts[json.loads(line)["check"]] += 1
+                                rej.write(line)
+                    # Rows stay JSON here: they were validated when written, and re-parsing them costs more than the dedup.
+                    # An accepted row is copied as the line it was read from, not serialized again.
+                    lines = ctx.path("validated", k).read_text(encoding="utf-8").splitlines(keepends=True)
+                    rows = (json.loads(line) for line in lines)
+                    for line, out in zip(lines, validate_stage.deduplicate(rows, dedup)):  # one output per row, in order
+                        if isinstance(out, Rejection):
+                            rejected_counts[out.check] += 1
+                            rej.write(dump_row(out) + "\n")
+                        else:
+                            acc.write(line)
+                            tally.add(summary_record(out))
+                except (ValueError, KeyError, TypeError, IndexError) as e:  # JSON or row shape errors
+                    raise corrupt_shard(ctx, k, e) from None
+        os.replace(accepted_tmp, ctx.dir / "accepted.jsonl")
+        os.replace(rejected_tmp, ctx.dir / "rejected.jsonl")
+    except BaseException:
+        accepted_tmp.unlink(missing_ok=True)
+        rejected_tmp.unlink(missing_ok=True)
+        raise
     stats = tally.stats(rejected_counts, cfg.n)
     atomic_write_text(ctx.dir / "stats.json", json.dumps(stats, indent=2))
     return stats
@@ -348,34 +467,58 @@ def compute_stats(records: Iterable[dict[str, Any]], rejected: Counter[str], gen
 
 def generate(cfg: RunConfig, progress: Progress | None = None, llm: Any = None, ctx: RunContext | None = None) -> Path:
     """Run every stage (resuming whatever is already done) and return the run directory."""
+    opened = ctx is None
     ctx = ctx or open_run(cfg)
-    manifest = read_manifest(ctx)
-    if outputs_unchanged(ctx.dir, manifest):
-        logger.info("%s is a finished run with its outputs unchanged; nothing to do", ctx.dir)
-        return ctx.dir
-    previous_usage = manifest.stages["generate"].usage if "generate" in manifest.stages else {}
-    t0 = time.perf_counter()
-    run_shards(ctx, "validate", progress, llm)
-    t1 = time.perf_counter()
-    stats = finalize(ctx)
-    t2 = time.perf_counter()
-    build_local_dataset(ctx)
-    t3 = time.perf_counter()
-    manifest.stages["generate"] = StageRecord(status="done", seconds=round(t1 - t0, 3))
-    manifest.stages["finalize"] = StageRecord(status="done", seconds=round(t2 - t1, 3))
-    manifest.stages["dataset"] = StageRecord(status="done", seconds=round(t3 - t2, 3))
-    if llm is not None:
-        from speakrl.pipeline.llm import merge_usage
-
-        manifest.stages["generate"].usage = merge_usage(previous_usage, llm.usage_summary())
-    manifest.counts = {k: v for k, v in stats.items() if isinstance(v, int)}
-    consistent = stats["generated"] == stats["accepted"] + stats["rejected"]
-    manifest.outputs = output_fingerprints(ctx.dir) if consistent else {}
-    write_manifest(ctx, manifest)
-    if not consistent:
-        raise RunDirError(f"run {str(ctx.dir)!r} is inconsistent: {stats['generated']} generated but "
-                          f"{stats['accepted']} accepted and {stats['rejected']} rejected; delete it and run again")
+    try:
+        manifest = read_manifest(ctx)
+        if outputs_unchanged(ctx.dir, manifest):
+            logger.info("%s is a finished run with its outputs unchanged; nothing to do", ctx.dir)
+            return ctx.dir
+        t0 = time.perf_counter()
+        try:
+            run_shards(ctx, "validate", progress, llm)
+        finally:  # stopped by the budget, an outage or a kill signal: what was spent is in the manifest too
+            record_usage(ctx)
+        t1 = time.perf_counter()
+        stats = finalize(ctx)
+        t2 = time.perf_counter()
+        if stats["accepted"]:
+            build_local_dataset(ctx)
+        t3 = time.perf_counter()
+        manifest = read_manifest(ctx)
+        manifest.stages["generate"] = StageRecord(status="done", seconds=round(t1 - t0, 3),
+                                                  usage=manifest.stages.get("generate", StageRecord()).usage)
+        manifest.stages["finalize"] = StageRecord(status="done", seconds=round(t2 - t1, 3))
+        manifest.stages["dataset"] = StageRecord(status="done", seconds=round(t3 - t2, 3))
+        manifest.counts = {k: v for k, v in stats.items() if isinstance(v, int)}
+        finished = stats["accepted"] and stats["generated"] == stats["accepted"] + stats["rejected"]
+        manifest.outputs = output_fingerprints(ctx.dir) if finished else {}
+        write_manifest(ctx, manifest)
+        if stats["generated"] != stats["accepted"] + stats["rejected"]:
+            raise RunDirError(f"run {str(ctx.dir)!r} is inconsistent: {stats['generated']} generated but "
+                              f"{stats['accepted']} accepted and {stats['rejected']} rejected; delete it and run again")
+        if not stats["accepted"]:
+            reasons = sorted((k for k in stats if k.startswith("dropped_")), key=lambda k: -stats[k])
+            top = f" (most often {reasons[0][len('dropped_'):]})" if reasons else ""
+            raise RunDirError(f"every one of the {stats['generated']} generated rows was rejected{top}, so no dataset "
+                              f"was built; read the reasons in {str(ctx.dir / 'rejected.jsonl')!r}")
+    finally:
+        if opened:
+            ctx.release()
     return ctx.dir
+
+
+def record_usage(ctx: RunContext) -> None:
+    """Copy the run's usage ledger (every invocation's paid and failed requests) into the manifest."""
+    from speakrl.pipeline.llm import LEDGER_FILE, UsageLedger
+
+    path = ctx.dir / "cache" / LEDGER_FILE
+    if not path.exists():
+        return
+    manifest = read_manifest(ctx)
+    record = manifest.stages.setdefault("generate", StageRecord(status="running"))
+    record.usage = UsageLedger(path).totals()
+    write_manifest(ctx, manifest)
 
 
 _OUTPUTS = ("accepted.jsonl", "rejected.jsonl", "stats.json")
@@ -396,10 +539,11 @@ def outputs_unchanged(run_dir: Path, manifest: Manifest) -> bool:
 
 
 def build_local_dataset(ctx: RunContext) -> None:
-    """The accepted dialogues as a Hugging Face dataset directory under the run dir."""
+    """The accepted dialogues as a Hugging Face dataset directory under the run dir, all or nothing: built beside
+    `dataset/`, then swapped in, so a killed rebuild never leaves a card over missing shards."""
     from speakrl.pipeline.stages import publish
 
-    publish.build_dataset_dir(ctx.dir, ctx.dir / "dataset")
+    build_dir_atomically(ctx.dir / "dataset", lambda staging: publish.build_dataset_dir(ctx.dir, staging))
 
 
 def load_config(path: str | None, overrides: dict[str, Any]) -> RunConfig:
@@ -412,6 +556,14 @@ def load_config(path: str | None, overrides: dict[str, Any]) -> RunConfig:
             loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise ConfigError(f"config file {path!r} does not exist") from None
+        except IsADirectoryError:
+            raise ConfigError(f"config file {path!r} is a directory; pass a YAML file") from None
+        except PermissionError:
+            raise ConfigError(f"config file {path!r} cannot be read (permission denied); fix its permissions") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"config file {path!r} is not UTF-8 text; save it as UTF-8 YAML") from None
+        except OSError as e:
+            raise ConfigError(f"config file {path!r} cannot be read ({e.strerror})") from None
         except yaml.YAMLError as e:
             mark = getattr(e, "problem_mark", None)
             where = f" at line {mark.line + 1}" if mark else ""
@@ -426,6 +578,8 @@ def load_config(path: str | None, overrides: dict[str, Any]) -> RunConfig:
         *parents, leaf = key.split(".")
         for p in parents:
             target = target.setdefault(p, {})
+            if not isinstance(target, dict):
+                raise ConfigError(f"setting {p!r} must be a mapping of settings, not {target!r}; fix the config file")
         target[leaf] = value
     try:
         return RunConfig.model_validate(data)
@@ -435,7 +589,7 @@ def load_config(path: str | None, overrides: dict[str, Any]) -> RunConfig:
         if err["type"] == "extra_forbidden":
             valid = ", ".join(sorted(_config_keys(err["loc"])))
             raise ConfigError(f"unknown setting {where!r}; valid settings here: {valid}") from None
-        raise ConfigError(f"invalid setting {where!r}: {err['msg']}") from None
+        raise ConfigError(f"invalid setting {where!r}: {err['msg'].removeprefix('Value error, ')}") from None
 
 
 def _config_keys(loc: tuple) -> list[str]:

@@ -7,6 +7,7 @@ seeded in-memory database, and to plan ambiguities (which slots can be missing, 
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
@@ -14,6 +15,8 @@ from pydantic import Field, model_validator
 from speakrl.schemas.base import Strict
 
 SlotType = Literal["string", "integer", "number", "boolean"]
+# What the OpenAI API accepts as a function name (ASCII letters, digits, '_' and '-', at most 64).
+TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 ToolKind = Literal["search", "action", "lookup"]
 
 
@@ -44,6 +47,13 @@ class ToolDef(Strict):
     optional: dict[str, Any] = Field(default_factory=dict)  # slot -> default value
     result_slots: list[str] = Field(default_factory=list)
 
+    @model_validator(mode="after")
+    def _check_name(self) -> ToolDef:
+        if not TOOL_NAME.match(self.name):
+            raise ValueError(f"tool name {self.name!r} is not 1-64 ASCII letters, digits, '_' or '-' (what the OpenAI "
+                             "API accepts); rename it")
+        return self
+
     @property
     def slots(self) -> list[str]:
         return [*self.required, *self.optional]
@@ -63,6 +73,8 @@ class Domain(Strict):
 
     @model_validator(mode="after")
     def _check_references(self) -> Domain:
+        if not self.tools:
+            raise ValueError(f"domain {self.name!r} has no tools; give it at least one or remove it")
         names = {s.name for s in self.slots}
         for tool in self.tools:
             unknown = [s for s in [*tool.slots, *tool.result_slots] if s not in names]
@@ -100,3 +112,20 @@ class Catalog(Strict):
 
     def tool_domain(self, tool_name: str) -> Domain:
         return next(d for d in self.domains if any(t.name == tool_name for t in d.tools))
+
+
+def check_generation(catalog: Catalog) -> None:
+    """Raise ValueError (one sentence) if scenarios cannot be generated from `catalog`: every tool argument needs
+    values to draw goals from, an enum needs values, and an entity slot two (an ambiguous reference is two matching
+    entities). Not a model validator: catalogs that only describe recorded dialogues (SGD import) need no pools."""
+    for domain in catalog.domains:
+        arguments = {s for tool in domain.tools for s in tool.slots}
+        for slot in domain.slots:
+            if slot.enum is not None and not slot.enum:
+                raise ValueError(f"slot {slot.name!r} of domain {domain.name!r} has an empty enum; list its values or "
+                                 "drop the enum for free text")
+            if slot.name in arguments and not slot.pool():
+                raise ValueError(f"slot {slot.name!r} of domain {domain.name!r} has no values to draw goals from; give "
+                                 "it \"values\" or an \"enum\"")
+        if domain.entity_slot and len(set(domain.slot(domain.entity_slot).pool())) < 2:
+            raise ValueError(f"entity slot {domain.entity_slot!r} of domain {domain.name!r} needs at least two values")

@@ -21,6 +21,10 @@ AmbiguityType = Literal[
 ]
 AMBIGUITY_TYPES: tuple[str, ...] = AmbiguityType.__args__  # type: ignore[attr-defined]
 Act = Literal["clarify", "tool_call", "answer"]
+# What kind of turn a label marks, beyond its act: a clarify turn asks for a value the call needs (request) or for a
+# yes/no on values read back before acting (confirm, SGD's CONFIRM); an answer turn may propose values from a result
+# for the user to take (offer, SGD's OFFER). Generated rows leave it unset: their clarify turns are all requests.
+TurnKind = Literal["request", "confirm", "offer"]
 
 
 class FunctionSpec(Strict):
@@ -92,6 +96,7 @@ class TurnLabel(Strict):
     message_index: int  # index into Dialogue.messages of the assistant turn
     act: Act
     target_slots: list[str] = Field(default_factory=list)  # slots a clarify turn asks about
+    kind: TurnKind | None = None  # None: a request if the turn is a clarify, else a plain answer
 
 
 class Provenance(Strict):
@@ -126,6 +131,9 @@ class Dialogue(Strict):
     outcome: Literal["completed", "failed"]
     provenance: Provenance
     judge: JudgeVerdict | None = None  # set when validate.judge is on (LLM backend)
+    # The user's own words for a value they gave in other words ("Philly" for "Philadelphia"): value -> words, from
+    # human annotation (SGD's slot spans). Grounding accepts the words, where the user said them, for the value.
+    aliases: dict[str, list[str]] = Field(default_factory=dict)
 
 
 class Rejection(Strict):

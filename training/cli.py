@@ -29,12 +29,13 @@ def train_command(
     recipe: str = typer.Option(..., "--recipe", help="Recipe name (tiny-cpu, qwen3-1.7b, multi-gpu) or a YAML path."),
     dataset: str = typer.Option(..., "--dataset", help="Run directory, local dataset directory, or Hub dataset id."),
     output_dir: Path = typer.Option(..., "--output-dir", help="Where checkpoints, logs and the reward curve go."),
-    max_steps: int | None = typer.Option(None, "--max-steps", help="GRPO steps (overrides the recipe)."),
+    max_steps: int | None = typer.Option(None, "--max-steps", min=1, max=10_000_000, help="GRPO steps (overrides the recipe)."),
     model: str | None = typer.Option(None, "--model", help="Model path or Hub id (overrides model_name_or_path)."),
     protocol: str | None = typer.Option(None, "--protocol", help="speakrl or native (overrides the recipe)."),
     set_: list[str] | None = typer.Option(None, "--set", help="Override a recipe setting: KEY=VALUE (sft.KEY for the warm start)."),
 ) -> None:
     """Train on SpeakER with TRL: SFT warm start, then GRPO with the recipe's rewards."""
+    _check_output_dir(output_dir)
     _need_training_extra()
     from speakrl.training.config import load_recipe
     from speakrl.training.train import train
@@ -61,10 +62,10 @@ def eval_command(
     protocol: str | None = typer.Option(None, "--protocol", help="speakrl or native (default: speakrl for checkpoints trained here, native for API models)."),
     output_dir: Path | None = typer.Option(None, "--output-dir", help="Where eval JSON goes (default: the checkpoint dir, or outputs/eval)."),
     catalog: str | None = typer.Option(None, "--catalog", help="Catalog that runs the tools (default: the run's, else builtin)."),
-    max_turns: int = typer.Option(8, "--max-turns", help="Turn limit of an episode."),
-    max_new_tokens: int | None = typer.Option(None, "--max-new-tokens", help="Token limit of one turn."),
-    limit: int | None = typer.Option(None, "--limit", help="Evaluate only the first N dialogues."),
-    concurrency: int = typer.Option(8, "--concurrency", help="Parallel requests to the endpoint."),
+    max_turns: int = typer.Option(8, "--max-turns", min=1, max=1000, help="Turn limit of an episode."),
+    max_new_tokens: int | None = typer.Option(None, "--max-new-tokens", min=1, help="Token limit of one turn."),
+    limit: int | None = typer.Option(None, "--limit", min=1, help="Evaluate only the first N dialogues."),
+    concurrency: int = typer.Option(8, "--concurrency", min=1, max=4096, help="Parallel requests to the endpoint."),
 ) -> None:
     """Evaluate a checkpoint or an API model: task completion, turns, clarification precision/recall, tool calls."""
     from rich.console import Console
@@ -73,7 +74,15 @@ def eval_command(
 
     if protocol is not None and protocol not in PROTOCOLS:
         raise TrainingError(f"unknown protocol {protocol!r}; valid: {', '.join(PROTOCOLS)}")
+    if output_dir is not None:
+        _check_output_dir(output_dir)
     if base_url:
+        from speakrl.schemas.config import check_url
+
+        try:
+            check_url(base_url)
+        except ValueError as e:
+            raise TrainingError(f"--base-url {e}; pass the endpoint's http(s) URL") from None
         from speakrl.training.evaluate import ApiPolicy
 
         policy = ApiPolicy(base_url, model, protocol or "native", api_key_env, max_new_tokens or 512, concurrency)
@@ -97,6 +106,11 @@ def eval_command(
     atomic_write_text(path, json.dumps(metrics, indent=1))
     Console().print(metrics_table({model: metrics}, title=f"SpeakER {split}"))
     console.print(f"metrics: {path}")
+
+
+def _check_output_dir(path: Path) -> None:
+    if path.exists() and not path.is_dir():
+        raise TrainingError(f"--output-dir {str(path)!r} is a file; pass a directory (it is created if missing)")
 
 
 def _trained_protocol(model_dir: Path) -> str:

@@ -123,13 +123,10 @@ def row_to_dialogue(row: Mapping[str, Any]) -> Dialogue:
 def load_dialogues(source: str, split: str | None = None) -> dict[str, list[Dialogue]]:
     """Dialogues per split from a run dir (`accepted.jsonl`), a local HF dataset dir, or a Hub dataset id."""
     path = Path(source)
-    if (path / "accepted.jsonl").is_file() and not (path / "dataset").is_dir():
-        from speakrl.pipeline.io import read_jsonl
-
-        out: dict[str, list[Dialogue]] = {s: [] for s in SPLITS}
-        for d in read_jsonl(path / "accepted.jsonl", Dialogue):
-            out[split_of(d.scenario_id)].append(d)
-        return out
+    if (path / "accepted.jsonl").is_file() and not (path / "dataset" / "README.md").is_file():
+        # Splitting accepted.jsonl here would not give the leak-free splits of the published dataset.
+        raise TrainingError(f"run directory {source!r} has no dataset/ (its build was interrupted, or no row was "
+                            "accepted); run the same `speakrl run` command again to build it")
     if (path / "accepted.jsonl").is_file():
         path = path / "dataset"
     if not path.exists() and ("/" not in source or source.startswith((".", "/"))):

@@ -209,8 +209,9 @@ def _unique(values: list[Any]) -> list[str]:
 
 def _first_error(err: ValidationError) -> str:
     e = err.errors()[0]
-    where = ".".join(str(p) for p in e["loc"]) or "top level"
-    return f"{e['msg']} at {where}"
+    message = e["msg"].removeprefix("Value error, ")  # our validators' messages are whole sentences already
+    where = ".".join(str(p) for p in e["loc"])
+    return f"{message} at {where}" if where else message
 
 
 def _catalog(domains: list[Domain], source: str) -> Catalog:

@@ -131,7 +131,10 @@ def prompt_hash(names: Iterable[str]) -> str:
 
 
 def _sum(a: dict[str, int], b: dict[str, int]) -> dict[str, int]:
-    return {k: a.get(k, 0) + b.get(k, 0) for k in ("requests", "cached", "prompt_tokens", "completion_tokens")}
+    """A row's usage: the requests it took, answered now or from the cache alike (a row must not depend on whether
+    its run was resumed; what an invocation paid is in the run's usage ledger), and their tokens."""
+    return {"requests": a.get("requests", 0) + b.get("requests", 0) + b.get("cached", 0),
+            **{k: a.get(k, 0) + b.get(k, 0) for k in ("prompt_tokens", "completion_tokens")}}
 
 
 def transcript(messages: list[Message], start: int = 0) -> list[dict[str, Any]]:
@@ -262,7 +265,7 @@ class _Row:
     """Accumulates the usage of one row's requests."""
 
     def __init__(self) -> None:
-        self.usage = {"requests": 0, "cached": 0, "prompt_tokens": 0, "completion_tokens": 0}
+        self.usage = {"requests": 0, "prompt_tokens": 0, "completion_tokens": 0}
 
     async def ask(self, llm: LLM, prompt: Prompt, **kwargs: Any) -> Any:
         try:

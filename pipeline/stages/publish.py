@@ -119,7 +119,7 @@ def features() -> dict[str, Any]:
             "domain": string,
             "tools": string,  # JSON list of OpenAI tool specs (see module docstring)
             "messages": List(message),
-            "labels": List({"message_index": Value("int32"), "act": string, "target_slots": List(string)}),
+            "labels": List({"message_index": Value("int32"), "act": string, "target_slots": List(string), "kind": string}),
             "gold_calls": List(call),
             "goal": string,  # JSON object: every argument of the final call
             "ambiguities": List({"type": string, "slot": string, "detail": string, "candidates": List(string)}),
@@ -136,6 +136,7 @@ def features() -> dict[str, Any]:
                 "versions": string,  # JSON object: package -> version
                 "usage": string,  # JSON object: token counts
             },
+            "aliases": string,  # JSON object: value -> the user's own words for it (SpeakER-SGD); {} elsewhere
         }
     )
     points = Features(
@@ -149,6 +150,7 @@ def features() -> dict[str, Any]:
             "prompt": List(message),
             "act": string,
             "target_slots": List(string),
+            "kind": string,  # request | confirm | offer, or null (see TurnLabel.kind)
             "gold_call": call,
             "gold_content": string,
             "gold_reasoning": string,
@@ -195,6 +197,7 @@ def dialogue_row(d: Dialogue) -> dict[str, Any]:
         "num_assistant_turns": sum(m.role == "assistant" for m in d.messages),
         "num_clarifications": sum(label.act == "clarify" for label in d.labels),
         "provenance": {**dump["provenance"], "versions": _json(d.provenance.versions), "usage": _json(d.provenance.usage)},
+        "aliases": _json(d.aliases),
     }
 
 
@@ -215,6 +218,7 @@ def dialogue_from_row(row: dict[str, Any]) -> Dialogue:
             "needs_clarification": row["needs_clarification"],
             "outcome": row["outcome"],
             "provenance": {**prov, "versions": json.loads(prov["versions"]), "usage": json.loads(prov["usage"])},
+            "aliases": json.loads(row.get("aliases") or "{}"),
         }
     )
 
@@ -450,6 +454,19 @@ def assign_splits(dialogues: Sequence[Dialogue | Entry], options: PublishOptions
     return SplitResult(splits, sorted(ood_domains), sorted(ood_tools), dropped, threshold)
 
 
+def sgd_splits(rows: Sequence[Dialogue | Entry], threshold: float) -> SplitResult:
+    """SpeakER-SGD keeps SGD's own train/dev/test (dev -> validation), as papers on SGD report them: its dev and test
+    splits hold services that train has none of, which is the out-of-domain test. No leakage check: the splits are SGD's."""
+    from speakrl.pipeline.sgd import published_split
+
+    splits: dict[str, list] = {name: [] for name in SPLITS}
+    for row in rows:
+        splits[published_split(row.id)].append(row)
+    for rows_of_split in splits.values():
+        rows_of_split.sort(key=lambda d: d.id)
+    return SplitResult(splits, [], [], [], threshold)
+
+
 def check_no_leakage(splits: dict[str, list[Dialogue | Entry]], threshold: float, num_perm: int = 64) -> None:
     """Raise if any scenario, goal or near-duplicate appears in two splits."""
     splits = {name: _entries(rows, num_perm) for name, rows in splits.items()}
@@ -515,9 +532,13 @@ def read_run(run_dir: Path, num_perm: int = 64) -> RunData:
         if not path.is_file():
             return {}
         try:
-            return parse(path.read_text(encoding="utf-8")) or {}
-        except ValueError as e:
-            raise PublishError(f"{name} in {str(run_dir)!r} cannot be read ({e})") from None
+            loaded = parse(path.read_text(encoding="utf-8")) or {}
+        except (ValueError, yaml.YAMLError) as e:  # UnicodeDecodeError is a ValueError
+            raise PublishError(f"{name} in {str(run_dir)!r} cannot be read ({' '.join(str(e).split())[:120]}); "
+                               "restore it or run `speakrl run` again") from None
+        if not isinstance(loaded, dict):
+            raise PublishError(f"{name} in {str(run_dir)!r} is not a mapping; restore it or run `speakrl run` again")
+        return loaded
 
     return RunData(accepted, rejected, load("config.yaml", yaml.safe_load), load("manifest.json", json.loads), load("stats.json", json.loads))
 
@@ -625,7 +646,7 @@ def public_config(config: dict[str, Any]) -> dict[str, Any]:
 
 def uses_sgd(config: dict[str, Any], dialogues: Sequence[Dialogue]) -> bool:
     """Whether SGD-derived slot values or schemas may be in the data (then CC BY-SA 4.0 applies)."""
-    if config.get("slot_values"):
+    if config.get("slot_values") or config.get("source") == "sgd":
         return True
     catalog = str(config.get("catalog", "builtin"))
     if catalog != "builtin":
@@ -768,7 +789,8 @@ def build_dataset_dir(run_dir: Path | str, out_dir: Path | str, options: Publish
     seed = options.seed if options.seed is not None else int(cfg.get("seed", 0))
     validate_cfg = cfg.get("validate") or cfg.get("validate_") or {}
     threshold = options.near_duplicate_threshold or float(validate_cfg.get("near_duplicate_threshold", 0.9))
-    split = assign_splits(run.accepted, options, seed, threshold)
+    imported = cfg.get("source") == "sgd"  # SpeakER-SGD (`speakrl import sgd`): SGD's own splits and card
+    split = sgd_splits(run.accepted, threshold) if imported else assign_splits(run.accepted, options, seed, threshold)
     where = {e.id: name for name in SPLITS for e in split.splits[name]}
 
     # Row counts are known from the entries, so shard names ("-of-N") are final before anything is written.
@@ -813,14 +835,15 @@ def build_dataset_dir(run_dir: Path | str, out_dir: Path | str, options: Publish
         figure = FIGURE_PATH
     sgd = uses_sgd(cfg, run.accepted)
     license_id = options.license or ("cc-by-sa-4.0" if sgd else "cc-by-4.0")
-    metadata = card_metadata(counts, sizes, feats, license_id, stats["n"], options.pretty_name)
+    pretty_name = "SpeakER-SGD" if imported and options.pretty_name == "SpeakER" else options.pretty_name
+    metadata = card_metadata(counts, sizes, feats, license_id, stats["n"], pretty_name)
     manifest = run.manifest
     import yaml
 
     card = render_card(
         {
             "card_data": metadata.to_yaml(),
-            "pretty_name": options.pretty_name,
+            "pretty_name": pretty_name,
             "repo_id": options.repo_id or "<owner>/SpeakER",
             "counts": counts,
             "splits": SPLITS,
@@ -839,6 +862,7 @@ def build_dataset_dir(run_dir: Path | str, out_dir: Path | str, options: Publish
             "created": manifest.get("created"),
             "config_hash": manifest.get("config_hash"),
             "sgd": sgd,
+            "sgd_import": imported,
             "license": license_id,
             "figure": figure,
             "citation": PAPER_CITATION,

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from speakrl.pipeline.catalog.sim import Simulator
-from speakrl.pipeline.checks import call_matches, question_targets, ungrounded_args
+from speakrl.pipeline.checks import call_matches, mentioned, question_targets, reference_date, ungrounded_args
 from speakrl.pipeline.decision_points import tool_defaults
 from speakrl.schemas.catalog import Catalog, SlotSpec
 from speakrl.schemas.dialogue import Dialogue, Rejection
@@ -108,11 +108,26 @@ def execution_consistent(d: Dialogue, ctx: Context) -> str | None:
     return None
 
 
+def _proposed_texts(d: Dialogue, before: int) -> list[str]:
+    """Assistant turns before `before` that put values to the user: read back to confirm, or offered from a result."""
+    return [d.messages[lab.message_index].content or "" for lab in d.labels
+            if lab.kind in ("confirm", "offer") and lab.message_index < before]
+
+
+def _said_as_alias(d: Dialogue, value: object, user_texts: list[str]) -> bool:
+    return any(mentioned(words, user_texts) for words in d.aliases.get(str(value), ()))
+
+
 def grounded(d: Dialogue, ctx: Context) -> str | None:
-    """Every argument value of every call was said by the user before the call, or is the tool's declared default."""
+    """Every argument value of every call was said by the user before the call (or in the words `d.aliases` gives
+    for it), or was put to the user in a confirmation or an offer they took, or is the tool's declared default.
+    Dates may be said relative to the dialogue's date (`reference_date` of its system message)."""
+    today = reference_date(d.messages[0].content if d.messages and d.messages[0].role == "system" else None)
     for i in _call_indices(d):
         call = d.messages[i].tool_calls[0].function
-        bad = ungrounded_args(call.args(), _user_texts(d, i), tool_defaults(d.tools, call.name))
+        users = _user_texts(d, i)
+        bad = ungrounded_args(call.args(), users + _proposed_texts(d, i), tool_defaults(d.tools, call.name), today)
+        bad = [slot for slot in bad if not _said_as_alias(d, call.args()[slot], users)]
         if bad:
             value = call.args()[bad[0]]
             return f"ungrounded_value: {call.name} uses {bad[0]}={value!r}, which the user never gave"
@@ -121,7 +136,8 @@ def grounded(d: Dialogue, ctx: Context) -> str | None:
 
 def asks_when_needed(d: Dialogue, ctx: Context) -> str | None:
     """A clarify turn iff an ambiguity is unresolved, about that slot, before the call that needs it."""
-    clarify = [lab for lab in d.labels if lab.act == "clarify"]
+    # a confirmation reads given values back before acting; it resolves no ambiguity, so it is not judged here
+    clarify = [lab for lab in d.labels if lab.act == "clarify" and lab.kind != "confirm"]
     if not d.ambiguities:
         return "asked_in_control: the request needed no clarification but the assistant asked" if clarify else None
     ambiguous = {a.slot for a in d.ambiguities}

@@ -18,9 +18,8 @@ from speakrl.pipeline.catalog.specs import catalog_specs
 from speakrl.pipeline.errors import CatalogError
 from speakrl.schemas.catalog import Catalog
 
-SGD = Path(__file__).resolve().parents[3].parent / "shared/data/sgd"
+SGD = Path(__file__).resolve().parents[3] / "data/sgd"  # the repo copy (data/sgd/README.md)
 SGD_SCHEMA = SGD / "train_schema.json"
-needs_sgd = pytest.mark.skipif(not SGD_SCHEMA.is_file(), reason=f"SGD data not found at {SGD}")
 
 
 def assert_all_tools_execute(catalog: Catalog, rounds: int = 5) -> None:
@@ -88,7 +87,6 @@ def test_speakrl_duplicate_tools_and_bad_domains(tmp_path: Path) -> None:
 # ------------------------------------------------------------------------------------------------------ SGD
 
 
-@needs_sgd
 def test_real_sgd_schema_imports_and_executes() -> None:
     catalog = load_catalog(str(SGD_SCHEMA), slot_values=str(SGD / "train_slot_values.json"))
     assert len(catalog.domains) == 26
@@ -124,7 +122,6 @@ def test_real_sgd_schema_imports_and_executes() -> None:
     assert_all_tools_execute(catalog)
 
 
-@needs_sgd
 def test_sgd_slot_values_found_beside_schema(tmp_path: Path) -> None:
     explicit = load_catalog(str(SGD_SCHEMA), slot_values=str(SGD / "train_slot_values.json"))
     assert load_catalog(str(SGD_SCHEMA)) == explicit  # train_slot_values.json is picked up by its name

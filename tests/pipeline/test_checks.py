@@ -1,0 +1,106 @@
+"""Grounding of dates, times, years and yes/no slots as people say them; confirmations, offers and aliases."""
+
+from datetime import date
+
+import pytest
+
+from speakrl.pipeline.checks import mentioned, question_targets, reference_date, ungrounded_args
+from speakrl.pipeline.stages import validate
+from speakrl.schemas import Dialogue, FunctionCall, Message, TurnLabel
+from speakrl.schemas.catalog import SlotSpec
+from speakrl.schemas.dialogue import Provenance, ToolCall, ToolSpec
+
+FRIDAY = date(2019, 3, 1)
+
+
+@pytest.mark.parametrize("value, text, today", [
+    ("2019-03-05", "something on the 5th of march", None),
+    ("2019-03-05", "on March 5", None),
+    ("2019-03-14", "the 14th of this month please", FRIDAY),
+    ("2019-03-02", "tomorrow works", FRIDAY),
+    ("2019-03-03", "the day after tomorrow", FRIDAY),
+    ("2019-03-08", "next friday", FRIDAY),
+    ("2019-03-05", "tuesday next week", FRIDAY),
+    ("2019-03-02", "this saturday", FRIDAY),
+    ("2019-03-01", "later today", FRIDAY),
+    ("19:00", "at 7 pm", None),
+    ("19:30", "half past 7 in the evening", None),
+    ("17:15", "quarter past 5 in the evening", None),
+    ("19:45", "quarter to 8", None),
+    ("11:00", "eleven in the morning", None),
+    ("12:00", "around noon", None),
+    ("13:30", "afternoon 1:30", None),
+    (2016, "maybe from '16?", None),
+    (2017, "something from two years back", FRIDAY),
+])
+def test_values_said_as_people_say_them(value, text, today):
+    assert mentioned(value, [text], today)
+
+
+@pytest.mark.parametrize("value, text, today", [
+    ("2019-03-15", "on the 5th", None),  # another day
+    ("2019-04-05", "the 5th of march", None),  # another month
+    ("2019-03-08", "the 5th of this month", FRIDAY),
+    ("2019-03-02", "tomorrow", None),  # no date to count from
+    ("2019-03-09", "next friday", FRIDAY),
+    ("19:00", "7 in the morning", None),
+    ("07:00", "7 pm", None),
+    ("19:00", "for 7 people", None),  # a bare number is a count, not a time
+    ("19:30", "at 7", None),
+    (2015, "something from two years back", FRIDAY),
+])
+def test_wrong_or_unsaid_values_are_not_mentioned(value, text, today):
+    assert not mentioned(value, [text], today)
+
+
+def test_yes_no_slots_are_named_with_or_without_their_verb():
+    assert ungrounded_args({"has_live_music": True}, ["a place with live music"], {}) == []
+    assert ungrounded_args({"serves_alcohol": True}, ["somewhere that serves alcohol"], {}) == []
+    assert ungrounded_args({"has_live_music": True}, ["a quiet place"], {}) == ["has_live_music"]
+
+
+def test_reference_date_comes_from_the_system_message():
+    assert reference_date("Be helpful. Today is Friday, 2019-03-01.") == FRIDAY
+    assert reference_date("Be helpful.") is None
+    assert ungrounded_args({"date": "2019-03-02"}, ["tomorrow"], {}) == ["date"]
+    assert ungrounded_args({"date": "2019-03-02"}, ["tomorrow"], {}, today=FRIDAY) == []
+
+
+def test_question_cues_match_plurals_and_how_many():
+    slots = [SlotSpec(name="event_type", description=""), SlotSpec(name="number_of_seats", description="")]
+    assert question_targets("What kind of events do you like?", slots) == {"event_type"}
+    assert question_targets("How many do you want?", slots) == {"number_of_seats"}
+
+
+def _dialogue(assistant_text: str, kind: str | None, aliases: dict | None = None, user: str = "Book it.") -> Dialogue:
+    spec = ToolSpec.model_validate({"type": "function", "function": {"name": "reserve", "description": "Reserve", "parameters": {
+        "type": "object", "properties": {"restaurant_name": {"type": "string", "description": "Name"}},
+        "required": ["restaurant_name"], "additionalProperties": False}}})
+    call = FunctionCall(name="reserve", arguments='{"restaurant_name": "Golden Wok"}')
+    act = "clarify" if kind == "confirm" else "answer"
+    return Dialogue(
+        id="d", scenario_id="s", domain="restaurants", tools=[spec],
+        messages=[Message(role="system", content="Help."), Message(role="user", content="Find me a place to eat."),
+                  Message(role="assistant", content=assistant_text), Message(role="user", content=user),
+                  Message(role="assistant", tool_calls=[ToolCall(id="c0", function=call)]),
+                  Message(role="tool", tool_call_id="c0", name="reserve", content='{"status": "confirmed"}'),
+                  Message(role="assistant", content="Done.")],
+        labels=[TurnLabel(message_index=2, act=act, kind=kind), TurnLabel(message_index=4, act="tool_call"),
+                TurnLabel(message_index=6, act="answer")],
+        gold_calls=[call], goal={"restaurant_name": "Golden Wok"}, ambiguities=[], needs_clarification=False,
+        outcome="completed", provenance=Provenance(backend="sgd", seed=0), aliases=aliases or {},
+    )
+
+
+def test_values_put_to_the_user_in_a_confirmation_or_offer_are_grounded():
+    assert validate.grounded(_dialogue("Please confirm: a table at Golden Wok?", "confirm"), None) is None
+    assert validate.grounded(_dialogue("Golden Wok is a nice place.", "offer"), None) is None
+    # an ordinary assistant turn does not ground what the assistant said: it could be the assistant's invention
+    assert validate.grounded(_dialogue("I will book Golden Wok.", None), None).startswith("ungrounded_value")
+
+
+def test_aliases_ground_a_value_only_where_the_user_said_them():
+    said = _dialogue("Which one?", None, {"Golden Wok": ["the Wok"]}, user="The Wok, please.")
+    assert validate.grounded(said, None) is None
+    unsaid = _dialogue("Which one?", None, {"Golden Wok": ["the Wok"]}, user="That one.")
+    assert validate.grounded(unsaid, None).startswith("ungrounded_value")
