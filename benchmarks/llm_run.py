@@ -7,11 +7,13 @@ N·L/C; the run also renders prompts, checks answers, drafts and validates rows 
 The server reports the time-integral of requests in flight, so the share of the C slots in use is measured,
 not inferred.
 
-    python benchmarks/llm_run.py                          # N=4000, L=0.5 s, C=256, workers 1 and 2, 3 repeats
+    python benchmarks/llm_run.py                          # N=4000, L=0.5 s, C=64 and 256, workers 1 and 2, 3 repeats
     python benchmarks/llm_run.py --n 1000 --repeats 1
 
-Prints one JSON document: per worker count, medians of the generate stage's seconds (from the run's
-manifest), its ratio to the ideal, the slot utilization, and the whole command's wall time.
+Prints one JSON document: per concurrency and worker count, medians of the generate stage's seconds (from the run's
+manifest), its ratio to the ideal, the slot utilization, and the whole command's wall time; and, measured just
+before each run on the same server (so a busy machine slows both alike), the bare-aiohttp floor for the same
+number of requests at the same C, and the run's ratio to it.
 """
 
 from __future__ import annotations
@@ -27,7 +29,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # speakrl_testing: the local test servers
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from llm_throughput import floor_run  # noqa: E402
 from speakrl_testing.openai_server import spawn_server, spawned_server_stats  # noqa: E402
 
 
@@ -63,17 +67,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=4000)
     parser.add_argument("--latency", type=float, default=0.5)
-    parser.add_argument("--concurrency", type=int, default=256)
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[64, 256])
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--shard-size", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     results = []
     with spawn_server(latency=args.latency, replay=True) as url:
-        for workers in args.workers:
-            runs = [one_run(url, args.n, args.concurrency, workers, args.shard_size, args.latency) for _ in range(args.repeats)]
+        for concurrency, workers in ((c, w) for c in args.concurrency for w in args.workers):
+            runs = []
+            for repeat in range(args.repeats):
+                floor = floor_run(url, args.n, concurrency, f"floor-{concurrency}-{workers}-{repeat}")["wall_s"]
+                run = one_run(url, args.n, concurrency, workers, args.shard_size, args.latency)
+                runs.append({**run, "floor_s": floor, "vs_floor": run["generate_s"] / floor})
             median = lambda key: statistics.median(r[key] for r in runs)  # noqa: E731
             results.append({
+                "concurrency": concurrency,
                 "workers": workers,
                 "requests": runs[-1]["requests"],
                 "accepted": runs[-1]["accepted"],
@@ -81,6 +90,8 @@ def main() -> None:
                 "generate_s_median": round(median("generate_s"), 3),
                 "ratio": round(median("generate_s") / runs[-1]["ideal_s"], 3),
                 "ratio_runs": [round(r["generate_s"] / r["ideal_s"], 3) for r in runs],
+                "floor_ratio_median": round(median("floor_s") / runs[-1]["ideal_s"], 3),
+                "generate_vs_floor_median": round(median("vs_floor"), 3),
                 "slot_utilization_median": round(median("slot_utilization"), 3),
                 "command_wall_s_median": round(median("wall_s"), 3),
             })
@@ -88,7 +99,7 @@ def main() -> None:
     print(json.dumps({
         "benchmark": "llm_run",
         "python": platform.python_version(),
-        "n": args.n, "latency_s": args.latency, "concurrency": args.concurrency, "shard_size": args.shard_size,
+        "n": args.n, "latency_s": args.latency, "shard_size": args.shard_size,
         "repeats": args.repeats, "mode": "paraphrase",
         "results": results,
     }, indent=2))

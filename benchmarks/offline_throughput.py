@@ -1,7 +1,9 @@
 """Offline backend, end to end: accepted dialogues per second, peak RSS, and cost relative to parquet serialization.
 
 Each (size, repeat) runs `speakrl run` logic in a fresh process so peak RSS is that run's alone. The serialization
-baseline writes the same accepted dialogues to parquet (the published row encoding) and nothing else.
+baseline writes the same accepted dialogues to parquet (the published row encoding) and nothing else. Reported too:
+the manifest's stage seconds (generate, finalize, dataset), how busy the cores were, and the same command re-run
+on the finished run (its wall time and how many files it rewrote).
 
     python benchmarks/offline_throughput.py --sizes 10000 100000 --repeats 3
 Prints one JSON object.
@@ -16,6 +18,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 CHILD = r"""
@@ -27,10 +30,13 @@ t = time.perf_counter()
 run_dir = generate(RunConfig(n=n, seed=0, out=out, workers=workers))
 wall = time.perf_counter() - t
 stats = json.loads((run_dir / "stats.json").read_text())
-rss_self = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-rss_children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-print(json.dumps({"wall": wall, "accepted": stats["accepted"], "rejected": stats["rejected"],
-                  "peak_rss_mb_main": rss_self, "peak_rss_mb_worker": rss_children}))
+stages = {k: v["seconds"] for k, v in json.loads((run_dir / "manifest.json").read_text())["stages"].items()}
+me, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+print(json.dumps({"wall": wall, "accepted": stats["accepted"], "rejected": stats["rejected"], "stages": stages,
+                  # workers run during the generate stage only: their CPU over its wall time is how busy the cores were
+                  "generate_worker_cpu_percent": 100 * (children.ru_utime + children.ru_stime) / stages["generate"],
+                  "cpu_percent": 100 * (me.ru_utime + me.ru_stime + children.ru_utime + children.ru_stime) / wall,
+                  "peak_rss_mb_main": me.ru_maxrss / 1024, "peak_rss_mb_worker": children.ru_maxrss / 1024}))
 """
 
 SERIALIZE = r"""
@@ -54,6 +60,16 @@ def child(code: str, *args: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def rerun(n: int, out: str, workers: int) -> dict:
+    """The same `speakrl run` command again on the finished run: its wall time, and whether any file changed."""
+    files = lambda: {p: p.stat().st_mtime_ns for p in Path(out).rglob("*") if p.is_file()}  # noqa: E731
+    before = files()
+    cmd = [sys.executable, "-m", "speakrl", "run", "--n", str(n), "--seed", "0", "--out", out, "--workers", str(workers)]
+    t = time.perf_counter()
+    subprocess.run(cmd, check=True, capture_output=True)
+    return {"rerun_command_s": time.perf_counter() - t, "rerun_files_rewritten": sum(before.get(p) != m for p, m in files().items())}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
@@ -66,6 +82,7 @@ def main() -> None:
         for _ in range(args.repeats):
             with tempfile.TemporaryDirectory() as tmp:
                 run = child(CHILD, str(n), str(Path(tmp) / "run"), str(args.workers))
+                run.update(rerun(n, str(Path(tmp) / "run"), args.workers))
                 ser = child(SERIALIZE, str(Path(tmp) / "run" / "accepted.jsonl"), str(Path(tmp) / "x.parquet"))
             run["accepted_per_second"] = run["accepted"] / run["wall"]
             per_dialogue = run["wall"] / run["accepted"]
@@ -79,6 +96,11 @@ def main() -> None:
             "peak_rss_mb_main": round(max(r["peak_rss_mb_main"] for r in runs), 1),
             "peak_rss_mb_worker": round(max(r["peak_rss_mb_worker"] for r in runs), 1),
             "median_cost_ratio_vs_parquet_serialization": round(statistics.median(ratios), 2),
+            "median_stage_seconds": {k: round(statistics.median(r["stages"][k] for r in runs), 2) for k in runs[0]["stages"]},
+            "median_generate_worker_cpu_percent": round(statistics.median(r["generate_worker_cpu_percent"] for r in runs)),
+            "median_cpu_percent": round(statistics.median(r["cpu_percent"] for r in runs)),
+            "median_rerun_command_seconds": round(statistics.median(r["rerun_command_s"] for r in runs), 2),
+            "rerun_files_rewritten": max(r["rerun_files_rewritten"] for r in runs),
         }
     print(json.dumps(results, indent=2))
 

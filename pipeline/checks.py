@@ -66,18 +66,34 @@ def mentioned(value: Any, texts: Iterable[str], today: date | None = None) -> bo
     >>> mentioned("2019-03-02", ["tomorrow at 7 pm"], today=date(2019, 3, 1)), mentioned("19:00", ["tomorrow at 7 pm"])
     (True, True)
     """
-    target = normalize(value)
+    forms = _forms(normalize(value), today)
+    return bool(forms) and any(_said(forms, normalize(text)) for text in texts)
+
+
+def mentioned_values(values: Iterable[Any], text: str, today: date | None = None) -> list[Any]:
+    """The `values` that `mentioned` finds in `text`, in order (the text is normalized once).
+
+    >>> mentioned_values(["San Jose", 4, "Oslo", "jose"], "Four seats in San Jose")
+    ['San Jose', 4, 'jose']
+    """
+    low = normalize(text)
+    return [v for v in values if _said(_forms(normalize(v), today), low)]
+
+
+def _forms(target: str, today: date | None) -> list[str]:
+    """The phrases that say a normalized value: itself, its number word, the ways people say it."""
     if not target:
-        return False
-    patterns = [_phrase_pattern(target)]
+        return []
+    forms = [target]
     if target in _NUMBER_WORDS:
-        patterns.append(_phrase_pattern(_NUMBER_WORDS[target]))
-    patterns += [_phrase_pattern(form) for form in spoken_forms(target, today)]
-    for text in texts:
-        low = normalize(text)
-        if any(p.search(low) for p in patterns):
-            return True
-    return False
+        forms.append(_NUMBER_WORDS[target])
+    return forms + spoken_forms(target, today)
+
+
+def _said(forms: list[str], low: str) -> bool:
+    """Whether one of `forms` is a whole phrase of the normalized text `low`. A substring test comes first: most
+    values are not in most texts, and it spares the regex search (and compiling a pattern for every new value)."""
+    return any(form in low and _phrase_pattern(form).search(low) is not None for form in forms)
 
 
 _MONTHS = ["january", "february", "march", "april", "may", "june", "july", "august", "september", "october",

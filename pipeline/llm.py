@@ -537,6 +537,7 @@ class LLM:
         self._budget_warned = False
         self._fatal: LLMError | None = None  # after a fail-fast error, nothing more is sent
         self._closed = False
+        self._in_flight: dict[str, asyncio.Future] = {}  # cache key -> the answer of the request sent for it
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="speakrl-llm", daemon=True)
         self._thread.start()
@@ -712,10 +713,31 @@ class LLM:
         key = request_key(self.base_url, body, template, template_hash) if self.cache is not None else ""
         if self.cache is not None:
             hit = self.cache.get(key)
+            if hit is None and key in self._in_flight:  # the same request is on its way: wait for its answer
+                hit = await asyncio.shield(self._in_flight[key])
             if hit is not None:
                 self.stats.cached += 1
                 usage.cached += 1
                 return self._completion(hit, cached=True)
+            answer = self._in_flight[key] = self._loop.create_future()
+            try:
+                stored = await self._fetch(body, usage, stage)
+            except asyncio.CancelledError:
+                answer.cancel()
+                raise
+            except BaseException as e:
+                answer.set_exception(e)
+                answer.exception()  # retrieved: a request nobody else waited for must not warn
+                raise
+            finally:
+                del self._in_flight[key]
+            answer.set_result(stored)
+            self.cache.put(key, stored)
+            return self._completion(stored, cached=False)
+        return self._completion(await self._fetch(body, usage, stage), cached=False)
+
+    async def _fetch(self, body: dict[str, Any], usage: Usage, stage: str) -> dict[str, Any]:
+        """Send a request (with retries) and account for its answer, in the form the cache stores."""
         if self._fatal is not None:
             raise self._fatal
         try:
@@ -738,10 +760,8 @@ class LLM:
                 raw=None,
             ) from None
         stored = self._stored(data)
-        if self.cache is not None:
-            self.cache.put(key, stored)
         self._account(usage, stored["usage"], stage)
-        return self._completion(stored, cached=False)
+        return stored
 
     async def _send_with_retries(self, body: dict[str, Any]) -> dict[str, Any]:
         attempts = AsyncRetrying(

@@ -21,7 +21,7 @@ import signal
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, CancelledError, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -119,7 +119,10 @@ def open_run(cfg: RunConfig) -> RunContext:
                 raise RunDirError(f"{str(run_dir)!r} holds a run made with different settings; use a new --out or delete it")
         _remove_leftovers(run_dir)
         ctx = RunContext(cfg, run_dir, catalog, Simulator(catalog), versions(), lock)
-        atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(written_config(cfg), sort_keys=False))
+        config_text = yaml.safe_dump(written_config(cfg), sort_keys=False)
+        config_path = run_dir / "config.yaml"
+        if not config_path.is_file() or config_path.read_text(encoding="utf-8") != config_text:  # a re-run rewrites nothing
+            atomic_write_text(config_path, config_text)
         if not manifest_path.exists():
             write_manifest(ctx, Manifest(speakrl_version=ctx.versions["speakrl"], created=_now(), seed=cfg.seed, n=cfg.n,
                                          config_hash=config_hash(cfg), versions=ctx.versions))
@@ -366,7 +369,7 @@ def finalize(ctx: RunContext) -> dict[str, Any]:
     """Deduplicate the validated shards in run order, write accepted.jsonl, rejected.jsonl and stats.json."""
     cfg = ctx.cfg
     dedup = validate_stage.Deduplicator(cfg.validate_.near_duplicate_threshold, cfg.validate_.num_perm)
-    records: list[dict[str, Any]] = []
+    tally = Tally()
     rejected_counts: Counter[str] = Counter()
     accepted_tmp = ctx.dir / ".accepted.jsonl.tmp"
     rejected_tmp = ctx.dir / ".rejected.jsonl.tmp"
@@ -390,7 +393,7 @@ def finalize(ctx: RunContext) -> dict[str, Any]:
                             rej.write(dump_row(out) + "\n")
                         else:
                             acc.write(line)
-                            records.append(summary_record(out))
+                            tally.add(summary_record(out))
                 except (ValueError, KeyError, TypeError, IndexError) as e:  # JSON or row shape errors
                     raise corrupt_shard(ctx, k, e) from None
         os.replace(accepted_tmp, ctx.dir / "accepted.jsonl")
@@ -399,7 +402,7 @@ def finalize(ctx: RunContext) -> dict[str, Any]:
         accepted_tmp.unlink(missing_ok=True)
         rejected_tmp.unlink(missing_ok=True)
         raise
-    stats = compute_stats(records, rejected_counts, cfg.n)
+    stats = tally.stats(rejected_counts, cfg.n)
     atomic_write_text(ctx.dir / "stats.json", json.dumps(stats, indent=2))
     return stats
 
@@ -415,31 +418,51 @@ def summary_record(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def compute_stats(records: list[dict[str, Any]], rejected: Counter[str], generated: int) -> dict[str, Any]:
-    """Counts by domain, tool, ambiguity type, turns and rejection reason (polars)."""
-    import polars as pl
+class Tally:
+    """Counts by domain, tool, ambiguity type, turns and questions, kept as counters while rows stream past (a
+    run's records are never all in memory)."""
 
-    accepted = len(records)
-    stats: dict[str, Any] = {
-        "generated": generated,
-        "accepted": accepted,
-        "rejected": sum(rejected.values()),
-        **{f"dropped_{code}": n for code, n in sorted(rejected.items())},
-    }
-    if records:
-        df = pl.DataFrame(records)
+    COLUMNS = ("domain", "tool", "ambiguity", "turns", "questions")
 
-        def counts(col: str) -> dict[str, int]:
-            grouped = df.group_by(col).len().sort([pl.col("len"), pl.col(col)], descending=[True, False])
-            return {str(row[col]): int(row["len"]) for row in grouped.iter_rows(named=True)}
+    def __init__(self) -> None:
+        self.counts: dict[str, Counter] = {col: Counter() for col in self.COLUMNS}
+        self.n = 0
 
-        stats.update(
-            by_domain=counts("domain"), by_tool=counts("tool"), by_ambiguity=counts("ambiguity"),
-            by_turns=counts("turns"), by_questions=counts("questions"),
-            mean_turns=round(float(df["turns"].mean()), 3),
-            control_share=round(float((df["ambiguity"] == "none").mean()), 4),
-        )
-    return stats
+    def add(self, record: dict[str, Any]) -> None:
+        self.n += 1
+        for col in self.COLUMNS:
+            self.counts[col][record[col]] += 1
+
+    def stats(self, rejected: Counter[str], generated: int) -> dict[str, Any]:
+        """The run's stats.json: totals, `dropped_<check>` counts, and counts by column (most frequent first)."""
+        stats: dict[str, Any] = {
+            "generated": generated,
+            "accepted": self.n,
+            "rejected": sum(rejected.values()),
+            **{f"dropped_{code}": n for code, n in sorted(rejected.items())},
+        }
+        if self.n:
+
+            def counts(col: str) -> dict[str, int]:
+                ranked = sorted(self.counts[col].items(), key=lambda kv: (-kv[1], kv[0]))
+                return {str(k): v for k, v in ranked}
+
+            turns = self.counts["turns"]
+            stats.update(
+                by_domain=counts("domain"), by_tool=counts("tool"), by_ambiguity=counts("ambiguity"),
+                by_turns=counts("turns"), by_questions=counts("questions"),
+                mean_turns=round(sum(k * v for k, v in turns.items()) / self.n, 3),
+                control_share=round(self.counts["ambiguity"]["none"] / self.n, 4),
+            )
+        return stats
+
+
+def compute_stats(records: Iterable[dict[str, Any]], rejected: Counter[str], generated: int) -> dict[str, Any]:
+    """Counts by domain, tool, ambiguity type, turns and rejection reason."""
+    tally = Tally()
+    for record in records:
+        tally.add(record)
+    return tally.stats(rejected, generated)
 
 
 def generate(cfg: RunConfig, progress: Progress | None = None, llm: Any = None, ctx: RunContext | None = None) -> Path:
@@ -448,6 +471,9 @@ def generate(cfg: RunConfig, progress: Progress | None = None, llm: Any = None, 
     ctx = ctx or open_run(cfg)
     try:
         manifest = read_manifest(ctx)
+        if outputs_unchanged(ctx.dir, manifest):
+            logger.info("%s is a finished run with its outputs unchanged; nothing to do", ctx.dir)
+            return ctx.dir
         t0 = time.perf_counter()
         try:
             run_shards(ctx, "validate", progress, llm)
@@ -458,11 +484,15 @@ def generate(cfg: RunConfig, progress: Progress | None = None, llm: Any = None, 
         t2 = time.perf_counter()
         if stats["accepted"]:
             build_local_dataset(ctx)
+        t3 = time.perf_counter()
         manifest = read_manifest(ctx)
         manifest.stages["generate"] = StageRecord(status="done", seconds=round(t1 - t0, 3),
                                                   usage=manifest.stages.get("generate", StageRecord()).usage)
         manifest.stages["finalize"] = StageRecord(status="done", seconds=round(t2 - t1, 3))
+        manifest.stages["dataset"] = StageRecord(status="done", seconds=round(t3 - t2, 3))
         manifest.counts = {k: v for k, v in stats.items() if isinstance(v, int)}
+        finished = stats["accepted"] and stats["generated"] == stats["accepted"] + stats["rejected"]
+        manifest.outputs = output_fingerprints(ctx.dir) if finished else {}
         write_manifest(ctx, manifest)
         if stats["generated"] != stats["accepted"] + stats["rejected"]:
             raise RunDirError(f"run {str(ctx.dir)!r} is inconsistent: {stats['generated']} generated but "
@@ -489,6 +519,23 @@ def record_usage(ctx: RunContext) -> None:
     record = manifest.stages.setdefault("generate", StageRecord(status="running"))
     record.usage = UsageLedger(path).totals()
     write_manifest(ctx, manifest)
+
+
+_OUTPUTS = ("accepted.jsonl", "rejected.jsonl", "stats.json")
+
+
+def output_fingerprints(run_dir: Path) -> dict[str, list[int]]:
+    """Size and mtime of each final output of a run (the dataset directory included), by relative path."""
+    paths = [run_dir / name for name in _OUTPUTS if (run_dir / name).is_file()]
+    dataset = run_dir / "dataset"
+    if dataset.is_dir():
+        paths += sorted(p for p in dataset.rglob("*") if p.is_file() and not p.name.startswith("."))
+    return {p.relative_to(run_dir).as_posix(): [st.st_size, st.st_mtime_ns] for p in paths for st in [p.stat()]}
+
+
+def outputs_unchanged(run_dir: Path, manifest: Manifest) -> bool:
+    """Whether the run finished and every output it recorded is still there, as written (a stat per file)."""
+    return bool(manifest.outputs) and output_fingerprints(run_dir) == manifest.outputs
 
 
 def build_local_dataset(ctx: RunContext) -> None:

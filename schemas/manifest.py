@@ -13,6 +13,9 @@ class StageRecord(Strict):
     status: str = "pending"  # pending | done
     seconds: float = 0.0
     counts: dict[str, int] = Field(default_factory=dict)
+    # A finished run's outputs (path relative to the run dir -> [bytes, mtime_ns]): re-running the same command
+    # finds them unchanged and does nothing.
+    outputs: dict[str, list[int]] = Field(default_factory=dict)
     usage: dict[str, Any] = Field(default_factory=dict)  # tokens and cost, for LLM stages
 
 
@@ -25,3 +28,6 @@ class Manifest(Strict):
     versions: dict[str, str] = Field(default_factory=dict)
     stages: dict[str, StageRecord] = Field(default_factory=dict)
     counts: dict[str, int] = Field(default_factory=dict)
+    # A finished run's outputs (path relative to the run dir -> [bytes, mtime_ns]): re-running the same command
+    # finds them unchanged and does nothing.
+    outputs: dict[str, list[int]] = Field(default_factory=dict)

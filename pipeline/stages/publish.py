@@ -32,12 +32,15 @@ import json
 import logging
 import random
 import re
+import sys
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
+
+import numpy as np
 
 from speakrl.pipeline.decision_points import DecisionPoint, decision_points
 from speakrl.pipeline.errors import PublishError, RunDirError
@@ -249,7 +252,7 @@ def rejection_row(r: Rejection) -> dict[str, Any]:
 # Leak-free splits
 
 
-@dataclass
+@dataclass(slots=True)
 class Entry:
     """What splitting and the card need of one dialogue, without the dialogue: publishing holds only these in
     memory (a few hundred bytes each) and streams the rows themselves, so its memory stays flat with run size."""
@@ -258,8 +261,8 @@ class Entry:
     scenario_id: str
     domain: str
     tools_called: tuple[str, ...]
-    goal_key: str
-    minhash: Any  # datasketch MinHash of the validate stage's shingles
+    goal_key: int  # 64-bit hash of (domain, tool, arguments): equal goals, equal keys
+    hashvalues: bytes  # the MinHash of the validate stage's shingles, as uint32s (its values are below 2**32)
     ambiguity_types: tuple[str, ...]
     assistant_turns: int
     clarifications: int
@@ -269,22 +272,32 @@ class Entry:
     model: str | None
 
 
+_TUPLES: dict[tuple[str, ...], tuple[str, ...]] = {}  # few distinct tuples (acts, tools, types), shared by every entry
+
+
 def entry(d: Dialogue, minhash: validate.MinHasher) -> Entry:
+    # Repeated names and tuples are shared and the goal and MinHash kept as hashes: a run's entries are all in memory.
+    intern = sys.intern
+
+    def shared(values: Iterable[str]) -> tuple[str, ...]:
+        names = tuple(intern(v) for v in values)
+        return _TUPLES.setdefault(names, names)
+
     return Entry(
         id=d.id,
         scenario_id=d.scenario_id,
-        domain=d.domain,
-        tools_called=tuple(c.name for c in d.gold_calls),
-        goal_key=_goal_key(d),
+        domain=intern(d.domain),
+        tools_called=shared(c.name for c in d.gold_calls),
+        goal_key=validate.hash64(_goal_key(d).encode()),
         # The same text and shingles as the validate stage's dedup: one definition of "near-duplicate".
-        minhash=minhash(validate.dialogue_text(d)),
-        ambiguity_types=tuple(sorted({a.type for a in d.ambiguities})),
+        hashvalues=minhash(validate.dialogue_text(d)).hashvalues.astype(np.uint32).tobytes(),
+        ambiguity_types=shared(sorted({a.type for a in d.ambiguities})),
         assistant_turns=sum(m.role == "assistant" for m in d.messages),
         clarifications=sum(lab.act == "clarify" for lab in d.labels),
-        acts=tuple(lab.act for lab in d.labels),
+        acts=shared(lab.act for lab in d.labels),
         n_points=len(d.labels),
-        backend=d.provenance.backend,
-        model=d.provenance.model,
+        backend=intern(d.provenance.backend),
+        model=intern(d.provenance.model) if d.provenance.model else None,
     )
 
 
@@ -294,18 +307,34 @@ def _entries(rows: Sequence[Dialogue | Entry], num_perm: int) -> list[Entry]:
 
 
 def near_duplicate_pairs(rows: Sequence[Dialogue | Entry], threshold: float, num_perm: int = 64) -> list[tuple[int, int]]:
-    """Index pairs whose word-3-gram Jaccard is at least `threshold`: LSH proposes, the MinHash estimate decides."""
-    from datasketch import MinHashLSH
-
+    """Index pairs (earlier, later) whose word-3-gram Jaccard is at least `threshold`: rows sharing an LSH band
+    (datasketch's bands for the threshold) are candidates, the MinHash estimate decides."""
     entries = _entries(rows, num_perm)
-    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+    bands = validate.lsh_bands(threshold, num_perm)
+    first = validate.HashIndex()  # band key -> first row with it
+    more: dict[int, list[int]] = {}  # band key -> every row with it, for the (rare) keys shared by several rows
     pairs = []
     for i, e in enumerate(entries):
-        for j in lsh.query(e.minhash):
-            if e.minhash.jaccard(entries[j].minhash) >= threshold:
+        values = np.frombuffer(e.hashvalues, dtype=np.uint32)
+        candidates: set[int] = set()
+        for key in validate.band_keys(values, bands):
+            j = first.get(key)
+            if j is None:
+                first.add(key, i)
+                continue
+            shared = more.setdefault(key, [j])
+            candidates.update(shared)
+            shared.append(i)
+        for j in sorted(candidates):
+            same = np.count_nonzero(values == np.frombuffer(entries[j].hashvalues, dtype=np.uint32)) / len(values)
+            if same >= threshold:
                 pairs.append((j, i))
-        lsh.insert(i, e.minhash)
     return pairs
+
+
+def _leak_keys(e: Entry) -> tuple[int, int]:
+    """64-bit keys of what must not be shared across splits: the scenario and the goal."""
+    return validate.hash64(b"scenario:" + e.scenario_id.encode()), validate.hash64(b"goal:" + e.goal_key.to_bytes(8, "little"))
 
 
 def _goal_key(d: Dialogue) -> str:
@@ -327,13 +356,14 @@ def leakage_groups(rows: Sequence[Dialogue | Entry], threshold: float, num_perm:
     def union(i: int, j: int) -> None:
         parent[find(i)] = find(j)
 
-    first: dict[str, int] = {}
+    first = validate.HashIndex()  # scenario and goal hashes -> the first row with them
     for i, e in enumerate(entries):
-        for key in (f"scenario:{e.scenario_id}", f"goal:{e.goal_key}"):
-            if key in first:
-                union(i, first[key])
+        for key in _leak_keys(e):
+            j = first.get(key)
+            if j is None:
+                first.add(key, i)
             else:
-                first[key] = i
+                union(i, j)
     for i, j in near_duplicate_pairs(entries, threshold, num_perm):
         union(i, j)
     groups: dict[int, list[int]] = defaultdict(list)
@@ -440,14 +470,17 @@ def sgd_splits(rows: Sequence[Dialogue | Entry], threshold: float) -> SplitResul
 def check_no_leakage(splits: dict[str, list[Dialogue | Entry]], threshold: float, num_perm: int = 64) -> None:
     """Raise if any scenario, goal or near-duplicate appears in two splits."""
     splits = {name: _entries(rows, num_perm) for name, rows in splits.items()}
-    where: dict[str, set[str]] = defaultdict(set)
-    for name, rows in splits.items():
+    names = list(splits)
+    where = validate.HashIndex()  # scenario and goal hashes -> the split that has them
+    for n, rows in enumerate(splits.values()):
         for e in rows:
-            where[f"scenario {e.scenario_id}"].add(name)
-            where[f"goal {e.goal_key}"].add(name)
-    shared = sorted(k for k, names in where.items() if len(names) > 1)
-    if shared:
-        raise PublishError(f"split leakage: {shared[0]} appears in more than one split")
+            for kind, key in zip(("scenario", "goal"), _leak_keys(e)):
+                other = where.get(key)
+                if other is None:
+                    where.add(key, n)
+                elif other != n:
+                    what = f"scenario {e.scenario_id}" if kind == "scenario" else f"the goal of {e.id}"
+                    raise PublishError(f"split leakage: {what} appears in more than one split ({names[other]}, {names[n]})")
     flat = [(name, d) for name, rows in splits.items() for d in rows]
     for i, j in near_duplicate_pairs([d for _, d in flat], threshold, num_perm):
         if flat[i][0] != flat[j][0]:

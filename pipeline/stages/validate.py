@@ -12,14 +12,18 @@ import logging
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from datasketch import MinHash, MinHashLSH
+import numpy as np
 
 from speakrl.pipeline.catalog.sim import Simulator
 from speakrl.pipeline.checks import call_matches, mentioned, question_targets, reference_date, ungrounded_args
 from speakrl.pipeline.decision_points import tool_defaults
 from speakrl.schemas.catalog import Catalog, SlotSpec
 from speakrl.schemas.dialogue import Dialogue, Rejection
+
+if TYPE_CHECKING:
+    from datasketch import MinHash
 
 logger = logging.getLogger(__name__)
 
@@ -216,37 +220,105 @@ class MinHasher:
     """MinHash of a dialogue's shingles, with the permutations drawn once rather than per dialogue."""
 
     def __init__(self, num_perm: int = 64):
+        from datasketch import MinHash  # here: datasketch imports scipy (a second), which workers never need
+
         first = MinHash(num_perm=num_perm, seed=1)
+        self.new = MinHash
         self.num_perm, self.scheme, self.permutations = num_perm, first.scheme, first.permutations
 
     def __call__(self, text: str) -> MinHash:
-        mh = MinHash(num_perm=self.num_perm, seed=1, permutations=self.permutations, scheme=self.scheme)
+        mh = self.new(num_perm=self.num_perm, seed=1, permutations=self.permutations, scheme=self.scheme)
         mh.update_batch(list(shingles(text)))
         return mh
+
+
+class HashIndex:
+    """64-bit keys, each with a small int (the row that first had it), in ~16 bytes a key.
+
+    New keys go to a dict; every `MERGE` keys it is merged into sorted numpy arrays. A dict of Python ints
+    costs ~100 bytes a key and bytes keys more, which at a million rows is gigabytes; this stays tens of MB."""
+
+    MERGE = 1 << 16
+
+    def __init__(self) -> None:
+        self.keys = np.empty(0, dtype=np.uint64)
+        self.values = np.empty(0, dtype=np.int64)
+        self.recent: dict[int, int] = {}
+
+    def __len__(self) -> int:
+        return len(self.keys) + len(self.recent)
+
+    def get(self, key: int) -> int | None:
+        value = self.recent.get(key)
+        if value is not None or not len(self.keys):
+            return value
+        at = int(np.searchsorted(self.keys, np.uint64(key)))
+        return int(self.values[at]) if at < len(self.keys) and int(self.keys[at]) == key else None
+
+    def add(self, key: int, value: int) -> None:
+        """Remember `key` -> `value` unless `key` is known already (the first value is kept)."""
+        if self.get(key) is None:
+            self.recent[key] = value
+            if len(self.recent) >= self.MERGE:
+                self._merge()
+
+    def _merge(self) -> None:
+        n = len(self.recent)
+        keys = np.concatenate([self.keys, np.fromiter(self.recent.keys(), dtype=np.uint64, count=n)])
+        values = np.concatenate([self.values, np.fromiter(self.recent.values(), dtype=np.int64, count=n)])
+        order = np.argsort(keys, kind="stable")
+        self.keys, self.values, self.recent = keys[order], values[order], {}
+
+
+def hash64(data: bytes) -> int:
+    """A 64-bit hash of `data` (blake2b)."""
+    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little")
+
+
+def lsh_bands(threshold: float, num_perm: int) -> list[slice]:
+    """The band slices of the MinHash that datasketch's LSH would use for `threshold` (rows that share any band
+    are candidates): the same candidates, without datasketch's index, whose memory grows ~2 KB a row."""
+    from datasketch import MinHashLSH
+
+    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+    return [slice(i * lsh.r, (i + 1) * lsh.r) for i in range(lsh.b)]
+
+
+def band_keys(hashvalues: np.ndarray, bands: list[slice]) -> list[int]:
+    """One 64-bit key per band of a MinHash's hash values, distinct per band."""
+    values = np.asarray(hashvalues, dtype=np.uint32)  # MinHash values are below 2**32: one byte form everywhere
+    return [hash64(i.to_bytes(2, "little") + values[band].tobytes()) for i, band in enumerate(bands)]
 
 
 class Deduplicator:
     """Exact duplicates by content hash; near duplicates by MinHash LSH over word 3-gram shingles.
 
-    The first occurrence (in run order) is kept, so the result does not depend on how the run was sharded.
+    The first occurrence (in run order) is kept, so the result does not depend on how the run was sharded. The
+    index holds 64-bit hashes in sorted arrays (`HashIndex`) and the kept rows' ids, so it stays small at a
+    million rows.
     """
 
     def __init__(self, threshold: float = 0.9, num_perm: int = 64):
-        self.lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
-        self.exact: set[bytes] = set()
+        self.bands = lsh_bands(threshold, num_perm)
+        self.exact = HashIndex()
+        self.near = HashIndex()  # band key -> the kept row that first had it
+        self.kept: list[str] = []  # ids of kept rows, by their order: what a near-duplicate is reported against
         self.minhash = MinHasher(num_perm)
 
     def reason(self, row_id: str, text: str) -> str | None:
         """Why the dialogue `row_id` with this `dialogue_text` is a duplicate of an earlier one, or None."""
-        digest = hashlib.blake2b(text.encode(), digest_size=16).digest()
-        if digest in self.exact:
+        digest = hash64(text.encode())
+        if self.exact.get(digest) is not None:
             return "duplicate: the same dialogue text appears earlier in the run"
-        self.exact.add(digest)
-        mh = self.minhash(text)
-        near = self.lsh.query(mh)
-        if near:
-            return f"near_duplicate: too similar to {near[0]}"
-        self.lsh.insert(row_id, mh)
+        self.exact.add(digest, 0)
+        keys = band_keys(self.minhash(text).hashvalues, self.bands)
+        for key in keys:  # bands in order: the reported row does not depend on hashing order
+            earlier = self.near.get(key)
+            if earlier is not None:
+                return f"near_duplicate: too similar to {self.kept[earlier]}"
+        for key in keys:
+            self.near.add(key, len(self.kept))
+        self.kept.append(row_id)
         return None
 
 

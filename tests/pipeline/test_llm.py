@@ -211,6 +211,18 @@ def test_rerun_is_served_from_the_cache(server, make_llm, tmp_path):
     assert server.requests == 7
 
 
+def test_identical_requests_in_flight_are_sent_once(server, make_llm):
+    server.latency = 0.2  # the copies arrive while the first is still waiting for its answer
+    llm = make_llm()
+    results = llm.run_sync(llm.gather([llm.complete(ask(i % 2), stage="t", schema=Answer) for i in range(6)]))
+    assert server.requests == 2
+    assert [r.parsed for r in results[:2]] * 3 == [r.parsed for r in results]
+    assert sum(r.usage["requests"] for r in results) == 2 and llm.stats.cached == 4  # paid once each
+    uncached = make_llm(cache=None)  # without a cache nothing is shared: each request is its own
+    uncached.run_sync(uncached.gather([uncached.complete(ask(0), stage="t", schema=Answer) for _ in range(3)]))
+    assert server.requests == 5
+
+
 def test_cache_key_ignores_the_api_key_and_files_never_hold_it(server, make_llm, tmp_path):
     body = {"model": "m", "messages": ask()}
     assert request_key("http://h/v1", body, None, None) == request_key("http://h/v1/", body, None, None)

@@ -51,6 +51,23 @@ def test_rerunning_a_finished_run_changes_nothing(small_run):
     assert (small_run / "accepted.jsonl").read_bytes() == accepted
 
 
+def _mtimes(run_dir: Path) -> dict[Path, int]:
+    return {p: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file()}
+
+
+def test_a_finished_run_rerun_rewrites_no_file_and_a_damaged_one_is_rebuilt(tmp_path):
+    run_dir = generate(RunConfig(n=60, seed=3, out=str(tmp_path / "run"), workers=1, shard_size=30))
+    before = _mtimes(run_dir)
+    assert any(p.suffix == ".parquet" for p in before) and run_dir / "manifest.json" in before
+    generate(load_config(str(run_dir / "config.yaml"), {}))
+    assert _mtimes(run_dir) == before  # nothing written: not the manifest, config, dataset or shards
+    card = run_dir / "dataset" / "README.md"
+    text = card.read_text()
+    card.unlink()
+    generate(load_config(str(run_dir / "config.yaml"), {}))
+    assert card.read_text() == text  # an output gone: the run builds its outputs again, identically
+
+
 def test_a_run_dir_with_other_settings_is_refused(small_run):
     cfg = load_config(str(small_run / "config.yaml"), {"seed": 99})
     with pytest.raises(RunDirError, match="different settings"):

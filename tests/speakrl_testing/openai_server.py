@@ -23,6 +23,7 @@ import asyncio
 import itertools
 import json
 import math
+import os
 import subprocess
 import sys
 import threading
@@ -32,6 +33,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -362,7 +364,10 @@ def spawn_server(
         cmd += ["--rate-limit-every", str(rate_limit_every)]
     if replay:
         cmd.append("--replay")
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stdin=subprocess.PIPE, text=True)
+    # The child imports this package by name: put the folder holding it on its path (benchmarks run outside pytest).
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[1]),
+                                                                       os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stdin=subprocess.PIPE, text=True, env=env)
     try:
         line = proc.stdout.readline() if proc.stdout else ""
         if not line.startswith("PORT "):

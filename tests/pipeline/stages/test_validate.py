@@ -144,6 +144,51 @@ def test_exact_and_near_duplicates_are_removed_first_kept(catalog, sim):
     assert out[2].check == "near_duplicate" and out[2].row["id"] == "near"
 
 
+def test_hash_index_keeps_the_first_value_across_merges(monkeypatch):
+    monkeypatch.setattr(validate.HashIndex, "MERGE", 4)  # several merges into the sorted arrays
+    index = validate.HashIndex()
+    keys = [(i * 0x9E3779B97F4A7C15) % 2**64 for i in range(1, 40)]  # spread over the whole 64-bit range
+    for i, key in enumerate(keys):
+        index.add(key, i)
+    for i, key in enumerate(keys):
+        index.add(key, 1000 + i)  # known: ignored
+    assert len(index) == len(keys) and len(index.keys) >= 36
+    assert [index.get(key) for key in keys] == list(range(len(keys)))
+    assert index.get(12345) is None and index.get(2**64 - 1) is None
+
+
+def test_near_duplicates_are_the_candidates_of_datasketch_lsh(catalog, sim):
+    # The compact index finds a near duplicate exactly when datasketch's MinHashLSH proposes an earlier row.
+    from datasketch import MinHashLSH
+
+    rows = []
+    for seed in range(8):
+        for kind in ("none", "missing_slot"):
+            d = _one(catalog, sim, kind, seed=seed)
+            messages = list(d.messages)
+            messages[1] = messages[1].model_copy(update={"content": messages[1].content + " Thanks."})
+            rows += [d, d.model_copy(update={"messages": messages})]
+    dedup = validate.Deduplicator(threshold=0.7)
+    lsh = MinHashLSH(threshold=0.7, num_perm=64)
+    seen, codes = set(), []
+    for i, row in enumerate(rows):
+        text = validate.dialogue_text(row)
+        mh = dedup.minhash(text)
+        proposed = lsh.query(mh)
+        reason = dedup.reason(f"r{i}", text)
+        code = reason.split(":")[0] if reason else None
+        codes.append(code)
+        if text in seen:
+            assert code == "duplicate"
+        elif proposed:
+            assert code == "near_duplicate" and reason.rsplit(" ", 1)[1] in proposed
+        else:
+            assert reason is None
+            lsh.insert(f"r{i}", mh)
+        seen.add(text)
+    assert {"near_duplicate", None} <= set(codes)
+
+
 def test_rejections_keep_the_row_and_a_readable_reason(catalog, sim, ctx):
     d = _without_questions(_one(catalog, sim, "missing_slot"))
     (r,) = list(validate.run([d], ctx))
