@@ -197,9 +197,9 @@ def _in(hour: int, lo: int, hi: int) -> bool:
 _TIME_PHRASES: list[tuple[str, Callable[[int], bool]]] = [
     (r"early (in the )?morning|first thing", lambda h: _in(h, 4, 9)),
     (r"morning|before (lunch|noon)", lambda h: _in(h, 4, 12)),
-    (r"lunch|midday|noon", lambda h: _in(h, 11, 15)),
     (r"after lunch|afternoon", lambda h: _in(h, 12, 18)),
-    (r"evening|dinner|after work|tonight", lambda h: _in(h, 17, 23)),
+    (r"lunch|midday|noon", lambda h: _in(h, 11, 15)),
+    (r"evening|dinner|after work|tonight", lambda h: _in(h, 17, 24)),
     (r"late at night|late night|night", lambda h: h >= 20 or h < 4),
 ]
 _COUNT_PHRASES: list[tuple[str, Callable[[int], bool]]] = [

@@ -351,7 +351,7 @@ async def full_dialogue(cfg: RunConfig, llm: LLM, scenario: Scenario, draft: Dia
     opening = await row.ask(llm, writer_prompt(scenario, catalog), stage=STAGE, schema=Opening, sampling=cfg.dialogues,
                             check=lambda o: opening_problem(scenario, o.message))
     # The published system prompt is the offline one, so rows of both backends look alike.
-    system = draft.messages[0].content if draft and draft.messages[0].role == "system" else system_prompt(domain)
+    system = draft.messages[0].content if draft and draft.messages[0].role == "system" else system_prompt(domain, scenario.now)
     messages = [Message(role="system", content=system), Message(role="user", content=opening.message.strip())]
     labels: list[TurnLabel] = []
     calls: list[FunctionCall] = []
