@@ -73,7 +73,7 @@ class Simulator:
 
     def search(self, domain: Domain, filters: dict[str, Any]) -> list[dict[str, Any]]:
         """Database rows matching every filter on an attribute (case-insensitive)."""
-        keys = [(k, _norm(v)) for k, v in filters.items() if k in domain.attributes]
+        keys = [(k, _norm(v)) for k, v in filters.items() if k in domain.attributes and v is not None]  # null: any
         rows, normalized = self.databases[domain.name], self._normalized[domain.name]
         return [row for row, norm in zip(rows, normalized) if all(norm.get(k) == v for k, v in keys)]
 
@@ -103,9 +103,9 @@ class Simulator:
         return self._run_single(domain, tool, full)
 
     def _run_search(self, domain: Domain, tool: ToolDef, args: dict[str, Any]) -> dict[str, Any]:
-        rows = self.search(domain, args)
-        results = [self._project(domain, tool, args, row) for row in rows[:MAX_RESULTS]]
-        return {"count": len(rows), "results": results}
+        rows = self.search(domain, args)[:MAX_RESULTS]
+        results = [self._project(domain, tool, args, row) for row in rows]
+        return {"count": len(results), "results": results}  # count is what is listed
 
     def _run_single(self, domain: Domain, tool: ToolDef, args: dict[str, Any]) -> dict[str, Any]:
         row: dict[str, Any] = {}
@@ -125,10 +125,10 @@ class Simulator:
         rng = random.Random(stable_seed(tool.name, sorted((k, str(v)) for k, v in args.items()), row.get(domain.entity_slot or "")))
         out: dict[str, Any] = {}
         for name in tool.result_slots or tool.slots:
-            if name in row:
-                out[name] = row[name]
-            elif name in args:
+            if args.get(name) is not None:  # a result agrees with what was asked for
                 out[name] = args[name]
+            elif name in row:
+                out[name] = row[name]
             else:
                 pool = domain.slot(name).pool()
                 if pool:
