@@ -96,7 +96,7 @@ class RunConfig(Strict):
     mix: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_MIX))
     multi_slot_rate: float = Field(default=0.35, ge=0, le=1)  # share of missing_slot scenarios missing 2+ slots
     # share of dialogues missing 2+ slots from the start that ask for them one at a time (a good agent asks once)
-    split_question_rate: float = Field(default=0.0, ge=0, le=1)
+    split_rate: float = Field(default=0.0, ge=0, le=1)
     partial_answer_rate: float = Field(default=0.2, ge=0, le=1)  # user answers only part of a question
     volunteer_rate: float = Field(default=0.2, ge=0, le=1)  # user volunteers an unasked value
     shard_size: int = Field(default=1000, gt=0, le=1_000_000)

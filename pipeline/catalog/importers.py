@@ -139,7 +139,7 @@ def _ordinal(n: int) -> str:
 
 
 def _from_pattern(fake: Faker, pattern: str) -> str | None:
-    """A string matching a simple regex (literals, \d, [A-Z0-9] classes, {n} / {n,m} counts), or None."""
+    r"""A string matching a simple regex (literals, \d, [A-Z0-9] classes, {n} / {n,m} counts), or None."""
     body = pattern.removeprefix("^").removesuffix("$")
     out, i = [], 0
     while i < len(body):

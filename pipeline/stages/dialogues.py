@@ -166,7 +166,7 @@ def converse(cfg: RunConfig, scenario: Scenario, domain: Domain, sim: Simulator)
             break
         if pending[0].type == "missing_slot":
             missing = [a for a in pending if a.type == "missing_slot"]
-            batch = missing[:1] if rng.random() < cfg.split_question_rate else missing
+            batch = missing[:1] if rng.random() < cfg.split_rate else missing
         else:
             batch = pending[:1]
         question, reasoning = _question(rng, batch, tool, intent, known)

@@ -48,7 +48,7 @@ DERIVED_LOOKUP = ["what's the {thing}", "can you check the {thing}", "I need the
 DERIVED_ACTION = ["I'd like to {act}", "can you {act} for me", "I need to {act}", "please {act}", "help me {act}",
                   "I want to {act}", "could you {act}"]
 _QUESTION_HEAD = re.compile(r"^(what|what's|when|where|who|how|is|are|am|can|could|would|will|any|do|does)\b", re.I)
-_MASS_OR_PLURAL = re.compile(r"(s|tickets|information|info|status|money|music|location|weather|balance)$")
+_MASS_OR_PLURAL = re.compile(r"((?<!s)s|tickets|information|info|status|money|music|location|weather|balance)$")
 GENERIC_MENTIONS = ["with {label} {value}", "{label}: {value}", "the {label} being {value}", "{value} as the {label}"]
 # How a user states two values for one slot, and which one they lean to (None: no preference): the user's later
 # answer follows the lean, so a resolution never contradicts what they said.

@@ -181,11 +181,15 @@ def make_scenario(cfg: RunConfig, plans: dict[str, list[Plan]], sim: Simulator, 
         name = rng.choice(plan.slots)
         slot = domain.slot(name)
         stated.pop(name, None)
+        if goal.get(name) is None:  # a "no preference" default: the user does want a value once asked
+            goal[name] = coerce(slot, rng.choice(slot.pool()))
         bad = rng.choice(slot.invalid)
         ambiguities.append(Ambiguity(type="invalid_value", slot=name, detail=bad, candidates=list(slot.enum)))
     elif kind == "conflicting_constraints":
         name = rng.choice(plan.slots)
         slot = domain.slot(name)
+        if goal.get(name) is None:
+            goal[name] = coerce(slot, rng.choice(slot.pool()))
         other = rng.choice([v for v in slot.enum if normalize(v) != normalize(goal[name])])
         stated.pop(name, None)
         said = phrasing.conflict_phrase(rng, domain, name, str(goal[name]), other)  # leans, if at all, to the goal
