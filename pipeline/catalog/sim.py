@@ -30,8 +30,11 @@ def _norm(value: Any) -> str:
 
 
 def build_database(domain: Domain) -> list[dict[str, Any]]:
-    """Entities of a domain, generated in pairs that share every attribute but the name, so a search can
-    match two entities (the source of ambiguous references)."""
+    """Entities of a domain, generated whole and in pairs that share every searchable attribute but the name, so a
+    search can match two entities (the source of ambiguous references).
+
+    An entity keeps the attributes the catalog fixes for it (`Domain.entities`: a car model's class and seats, a
+    flight's airline), so it is paired only with entities that agree on the searchable ones."""
     if not domain.entity_slot:
         return []
     rng = random.Random(stable_seed("db", domain.name))
@@ -42,15 +45,23 @@ def build_database(domain: Domain) -> list[dict[str, Any]]:
     def draw(attrs: list[str]) -> dict[str, Any]:
         return {a: coerce(domain.slot(a), rng.choice(domain.slot(a).pool())) for a in attrs if domain.slot(a).pool()}
 
+    def fixed(name: str) -> dict[str, Any]:
+        return {k: coerce(domain.slot(k), v) for k, v in domain.entities.get(name, {}).items()}
+
+    groups: dict[tuple, list[str]] = {}
+    for name in names[:ROWS_PER_DOMAIN]:
+        key = tuple(sorted((k, str(v)) for k, v in fixed(name).items() if k in searchable))
+        groups.setdefault(key, []).append(name)
+    chunks = [members[i: i + 2] for members in groups.values() for i in range(0, len(members), 2)]
+    pairs = [c for c in chunks if len(c) == 2] + [c for c in chunks if len(c) == 1]  # rows 2k and 2k+1 are a pair
     others = [a for a in domain.attributes if a != domain.entity_slot]
-    shared_attrs = [a for a in others if a in searchable]
-    own_attrs = [a for a in others if a not in searchable]
     rows: list[dict[str, Any]] = []
-    shared: dict[str, Any] = {}
-    for i, name in enumerate(names[:ROWS_PER_DOMAIN]):
-        if i % 2 == 0:
-            shared = draw(shared_attrs)
-        rows.append({domain.entity_slot: name, **shared, **draw(own_attrs)})
+    for pair in pairs:
+        own = fixed(pair[0])
+        shared = draw([a for a in others if a in searchable and a not in own])
+        for name in pair:
+            own = fixed(name)
+            rows.append({domain.entity_slot: name, **shared, **draw([a for a in others if a not in searchable and a not in own]), **own})
     return rows
 
 

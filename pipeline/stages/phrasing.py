@@ -135,6 +135,7 @@ def tidy(text: str, question: bool = False) -> str:
     text = _DOUBLED.sub(r"\2", text)  # keep the second: it usually starts a value ("hotel Hotel Marina")
     text = _ARTICLE.sub(_fix_article, text)
     text = re.sub(r"\s+([,.!?;:])", r"\1", " ".join(text.split()))
+    text = re.sub(r"\b(1|one) ([a-z]{3,}[^s])s\b", r"\1 \2", text)  # "1 nights" is "1 night"
     text = re.sub(r"([,;:])[.!?]", ".", text).replace("..", ".").replace("?.", "?").replace("!.", "!")
     text = _SENTENCE_START.sub(lambda m: m.group(1) + m.group(2).upper(), text)
     if question and not text.endswith("?"):
@@ -287,7 +288,7 @@ def conflict_phrase(rng: random.Random, domain: Domain, slot: str, goal_value: A
     elif lean == 1:
         pair.reverse()
     a, b = (mention(rng, domain, slot, v) for v in pair)
-    return template.format(a=a, b=b)
+    return tidy(template.format(a=a, b=b))[:1].lower() + tidy(template.format(a=a, b=b))[1:]
 
 
 def opening(rng: random.Random, domain: Domain, tool: ToolDef, stated: dict[str, Any], ambiguities: list[Ambiguity],
@@ -384,9 +385,24 @@ def _plural(noun: str, n: int) -> str:
     return noun[:-1] + "ies" if noun.endswith("y") and noun[-2:-1] not in "aeiou" else noun + ("es" if noun.endswith("s") else "s")
 
 
+_PREPOSITION = re.compile(r"^(on|at|in|for|from|to|with) ")
+
+
 def _facts(domain: Domain, facts: dict[str, Any]) -> str:
-    """Result values as a person reads them: "the genre is horror, the age rating is PG and the runtime is 137"."""
-    return join([f"the {slot_label(k)} is {fmt(v)}" for k, v in facts.items() if v is not None])
+    """Looked-up values as a person reads them: "the genre is horror and the daily rate is $57 a day"."""
+    said = []
+    for k, v in facts.items():
+        if v is None:
+            continue
+        phrase = mention(None, domain, k, v)
+        value = _PREPOSITION.sub("", phrase) if _PREPOSITION.match(phrase) and not phrase.startswith("with ") else fmt(v)
+        said.append(f"the {slot_label(k)} is {value}")
+    return join(said)
+
+
+def _what_was_done(domain: Domain, facts: dict[str, Any]) -> str:
+    """An action's facts in the user's own words: "at The Majestic, on July 12th, for 6 tickets"."""
+    return join([mention(None, domain, k, v) for k, v in facts.items() if v is not None])
 
 
 def final_answer(rng: random.Random, domain: Domain, tool: ToolDef, result: dict[str, Any]) -> str:
@@ -407,8 +423,8 @@ def final_answer(rng: random.Random, domain: Domain, tool: ToolDef, result: dict
     facts = {k: v for k, v in result.items() if k not in ("status", "confirmation_id", domain.entity_slot)}
     subject = f"for {name}" if name else ""
     if tool.kind == "action":
-        said = f" {subject[4:]}: {_facts(domain, facts)}." if facts and name else (f" {_facts(domain, facts)}." if facts else "")
-        said = said[:1] + said[1:2].upper() + said[2:] if said else ""
+        done = _what_was_done(domain, facts)
+        said = f" {name}, {done}." if name and done else f" {name}." if name else f" That's {done}." if done else ""
         return tidy(f"{rng.choice(DONE)}{said} Your confirmation number is {result.get('confirmation_id')}.")
     if not facts:
         return tidy(f"I checked {name or 'that'}, but there are no details to report.")
