@@ -25,20 +25,29 @@ PERSONAS = [
 STYLES = ["terse", "polite", "chatty", "casual"]
 
 # Lead-ins and joins around a request head ("I need a table") and its details.
-LEADS = ["", "", "", "So, ", "Okay, ", "Quick one: ", "Hmm, ", "Right, "]
+LEADS = ["", "", "", "", "", "", "So, ", "Okay, ", "Quick one: ", "Hmm, ", "Right, ", "Um, ", "Alright, ", "Well, ",
+         "Hey, so ", "Okay so ", "Question: ", "Real quick, "]
 DETAIL_JOINS = ["{head}, {details}.", "{head} — {details}.", "{head}: {details}.", "{head}. It's {details}.",
                 "{head}. Ideally {details}.", "{head}. Here's what I have: {details}.", "{head}, {details} if you can.",
                 "{head}. I'm thinking {details}."]
 QUESTION_JOINS = ["{head} {details}?", "{head}? I mean {details}.", "{head}? Something {details}.", "{head} — {details}?"]
 BARE = ["{head}.", "{head}, please.", "{head}. Can you help?", "{head}!"]
 BARE_QUESTIONS = ["{head}?", "{head}? Can you check?"]
-GREETINGS = ["Hi!", "Hello.", "Hey there.", "Good morning!", "Hi there.", "Hey!", "Hello there!"]
-THANKS = ["Thanks!", "Thank you so much.", "Thanks in advance.", "I appreciate it.", "Thank you!", "Cheers."]
+GREETINGS = ["Hi!", "Hello.", "Hey there.", "Good morning!", "Hi there.", "Hey!", "Hello there!", "Good afternoon.",
+             "Morning!", "Hiya.", "Evening!", "Hey, hope you're well.", "Hi, how's it going?", "Greetings."]
+THANKS = ["Thanks!", "Thank you so much.", "Thanks in advance.", "I appreciate it.", "Thank you!", "Cheers.",
+          "Many thanks.", "You're a lifesaver.", "Thanks a bunch.", "Much appreciated.", "That would be great.",
+          "Thanks for your help.", "That'd help a lot."]
 CHATTER = [
     "It's been a long week.", "I keep forgetting to do this.", "My partner asked me to sort it out.",
     "It's kind of a special occasion.", "I'm doing this between meetings.", "First time using this, so bear with me.",
     "I'd rather get it done today.", "A friend recommended you.", "I've been meaning to do this for days.",
-    "Hope this is quick.", "Sorry if this is a bit scattered.",
+    "Hope this is quick.", "Sorry if this is a bit scattered.", "My schedule is a mess this month.",
+    "I'm on my phone, so excuse the typos.", "Trying to plan ahead for once.", "My boss needs this sorted.",
+    "We're celebrating something.", "I just got back from a trip.", "I'm juggling a lot today.",
+    "My sister usually handles this.", "Last time this took forever.", "I'm new in town.", "It's a surprise.",
+    "I'm finally getting around to this.", "Coffee hasn't kicked in yet.", "The kids are asleep, finally.",
+    "Work has been hectic.", "I'm sorting things out before the holidays.",
 ]
 # Request heads derived from a tool's name, for catalogs without phrasings (imported ones), by the tool's kind.
 DERIVED_SEARCH = ["I'm looking for {plural}", "can you find {plural} for me", "find me {plural}", "are there any {plural}",
@@ -47,6 +56,7 @@ DERIVED_LOOKUP = ["what's the {thing}", "can you check the {thing}", "I need the
                   "could you look up the {thing}"]
 DERIVED_ACTION = ["I'd like to {act}", "can you {act} for me", "I need to {act}", "please {act}", "help me {act}",
                   "I want to {act}", "could you {act}"]
+NOUN_REQUESTS = ["I need {obj}", "I'd like {obj}", "can I get {obj}", "I want {obj}", "I'm after {obj}"]
 _QUESTION_HEAD = re.compile(r"^(what|what's|when|where|who|how|is|are|am|can|could|would|will|any|do|does)\b", re.I)
 _MASS_OR_PLURAL = re.compile(r"((?<!s)s|tickets|information|info|status|money|music|location|weather|balance)$")
 GENERIC_MENTIONS = ["with {label} {value}", "{label}: {value}", "the {label} being {value}", "{value} as the {label}"]
@@ -82,9 +92,25 @@ Q_REFERENCE = [
     "That could be {names}. Which {label} did you have in mind?", "I see {names}. Which {label} should I use?",
 ]
 A_OPEN = ["{details}.", "Sure — {details}.", "Oh right, {details}.", "{details}, please.", "Let's say {details}.",
+          "Good question. {details}.", "Ah, I forgot: {details}.", "Yes, {details}.", "That would be {details}.",
+          "Put me down {details}.", "I'd go {details}.", "Definitely {details}.", "Oops, {details}.",
           "Make it {details}.", "Sorry, I should have said: {details}.", "Yes: {details}."]
-A_VALUE = ["{value}.", "{value}, please.", "The {value} one.", "Let's go with {value}.", "{value} works.", "Hmm, {value}."]
-A_VOLUNTEER = [" Oh, and {details}.", " Also, {details}.", " And {details}, if possible.", " Plus {details}."]
+A_VALUE = ["{value}.", "{value}, please.", "Let's go with {value}.", "{value} works.", "Hmm, {value}.",
+           "I'll take {value}.", "{value}, I think.", "Go with {value}.", "{value} sounds right.", "Pick {value}.",
+           "{value} would be perfect.", "Make that {value}.", "Definitely {value}.", "Um, {value}."]
+A_VOLUNTEER = [" Oh, and {details}.", " Also, {details}.", " And {details}, if possible.", " Plus {details}.",
+               " One more thing: {details}.", " I'd also like it {details}.", " Oh, and make it {details}."]
+# Other ways to say a value with a common mention (each keeps the value verbatim and as precise).
+MENTION_VARIANTS = {
+    "on {value}": ["on {value}", "on {value}", "for {value}", "{value}", "on {value} if possible"],
+    "at {value}": ["at {value}", "at {value}", "{value}", "for {value}", "at {value} sharp"],
+    "in {value}": ["in {value}", "in {value}", "over in {value}", "in the {value} area"],
+    "to {value}": ["to {value}", "to {value}", "going to {value}", "headed to {value}"],
+    "from {value}": ["from {value}", "from {value}", "leaving from {value}", "out of {value}"],
+    "for {value}": ["for {value}", "for {value}", "{value} in total"],
+}
+# Ways to string details together, so openings are not one comma list.
+DETAIL_LINKS = [", ", ", ", ", ", " and ", "; ", ", plus ", ", also "]
 DONE = ["Done!", "All set.", "Great news!", "That's taken care of.", "Confirmed.", "Everything went through."]
 
 
@@ -105,6 +131,17 @@ def join(items: Sequence[str], word: str = "and") -> str:
     if len(items) <= 1:
         return "".join(items)
     return ", ".join(items[:-1]) + f" {word} " + items[-1]
+
+
+def link(rng: random.Random, items: Sequence[str]) -> str:
+    """Details strung together with varied links ("a, b and c", "a; b, plus c")."""
+    items = [str(i) for i in items]
+    if len(items) <= 1:
+        return "".join(items)
+    out = items[0]
+    for i, item in enumerate(items[1:], 1):
+        out += (" and " if i == len(items) - 1 and rng.random() < 0.6 else rng.choice(DETAIL_LINKS)) + item
+    return out
 
 
 # --- language hygiene, in one place ----------------------------------------------------------------------------
@@ -167,19 +204,64 @@ def derived_requests(tool: ToolDef) -> list[str]:
     words = _name_words(tool)
     verb, rest = (words[0], words[1:]) if len(words) > 1 else ("use", words)
     thing = " ".join(rest)
-    if tool.kind == "search":
+    if tool.kind == "search" or (tool.kind == "lookup" and verb in ("find", "search", "list")):
         plural = thing if thing.endswith("s") else thing + "s"
         return [t.format(plural=plural) for t in DERIVED_SEARCH]
     if tool.kind == "lookup":
         return [t.format(thing=thing) for t in DERIVED_LOOKUP]
-    obj = thing if _MASS_OR_PLURAL.search(thing) else f"a {thing}"
+    obj = f"my {thing}" if thing in ("location", "balance", "account") else thing if _MASS_OR_PLURAL.search(thing) else f"a {thing}"
     return [t.format(act=f"{verb} {obj}") for t in DERIVED_ACTION]
 
 
+_STOP = {"for", "at", "in", "on", "to", "from", "by", "with", "between", "of", "that", "and", "or", "based", "using",
+         "via", "into", "when", "if", "given", "which", "who", "where"}
+_POSSESSIVE = {"your": "my", "user's": "my", "the user's": "my", "users'": "my", "their": "my"}
+
+
+def description_object(tool: ToolDef) -> tuple[str, str] | None:
+    """The verb and first noun phrase of a tool's description, in the user's voice: "Send your location to a
+    contact" gives ("send", "my location"); "Get the alarms user has already set" gives ("get", "the alarms").
+
+    >>> description_object(ToolDef(name="x", description="Send your location to a contact", kind="action"))
+    ('send', 'my location')
+
+    The object stops at three words, so a request holds at most four words of the description in a row.
+    """
+    words = re.findall(r"[A-Za-z][\w'-]*", tool.description)
+    if len(words) < 2:
+        return None
+    verb, phrase = words[0].lower(), []
+    for word in words[1:]:
+        low = word.lower()
+        if low in _STOP or len(phrase) == 3 or (phrase and low in ("user", "user's", "users")):
+            break
+        phrase.append(_POSSESSIVE.get(low, low))
+    if not phrase or phrase[-1] in ("a", "an", "the", "my", "some", "all"):
+        return None
+    return verb, " ".join(phrase)
+
+
+def described_requests(tool: ToolDef) -> list[str]:
+    """Request heads from the description's verb and object, rewritten in the first person (never pasted whole)."""
+    found = description_object(tool)
+    if not found:
+        return []
+    verb, obj = found
+    plural = bool(re.search(r"[^s]s$", obj))
+    if tool.kind == "search" or (tool.kind == "lookup" and plural and verb in ("find", "search", "list")):
+        return [] if obj.startswith(("the ", "my ")) else [t.format(plural=obj) for t in DERIVED_SEARCH[:4]]
+    if tool.kind == "lookup" or verb in ("get", "check", "show", "fetch", "retrieve", "look"):
+        thing = obj if obj.startswith(("the ", "my ")) else f"the {obj}"
+        return [t.format(thing=thing.removeprefix("the ")) for t in DERIVED_LOOKUP[:4]]
+    if obj.startswith(("a ", "an ")):  # a thing to get: "I need a grooming appointment"
+        return [t.format(obj=obj) for t in NOUN_REQUESTS]
+    return [t.format(act=f"{verb} {obj}") for t in DERIVED_ACTION if "for me" not in t][:4]
+
+
 def request(rng: random.Random, tool: ToolDef) -> str:
-    """How the user asks for the tool: the catalog's own phrasings, else heads derived from its name (never its
-    description pasted)."""
-    return rng.choice(tool.phrasings or derived_requests(tool))
+    """How the user asks for the tool: the catalog's own phrasings, else heads derived from its name and from its
+    description's verb and object (never the description pasted)."""
+    return rng.choice(tool.phrasings or [*derived_requests(tool), *described_requests(tool)])
 
 
 def mention(rng: random.Random | None, domain: Domain, name: str, value: Any) -> str:
@@ -189,7 +271,10 @@ def mention(rng: random.Random | None, domain: Domain, name: str, value: Any) ->
     if isinstance(value, bool):
         return f"with {label}" if value else f"without {label}"
     if slot.mention:
-        return slot.mention.format(value=fmt(value))
+        template = slot.mention
+        if rng is not None and template in MENTION_VARIANTS:
+            template = rng.choice(MENTION_VARIANTS[template])
+        return template.format(value=fmt(value))
     template = GENERIC_MENTIONS[0] if rng is None else rng.choice(GENERIC_MENTIONS)
     return template.format(label=label, value=fmt(value))
 
@@ -312,7 +397,7 @@ def opening(rng: random.Random, domain: Domain, tool: ToolDef, stated: dict[str,
     if not details:
         text = rng.choice(BARE_QUESTIONS if asks else BARE).format(head=head)
     else:
-        text = rng.choice(QUESTION_JOINS if asks else DETAIL_JOINS).format(head=head, details=join(details))
+        text = rng.choice(QUESTION_JOINS if asks else DETAIL_JOINS).format(head=head, details=link(rng, details))
     return rng.choice(LEADS) + text
 
 
