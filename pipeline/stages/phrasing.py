@@ -29,10 +29,14 @@ LEADS = ["", "", "", "", "", "", "So, ", "Okay, ", "Quick one: ", "Hmm, ", "Righ
          "Hey, so ", "Okay so ", "Question: ", "Real quick, "]
 DETAIL_JOINS = ["{head}, {details}.", "{head} — {details}.", "{head}: {details}.", "{head}. It's {details}.",
                 "{head}. Ideally {details}.", "{head}. Here's what I have: {details}.", "{head}, {details} if you can.",
-                "{head}. I'm thinking {details}."]
-QUESTION_JOINS = ["{head} {details}?", "{head}? I mean {details}.", "{head}? Something {details}.", "{head} — {details}?"]
-BARE = ["{head}.", "{head}, please.", "{head}. Can you help?", "{head}!"]
-BARE_QUESTIONS = ["{head}?", "{head}? Can you check?"]
+                "{head}. I'm thinking {details}.", "{head}, {details}, please.", "{head}. Details: {details}.",
+                "{head}, preferably {details}.", "{head}. Make it {details}.", "{head} ({details}).",
+                "{head}. My plan: {details}.", "{head} — {details}, if that works.", "{head}. So, {details}."]
+QUESTION_JOINS = ["{head} {details}?", "{head}? I mean {details}.", "{head}? Something {details}.", "{head} — {details}?",
+                  "{head}, {details}?", "{head}? It's {details}.", "{head}? Specifically {details}."]
+BARE = ["{head}.", "{head}, please.", "{head}. Can you help?", "{head}!", "{head}, if you don't mind.",
+        "{head}. Where do I start?", "{head} today."]
+BARE_QUESTIONS = ["{head}?", "{head}? Can you check?", "{head}? Just curious.", "{head}? Let me know."]
 GREETINGS = ["Hi!", "Hello.", "Hey there.", "Good morning!", "Hi there.", "Hey!", "Hello there!", "Good afternoon.",
              "Morning!", "Hiya.", "Evening!", "Hey, hope you're well.", "Hi, how's it going?", "Greetings."]
 THANKS = ["Thanks!", "Thank you so much.", "Thanks in advance.", "I appreciate it.", "Thank you!", "Cheers.",
@@ -92,25 +96,25 @@ Q_REFERENCE = [
     "That could be {names}. Which {label} did you have in mind?", "I see {names}. Which {label} should I use?",
 ]
 A_OPEN = ["{details}.", "Sure — {details}.", "Oh right, {details}.", "{details}, please.", "Let's say {details}.",
-          "Good question. {details}.", "Ah, I forgot: {details}.", "Yes, {details}.", "That would be {details}.",
+          "Good question. {details}.", "Ah, I forgot: {details}.", "Yes, {details}.", "It'd be {details}.",
           "Put me down {details}.", "I'd go {details}.", "Definitely {details}.", "Oops, {details}.",
           "Make it {details}.", "Sorry, I should have said: {details}.", "Yes: {details}."]
 A_VALUE = ["{value}.", "{value}, please.", "Let's go with {value}.", "{value} works.", "Hmm, {value}.",
            "I'll take {value}.", "{value}, I think.", "Go with {value}.", "{value} sounds right.", "Pick {value}.",
-           "{value} would be perfect.", "Make that {value}.", "Definitely {value}.", "Um, {value}."]
+           "{value} is perfect.", "Make that {value}.", "Definitely {value}.", "Um, {value}."]
 A_VOLUNTEER = [" Oh, and {details}.", " Also, {details}.", " And {details}, if possible.", " Plus {details}.",
                " One more thing: {details}.", " I'd also like it {details}.", " Oh, and make it {details}."]
 # Other ways to say a value with a common mention (each keeps the value verbatim and as precise).
 MENTION_VARIANTS = {
-    "on {value}": ["on {value}", "on {value}", "for {value}", "{value}", "on {value} if possible"],
+    "on {value}": ["on {value}", "on {value}", "for {value}", "{value}"],
     "at {value}": ["at {value}", "at {value}", "{value}", "for {value}", "at {value} sharp"],
-    "in {value}": ["in {value}", "in {value}", "over in {value}", "in the {value} area"],
+    "in {value}": ["in {value}", "in {value}", "over in {value}"],
     "to {value}": ["to {value}", "to {value}", "going to {value}", "headed to {value}"],
     "from {value}": ["from {value}", "from {value}", "leaving from {value}", "out of {value}"],
     "for {value}": ["for {value}", "for {value}", "{value} in total"],
 }
 # Ways to string details together, so openings are not one comma list.
-DETAIL_LINKS = [", ", ", ", ", ", " and ", "; ", ", plus ", ", also "]
+DETAIL_LINKS = [", ", ", ", ", ", "; ", ", plus ", ", also ", " — ", ", oh and "]
 DONE = ["Done!", "All set.", "Great news!", "That's taken care of.", "Confirmed.", "Everything went through."]
 
 
@@ -140,7 +144,7 @@ def link(rng: random.Random, items: Sequence[str]) -> str:
         return "".join(items)
     out = items[0]
     for i, item in enumerate(items[1:], 1):
-        out += (" and " if i == len(items) - 1 and rng.random() < 0.6 else rng.choice(DETAIL_LINKS)) + item
+        out += (" and " if i == len(items) - 1 and rng.random() < 0.4 else rng.choice(DETAIL_LINKS)) + item
     return out
 
 
