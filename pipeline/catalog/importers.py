@@ -108,6 +108,18 @@ _MENTIONS: list[tuple[tuple[str, ...], str]] = [
 ]
 # Plausible-sounding options no tool offers: for "invalid value" ambiguities on any enum slot.
 _INVALID = ["platinum plus", "ultra deluxe", "experimental tier", "members-only special"]
+# Plausible mistakes for enum slots, by what the slot holds (first match wins): an option of the same kind that a
+# user might expect but the tool does not offer. Slots matching none get the generic tiers above.
+_INVALID_BY_KIND: list[tuple[tuple[str, ...], list[str]]] = [
+    (("species", "pet", "animal"), ["hamster", "parrot", "iguana", "goldfish"]),
+    (("class", "cabin", "tier", "plan", "level", "seat", "seating", "package"), ["first class", "VIP", "premium plus"]),
+    (("format", "media", "edition"), ["vinyl", "DVD", "microfilm"]),
+    (("speed", "delivery", "shipping"), ["same-day", "drone delivery", "two-hour"]),
+    (("payment", "method", "card"), ["cash", "personal check", "bitcoin"]),
+    (("utility", "bill"), ["cable TV", "trash pickup"]),
+    (("service", "treatment"), ["teeth cleaning", "massage", "pet sitting"]),
+    (("type", "kind", "category", "genre", "style", "cuisine"), ["something else entirely", "a mix of everything"]),
+]
 
 
 def _words(name: str) -> list[str]:
@@ -249,13 +261,17 @@ def _generic_vague(name: str, type_: str) -> list[str]:
     return [] if type_ == "boolean" else list(_matching(name, _VAGUE) or [])
 
 
-def _generic_invalid(enum: list[str]) -> list[str]:
+def _generic_invalid(enum: list[str], name: str = "") -> list[str]:
+    """Values the slot does not take that a user might plausibly ask for (none that is, or contains, an option)."""
     low = [v.lower() for v in enum]
-    return [bad for bad in _INVALID if not any(v in bad or bad in v for v in low)]
+    candidates = _matching(name, _INVALID_BY_KIND) or _INVALID
+    return [bad for bad in candidates if not any(v in bad.lower() or bad.lower() in v for v in low)] or \
+        [bad for bad in _INVALID if not any(v in bad or bad in v for v in low)]
 
 
-def _mention(name: str) -> str:
-    return _matching(name, _MENTIONS) or "{value}"
+def _mention(name: str) -> str | None:
+    """How a user says the slot's value; None lets the phrasing say it with the slot's label ("member phone: ...")."""
+    return _matching(name, _MENTIONS)
 
 
 def _infer_type(values: list[str]) -> str:
@@ -479,7 +495,7 @@ def _sgd_domain(svc: dict, tool_names: dict[tuple[str, str], str], values: dict,
             enum=enum,
             values=[] if enum else pool,
             vague=_generic_vague(slot_name, type_),
-            invalid=_generic_invalid(enum) if enum else [],
+            invalid=_generic_invalid(enum, slot_name) if enum else [],
             mention=_mention(slot_name),
         ))
 
@@ -666,7 +682,7 @@ def _openai_domain(name: str, functions: list[dict], source: str) -> Domain:
             enum=enum,
             values=[] if enum else pool,
             vague=_generic_vague(kind, type_),
-            invalid=_generic_invalid(enum) if enum else [],
+            invalid=_generic_invalid(enum, slot) if enum else [],
             mention=_mention(kind),
         ))
 

@@ -279,7 +279,12 @@ def mention(rng: random.Random | None, domain: Domain, name: str, value: Any) ->
         if rng is not None and template in MENTION_VARIANTS:
             template = rng.choice(MENTION_VARIANTS[template])
         return template.format(value=fmt(value))
-    template = GENERIC_MENTIONS[0] if rng is None else rng.choice(GENERIC_MENTIONS)
+    if rng is None:
+        template = GENERIC_MENTIONS[0]
+    elif isinstance(value, str) and not value.replace(".", "").isdigit() and rng.random() < 0.5:
+        template = "{value}"  # a name, address or e-mail says what it is
+    else:
+        template = rng.choice(GENERIC_MENTIONS)
     return template.format(label=label, value=fmt(value))
 
 
@@ -474,6 +479,7 @@ def _plural(noun: str, n: int) -> str:
     return noun[:-1] + "ies" if noun.endswith("y") and noun[-2:-1] not in "aeiou" else noun + ("es" if noun.endswith("s") else "s")
 
 
+FACT_LABELS = {"from": "origin", "to": "destination", "number_of_adults": "number of adults"}
 _PREPOSITION = re.compile(r"^(on|at|in|for|from|to|with) ")
 
 
@@ -485,7 +491,7 @@ def _facts(domain: Domain, facts: dict[str, Any]) -> str:
             continue
         phrase = mention(None, domain, k, v)
         value = _PREPOSITION.sub("", phrase) if _PREPOSITION.match(phrase) and not phrase.startswith("with ") else fmt(v)
-        said.append(f"the {slot_label(k)} is {value}")
+        said.append(f"the {FACT_LABELS.get(k, k.replace('_', ' '))} is {value}")
     return join(said)
 
 
@@ -511,6 +517,9 @@ def final_answer(rng: random.Random, domain: Domain, tool: ToolDef, result: dict
     name = result.get(domain.entity_slot) if domain.entity_slot else None
     facts = {k: v for k, v in result.items() if k not in ("status", "confirmation_id", domain.entity_slot)}
     subject = f"for {name}" if name else ""
+    if tool.kind == "action" and domain.source != "builtin":  # no hand-written mentions: say the facts plainly
+        said = f" For {name}: {_facts(domain, facts)}." if name and facts else f" {_facts(domain, facts)}." if facts else ""
+        return tidy(f"{rng.choice(DONE)}{said} Your confirmation number is {result.get('confirmation_id')}.")
     if tool.kind == "action":
         done = _what_was_done(domain, facts)
         said = f" {name}, {done}." if name and done else f" {name}." if name else f" That's {done}." if done else ""

@@ -12,7 +12,7 @@ import pytest
 from speakrl.pipeline import quality
 from speakrl.pipeline.catalog import load_catalog
 from speakrl.pipeline.catalog.sim import Simulator
-from speakrl.pipeline.checks import mentioned
+from speakrl.pipeline.checks import mentioned, normalize
 from speakrl.pipeline.stages import dialogues, scenarios, validate
 from speakrl.schemas import Dialogue, RunConfig
 
@@ -167,3 +167,21 @@ def test_unsupported_is_counted_in_stats_and_card(small_run):
     assert stats["by_ambiguity"].get("unsupported", 0) > 0
     card = (small_run / "dataset" / "README.md").read_text()
     assert "| unsupported |" in card
+
+
+@pytest.mark.parametrize("source", CATALOGS, ids=["builtin", "openai_unseen", "sgd_unseen"])
+def test_ambiguous_references_leave_two_candidates(source):
+    """What the user states besides the search filters never already picks one of the search results."""
+    catalog = load_catalog(source)
+    sim = Simulator(catalog)
+    cfg = RunConfig(n=300, seed=2, mix={"ambiguous_reference": 1.0, "none": 0.01})
+    checked = 0
+    for s in scenarios.run(cfg, catalog, range(300), sim):
+        if not s.ambiguities or s.ambiguities[0].type != "ambiguous_reference":
+            continue
+        results = sim.execute(s.flow[0], s.search_args)["results"]
+        fits = [r for r in results if all(normalize(r[k]) == normalize(v) for k, v in s.stated.items()
+                                          if k in r and k not in s.search_args)]
+        assert len(fits) >= 2, (s.id, s.stated)
+        checked += 1
+    assert checked > 0 or not scenarios.build_plans(catalog)["ambiguous_reference"]
