@@ -172,8 +172,9 @@ def make_scenario(cfg: RunConfig, plans: dict[str, list[Plan]], sim: Simulator, 
             del stated[name]
             ambiguities.append(Ambiguity(type="missing_slot", slot=name, detail="not mentioned"))
     elif kind == "underspecified_value":
-        name = rng.choice(plan.slots)
         # a vague phrase is a view of the hidden value, never independent of it
+        usable = [n for n in plan.slots if phrasing.vague_phrases(domain.slot(n), goal[n], now)]
+        name = rng.choice(usable or list(plan.slots))
         vague = rng.choice(phrasing.vague_phrases(domain.slot(name), goal[name], now) or ["whatever works best"])
         del stated[name]
         ambiguities.append(Ambiguity(type="underspecified_value", slot=name, detail=vague))

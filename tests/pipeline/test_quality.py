@@ -185,3 +185,23 @@ def test_ambiguous_references_leave_two_candidates(source):
         assert len(fits) >= 2, (s.id, s.stated)
         checked += 1
     assert checked > 0 or not scenarios.build_plans(catalog)["ambiguous_reference"]
+
+
+def test_vague_phrases_are_views_of_the_goal_value(catalog, sim):
+    """Every vague phrase is one the slot allows for that very value ("a small one" only for a compact car)."""
+    from datetime import datetime
+
+    from speakrl.pipeline.stages import phrasing
+
+    cfg = RunConfig(n=800, seed=4, mix={"underspecified_value": 1.0})
+    value_specific = 0
+    for s in scenarios.run(cfg, catalog, range(800), sim):
+        amb = s.ambiguities[0]
+        slot = catalog.domain(s.domain).slot(amb.slot)
+        assert amb.detail in phrasing.vague_phrases(slot, s.goal[amb.slot], datetime.fromisoformat(s.now))
+        for value, phrases in slot.vague_for.items():
+            if amb.detail in phrases and amb.detail not in slot.vague:
+                assert amb.detail in slot.vague_for.get(str(s.goal[amb.slot]), []), (amb.detail, s.goal[amb.slot])
+                value_specific += 1
+                break
+    assert value_specific > 20
