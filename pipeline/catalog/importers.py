@@ -700,7 +700,8 @@ def _openai_domain(name: str, functions: list[dict], source: str) -> Domain:
     try:
         return Domain(
             name=name,
-            description=f"Tools from {Path(source).name}",
+            # what the tools do, not where they came from: prompts show it, and a file name means nothing to a user
+            description="Tools to " + "; ".join(t.description[:1].lower() + t.description[1:].rstrip(".") for t in tools),
             entity=(re.sub(r"_?(name|title|id)$", "", entity_slot).replace("_", " ") or entity_slot) if entity_slot else None,
             entity_slot=entity_slot,
             attributes=attributes,
