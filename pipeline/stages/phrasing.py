@@ -26,7 +26,7 @@ STYLES = ["terse", "polite", "chatty", "casual"]
 
 # Lead-ins and joins around a request head ("I need a table") and its details.
 LEADS = ["", "", "", "", "", "", "So, ", "Okay, ", "Quick one: ", "Hmm, ", "Right, ", "Um, ", "Alright, ", "Well, ",
-         "Hey, so ", "Okay so ", "Question: ", "Real quick, "]
+         "So ", "Okay so ", "Question: ", "Real quick, "]
 DETAIL_JOINS = ["{head}, {details}.", "{head} — {details}.", "{head}: {details}.", "{head}. It's {details}.",
                 "{head}. Ideally {details}.", "{head}. Here's what I have: {details}.", "{head}, {details} if you can.",
                 "{head}. I'm thinking {details}.", "{head}, {details}, please.", "{head}. Details: {details}.",
@@ -291,7 +291,7 @@ def mention(rng: random.Random | None, domain: Domain, name: str, value: Any) ->
 def reference_detail(domain: Domain, search_args: dict[str, Any]) -> str:
     """How the user refers to an entity without naming it: "the restaurant in Fremont, Vietnamese food"."""
     entity = domain.entity or slot_label(domain.entity_slot or "one")
-    return f"the {entity} " + join([mention(None, domain, k, v) for k, v in search_args.items()])
+    return tidy(f"the {entity} " + join([mention(None, domain, k, v) for k, v in search_args.items()]))
 
 
 _PEOPLE_WORDS = {"party", "passengers", "people", "guests", "adults", "travelers", "riders", "group", "attendees"}
@@ -489,8 +489,8 @@ def _facts(domain: Domain, facts: dict[str, Any]) -> str:
     for k, v in facts.items():
         if v is None:
             continue
-        phrase = mention(None, domain, k, v)
-        value = _PREPOSITION.sub("", phrase) if _PREPOSITION.match(phrase) and not phrase.startswith("with ") else fmt(v)
+        phrase = _PREPOSITION.sub("", mention(None, domain, k, v))
+        value = phrase if phrase.startswith((str(fmt(v)), "$")) else fmt(v)  # "$57 a day", not "the album X"
         said.append(f"the {FACT_LABELS.get(k, k.replace('_', ' '))} is {value}")
     return join(said)
 
