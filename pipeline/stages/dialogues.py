@@ -41,14 +41,14 @@ SYSTEM_PROMPT = (
 )
 
 
-def system_prompt(domain: Domain, now: str | None = None) -> str:
+def system_prompt(domain: Domain | None, now: str | None = None) -> str:
     """The system message: the reference date and time where an assistant would see it; it names no file or domain
     (catalog descriptions are written for developers, not as a persona)."""
     stated = ""
     if now:
         at = datetime.fromisoformat(now)
-        clock = at.strftime("%I:%M %p").lstrip("0").lower()
-        stated = f"Today is {at.strftime('%A')}, {at.strftime('%B')} {at.day}, {at.year}, and it is {clock}. "
+        stated = f"Today is {at.strftime('%A')}, {at.strftime('%B')} {at.day}, {at.year}"
+        stated += f", and it is {at.strftime('%I:%M %p').lstrip('0').lower()}. " if "T" in now else ". "  # date only: no clock
     return SYSTEM_PROMPT.format(now=stated)
 
 
