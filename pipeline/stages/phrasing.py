@@ -291,7 +291,8 @@ def mention(rng: random.Random | None, domain: Domain, name: str, value: Any) ->
 def reference_detail(domain: Domain, search_args: dict[str, Any]) -> str:
     """How the user refers to an entity without naming it: "the restaurant in Fremont, Vietnamese food"."""
     entity = domain.entity or slot_label(domain.entity_slot or "one")
-    return tidy(f"the {entity} " + join([mention(None, domain, k, v) for k, v in search_args.items()]))
+    text = tidy(f"the {entity} " + join([mention(None, domain, k, v) for k, v in search_args.items()]))
+    return text[:1].lower() + text[1:]  # said inside a sentence
 
 
 _PEOPLE_WORDS = {"party", "passengers", "people", "guests", "adults", "travelers", "riders", "group", "attendees"}
@@ -490,7 +491,7 @@ def _facts(domain: Domain, facts: dict[str, Any]) -> str:
         if v is None:
             continue
         phrase = _PREPOSITION.sub("", mention(None, domain, k, v))
-        value = phrase if phrase.startswith((str(fmt(v)), "$")) else fmt(v)  # "$57 a day", not "the album X"
+        value = phrase if phrase.startswith("$") else fmt(v)  # "$57 a day", not "the album X" or "2:48 long"
         said.append(f"the {FACT_LABELS.get(k, k.replace('_', ' '))} is {value}")
     return join(said)
 
