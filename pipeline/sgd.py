@@ -15,9 +15,9 @@ How a dialogue maps onto the contract:
   -> `clarify` of kind `confirm` with the confirmed slots; a call -> `tool_call`; anything else -> `answer`.
 - `goal`: the final call's arguments. `ambiguities`: one `missing_slot` per slot the assistant REQUESTed (its
   candidates are the values the question offered); a dialogue without REQUEST is a control.
-- tools: every intent of every service of the dialogue, as OpenAI specs. Unlike the catalog (which drops them, see
-  `pipeline/catalog/importers.py`), optional slots whose SGD default is "dontcare" stay in the spec, without a
-  default: SGD's calls carry them when the user states a preference ("cheap" -> price_range).
+- tools: every intent of every service of the dialogue, as OpenAI specs. Optional slots whose SGD default is
+  "dontcare" stay in the spec without a default (the catalog makes them nullable with a null default, see
+  `pipeline/catalog/importers.py`): SGD's calls carry them when the user states a preference ("cheap" -> price_range).
 
 A dialogue that cannot be converted (a value that does not fit its slot's type, a call to an intent its service
 does not have) becomes a Rejection with its reason; a file that is not SGD's layout stops the import with one
@@ -47,7 +47,7 @@ from speakrl.pipeline.catalog.importers import snake
 from speakrl.pipeline.catalog.specs import coerce, slot_schema
 from speakrl.pipeline.checks import normalize
 from speakrl.pipeline.errors import CatalogError, SourceError
-from speakrl.pipeline.stages.dialogues import SYSTEM_PROMPT
+from speakrl.pipeline.stages.dialogues import system_prompt as offline_system_prompt
 from speakrl.schemas.catalog import Catalog, Domain, SlotSpec, ToolDef
 from speakrl.schemas.dialogue import (
     Ambiguity, Dialogue, FunctionCall, FunctionSpec, Message, Provenance, Rejection, ToolCall, ToolSpec, TurnLabel,
@@ -223,8 +223,8 @@ def _aliases(turn: dict, into: dict[str, list[str]]) -> None:
 
 
 def system_prompt(domains: list[Domain]) -> str:
-    described = " and ".join(d.description[:1].lower() + d.description[1:] for d in domains)
-    return SYSTEM_PROMPT.format(description=described) + f" Today is {SGD_TODAY:%A}, {SGD_TODAY.isoformat()}."
+    """The offline rows' system message, with SGD's reference date (SGD records no time of day)."""
+    return offline_system_prompt(domains[0] if domains else None, SGD_TODAY.isoformat())
 
 
 def convert(raw: dict, split: str, services: dict[str, Service], versions: dict[str, str] | None = None) -> Dialogue:

@@ -29,6 +29,7 @@ class SlotSpec(Strict):
     enum: list[str] | None = None  # categorical slot: the only values the tool accepts
     values: list[str] = Field(default_factory=list)  # value pool for goals and the simulated database
     vague: list[str] = Field(default_factory=list)  # underspecified ways to say a value ("sometime next week")
+    vague_for: dict[str, list[str]] = Field(default_factory=dict)  # value -> vague phrases that fit only it ("a small one")
     invalid: list[str] = Field(default_factory=list)  # plausible values the tool does not offer (enum slots)
     mention: str | None = None  # how a user says it, with {value}: "for {value} people"
 
@@ -46,6 +47,8 @@ class ToolDef(Strict):
     required: list[str] = Field(default_factory=list)
     optional: dict[str, Any] = Field(default_factory=dict)  # slot -> default value
     result_slots: list[str] = Field(default_factory=list)
+    # How users ask for this tool, first person, in the domain's words ("I need a table"); empty: derived from the name.
+    phrasings: list[str] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _check_name(self) -> ToolDef:
@@ -67,6 +70,8 @@ class Domain(Strict):
     entity: str | None = None  # "restaurant"; None when the domain has no searchable entities
     entity_slot: str | None = None  # the slot naming an entity ("restaurant_name")
     attributes: list[str] = Field(default_factory=list)  # entity columns in the simulated database
+    # entity name -> attributes it always has (a car model's class and seats), so simulated entities are coherent
+    entities: dict[str, dict[str, Any]] = Field(default_factory=dict)
     slots: list[SlotSpec]
     tools: list[ToolDef]
     source: str = "builtin"

@@ -12,12 +12,13 @@ from speakrl.schemas.base import Strict
 from speakrl.schemas.dialogue import AMBIGUITY_TYPES
 
 DEFAULT_MIX = {
-    "none": 0.30,
-    "missing_slot": 0.25,
+    "none": 0.28,
+    "missing_slot": 0.23,
     "underspecified_value": 0.12,
     "ambiguous_reference": 0.13,
     "invalid_value": 0.10,
     "conflicting_constraints": 0.10,
+    "unsupported": 0.04,
 }
 
 
@@ -94,6 +95,8 @@ class RunConfig(Strict):
     slot_values: str | None = None  # SGD train_slot_values.json to enrich value pools
     mix: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_MIX))
     multi_slot_rate: float = Field(default=0.35, ge=0, le=1)  # share of missing_slot scenarios missing 2+ slots
+    # share of dialogues missing 2+ slots from the start that ask for them one at a time (a good agent asks once)
+    split_rate: float = Field(default=0.0, ge=0, le=1)
     partial_answer_rate: float = Field(default=0.2, ge=0, le=1)  # user answers only part of a question
     volunteer_rate: float = Field(default=0.2, ge=0, le=1)  # user volunteers an unasked value
     shard_size: int = Field(default=1000, gt=0, le=1_000_000)

@@ -18,6 +18,7 @@ AmbiguityType = Literal[
     "ambiguous_reference",
     "invalid_value",
     "conflicting_constraints",
+    "unsupported",  # no offered tool can do what the user asks: say so, offer what is possible; no call, no question
 ]
 AMBIGUITY_TYPES: tuple[str, ...] = AmbiguityType.__args__  # type: ignore[attr-defined]
 Act = Literal["clarify", "tool_call", "answer"]
@@ -90,6 +91,7 @@ class Scenario(Strict):
     opening: str  # the user's first message
     persona: str
     style: str
+    now: str | None = None  # the scenario's reference date and time (ISO), stated in the system message
 
 
 class TurnLabel(Strict):

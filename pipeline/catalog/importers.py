@@ -20,9 +20,8 @@ How SGD maps onto the catalog:
   one a transactional intent requires wins, then one with values.
   attributes (the simulated database's columns): the entity slot plus what the search intents return.
 - optional slots: SGD's default is kept (typed: "1" -> 1 for an integer slot). SGD's "dontcare" default means
-  "no preference": the intent is imported without that slot (FindRestaurants takes cuisine and city; price_range
-  stays a result column). A null default would be the faithful mapping, but a null argument is not a valid value
-  of a typed slot in the derived spec, would be sent in gold calls, and would match no row in the simulated search.
+  "no preference": the slot becomes a nullable optional parameter with default null (`"type": ["string", "null"]`),
+  which a simulated search ignores, so FindRestaurants still takes price_range and no intent loses its filters.
 - categorical slots -> enum, except when every value is an integer ("1".."5": an integer slot with that pool) or
   "True"/"False" (a boolean slot). Non-categorical pools come from `slot_values` (`{service: {slot: [values]}}`,
   e.g. `train_slot_values.json`) or `possible_values`; all-integer pools make integer slots. When `slot_values` is
@@ -43,11 +42,11 @@ How OpenAI tools map onto the catalog:
 - entity slot: a string slot named "name", "title", "id" or "*_name"/"*_title"/"*_id" that a non-search tool requires
   and no search tool takes; attributes: it plus the search tools' slots.
 - vague phrasings and placeholders follow the parameter's name, or its JSON Schema `format` ("date", "time").
-- parameters with neither enum nor examples get a **synthetic** pool: strings are "<Slot label> <code word>"
-  ("Hotel Name Alpha", "Hotel Name Bravo"...), date slots days of January 2030 ("2030-01-03"), time slots a grid
-  of half hours ("10:30"), numbers a small range, so generated dialogues visibly use placeholder
-  values; give `examples` to get realistic ones. JSON Schema constraints beyond type/enum/default (minimum, pattern,
-  format...) are not carried into the derived spec.
+- parameters with neither enum nor examples get a **synthetic** pool of realistic values drawn with Faker, seeded
+  by the slot, from the JSON Schema (`pattern`, `minimum`/`maximum`) and the slot's name and description: names,
+  cities, addresses, e-mails, phone numbers, identifiers, amounts, dates ("June 4th") and times ("7:30 pm").
+  Give `examples` to choose them yourself. JSON Schema constraints beyond type/enum/default are not carried into
+  the derived spec.
 
 Generic `vague` phrasings (by slot-name pattern: dates, times, places, counts, amounts) and generic `invalid` values for
 enums are added to imported slots so every ambiguity type can arise for imported catalogs too.
@@ -55,14 +54,17 @@ enums are added to imported slots so every ambiguity type can arise for imported
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
+from datetime import date
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
 import jsonschema
+from faker import Faker
 from pydantic import ValidationError
 
 from speakrl.pipeline.errors import CatalogError
@@ -106,6 +108,18 @@ _MENTIONS: list[tuple[tuple[str, ...], str]] = [
 ]
 # Plausible-sounding options no tool offers: for "invalid value" ambiguities on any enum slot.
 _INVALID = ["platinum plus", "ultra deluxe", "experimental tier", "members-only special"]
+# Plausible mistakes for enum slots, by what the slot holds (first match wins): an option of the same kind that a
+# user might expect but the tool does not offer. Slots matching none get the generic tiers above.
+_INVALID_BY_KIND: list[tuple[tuple[str, ...], list[str]]] = [
+    (("species", "pet", "animal"), ["hamster", "parrot", "iguana", "goldfish"]),
+    (("class", "cabin", "tier", "plan", "level", "seat", "seating", "package"), ["first class", "VIP", "premium plus"]),
+    (("format", "media", "edition"), ["vinyl", "DVD", "microfilm"]),
+    (("speed", "delivery", "shipping"), ["same-day", "drone delivery", "two-hour"]),
+    (("payment", "method", "card"), ["cash", "personal check", "bitcoin"]),
+    (("utility", "bill"), ["cable TV", "trash pickup"]),
+    (("service", "treatment"), ["teeth cleaning", "massage", "pet sitting"]),
+    (("type", "kind", "category", "genre", "style", "cuisine"), ["something else entirely", "a mix of everything"]),
+]
 
 
 def _words(name: str) -> list[str]:
@@ -132,25 +146,100 @@ def _label(name: str) -> str:
     return " ".join(w.capitalize() for w in _words(name))
 
 
-def synthetic_pool(name: str, type_: str, size: int = POOL_SIZE, minimum: float | None = None,
-                   maximum: float | None = None) -> list[str]:
-    """Placeholder values for a slot with none: visibly synthetic strings, small typed ranges for numbers.
+def _ordinal(n: int) -> str:
+    return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
 
-    >>> synthetic_pool("hotel_name", "string", 3)
-    ['Hotel Name Alpha', 'Hotel Name Bravo', 'Hotel Name Charlie']
+
+def _from_pattern(fake: Faker, pattern: str) -> str | None:
+    r"""A string matching a simple regex (literals, \d, [A-Z0-9] classes, {n} / {n,m} counts), or None."""
+    body = pattern.removeprefix("^").removesuffix("$")
+    out, i = [], 0
+    while i < len(body):
+        if body.startswith("\\d", i):
+            chars, i = "0123456789", i + 2
+        elif body[i] == "[":
+            close = body.find("]", i)
+            if close < 0:
+                return None
+            spec, chars, i = body[i + 1:close], "", close + 1
+            for a, _, b in re.findall(r"(.)(-(.))?", spec):
+                chars += "".join(chr(c) for c in range(ord(a), ord(b) + 1)) if b else a
+        elif body[i] in "()|+*?.\\":
+            return None
+        else:
+            chars, i = body[i], i + 1
+        count = 1
+        m = re.match(r"\{(\d+)(?:,(\d+))?\}", body[i:])
+        if m:
+            count = fake.random_int(int(m.group(1)), int(m.group(2) or m.group(1)))
+            i += m.end()
+        out.extend(fake.random_element(chars) for _ in range(count))
+    value = "".join(out)
+    return value if re.fullmatch(pattern, value) else None
+
+
+def _fake_value(fake: Faker, words: set[str], description: str) -> str:
+    """One realistic value for a string slot, by what its name and description say it holds."""
+    said = words | set(_words(description))
+    if said & {"email", "e-mail", "mail"}:
+        return fake.email()
+    if said & {"phone", "mobile", "telephone"}:
+        return fake.numerify("(###) ###-####")
+    if words & {"date", "day"}:
+        day = fake.date_between_dates(date(2026, 5, 1), date(2026, 8, 31))
+        return f"{day.strftime('%B')} {_ordinal(day.day)}"
+    if words & {"time", "hour"}:
+        hour, minute = fake.random_int(7, 21), fake.random_element([0, 15, 30, 45])
+        return f"{hour % 12 or 12}:{minute:02d} {'am' if hour < 12 else 'pm'}"
+    if words & {"amount", "price", "fare", "cost", "total", "balance", "fee"}:
+        return f"${fake.random_int(12, 480)}"
+    if words & {"address", "street", "location"}:
+        return fake.street_address()
+    if words & {"city", "town", "from", "to", "origin", "destination"}:
+        return fake.city()
+    if words & {"station"}:
+        return f"{fake.city()} Station"
+    if words & {"branch"}:
+        return f"{fake.city()} Branch"
+    if words & {"pet", "dog", "cat"}:
+        return fake.first_name()
+    if words & {"title", "book", "song", "movie", "album"}:
+        return fake.catch_phrase().title()
+    if words & {"account", "tracking", "id", "number", "code", "reference", "confirmation"}:
+        return fake.bothify("??-#####", letters="ABCDEFGHJKLMNPRSTUVWXYZ")
+    if said & {"person", "contact", "recipient", "receiver", "author", "member", "customer", "owner", "passenger",
+               "attendee", "doctor", "user", "who", "friend"}:
+        return fake.name()
+    if words & {"name", "salon", "groomer", "company", "business", "restaurant", "hotel", "store", "shop", "gym"}:
+        return fake.company()
+    return fake.word().capitalize()
+
+
+def synthetic_pool(name: str, type_: str, size: int = POOL_SIZE, minimum: float | None = None,
+                   maximum: float | None = None, description: str = "", pattern: str | None = None) -> list[str]:
+    """Realistic values for a slot with none, from its JSON Schema (type, pattern, minimum/maximum) and its name and
+    description, drawn with Faker seeded by the slot's name (the same catalog always gives the same pool).
+
     >>> synthetic_pool("party_size", "integer", minimum=2, maximum=4)
     ['2', '3', '4']
-    >>> synthetic_pool("show_time", "string", 2), synthetic_pool("check_in_date", "string", 2)
-    (['09:00', '10:30'], ['2030-01-03', '2030-01-06'])
+    >>> all(re.fullmatch(r"^1Z[0-9A-Z]{16}$", v) for v in synthetic_pool("tracking_number", "string", 3, pattern="^1Z[0-9A-Z]{16}$"))
+    True
+    >>> synthetic_pool("recipient_email", "string", 2) == synthetic_pool("recipient_email", "string", 2)
+    True
     """
     if type_ == "boolean":
         return ["True", "False"]
+    fake = Faker("en_US")
+    fake.seed_instance(int.from_bytes(hashlib.blake2b(f"{name}\x1f{description}".encode(), digest_size=8).digest(), "big"))
     if type_ in ("integer", "number"):
         amount = _matching(name, _VAGUE[4:5]) is not None
         base = [15, 25, 40, 60, 85, 120, 180, 250] if amount else [1, 2, 3, 4, 5, 6, 7, 8]
         lo = minimum if minimum is not None else float("-inf")
         hi = maximum if maximum is not None else float("inf")
         nums = [n for n in base if lo <= n <= hi]
+        if len(nums) < 3 and type_ == "number" and minimum is not None and maximum is not None:
+            nums = sorted({round(fake.pyfloat(min_value=minimum, max_value=maximum), 1) for _ in range(size)})
+            nums = [n for n in nums if lo <= n <= hi]
         if not nums and minimum is not None:
             start = int(minimum) if float(minimum).is_integer() else int(minimum) + 1
             nums = [n for n in range(start, start + size) if n <= hi]
@@ -158,25 +247,31 @@ def synthetic_pool(name: str, type_: str, size: int = POOL_SIZE, minimum: float 
             raise CatalogError(f"slot {name!r} allows no value between {minimum} and {maximum}; fix its minimum/maximum")
         return [str(n) for n in nums[:size]]
     words = set(_words(name))
-    # a date or time slot needs values a user could say as a date or time: a plain, obviously made-up grid
-    if words & {"date", "day"}:
-        return [f"2030-01-{d:02d}" for d in range(3, 3 + 3 * size, 3)][:size]
-    if words & {"time", "hour"}:
-        return [f"{h:02d}:{m:02d}" for h, m in [(9, 0), (10, 30), (12, 0), (13, 30), (15, 0), (16, 30), (18, 0), (19, 30)]][:size]
-    return [f"{_label(name)} {w}" for w in _CODE_WORDS[:size]]
+    pool: list[str] = []
+    for _ in range(size * 4):
+        value = (_from_pattern(fake, pattern) if pattern else None) or _fake_value(fake, words, description)
+        if value not in pool:
+            pool.append(value)
+        if len(pool) == size:
+            break
+    return pool
 
 
 def _generic_vague(name: str, type_: str) -> list[str]:
     return [] if type_ == "boolean" else list(_matching(name, _VAGUE) or [])
 
 
-def _generic_invalid(enum: list[str]) -> list[str]:
+def _generic_invalid(enum: list[str], name: str = "") -> list[str]:
+    """Values the slot does not take that a user might plausibly ask for (none that is, or contains, an option)."""
     low = [v.lower() for v in enum]
-    return [bad for bad in _INVALID if not any(v in bad or bad in v for v in low)]
+    candidates = _matching(name, _INVALID_BY_KIND) or _INVALID
+    return [bad for bad in candidates if not any(v in bad.lower() or bad.lower() in v for v in low)] or \
+        [bad for bad in _INVALID if not any(v in bad or bad in v for v in low)]
 
 
-def _mention(name: str) -> str:
-    return _matching(name, _MENTIONS) or "{value}"
+def _mention(name: str) -> str | None:
+    """How a user says the slot's value; None lets the phrasing say it with the slot's label ("member phone: ...")."""
+    return _matching(name, _MENTIONS)
 
 
 def _infer_type(values: list[str]) -> str:
@@ -364,7 +459,7 @@ def from_sgd(services: list[dict], *, source: str, slot_values: dict | None = No
                 "each service needs slots and intents as in SGD's schema.json"
             ) from None
     if placeholders:
-        logger.warning("SGD slots with no values use synthetic placeholders (\"Car Name Alpha\"...): %s", ", ".join(placeholders))
+        logger.warning("SGD slots with no values use synthesized values (Faker): %s", ", ".join(placeholders))
     return _catalog(domains, source)
 
 
@@ -372,10 +467,7 @@ def _sgd_domain(svc: dict, tool_names: dict[tuple[str, str], str], values: dict,
                 placeholders: list[str]) -> Domain:
     name = svc["service_name"]
     entity_slot = _sgd_entity(svc, values)
-    args = {
-        s for i in svc["intents"]
-        for s in [*i.get("required_slots", []), *(o for o, d in i.get("optional_slots", {}).items() if d != _DONTCARE)]
-    }
+    args = {s for i in svc["intents"] for s in [*i.get("required_slots", []), *i.get("optional_slots", {})]}
 
     slots: list[SlotSpec] = []
     types: dict[str, str] = {}
@@ -392,7 +484,8 @@ def _sgd_domain(svc: dict, tool_names: dict[tuple[str, str], str], values: dict,
             pool = _unique([*observed, *possible])
             type_ = _infer_type(pool)
         if not (enum or pool) and (slot_name in args or slot_name == entity_slot):
-            pool = synthetic_pool(slot_name, "string", ENTITY_POOL_SIZE if slot_name == entity_slot else POOL_SIZE)
+            pool = synthetic_pool(slot_name, "string", ENTITY_POOL_SIZE if slot_name == entity_slot else POOL_SIZE,
+                                  description=raw.get("description") or "")
             placeholders.append(f"{name}.{slot_name}")
         types[slot_name] = type_
         slots.append(SlotSpec(
@@ -402,7 +495,7 @@ def _sgd_domain(svc: dict, tool_names: dict[tuple[str, str], str], values: dict,
             enum=enum,
             values=[] if enum else pool,
             vague=_generic_vague(slot_name, type_),
-            invalid=_generic_invalid(enum) if enum else [],
+            invalid=_generic_invalid(enum, slot_name) if enum else [],
             mention=_mention(slot_name),
         ))
 
@@ -415,9 +508,9 @@ def _sgd_domain(svc: dict, tool_names: dict[tuple[str, str], str], values: dict,
             kind = "search"
         else:
             kind = "lookup"
-        # "dontcare" (no preference) leaves the slot out of the tool: see the module docstring
+        # "dontcare" (no preference) becomes a nullable optional parameter whose default is null
         optional = {
-            s: _typed(types.get(s, "string"), d) for s, d in intent.get("optional_slots", {}).items() if d != _DONTCARE
+            s: None if d == _DONTCARE else _typed(types.get(s, "string"), d) for s, d in intent.get("optional_slots", {}).items()
         }
         tools.append(ToolDef(
             name=tool_names[(name, intent["name"])],
@@ -551,7 +644,7 @@ def _openai_domain(name: str, functions: list[dict], source: str) -> Domain:
                 dropped.append(slot)
                 continue
             merged = props.setdefault(slot, {})
-            for key in ("description", "enum", "minimum", "maximum", "format"):
+            for key in ("description", "enum", "minimum", "maximum", "format", "pattern"):
                 if key in prop and key not in merged:
                     merged[key] = prop[key]
             merged.setdefault("examples", [])
@@ -579,7 +672,8 @@ def _openai_domain(name: str, functions: list[dict], source: str) -> Domain:
         kind = f"{slot} {prop['format']}" if isinstance(prop.get("format"), str) else slot
         if not enum and not pool:
             size = ENTITY_POOL_SIZE if slot == entity_slot else POOL_SIZE
-            pool = synthetic_pool(kind, type_, size, prop.get("minimum"), prop.get("maximum"))
+            pool = synthetic_pool(kind, type_, size, prop.get("minimum"), prop.get("maximum"),
+                                  description=prop.get("description") or "", pattern=prop.get("pattern"))
             logger.info("parameter %s has no enum or examples; using synthetic values (%s, ...)", slot, pool[0])
         slots.append(SlotSpec(
             name=slot,
@@ -588,7 +682,7 @@ def _openai_domain(name: str, functions: list[dict], source: str) -> Domain:
             enum=enum,
             values=[] if enum else pool,
             vague=_generic_vague(kind, type_),
-            invalid=_generic_invalid(enum) if enum else [],
+            invalid=_generic_invalid(enum, slot) if enum else [],
             mention=_mention(kind),
         ))
 
@@ -606,7 +700,8 @@ def _openai_domain(name: str, functions: list[dict], source: str) -> Domain:
     try:
         return Domain(
             name=name,
-            description=f"Tools from {Path(source).name}",
+            # what the tools do, not where they came from: prompts show it, and a file name means nothing to a user
+            description="Tools to " + "; ".join(t.description[:1].lower() + t.description[1:].rstrip(".") for t in tools),
             entity=(re.sub(r"_?(name|title|id)$", "", entity_slot).replace("_", " ") or entity_slot) if entity_slot else None,
             entity_slot=entity_slot,
             attributes=attributes,

@@ -30,8 +30,11 @@ def _norm(value: Any) -> str:
 
 
 def build_database(domain: Domain) -> list[dict[str, Any]]:
-    """Entities of a domain, generated in pairs that share every attribute but the name, so a search can
-    match two entities (the source of ambiguous references)."""
+    """Entities of a domain, generated whole and in pairs that share every searchable attribute but the name, so a
+    search can match two entities (the source of ambiguous references).
+
+    An entity keeps the attributes the catalog fixes for it (`Domain.entities`: a car model's class and seats, a
+    flight's airline), so it is paired only with entities that agree on the searchable ones."""
     if not domain.entity_slot:
         return []
     rng = random.Random(stable_seed("db", domain.name))
@@ -42,15 +45,23 @@ def build_database(domain: Domain) -> list[dict[str, Any]]:
     def draw(attrs: list[str]) -> dict[str, Any]:
         return {a: coerce(domain.slot(a), rng.choice(domain.slot(a).pool())) for a in attrs if domain.slot(a).pool()}
 
+    def fixed(name: str) -> dict[str, Any]:
+        return {k: coerce(domain.slot(k), v) for k, v in domain.entities.get(name, {}).items()}
+
+    groups: dict[tuple, list[str]] = {}
+    for name in names[:ROWS_PER_DOMAIN]:
+        key = tuple(sorted((k, str(v)) for k, v in fixed(name).items() if k in searchable))
+        groups.setdefault(key, []).append(name)
+    chunks = [members[i: i + 2] for members in groups.values() for i in range(0, len(members), 2)]
+    pairs = [c for c in chunks if len(c) == 2] + [c for c in chunks if len(c) == 1]  # rows 2k and 2k+1 are a pair
     others = [a for a in domain.attributes if a != domain.entity_slot]
-    shared_attrs = [a for a in others if a in searchable]
-    own_attrs = [a for a in others if a not in searchable]
     rows: list[dict[str, Any]] = []
-    shared: dict[str, Any] = {}
-    for i, name in enumerate(names[:ROWS_PER_DOMAIN]):
-        if i % 2 == 0:
-            shared = draw(shared_attrs)
-        rows.append({domain.entity_slot: name, **shared, **draw(own_attrs)})
+    for pair in pairs:
+        own = fixed(pair[0])
+        shared = draw([a for a in others if a in searchable and a not in own])
+        for name in pair:
+            own = fixed(name)
+            rows.append({domain.entity_slot: name, **shared, **draw([a for a in others if a not in searchable and a not in own]), **own})
     return rows
 
 
@@ -73,7 +84,7 @@ class Simulator:
 
     def search(self, domain: Domain, filters: dict[str, Any]) -> list[dict[str, Any]]:
         """Database rows matching every filter on an attribute (case-insensitive)."""
-        keys = [(k, _norm(v)) for k, v in filters.items() if k in domain.attributes]
+        keys = [(k, _norm(v)) for k, v in filters.items() if k in domain.attributes and v is not None]  # null: any
         rows, normalized = self.databases[domain.name], self._normalized[domain.name]
         return [row for row, norm in zip(rows, normalized) if all(norm.get(k) == v for k, v in keys)]
 
@@ -103,9 +114,9 @@ class Simulator:
         return self._run_single(domain, tool, full)
 
     def _run_search(self, domain: Domain, tool: ToolDef, args: dict[str, Any]) -> dict[str, Any]:
-        rows = self.search(domain, args)
-        results = [self._project(domain, tool, args, row) for row in rows[:MAX_RESULTS]]
-        return {"count": len(rows), "results": results}
+        rows = self.search(domain, args)[:MAX_RESULTS]
+        results = [self._project(domain, tool, args, row) for row in rows]
+        return {"count": len(results), "results": results}  # count is what is listed
 
     def _run_single(self, domain: Domain, tool: ToolDef, args: dict[str, Any]) -> dict[str, Any]:
         row: dict[str, Any] = {}
@@ -125,10 +136,10 @@ class Simulator:
         rng = random.Random(stable_seed(tool.name, sorted((k, str(v)) for k, v in args.items()), row.get(domain.entity_slot or "")))
         out: dict[str, Any] = {}
         for name in tool.result_slots or tool.slots:
-            if name in row:
-                out[name] = row[name]
-            elif name in args:
+            if args.get(name) is not None:  # a result agrees with what was asked for
                 out[name] = args[name]
+            elif name in row:
+                out[name] = row[name]
             else:
                 pool = domain.slot(name).pool()
                 if pool:

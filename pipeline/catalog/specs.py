@@ -16,6 +16,10 @@ def slot_schema(slot: SlotSpec, default: Any = None, with_default: bool = False)
         schema["enum"] = list(slot.enum)
     if with_default:
         schema["default"] = default
+        if default is None:  # "no preference": the parameter may be null (SGD's "dontcare")
+            schema["type"] = [schema["type"], "null"]
+            if slot.enum:
+                schema["enum"] = [*slot.enum, None]
     return schema
 
 

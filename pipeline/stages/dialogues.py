@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import random
+from datetime import datetime
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -26,21 +27,29 @@ from speakrl.schemas.dialogue import (
     Provenance,
     Scenario,
     ToolCall,
+    ToolSpec,
     TurnLabel,
 )
 
 MAX_QUESTIONS = 6
 
 SYSTEM_PROMPT = (
-    "You are a helpful assistant for {description}. Use the tools to complete the user's request. "
+    "You are a helpful assistant. {now}Use the tools to complete the user's request. "
     "If the request is missing information a tool needs, or is vague, invalid or contradictory, ask a "
     "clarification question first and never guess a value the user has not given. If nothing is missing, act "
-    "without asking."
+    "without asking. If no tool can do what the user asks, say so and offer what you can do."
 )
 
 
-def system_prompt(domain: Domain) -> str:
-    return SYSTEM_PROMPT.format(description=domain.description[:1].lower() + domain.description[1:])
+def system_prompt(domain: Domain | None, now: str | None = None) -> str:
+    """The system message: the reference date and time where an assistant would see it; it names no file or domain
+    (catalog descriptions are written for developers, not as a persona)."""
+    stated = ""
+    if now:
+        at = datetime.fromisoformat(now)
+        stated = f"Today is {at.strftime('%A')}, {at.strftime('%B')} {at.day}, {at.year}"
+        stated += f", and it is {at.strftime('%I:%M %p').lstrip('0').lower()}. " if "T" in now else ". "  # date only: no clock
+    return SYSTEM_PROMPT.format(now=stated)
 
 
 def volunteered_slots(scenario: Scenario, tool: ToolDef) -> dict[str, Any]:
@@ -73,8 +82,8 @@ class UserSimulator:
 class Conversation:
     """Accumulates messages and per-turn labels."""
 
-    def __init__(self, domain: Domain, opening: str):
-        self.messages = [Message(role="system", content=system_prompt(domain)), Message(role="user", content=opening)]
+    def __init__(self, domain: Domain, opening: str, now: str | None = None):
+        self.messages = [Message(role="system", content=system_prompt(domain, now)), Message(role="user", content=opening)]
         self.labels: list[TurnLabel] = []
         self.calls: list[FunctionCall] = []
 
@@ -130,10 +139,16 @@ def converse(cfg: RunConfig, scenario: Scenario, domain: Domain, sim: Simulator)
     rng = random.Random(stable_seed("dialogue", scenario.seed))
     tool = domain.tool(scenario.tool)
     intent = phrasing.intent(tool)
-    user = UserSimulator(cfg, scenario, domain, rng)
-    conv = Conversation(domain, scenario.opening)
-    known = dict(scenario.stated)
+    conv = Conversation(domain, scenario.opening, scenario.now)
     pending = list(scenario.ambiguities)
+    if pending and pending[0].type == "unsupported":
+        offered = [domain.tool(name) for name in pending[0].candidates]
+        conv.assistant("answer", f"The user wants to {intent}, but none of my tools does that: {tool.name} is not "
+                       f"offered. I shouldn't call another tool or ask for details; I'll say so and offer what I can do.",
+                       content=phrasing.decline(rng, offered))
+        return conv, True
+    user = UserSimulator(cfg, scenario, domain, rng)
+    known = dict(scenario.stated)
 
     if len(scenario.flow) > 1:  # ambiguous reference: search first, then ask which result
         search = domain.tool(scenario.flow[0])
@@ -151,7 +166,7 @@ def converse(cfg: RunConfig, scenario: Scenario, domain: Domain, sim: Simulator)
             break
         if pending[0].type == "missing_slot":
             missing = [a for a in pending if a.type == "missing_slot"]
-            batch = missing if rng.random() < 0.6 else missing[:1]
+            batch = missing[:1] if rng.random() < cfg.split_rate else missing
         else:
             batch = pending[:1]
         question, reasoning = _question(rng, batch, tool, intent, known)
@@ -177,6 +192,13 @@ def converse(cfg: RunConfig, scenario: Scenario, domain: Domain, sim: Simulator)
     return conv, reached
 
 
+def offered_tools(specs: list[ToolSpec], scenario: Scenario) -> list[ToolSpec]:
+    """The tools the assistant is given: all of the domain's, except the one an unsupported request needs."""
+    if any(a.type == "unsupported" for a in scenario.ambiguities):
+        return [t for t in specs if t.name != scenario.tool]
+    return specs
+
+
 def run(cfg: RunConfig, catalog: Catalog, scenarios: Iterable[Scenario], sim: Simulator | None = None,
         versions: dict[str, str] | None = None) -> Iterator[Dialogue]:
     """Dialogues for scenarios, one each, in order."""
@@ -190,7 +212,7 @@ def run(cfg: RunConfig, catalog: Catalog, scenarios: Iterable[Scenario], sim: Si
             id=f"d-{scenario.id}",
             scenario_id=scenario.id,
             domain=scenario.domain,
-            tools=specs[scenario.domain],
+            tools=offered_tools(specs[scenario.domain], scenario),
             messages=conv.messages,
             labels=conv.labels,
             gold_calls=conv.calls,

@@ -47,7 +47,7 @@ from speakrl.pipeline.llm import (
     request_key,
 )
 from speakrl.pipeline.stages import phrasing
-from speakrl.pipeline.stages.dialogues import system_prompt
+from speakrl.pipeline.stages.dialogues import offered_tools, system_prompt
 from speakrl.schemas.catalog import Catalog, Domain
 from speakrl.schemas.config import RunConfig
 from speakrl.schemas.dialogue import (
@@ -346,12 +346,12 @@ async def full_dialogue(cfg: RunConfig, llm: LLM, scenario: Scenario, draft: Dia
     row = _Row()
     domain = catalog.domain(scenario.domain)
     tool = domain.tool(scenario.tool)
-    specs = catalog_specs(catalog)[scenario.domain]
+    specs = offered_tools(catalog_specs(catalog)[scenario.domain], scenario)  # unsupported: the needed tool is withheld
     tool_names = {s.name for s in specs}
     opening = await row.ask(llm, writer_prompt(scenario, catalog), stage=STAGE, schema=Opening, sampling=cfg.dialogues,
                             check=lambda o: opening_problem(scenario, o.message))
     # The published system prompt is the offline one, so rows of both backends look alike.
-    system = draft.messages[0].content if draft and draft.messages[0].role == "system" else system_prompt(domain)
+    system = draft.messages[0].content if draft and draft.messages[0].role == "system" else system_prompt(domain, scenario.now)
     messages = [Message(role="system", content=system), Message(role="user", content=opening.message.strip())]
     labels: list[TurnLabel] = []
     calls: list[FunctionCall] = []

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from collections.abc import Sequence
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from speakrl.pipeline.checks import slot_label
-from speakrl.schemas.catalog import Domain, ToolDef
+from speakrl.schemas.catalog import Domain, SlotSpec, ToolDef
 from speakrl.schemas.dialogue import Ambiguity
 
 PERSONAS = [
@@ -22,25 +24,51 @@ PERSONAS = [
 ]
 STYLES = ["terse", "polite", "chatty", "casual"]
 
-OPENERS = [
-    "I'd like to {intent}", "Can you {intent}", "Please {intent}", "I need to {intent}", "Could you help me {intent}",
-    "Help me {intent}", "I want to {intent}", "I'm looking to {intent}", "Would you {intent} for me", "I have to {intent}",
-    "Can I get you to {intent}", "I was hoping you could {intent}", "Let's {intent}", "Any chance you can {intent}",
-    "I'm trying to {intent}", "Go ahead and {intent}",
-]
-DETAIL_JOINS = ["{opener}: {details}.", "{opener}, {details}.", "{opener} — {details}.", "{opener}. It's {details}.",
-                "{opener}. Details: {details}.", "{opener}. Here's what I have: {details}.", "{opener} ({details})."]
-BARE = ["{opener}.", "{opener}?", "{opener}, please."]
-GREETINGS = ["Hi!", "Hello.", "Hey there.", "Good morning!", "Hi there,", "Hey,"]
-THANKS = ["Thanks!", "Thank you so much.", "Thanks in advance.", "I appreciate it.", "Thank you!"]
+# Lead-ins and joins around a request head ("I need a table") and its details.
+LEADS = ["", "", "", "", "", "", "So, ", "Okay, ", "Quick one: ", "Hmm, ", "Right, ", "Um, ", "Alright, ", "Well, ",
+         "So ", "Okay so ", "Question: ", "Real quick, "]
+DETAIL_JOINS = ["{head}, {details}.", "{head} — {details}.", "{head}: {details}.", "{head}. It's {details}.",
+                "{head}. Ideally {details}.", "{head}. Here's what I have: {details}.", "{head}, {details} if you can.",
+                "{head}. I'm thinking {details}.", "{head}, {details}, please.", "{head}. Details: {details}.",
+                "{head}, preferably {details}.", "{head}. Make it {details}.", "{head} ({details}).",
+                "{head}. My plan: {details}.", "{head} — {details}, if that works.", "{head}. So, {details}."]
+QUESTION_JOINS = ["{head} {details}?", "{head}? I mean {details}.", "{head}? Something {details}.", "{head} — {details}?",
+                  "{head}, {details}?", "{head}? It's {details}.", "{head}? Specifically {details}."]
+BARE = ["{head}.", "{head}, please.", "{head}. Can you help?", "{head}!", "{head}, if you don't mind.",
+        "{head}. Where do I start?", "{head} today."]
+BARE_QUESTIONS = ["{head}?", "{head}? Can you check?", "{head}? Just curious.", "{head}? Let me know."]
+GREETINGS = ["Hi!", "Hello.", "Hey there.", "Good morning!", "Hi there.", "Hey!", "Hello there!", "Good afternoon.",
+             "Morning!", "Hiya.", "Evening!", "Hey, hope you're well.", "Hi, how's it going?", "Greetings."]
+THANKS = ["Thanks!", "Thank you so much.", "Thanks in advance.", "I appreciate it.", "Thank you!", "Cheers.",
+          "Many thanks.", "You're a lifesaver.", "Thanks a bunch.", "Much appreciated.", "That would be great.",
+          "Thanks for your help.", "That'd help a lot."]
 CHATTER = [
     "It's been a long week.", "I keep forgetting to do this.", "My partner asked me to sort it out.",
     "It's kind of a special occasion.", "I'm doing this between meetings.", "First time using this, so bear with me.",
-    "I'd rather get it done today.", "A friend recommended you.",
+    "I'd rather get it done today.", "A friend recommended you.", "I've been meaning to do this for days.",
+    "Hope this is quick.", "Sorry if this is a bit scattered.", "My schedule is a mess this month.",
+    "I'm on my phone, so excuse the typos.", "Trying to plan ahead for once.", "My boss needs this sorted.",
+    "We're celebrating something.", "I just got back from a trip.", "I'm juggling a lot today.",
+    "My sister usually handles this.", "Last time this took forever.", "I'm new in town.", "It's a surprise.",
+    "I'm finally getting around to this.", "Coffee hasn't kicked in yet.", "The kids are asleep, finally.",
+    "Work has been hectic.", "I'm sorting things out before the holidays.",
 ]
+# Request heads derived from a tool's name, for catalogs without phrasings (imported ones), by the tool's kind.
+DERIVED_SEARCH = ["I'm looking for {plural}", "can you find {plural} for me", "find me {plural}", "are there any {plural}",
+                  "I need to find {plural}", "help me look for {plural}"]
+DERIVED_LOOKUP = ["what's the {thing}", "can you check the {thing}", "I need the {thing}", "tell me the {thing}",
+                  "could you look up the {thing}"]
+DERIVED_ACTION = ["I'd like to {act}", "can you {act} for me", "I need to {act}", "please {act}", "help me {act}",
+                  "I want to {act}", "could you {act}"]
+NOUN_REQUESTS = ["I need {obj}", "I'd like {obj}", "can I get {obj}", "I want {obj}", "I'm after {obj}"]
+_QUESTION_HEAD = re.compile(r"^(what|what's|when|where|who|how|is|are|am|can|could|would|will|any|do|does)\b", re.I)
+_MASS_OR_PLURAL = re.compile(r"((?<!s)s|tickets|information|info|status|money|music|location|weather|balance)$")
 GENERIC_MENTIONS = ["with {label} {value}", "{label}: {value}", "the {label} being {value}", "{value} as the {label}"]
-CONFLICT_JOINS = ["{a}, but also {b}", "{a} — though {b} would be better", "{a}, or actually {b}",
-                  "{a}; my friend insists on {b}", "ideally {a}, but I also said {b}"]
+# How a user states two values for one slot, and which one they lean to (None: no preference): the user's later
+# answer follows the lean, so a resolution never contradicts what they said.
+CONFLICT_JOINS = [("{a}, but also {b}", None), ("{a} — though {b} would be better", 1), ("{a}, or actually {b}", 1),
+                  ("{a}; my friend insists on {b}", None), ("ideally {a}, but {b} could work too", 0),
+                  ("either {a} or {b}, I can't decide", None)]
 
 Q_MISSING = [
     "Could you tell me the {labels}?", "What {labels} would you like?", "Which {labels} should I use?",
@@ -68,14 +96,36 @@ Q_REFERENCE = [
     "That could be {names}. Which {label} did you have in mind?", "I see {names}. Which {label} should I use?",
 ]
 A_OPEN = ["{details}.", "Sure — {details}.", "Oh right, {details}.", "{details}, please.", "Let's say {details}.",
+          "Good question. {details}.", "Ah, I forgot: {details}.", "Yes, {details}.", "It'd be {details}.",
+          "Put me down {details}.", "I'd go {details}.", "Definitely {details}.", "Oops, {details}.",
           "Make it {details}.", "Sorry, I should have said: {details}.", "Yes: {details}."]
-A_VALUE = ["{value}.", "{value}, please.", "The {value} one.", "Let's go with {value}.", "{value} works.", "Hmm, {value}."]
-A_VOLUNTEER = [" Oh, and {details}.", " Also, {details}.", " And {details}, if possible.", " Plus {details}."]
-DONE = ["Done!", "All set.", "Great news:", "It's booked.", "Confirmed.", "Everything went through."]
+A_VALUE = ["{value}.", "{value}, please.", "Let's go with {value}.", "{value} works.", "Hmm, {value}.",
+           "I'll take {value}.", "{value}, I think.", "Go with {value}.", "{value} sounds right.", "Pick {value}.",
+           "{value} is perfect.", "Make that {value}.", "Definitely {value}.", "Um, {value}."]
+A_VOLUNTEER = [" Oh, and {details}.", " Also, {details}.", " And {details}, if possible.", " Plus {details}.",
+               " One more thing: {details}.", " I'd also like it {details}.", " Oh, and make it {details}."]
+# Other ways to say a value with a common mention (each keeps the value verbatim and as precise).
+MENTION_VARIANTS = {
+    "on {value}": ["on {value}", "on {value}", "for {value}", "{value}"],
+    "at {value}": ["at {value}", "at {value}", "{value}", "for {value}", "at {value} sharp"],
+    "in {value}": ["in {value}", "in {value}", "over in {value}"],
+    "to {value}": ["to {value}", "to {value}", "going to {value}", "headed to {value}"],
+    "from {value}": ["from {value}", "from {value}", "leaving from {value}", "out of {value}"],
+    "for {value}": ["for {value}", "for {value}", "{value} in total"],
+}
+# Ways to string details together, so openings are not one comma list.
+DETAIL_LINKS = [", ", ", ", ", ", "; ", ", plus ", ", also ", " — ", ", oh and "]
+DONE = ["Done!", "All set.", "Great news!", "That's taken care of.", "Confirmed.", "Everything went through."]
 
 
 def fmt(value: Any) -> Any:
-    """A value as a person writes it: 60.0 is "60"."""
+    """A value as a person writes it: 60.0 is "60", True is "yes".
+
+    >>> fmt(60.0), fmt(True), fmt("7 pm")
+    (60, 'yes', '7 pm')
+    """
+    if isinstance(value, bool):
+        return "yes" if value else "no"
     return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
@@ -87,9 +137,135 @@ def join(items: Sequence[str], word: str = "and") -> str:
     return ", ".join(items[:-1]) + f" {word} " + items[-1]
 
 
+def link(rng: random.Random, items: Sequence[str]) -> str:
+    """Details strung together with varied links ("a, b and c", "a; b, plus c")."""
+    items = [str(i) for i in items]
+    if len(items) <= 1:
+        return "".join(items)
+    out = items[0]
+    for i, item in enumerate(items[1:], 1):
+        out += (" and " if i == len(items) - 1 and rng.random() < 0.4 else rng.choice(DETAIL_LINKS)) + item
+    return out
+
+
+# --- language hygiene, in one place ----------------------------------------------------------------------------
+
+_ARTICLE = re.compile(r"\b(a|an|A|An)(\s+)([A-Za-z][\w'-]*)")
+_DOUBLED = re.compile(r"\b([A-Za-z]+)\s+(\1)\b", re.I)
+_SENTENCE_START = re.compile(r"(^|[.!?]\s+)([a-z])")
+
+
+def _fix_article(m: re.Match[str]) -> str:
+    from speakrl.pipeline.quality import article_error
+
+    article, space, word = m.groups()
+    if article_error(word, article):
+        article = {"a": "an", "A": "An", "an": "a", "An": "A"}[article]
+    return f"{article}{space}{word}"
+
+
+def tidy(text: str, question: bool = False) -> str:
+    """Language hygiene for any generated sentence: the right indefinite article, no doubled words, single spaces,
+    sentence case, and a question mark on questions.
+
+    >>> tidy("i found a Audi in hyper class class ,  ok")
+    'I found an Audi in hyper class, ok'
+    >>> tidy("which one", question=True)
+    'Which one?'
+    """
+    text = _DOUBLED.sub(r"\2", text)  # keep the second: it usually starts a value ("hotel Hotel Marina")
+    text = _ARTICLE.sub(_fix_article, text)
+    text = re.sub(r"\s+([,.!?;:])", r"\1", " ".join(text.split()))
+    text = re.sub(r"\b(1|one) ([a-z]{3,}[^s])s\b", r"\1 \2", text)  # "1 nights" is "1 night"
+    text = re.sub(r"([,;:])[.!?]", ".", text).replace("..", ".").replace("?.", "?").replace("!.", "!")
+    text = _SENTENCE_START.sub(lambda m: m.group(1) + m.group(2).upper(), text)
+    if question and not text.endswith("?"):
+        text = text.rstrip(".!") + "?"
+    return text
+
+
+# --- the user's requests ---------------------------------------------------------------------------------------
+
 def intent(tool: ToolDef) -> str:
+    """What the tool does, for the assistant's reasoning ("The user wants to ...")."""
     text = tool.description.strip().rstrip(".")
     return text[:1].lower() + text[1:]
+
+
+def _name_words(tool: ToolDef) -> list[str]:
+    return [w for w in re.split(r"[^a-z]+", re.sub(r"([a-z])([A-Z])", r"\1_\2", tool.name).lower()) if w]
+
+
+def derived_requests(tool: ToolDef) -> list[str]:
+    """First-person request heads from a tool's name, for tools without phrasings: "find_groomers" gives
+    "I'm looking for groomers", "book_fitness_class" gives "I'd like to book a fitness class".
+
+    >>> derived_requests(ToolDef(name="book_fitness_class", description="", kind="action"))[0]
+    "I'd like to book a fitness class"
+    >>> derived_requests(ToolDef(name="FindTrains", description="", kind="search"))[0]
+    "I'm looking for trains"
+    """
+    words = _name_words(tool)
+    verb, rest = (words[0], words[1:]) if len(words) > 1 else ("use", words)
+    thing = " ".join(rest)
+    if tool.kind == "search" or (tool.kind == "lookup" and verb in ("find", "search", "list")):
+        plural = thing if thing.endswith("s") else thing + "s"
+        return [t.format(plural=plural) for t in DERIVED_SEARCH]
+    if tool.kind == "lookup":
+        return [t.format(thing=thing) for t in DERIVED_LOOKUP]
+    obj = f"my {thing}" if thing in ("location", "balance", "account") else thing if _MASS_OR_PLURAL.search(thing) else f"a {thing}"
+    return [t.format(act=f"{verb} {obj}") for t in DERIVED_ACTION]
+
+
+_STOP = {"for", "at", "in", "on", "to", "from", "by", "with", "between", "of", "that", "and", "or", "based", "using",
+         "via", "into", "when", "if", "given", "which", "who", "where"}
+_POSSESSIVE = {"your": "my", "user's": "my", "the user's": "my", "users'": "my", "their": "my"}
+
+
+def description_object(tool: ToolDef) -> tuple[str, str] | None:
+    """The verb and first noun phrase of a tool's description, in the user's voice: "Send your location to a
+    contact" gives ("send", "my location"); "Get the alarms user has already set" gives ("get", "the alarms").
+
+    >>> description_object(ToolDef(name="x", description="Send your location to a contact", kind="action"))
+    ('send', 'my location')
+
+    The object stops at three words, so a request holds at most four words of the description in a row.
+    """
+    words = re.findall(r"[A-Za-z][\w'-]*", tool.description)
+    if len(words) < 2:
+        return None
+    verb, phrase = words[0].lower(), []
+    for word in words[1:]:
+        low = word.lower()
+        if low in _STOP or len(phrase) == 3 or (phrase and low in ("user", "user's", "users")):
+            break
+        phrase.append(_POSSESSIVE.get(low, low))
+    if not phrase or phrase[-1] in ("a", "an", "the", "my", "some", "all"):
+        return None
+    return verb, " ".join(phrase)
+
+
+def described_requests(tool: ToolDef) -> list[str]:
+    """Request heads from the description's verb and object, rewritten in the first person (never pasted whole)."""
+    found = description_object(tool)
+    if not found:
+        return []
+    verb, obj = found
+    plural = bool(re.search(r"[^s]s$", obj))
+    if tool.kind == "search" or (tool.kind == "lookup" and plural and verb in ("find", "search", "list")):
+        return [] if obj.startswith(("the ", "my ")) else [t.format(plural=obj) for t in DERIVED_SEARCH[:4]]
+    if tool.kind == "lookup" or verb in ("get", "check", "show", "fetch", "retrieve", "look"):
+        thing = obj if obj.startswith(("the ", "my ")) else f"the {obj}"
+        return [t.format(thing=thing.removeprefix("the ")) for t in DERIVED_LOOKUP[:4]]
+    if obj.startswith(("a ", "an ")):  # a thing to get: "I need a grooming appointment"
+        return [t.format(obj=obj) for t in NOUN_REQUESTS]
+    return [t.format(act=f"{verb} {obj}") for t in DERIVED_ACTION if "for me" not in t][:4]
+
+
+def request(rng: random.Random, tool: ToolDef) -> str:
+    """How the user asks for the tool: the catalog's own phrasings, else heads derived from its name and from its
+    description's verb and object (never the description pasted)."""
+    return rng.choice(tool.phrasings or [*derived_requests(tool), *described_requests(tool)])
 
 
 def mention(rng: random.Random | None, domain: Domain, name: str, value: Any) -> str:
@@ -99,20 +275,120 @@ def mention(rng: random.Random | None, domain: Domain, name: str, value: Any) ->
     if isinstance(value, bool):
         return f"with {label}" if value else f"without {label}"
     if slot.mention:
-        return slot.mention.format(value=fmt(value))
-    template = GENERIC_MENTIONS[0] if rng is None else rng.choice(GENERIC_MENTIONS)
+        template = slot.mention
+        if rng is not None and template in MENTION_VARIANTS:
+            template = rng.choice(MENTION_VARIANTS[template])
+        return template.format(value=fmt(value))
+    if rng is None:
+        template = GENERIC_MENTIONS[0]
+    elif isinstance(value, str) and not value.replace(".", "").isdigit() and rng.random() < 0.5:
+        template = "{value}"  # a name, address or e-mail says what it is
+    else:
+        template = rng.choice(GENERIC_MENTIONS)
     return template.format(label=label, value=fmt(value))
 
 
 def reference_detail(domain: Domain, search_args: dict[str, Any]) -> str:
     """How the user refers to an entity without naming it: "the restaurant in Fremont, Vietnamese food"."""
     entity = domain.entity or slot_label(domain.entity_slot or "one")
-    return f"the {entity} " + join([mention(None, domain, k, v) for k, v in search_args.items()])
+    text = tidy(f"the {entity} " + join([mention(None, domain, k, v) for k, v in search_args.items()]))
+    return text[:1].lower() + text[1:]  # said inside a sentence
+
+
+_PEOPLE_WORDS = {"party", "passengers", "people", "guests", "adults", "travelers", "riders", "group", "attendees"}
+
+
+def _count_phrases(n: int) -> list[str]:
+    if n == 1:
+        return ["just me", "only me, I think", "just myself"]
+    if n == 2:
+        return ["a couple of us", "me and my partner", "me and a friend"]
+    phrases = ["a few of us", "me and a few friends"] if n <= 5 else []
+    phrases += ["a small group"] if n <= 6 else []
+    return phrases + ["me and the kids", "the whole family", "a group of us"]
+
+
+def _time_phrases(hour: int) -> list[str]:
+    if hour < 9:
+        return ["early in the morning", "first thing in the morning"]
+    if hour < 11:
+        return ["in the morning", "sometime in the morning", "before lunch"]
+    if hour < 12:
+        return ["late in the morning", "before noon"]
+    if hour < 14:
+        return ["around lunchtime", "around midday"]
+    if hour < 17:
+        return ["in the afternoon", "sometime in the afternoon", "after lunch"]
+    if hour < 20:
+        return ["in the evening", "after work", "around dinnertime"]
+    return ["late in the evening", "late at night"]
+
+
+def _date_phrases(day: date, today: date) -> list[str]:
+    month = day.strftime("%B")
+    diff = (day - today).days
+    if diff == 0:
+        return ["today", "later today"]
+    if diff == 1:
+        return ["tomorrow"]
+    week_start = today + timedelta(days=7 - today.weekday())
+    if day.weekday() >= 5 and diff <= 6:
+        return ["this weekend", "sometime this weekend"]
+    if week_start <= day < week_start + timedelta(days=7):
+        return ["next weekend"] if day.weekday() >= 5 else ["sometime next week", "one day next week"]
+    part = "early" if day.day <= 10 else "mid" if day.day <= 20 else "late"
+    phrases = {"early": [f"early {month}", f"the first days of {month}"], "mid": [f"mid-{month}", f"the middle of {month}"],
+               "late": [f"late {month}", f"the end of {month}"]}[part]
+    if (day.year * 12 + day.month) == (today.year * 12 + today.month + 1):
+        phrases.append(f"{part} next month" if part != "mid" else "the middle of next month")
+    phrases.append(f"a {'weekend' if day.weekday() >= 5 else 'weekday'} in {month}")
+    return phrases
+
+
+def derived_vague(slot: SlotSpec, value: Any, now: datetime | None) -> list[str]:
+    """Vague phrases drawn from the hidden value itself, so the resolution can never contradict them: an
+    afternoon time gives "in the afternoon", a Saturday within the week "this weekend", a party of 4 "a few of us".
+
+    >>> derived_vague(SlotSpec(name="time", description=""), "3:15 pm", None)[0]
+    'in the afternoon'
+    >>> derived_vague(SlotSpec(name="party_size", description="", type="integer"), 2, None)[0]
+    'a couple of us'
+    """
+    from speakrl.pipeline.quality import parse_date, parse_time
+
+    t = parse_time(value) if isinstance(value, str) else None
+    if t is not None:
+        return _time_phrases(t[0])
+    if isinstance(value, int) and not isinstance(value, bool):
+        return _count_phrases(value) if set(slot.name.split("_")) & _PEOPLE_WORDS and value > 0 else []
+    day = parse_date(value, now) if isinstance(value, str) and now is not None else None
+    return _date_phrases(day, now.date()) if day else []
+
+
+def vague_phrases(slot: SlotSpec, value: Any, now: datetime | None) -> list[str]:
+    """Every vague way to say `value`: derived from it, the catalog's phrases for that value, and the slot's
+    generic phrases that it does not contradict."""
+    from speakrl.pipeline.quality import vague_contradiction
+
+    generic = [p for p in slot.vague if not vague_contradiction(p, value, now)]
+    return [*derived_vague(slot, value, now), *slot.vague_for.get(str(value), []), *generic]
+
+
+def conflict_phrase(rng: random.Random, domain: Domain, slot: str, goal_value: Any, other: Any) -> str:
+    """Two values for one slot; when the template leans to one, the goal value is the one leaned to."""
+    template, lean = rng.choice(CONFLICT_JOINS)
+    pair = [goal_value, other]
+    if lean is None:
+        rng.shuffle(pair)
+    elif lean == 1:
+        pair.reverse()
+    a, b = (mention(rng, domain, slot, v) for v in pair)
+    return tidy(template.format(a=a, b=b))[:1].lower() + tidy(template.format(a=a, b=b))[1:]
 
 
 def opening(rng: random.Random, domain: Domain, tool: ToolDef, stated: dict[str, Any], ambiguities: list[Ambiguity],
-            search_args: dict[str, Any]) -> str:
-    """The user's first message: the intent, the stated values, and whatever stands in for the ambiguous ones
+            search_args: dict[str, Any], goal: dict[str, Any] | None = None) -> str:
+    """The user's first message: a request head, the stated values, and whatever stands in for the ambiguous ones
     (for an ambiguous reference, the description that a search needs)."""
     details = [a.detail for a in ambiguities if a.type == "ambiguous_reference"]
     for name, value in stated.items():
@@ -124,13 +400,15 @@ def opening(rng: random.Random, domain: Domain, tool: ToolDef, stated: dict[str,
         elif amb.type == "invalid_value":
             details.append(mention(rng, domain, amb.slot, amb.detail))
         elif amb.type == "conflicting_constraints":
-            a, b = (mention(rng, domain, amb.slot, v) for v in amb.candidates)
-            details.append(rng.choice(CONFLICT_JOINS).format(a=a, b=b))
+            details.append(amb.detail)
     rng.shuffle(details)
-    opener = rng.choice(OPENERS).format(intent=intent(tool))
+    head = request(rng, tool)
+    asks = bool(_QUESTION_HEAD.match(head))
     if not details:
-        return rng.choice(BARE).format(opener=opener)
-    return rng.choice(DETAIL_JOINS).format(opener=opener, details=join(details))
+        text = rng.choice(BARE_QUESTIONS if asks else BARE).format(head=head)
+    else:
+        text = rng.choice(QUESTION_JOINS if asks else DETAIL_JOINS).format(head=head, details=link(rng, details))
+    return rng.choice(LEADS) + text
 
 
 def persona(rng: random.Random) -> tuple[str, str]:
@@ -140,33 +418,33 @@ def persona(rng: random.Random) -> tuple[str, str]:
 def styled(rng: random.Random, text: str, style: str) -> str:
     """Wrap a message in the user's style."""
     if style == "polite":
-        return f"{rng.choice(GREETINGS)} {text} {rng.choice(THANKS)}"
-    if style == "chatty":
-        return f"{rng.choice(GREETINGS)} {rng.choice(CHATTER)} {text}"
-    if style == "casual":
-        return text[:1].lower() + text[1:]
-    return text
+        text = f"{rng.choice(GREETINGS)} {text} {rng.choice(THANKS)}"
+    elif style == "chatty":
+        text = f"{rng.choice(GREETINGS)} {rng.choice(CHATTER)} {text}"
+    return tidy(text)
 
+
+# --- the assistant's questions ---------------------------------------------------------------------------------
 
 def question_missing(rng: random.Random, names: list[str]) -> str:
-    return rng.choice(Q_MISSING).format(labels=join([slot_label(n) for n in names]))
+    return tidy(rng.choice(Q_MISSING).format(labels=join([slot_label(n) for n in names])), question=True)
 
 
 def question_vague(rng: random.Random, name: str, vague: str) -> str:
-    return rng.choice(Q_VAGUE).format(vague=vague, label=slot_label(name))
+    return tidy(rng.choice(Q_VAGUE).format(vague=vague, label=slot_label(name)), question=True)
 
 
 def question_invalid(rng: random.Random, name: str, bad: str, options: list[str]) -> str:
-    return rng.choice(Q_INVALID).format(bad=bad, label=slot_label(name), options=join(options, "or"))
+    return tidy(rng.choice(Q_INVALID).format(bad=bad, label=slot_label(name), options=join(options, "or")), question=True)
 
 
 def question_conflict(rng: random.Random, name: str, a: str, b: str) -> str:
-    return rng.choice(Q_CONFLICT).format(a=a, b=b, label=slot_label(name))
+    return tidy(rng.choice(Q_CONFLICT).format(a=a, b=b, label=slot_label(name)), question=True)
 
 
 def question_reference(rng: random.Random, name: str, candidates: list[str]) -> str:
-    return rng.choice(Q_REFERENCE).format(n=len(candidates), names=join(candidates, "or"),
-                                          label=slot_label(name))
+    return tidy(rng.choice(Q_REFERENCE).format(n=len(candidates), names=join(candidates, "or"),
+                                               label=slot_label(name)), question=True)
 
 
 def user_answer(rng: random.Random, domain: Domain, answers: dict[str, Any], volunteered: dict[str, Any]) -> str:
@@ -176,25 +454,77 @@ def user_answer(rng: random.Random, domain: Domain, answers: dict[str, Any], vol
         text = rng.choice(A_OPEN).format(details=join([mention(rng, domain, k, v) for k, v in answers.items()]))
     if volunteered:
         text += rng.choice(A_VOLUNTEER).format(details=join([mention(rng, domain, k, v) for k, v in volunteered.items()]))
-    return text[:1].upper() + text[1:]
+    return tidy(text)
 
 
 def describe(values: dict[str, Any]) -> str:
     return ", ".join(f"{slot_label(k)} {fmt(v)}" for k, v in values.items())
 
 
+DECLINES = ["Sorry, I can't do that here.", "I'm afraid that's not something I can do with the tools I have.",
+            "Unfortunately I can't help with that one.", "That isn't something I'm able to do here, sorry."]
+OFFERS = ["What I can do is {can}.", "I can {can}, though.", "I'm able to {can} instead.", "If it helps, I can {can}."]
+
+
+def decline(rng: random.Random, offered: list[ToolDef]) -> str:
+    """The reply to a request no offered tool can do: say so and say what is possible, without asking."""
+    can = join([intent(t) for t in offered], "or")
+    return tidy(f"{rng.choice(DECLINES)} {rng.choice(OFFERS).format(can=can)}")
+
+
+# --- the assistant's closings ----------------------------------------------------------------------------------
+
+def _plural(noun: str, n: int) -> str:
+    if n == 1:
+        return noun
+    return noun[:-1] + "ies" if noun.endswith("y") and noun[-2:-1] not in "aeiou" else noun + ("es" if noun.endswith("s") else "s")
+
+
+FACT_LABELS = {"from": "origin", "to": "destination", "number_of_adults": "number of adults"}
+_PREPOSITION = re.compile(r"^(on|at|in|for|from|to|with) ")
+
+
+def _facts(domain: Domain, facts: dict[str, Any]) -> str:
+    """Looked-up values as a person reads them: "the genre is horror and the daily rate is $57 a day"."""
+    said = []
+    for k, v in facts.items():
+        if v is None:
+            continue
+        phrase = _PREPOSITION.sub("", mention(None, domain, k, v))
+        value = phrase if phrase.startswith("$") else fmt(v)  # "$57 a day", not "the album X" or "2:48 long"
+        said.append(f"the {FACT_LABELS.get(k, k.replace('_', ' '))} is {value}")
+    return join(said)
+
+
+def _what_was_done(domain: Domain, facts: dict[str, Any]) -> str:
+    """An action's facts in the user's own words: "at The Majestic, on July 12th, for 6 tickets"."""
+    return join([mention(None, domain, k, v) for k, v in facts.items() if v is not None])
+
+
 def final_answer(rng: random.Random, domain: Domain, tool: ToolDef, result: dict[str, Any]) -> str:
-    """The assistant's closing message, built from the tool result so it states real data."""
+    """The assistant's closing message: what happened, in a sentence, with the facts from the tool result."""
+    entity = domain.entity or "result"
     if "error" in result:
-        return f"Sorry, that didn't work: {result['error']}."
+        return tidy(f"Sorry, that didn't work: {result['error']}.")
     if tool.kind == "search":
         rows = result.get("results", [])
         if not rows:
-            return "I couldn't find anything matching that."
-        entity = domain.entity_slot
-        names = [str(r.get(entity, "")) if entity else json.dumps(r) for r in rows]
-        return f"I found {result.get('count', len(rows))} option(s): {join(names)}."
-    facts = {k: v for k, v in result.items() if k not in ("status", "confirmation_id")}
+            return tidy(f"I couldn't find any {_plural(entity, 2)} matching that. Would you like to try something else?")
+        key = domain.entity_slot
+        if key and all(r.get(key) for r in rows):
+            names = join([str(r[key]) for r in rows])
+            return tidy(f"I found {len(rows)} {_plural(entity, len(rows))}: {names}.")
+        return tidy(f"I found {len(rows)} {_plural(entity, len(rows))}; the first one: {_facts(domain, rows[0])}.")
+    name = result.get(domain.entity_slot) if domain.entity_slot else None
+    facts = {k: v for k, v in result.items() if k not in ("status", "confirmation_id", domain.entity_slot)}
+    subject = f"for {name}" if name else ""
+    if tool.kind == "action" and domain.source != "builtin":  # no hand-written mentions: say the facts plainly
+        said = f" For {name}: {_facts(domain, facts)}." if name and facts else f" {_facts(domain, facts)}." if facts else ""
+        return tidy(f"{rng.choice(DONE)}{said} Your confirmation number is {result.get('confirmation_id')}.")
     if tool.kind == "action":
-        return f"{rng.choice(DONE)} {intent(tool).capitalize()} — {describe(facts)}. Confirmation: {result.get('confirmation_id')}."
-    return f"Here's what I found: {describe(facts)}."
+        done = _what_was_done(domain, facts)
+        said = f" {name}, {done}." if name and done else f" {name}." if name else f" That's {done}." if done else ""
+        return tidy(f"{rng.choice(DONE)}{said} Your confirmation number is {result.get('confirmation_id')}.")
+    if not facts:
+        return tidy(f"I checked {name or 'that'}, but there are no details to report.")
+    return tidy(f"Here's what I found {subject}: {_facts(domain, facts)}.")

@@ -10,15 +10,17 @@ import logging
 import random
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from speakrl.pipeline.catalog.sim import Simulator, stable_seed
 from speakrl.pipeline.catalog.specs import coerce
 from speakrl.pipeline.checks import normalize
+from speakrl.pipeline.quality import parse_date
 from speakrl.pipeline.stages import phrasing
-from speakrl.schemas.catalog import Catalog, Domain, ToolDef
+from speakrl.schemas.catalog import Catalog, Domain, SlotSpec, ToolDef
 from speakrl.schemas.config import RunConfig
-from speakrl.schemas.dialogue import Ambiguity, Scenario
+from speakrl.schemas.dialogue import AMBIGUITY_TYPES, Ambiguity, Scenario
 
 logger = logging.getLogger(__name__)
 
@@ -46,16 +48,33 @@ def _reference_search(domain: Domain, tool: ToolDef) -> ToolDef | None:
     return None
 
 
+def _can_be_vague(slot: SlotSpec) -> bool:
+    """A slot can be said vaguely when the catalog gives phrases, or its values are times, dates or head counts."""
+    if slot.vague or slot.vague_for:
+        return True
+    sample = slot.pool()[:1]
+    return bool(sample) and bool(phrasing.derived_vague(slot, coerce(slot, sample[0]), datetime(2026, 1, 1)))
+
+
+def reference_now(rng: random.Random, domain: Domain, goal: dict[str, Any]) -> datetime:
+    """The scenario's "now": a few days to weeks before the earliest date in the goal (so relative phrases like
+    "next week" mean something), else a day of 2026; a time of day between 7 am and 10 pm."""
+    days = [d for v in goal.values() if isinstance(v, str) and (d := parse_date(v, None))]
+    day = min(days) - timedelta(days=rng.randint(1, 40)) if days else date(2026, 1, 1) + timedelta(days=rng.randint(0, 364))
+    return datetime(day.year, day.month, day.day, rng.randint(7, 21), rng.choice(range(0, 60, 5)))
+
+
 def build_plans(catalog: Catalog) -> dict[str, list[Plan]]:
     """For each ambiguity type (and "none"), the tools it can be injected into."""
-    plans: dict[str, list[Plan]] = {k: [] for k in ("none", "missing_slot", "underspecified_value",
-                                                    "ambiguous_reference", "invalid_value", "conflicting_constraints")}
+    plans: dict[str, list[Plan]] = {k: [] for k in ("none", *AMBIGUITY_TYPES)}
     for domain in catalog.domains:
         for tool in domain.tools:
             plans["none"].append(Plan(domain, tool, ()))
+            if len(domain.tools) > 1:  # the tool is withheld; the others are what the assistant can offer
+                plans["unsupported"].append(Plan(domain, tool, ()))
             if tool.required:
                 plans["missing_slot"].append(Plan(domain, tool, tuple(tool.required)))
-            vague = tuple(s for s in tool.required if domain.slot(s).vague and s != domain.entity_slot)
+            vague = tuple(s for s in tool.required if s != domain.entity_slot and _can_be_vague(domain.slot(s)))
             if vague:
                 plans["underspecified_value"].append(Plan(domain, tool, vague))
             invalid = tuple(s for s in tool.slots if domain.slot(s).enum and domain.slot(s).invalid)
@@ -111,7 +130,7 @@ def draw_goal(sim: Simulator, plan: Plan, rng: random.Random, row: dict[str, Any
         else:
             value = row.get(name, coerce(slot, rng.choice(slot.pool())))
         goal[name] = value
-        if default is not None and normalize(value) == normalize(default):
+        if normalize(value) == normalize(default):  # a null default ("no preference") is kept by saying nothing
             kept_default[name] = value
     return goal, kept_default
 
@@ -143,6 +162,7 @@ def make_scenario(cfg: RunConfig, plans: dict[str, list[Plan]], sim: Simulator, 
     ambiguities: list[Ambiguity] = []
     flow = [tool.name]
     search_args: dict[str, Any] = {}
+    now = reference_now(rng, domain, goal)
 
     if kind == "missing_slot":
         k = 1
@@ -152,24 +172,36 @@ def make_scenario(cfg: RunConfig, plans: dict[str, list[Plan]], sim: Simulator, 
             del stated[name]
             ambiguities.append(Ambiguity(type="missing_slot", slot=name, detail="not mentioned"))
     elif kind == "underspecified_value":
-        name = rng.choice(plan.slots)
-        vague = rng.choice(domain.slot(name).vague)
+        # a vague phrase is a view of the hidden value, never independent of it
+        usable = [n for n in plan.slots if phrasing.vague_phrases(domain.slot(n), goal[n], now)]
+        name = rng.choice(usable or list(plan.slots))
+        vague = rng.choice(phrasing.vague_phrases(domain.slot(name), goal[name], now) or ["whatever works best"])
         del stated[name]
         ambiguities.append(Ambiguity(type="underspecified_value", slot=name, detail=vague))
     elif kind == "invalid_value":
         name = rng.choice(plan.slots)
         slot = domain.slot(name)
         stated.pop(name, None)
+        if goal.get(name) is None:  # a "no preference" default: the user does want a value once asked
+            goal[name] = coerce(slot, rng.choice(slot.pool()))
         bad = rng.choice(slot.invalid)
         ambiguities.append(Ambiguity(type="invalid_value", slot=name, detail=bad, candidates=list(slot.enum)))
     elif kind == "conflicting_constraints":
         name = rng.choice(plan.slots)
         slot = domain.slot(name)
+        if goal.get(name) is None:
+            goal[name] = coerce(slot, rng.choice(slot.pool()))
         other = rng.choice([v for v in slot.enum if normalize(v) != normalize(goal[name])])
         stated.pop(name, None)
+        said = phrasing.conflict_phrase(rng, domain, name, str(goal[name]), other)  # leans, if at all, to the goal
         pair = [str(goal[name]), other]
         rng.shuffle(pair)
-        ambiguities.append(Ambiguity(type="conflicting_constraints", slot=name, detail=f"{pair[0]} vs {pair[1]}", candidates=pair))
+        ambiguities.append(Ambiguity(type="conflicting_constraints", slot=name, detail=said, candidates=pair))
+    elif kind == "unsupported":
+        flow, goal = [], {}
+        offered = [t.name for t in domain.tools if t.name != tool.name]
+        ambiguities.append(Ambiguity(type="unsupported", slot="", detail=f"no offered tool can {phrasing.intent(tool)}",
+                                     candidates=offered))
     elif kind == "ambiguous_reference":
         search = plan.search
         assert search is not None
@@ -184,7 +216,7 @@ def make_scenario(cfg: RunConfig, plans: dict[str, list[Plan]], sim: Simulator, 
                                      candidates=[m[name] for m in matches[:5]]))
 
     # Some users hold back an optional preference and volunteer it in their first reply.
-    if ambiguities and rng.random() < cfg.volunteer_rate:
+    if ambiguities and kind != "unsupported" and rng.random() < cfg.volunteer_rate:
         ambiguous = {a.slot for a in ambiguities}
         extra = [k for k in tool.optional if k in stated and k not in ambiguous]
         if extra:
@@ -192,6 +224,7 @@ def make_scenario(cfg: RunConfig, plans: dict[str, list[Plan]], sim: Simulator, 
             stated.pop(held)
 
     opening = phrasing.opening(rng, domain, tool, stated, ambiguities, search_args)
+    unsupported = kind == "unsupported"
     persona, style = phrasing.persona(rng)
     return Scenario(
         id=f"s{cfg.seed}-{index:07d}",
@@ -203,10 +236,11 @@ def make_scenario(cfg: RunConfig, plans: dict[str, list[Plan]], sim: Simulator, 
         stated=stated,
         search_args=search_args,
         ambiguities=ambiguities,
-        needs_clarification=bool(ambiguities),
+        needs_clarification=bool(ambiguities) and not unsupported,
         opening=phrasing.styled(rng, opening, style),
         persona=persona,
         style=style,
+        now=now.isoformat(timespec="minutes"),
     )
 
 

@@ -138,6 +138,8 @@ def asks_when_needed(d: Dialogue, ctx: Context) -> str | None:
     """A clarify turn iff an ambiguity is unresolved, about that slot, before the call that needs it."""
     # a confirmation reads given values back before acting; it resolves no ambiguity, so it is not judged here
     clarify = [lab for lab in d.labels if lab.act == "clarify" and lab.kind != "confirm"]
+    if is_unsupported(d):
+        return "asked_unsupported: no tool can do the request, yet the assistant asked a question" if clarify else None
     if not d.ambiguities:
         return "asked_in_control: the request needed no clarification but the assistant asked" if clarify else None
     ambiguous = {a.slot for a in d.ambiguities}
@@ -157,8 +159,29 @@ def asks_when_needed(d: Dialogue, ctx: Context) -> str | None:
     return None
 
 
+def is_unsupported(d: Dialogue) -> bool:
+    return any(a.type == "unsupported" for a in d.ambiguities)
+
+
+def declines_unsupported(d: Dialogue, ctx: Context) -> str | None:
+    """An unsupported request is declined: the needed tool is not offered, no tool is called, one answer is given."""
+    if not is_unsupported(d):
+        return None
+    if d.gold_calls:
+        return f"acted_on_unsupported: no offered tool can do the request, yet the assistant called {d.gold_calls[0].name}"
+    offered = {t.name for t in d.tools}
+    withheld = {a.detail for a in d.ambiguities if a.type == "unsupported"}
+    if not offered or any(name not in offered for a in d.ambiguities for name in a.candidates):
+        return "unsupported_mismatch: the tools offered differ from the ones the scenario lists as possible"
+    if [lab.act for lab in d.labels] != ["answer"] or not withheld:
+        return "unsupported_mismatch: an unsupported request gets exactly one answer turn"
+    return None
+
+
 def reaches_goal(d: Dialogue, ctx: Context) -> str | None:
-    """The final call is the hidden goal."""
+    """The final call is the hidden goal (an unsupported request has none: `declines_unsupported` checks it)."""
+    if is_unsupported(d):
+        return None
     if not d.gold_calls:
         return "goal_mismatch: no tool was called"
     final = d.gold_calls[-1]
@@ -168,7 +191,7 @@ def reaches_goal(d: Dialogue, ctx: Context) -> str | None:
 
 
 CHECKS: list[Check] = [labels_consistent, gold_calls_match, arguments_valid, execution_consistent, grounded,
-                       asks_when_needed, reaches_goal]
+                       asks_when_needed, declines_unsupported, reaches_goal]
 
 
 def check(d: Dialogue, ctx: Context) -> str | None:

@@ -10,6 +10,8 @@ from typing import Any
 import jsonschema
 import pytest
 
+from speakrl.pipeline.catalog.specs import domain_specs
+from speakrl.pipeline.quality import is_placeholder, parse_date
 from speakrl.pipeline.catalog import load_catalog
 from speakrl.pipeline.catalog.importers import from_json
 from speakrl.pipeline.catalog.sim import Simulator
@@ -103,9 +105,10 @@ def test_real_sgd_schema_imports_and_executes() -> None:
     assert restaurants.tool("reserve_restaurant").kind == "action"
     assert catalog.domain("weather_1").tool("get_weather").kind == "lookup"
     # dontcare ("no preference") slots are left out of the intent, but stay result columns of the database
-    assert restaurants.tool("find_restaurants").slots == ["cuisine", "city"]
+    assert restaurants.tool("find_restaurants").required == ["cuisine", "city"]
+    assert restaurants.tool("find_restaurants").optional["price_range"] is None  # "dontcare": nullable, not dropped
     assert "price_range" in restaurants.attributes
-    assert catalog.domain("music_1").tool("play_song").optional == {"playback_device": "TV"}
+    assert catalog.domain("music_1").tool("play_song").optional == {"artist": None, "playback_device": "TV"}
     # types: all-integer pools, True/False, categorical strings
     assert restaurants.slot("party_size").type == "integer"
     assert restaurants.tool("reserve_restaurant").optional["party_size"] == 2
@@ -126,9 +129,10 @@ def test_sgd_slot_values_found_beside_schema(tmp_path: Path) -> None:
     explicit = load_catalog(str(SGD_SCHEMA), slot_values=str(SGD / "train_slot_values.json"))
     assert load_catalog(str(SGD_SCHEMA)) == explicit  # train_slot_values.json is picked up by its name
     services = json.loads(SGD_SCHEMA.read_text())
-    lone = load_catalog(write(tmp_path, "schema.json", services))  # no values file: possible_values + placeholders
+    lone = load_catalog(write(tmp_path, "schema.json", services))  # no values file: possible_values + synthesized ones
     assert len(lone.domains) == 26
-    assert lone.domain("restaurants_1").slot("restaurant_name").values[0] == "Restaurant Name Alpha"
+    names = lone.domain("restaurants_1").slot("restaurant_name").values
+    assert len(set(names)) >= 30 and not any(is_placeholder(v, "restaurant_name") for v in names)
     assert_all_tools_execute(lone, rounds=2)
 
 
@@ -154,7 +158,9 @@ def test_sgd_minimal_service() -> None:
     assert domain.entity_slot == "groomer_name" and domain.attributes == ["groomer_name", "city", "pet_type"]
     assert [t.kind for t in domain.tools] == ["search", "action"]
     assert domain.slot("city").values == ["Reno", "Boise"]  # "dontcare" is no value
-    assert domain.tool("find_groomer").optional == {}  # "dontcare" default: not a parameter
+    assert domain.tool("find_groomer").optional == {"pet_type": None}  # "dontcare": a nullable optional parameter
+    spec = next(t for t in domain_specs(domain) if t.name == "find_groomer").function.parameters["properties"]["pet_type"]
+    assert spec["default"] is None and "null" in spec["type"]
     assert domain.tool("book_groomer").optional == {"pet_type": "dog"}
     assert "invalid" not in str(domain.slot("pet_type").invalid) and domain.slot("pet_type").invalid
     assert_all_tools_execute(catalog)
@@ -206,11 +212,12 @@ def test_openai_tools_import_and_execute(tmp_path: Path) -> None:
     assert domain.tool("book_hotel").optional == {"room": "double"}
     assert domain.tool("get_hotel_reviews").slots == ["hotel_name"]  # not required, no default: left out
     assert "language" not in {s.name for s in domain.slots}
-    # no enum, no examples: visibly synthetic values, within declared bounds
-    assert len(domain.slot("hotel_name").values) >= 30 and domain.slot("hotel_name").values[0] == "Hotel Name Alpha"
+    # no enum, no examples: realistic synthesized values (no placeholders), within declared bounds
+    names = domain.slot("hotel_name").values
+    assert len(set(names)) >= 30 and not any(is_placeholder(v, "hotel_name") for v in names)
     assert all(1 <= int(v) <= 14 for v in domain.slot("nights").values)
     assert domain.slot("check_in").vague  # a date can be underspecified
-    assert domain.slot("check_in").values[0] == "2030-01-03"
+    assert all(parse_date(v, None) for v in domain.slot("check_in").values)  # dates a user can say
     assert_all_tools_execute(catalog)
     # the {"tools": [...]} wrapper and bare function dicts are read the same way
     wrapped = load_catalog(write(tmp_path, "hotel_tools.json", {"tools": OPENAI_TOOLS}))

@@ -8,6 +8,7 @@ import sys
 
 from speakrl.pipeline.catalog import load_catalog
 from speakrl.pipeline.catalog.sim import MAX_RESULTS, Simulator, build_database
+from speakrl.pipeline.catalog.specs import coerce
 
 CATALOG = load_catalog("builtin")
 SIM = Simulator(CATALOG)
@@ -24,9 +25,73 @@ def test_databases_hold_every_entity_in_pairs() -> None:
         searchable = {s for t in domain.tools if t.kind == "search" for s in t.slots if s in domain.attributes}
         searchable.discard(domain.entity_slot)
         assert searchable, domain.name
-        for a, b in zip(rows[::2], rows[1::2]):
+        singles = sum(len(names) % 2 for names in _fixed_groups(domain, searchable).values())
+        paired = rows[: len(rows) - singles]  # entities whose fixed attributes no other entity shares come last
+        assert len(paired) >= len(rows) // 2
+        for a, b in zip(paired[::2], paired[1::2]):
             assert {k: a[k] for k in searchable} == {k: b[k] for k in searchable}
             assert a[domain.entity_slot] != b[domain.entity_slot]
+
+
+def _fixed_groups(domain, searchable) -> dict:
+    groups: dict = {}
+    for name in dict.fromkeys(domain.slot(domain.entity_slot).pool()):
+        key = tuple(sorted((k, str(v)) for k, v in domain.entities.get(name, {}).items() if k in searchable))
+        groups.setdefault(key, []).append(name)
+    return groups
+
+
+def test_entities_are_generated_whole() -> None:
+    """A car model always has its real class and seats, a flight number its airline, a doctor one clinic."""
+    checked = 0
+    for domain in CATALOG.domains:
+        for row in SIM.databases[domain.name]:
+            fixed = domain.entities.get(row[domain.entity_slot], {})
+            assert {k: row[k] for k in fixed} == {k: coerce(domain.slot(k), v) for k, v in fixed.items()}
+            checked += bool(fixed)
+    cars = {r["car_model"]: r for r in SIM.databases["rental_cars"]}
+    assert cars["BMW X3"]["car_type"] == "luxury" and cars["Kia Carnival"]["car_type"] == "minivan"
+    flights = {r["flight_number"]: r for r in SIM.databases["flights"]}
+    assert flights["UA 306"]["airline"] == "United Airlines"
+    assert checked > 150
+    # and every search result and lookup shows the same attributes
+    result = SIM.execute("get_rental_car_details", {"car_model": "Fiat 500"})
+    assert result["car_type"] == "compact" and result["seats"] == 4
+
+
+def test_results_agree_with_the_arguments_and_defaults() -> None:
+    """Every result field that names an argument (or a default the call left out) has that argument's value."""
+    from speakrl.pipeline.stages import scenarios
+    from speakrl.schemas import RunConfig
+
+    rows = list(scenarios.run(RunConfig(n=400, seed=3), CATALOG, range(400), SIM))
+    checked = 0
+    for s in rows:
+        if not s.goal:
+            continue
+        tool = CATALOG.domain(s.domain).tool(s.tool)
+        result = SIM.execute(s.tool, s.goal)
+        assert "error" not in result
+        for item in result.get("results", [result]):
+            for k, v in {**tool.optional, **s.goal}.items():
+                if k in item and v is not None:
+                    assert item[k] == v, (s.tool, k)
+                    checked += 1
+    assert checked > 500
+
+
+def test_count_is_what_is_listed() -> None:
+    listed = 0
+    for domain in CATALOG.domains:
+        for tool in domain.tools:
+            if tool.kind != "search":
+                continue
+            for row in SIM.databases[domain.name][:20]:
+                result = SIM.execute(tool.name, {k: row[k] for k in tool.required if k in row} or {})
+                if "error" not in result:
+                    assert result["count"] == len(result["results"]) <= MAX_RESULTS
+                    listed += result["count"] > 0
+    assert listed > 50
 
 
 def test_databases_are_the_same_in_another_process() -> None:

@@ -25,7 +25,8 @@ def test_default_mix_covers_every_type_with_25_to_40_percent_controls(catalog, s
     kinds = Counter(s.ambiguities[0].type if s.ambiguities else "none" for s in rows)
     assert set(kinds) == {"none", *AMBIGUITY_TYPES}
     assert 0.25 <= kinds["none"] / len(rows) <= 0.40
-    assert all(s.needs_clarification == bool(s.ambiguities) for s in rows)
+    assert all(s.needs_clarification == (bool(s.ambiguities) and s.ambiguities[0].type != "unsupported") for s in rows)
+    assert 0.01 <= kinds["unsupported"] / len(rows) <= 0.08
     multi = [s for s in rows if sum(a.type == "missing_slot" for a in s.ambiguities) >= 2]
     assert len(multi) >= 50, "several missing slots in one request must occur"
 
@@ -41,6 +42,9 @@ def test_ambiguity_is_consistent_with_the_goal(catalog, sim):
     for s in rows:
         domain = catalog.domain(s.domain)
         tool = domain.tool(s.tool)
+        if s.ambiguities and s.ambiguities[0].type == "unsupported":
+            assert s.goal == {} and s.flow == [] and tool.name not in s.ambiguities[0].candidates
+            continue
         assert set(s.goal) == set(tool.slots)
         for amb in s.ambiguities:
             assert amb.slot not in s.stated, "an ambiguous slot cannot also be stated"

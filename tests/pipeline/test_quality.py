@@ -1,0 +1,207 @@
+"""Realism: each detector catches its defect, and generated data (built-in, an unseen OpenAI catalog, unseen SGD
+services) stays under 1% of accepted dialogues for every defect."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from speakrl.pipeline import quality
+from speakrl.pipeline.catalog import load_catalog
+from speakrl.pipeline.catalog.sim import Simulator
+from speakrl.pipeline.checks import mentioned, normalize
+from speakrl.pipeline.stages import dialogues, scenarios, validate
+from speakrl.schemas import Dialogue, RunConfig
+
+DATA = Path(__file__).resolve().parent.parent / "data"
+CATALOGS = ["builtin", str(DATA / "unseen_tools.json"), str(DATA / "sgd_unseen_schema.json")]
+
+
+def _accepted(source: str, n: int = 400, **cfg) -> list[Dialogue]:
+    catalog = load_catalog(source)
+    sim = Simulator(catalog)
+    config = RunConfig(n=n, seed=5, catalog=source, **cfg)
+    rows = list(dialogues.run(config, catalog, scenarios.run(config, catalog, range(n), sim), sim))
+    ctx = validate.Context.build(catalog, sim)
+    return [d for d in rows if validate.check(d, ctx) is None]
+
+
+@pytest.fixture(scope="module", params=CATALOGS, ids=["builtin", "openai_unseen", "sgd_unseen"])
+def accepted(request) -> list[Dialogue]:
+    return _accepted(request.param)
+
+
+@pytest.mark.parametrize("defect", list(quality.DETECTORS))
+def test_generated_dialogues_are_free_of_each_defect(accepted, defect):
+    assert len(accepted) > 350
+    flagged = [d.id for d in accepted if quality.DETECTORS[defect](d)]
+    assert len(flagged) <= 0.01 * len(accepted), (defect, flagged[:3])
+
+
+def test_every_catalog_yields_every_scenario_type(accepted):
+    kinds = {a.type for d in accepted for a in d.ambiguities}
+    assert {"missing_slot", "underspecified_value", "invalid_value", "unsupported"} <= kinds
+    assert any(not d.ambiguities for d in accepted)
+
+
+# --- each detector fails when its property breaks ---------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def clean() -> list[Dialogue]:
+    return _accepted("builtin", n=200)
+
+
+def _edit(d: Dialogue, index: int, text: str) -> Dialogue:
+    messages = [m.model_copy(update={"content": text}) if i == index else m for i, m in enumerate(d.messages)]
+    return d.model_copy(update={"messages": messages})
+
+
+def _first(rows: list[Dialogue], kind: str | None) -> Dialogue:
+    return next(d for d in rows if (d.ambiguities[0].type if d.ambiguities else None) == kind)
+
+
+@pytest.mark.parametrize(("defect", "text"), [
+    ("article_error", "I'd like a Audi, please."),
+    ("doubled_word", "Pay the account ending ending 4471."),
+    ("python_literal", "Book it with pets allowed: True."),
+])
+def test_text_detectors_fire(clean, defect, text):
+    d = _first(clean, None)
+    assert not quality.DETECTORS[defect](d)
+    assert quality.DETECTORS[defect](_edit(d, 1, text))
+
+
+def test_pasted_description_is_caught(clean):
+    d = _first(clean, None)
+    tool = next(t for t in d.tools if t.name == d.gold_calls[-1].name)
+    assert not quality.has_pasted_description(d)
+    assert quality.has_pasted_description(_edit(d, 1, f"I'm trying to {tool.function.description.lower()}."))
+
+
+def test_placeholder_and_count_and_empty_answer_are_caught(clean):
+    d = next(d for d in clean if any(m.role == "tool" and '"count"' in (m.content or "") for m in d.messages))
+    assert not (quality.has_placeholder(d) or quality.has_count_mismatch(d) or quality.has_empty_answer(d))
+    slot = next(iter(d.goal))
+    assert quality.has_placeholder(d.model_copy(update={"goal": {**d.goal, slot: "Hotel Name Alpha"}}))
+    i = next(i for i, m in enumerate(d.messages) if m.role == "tool" and '"count"' in (m.content or ""))
+    result = json.loads(d.messages[i].content)
+    assert quality.has_count_mismatch(_edit(d, i, json.dumps({**result, "count": result["count"] + 3})))
+    assert quality.has_empty_answer(_edit(d, d.labels[-1].message_index, "Here's what I found: ."))
+
+
+def test_vague_contradiction_is_caught(clean):
+    d = next(d for d in clean if d.ambiguities and d.ambiguities[0].type == "underspecified_value")
+    assert not quality.has_vague_contradiction(d)
+    amb = d.ambiguities[0].model_copy(update={"detail": "in the afternoon"})
+    assert quality.has_vague_contradiction(d.model_copy(update={"ambiguities": [amb], "goal": {**d.goal, amb.slot: "7:45 am"}}))
+    now = quality.reference_now(d)
+    assert now is not None
+    assert quality.vague_contradiction("this weekend", "June 10th", quality.datetime(2026, 6, 1))  # a Wednesday
+    assert not quality.vague_contradiction("this weekend", "June 6th", quality.datetime(2026, 6, 1))  # a Saturday
+    assert quality.vague_contradiction("early next month", "July 25th", quality.datetime(2026, 6, 1))
+    assert quality.vague_contradiction("me and three friends", 1, None) and not quality.vague_contradiction("a few of us", 3, None)
+
+
+def test_partial_first_question_is_caught():
+    rows = _accepted("builtin", n=600, multi_slot_rate=1.0)
+    multi = [d for d in rows if sum(a.type == "missing_slot" for a in d.ambiguities) >= 2]
+    assert len(multi) > 50 and not any(quality.has_partial_first_question(d) for d in multi)
+    split = _accepted("builtin", n=600, multi_slot_rate=1.0, split_rate=1.0)  # the knob still splits
+    assert sum(quality.has_partial_first_question(d) for d in split) > 50
+
+
+# --- scenario semantics -----------------------------------------------------------------------------------------
+
+def test_vague_phrases_agree_with_the_hidden_value_and_now(clean):
+    vague = [d for d in clean if d.ambiguities and d.ambiguities[0].type == "underspecified_value"]
+    assert len(vague) > 10
+    for d in vague:
+        amb = d.ambiguities[0]
+        assert not quality.vague_contradiction(amb.detail, d.goal[amb.slot], quality.reference_now(d))
+        assert not mentioned(d.goal[amb.slot], [amb.detail])  # still vague: the value itself is not said
+
+
+def test_conflicts_resolve_the_way_the_user_leaned(clean):
+    leaned = 0
+    for d in clean:
+        amb = next((a for a in d.ambiguities if a.type == "conflicting_constraints"), None)
+        if amb is None:
+            continue
+        goal = str(d.goal[amb.slot]).lower()
+        other = next(c for c in amb.candidates if c.lower() != goal).lower()
+        text = amb.detail.lower()
+        m = re.search(r"(.*)(, or actually | — though )(.*)", text)
+        if m:
+            assert goal in m.group(3) and other in m.group(1), amb.detail
+            leaned += 1
+        elif text.startswith("ideally "):
+            assert goal in text.split(", but")[0], amb.detail
+            leaned += 1
+    assert leaned >= 3
+
+
+def test_system_message_states_now_and_names_no_file_or_domain():
+    rows = _accepted(str(DATA / "unseen_tools.json"), n=100)
+    for d in rows:
+        system = d.messages[0].content or ""
+        assert quality.reference_now(d) is not None
+        assert ".json" not in system and "unseen" not in system and d.domain not in system
+
+
+def test_unsupported_requests_are_declined_without_a_call_or_question(clean):
+    rows = [d for d in clean if d.ambiguities and d.ambiguities[0].type == "unsupported"]
+    assert rows
+    for d in rows:
+        assert [lab.act for lab in d.labels] == ["answer"] and not d.gold_calls and not d.needs_clarification
+        assert not d.messages[-1].content.rstrip().endswith("?")
+    ctx = validate.Context.build(load_catalog("builtin"))
+    acting = rows[0].model_copy(update={"labels": rows[0].labels[:0]})
+    assert validate.check(acting, ctx)  # a broken unsupported row is rejected
+
+
+def test_unsupported_is_counted_in_stats_and_card(small_run):
+    stats = json.loads((small_run / "stats.json").read_text())
+    assert stats["by_ambiguity"].get("unsupported", 0) > 0
+    card = (small_run / "dataset" / "README.md").read_text()
+    assert "| unsupported |" in card
+
+
+@pytest.mark.parametrize("source", CATALOGS, ids=["builtin", "openai_unseen", "sgd_unseen"])
+def test_ambiguous_references_leave_two_candidates(source):
+    """What the user states besides the search filters never already picks one of the search results."""
+    catalog = load_catalog(source)
+    sim = Simulator(catalog)
+    cfg = RunConfig(n=300, seed=2, mix={"ambiguous_reference": 1.0, "none": 0.01})
+    checked = 0
+    for s in scenarios.run(cfg, catalog, range(300), sim):
+        if not s.ambiguities or s.ambiguities[0].type != "ambiguous_reference":
+            continue
+        results = sim.execute(s.flow[0], s.search_args)["results"]
+        fits = [r for r in results if all(normalize(r[k]) == normalize(v) for k, v in s.stated.items()
+                                          if k in r and k not in s.search_args)]
+        assert len(fits) >= 2, (s.id, s.stated)
+        checked += 1
+    assert checked > 0 or not scenarios.build_plans(catalog)["ambiguous_reference"]
+
+
+def test_vague_phrases_are_views_of_the_goal_value(catalog, sim):
+    """Every vague phrase is one the slot allows for that very value ("a small one" only for a compact car)."""
+    from datetime import datetime
+
+    from speakrl.pipeline.stages import phrasing
+
+    cfg = RunConfig(n=800, seed=4, mix={"underspecified_value": 1.0})
+    value_specific = 0
+    for s in scenarios.run(cfg, catalog, range(800), sim):
+        amb = s.ambiguities[0]
+        slot = catalog.domain(s.domain).slot(amb.slot)
+        assert amb.detail in phrasing.vague_phrases(slot, s.goal[amb.slot], datetime.fromisoformat(s.now))
+        for value, phrases in slot.vague_for.items():
+            if amb.detail in phrases and amb.detail not in slot.vague:
+                assert amb.detail in slot.vague_for.get(str(s.goal[amb.slot]), []), (amb.detail, s.goal[amb.slot])
+                value_specific += 1
+                break
+    assert value_specific > 20
