@@ -52,7 +52,8 @@ def normalize(value: Any) -> str:
 
 @lru_cache(maxsize=1 << 16)  # values repeat across a run; re's own cache is too small for them
 def _phrase_pattern(phrase: str) -> re.Pattern[str]:
-    return re.compile(r"(?<![\w.:-])" + re.escape(phrase) + r"(?![\w:]|\.\d)")
+    # a colon or point ends a phrase unless a digit follows ("7" is not said in "7:30", "Seattle" is in "Seattle:")
+    return re.compile(r"(?<![\w.:-])" + re.escape(phrase) + r"(?!\w|[:.]\d)")
 
 
 def mentioned(value: Any, texts: Iterable[str], today: date | None = None) -> bool:

@@ -13,6 +13,8 @@ How a dialogue maps onto the contract:
   when SGD's backend returned nothing (NOTIFY_FAILURE), typed like the arguments.
 - labels, from the acts only: a turn with REQUEST acts -> `clarify` with exactly the requested slots; CONFIRM acts
   -> `clarify` of kind `confirm` with the confirmed slots; a call -> `tool_call`; anything else -> `answer`.
+- informs: the values the user gave to categorical slots (SGD annotates them with INFORM acts and no span: the
+  user said "economical", the act says price_range=moderate), with the user turn; grounding accepts them there.
 - `goal`: the final call's arguments. `ambiguities`: one `missing_slot` per slot the assistant REQUESTed (its
   candidates are the values the question offered); a dialogue without REQUEST is a control.
 - tools: every intent of every service of the dialogue, as OpenAI specs. Optional slots whose SGD default is
@@ -50,7 +52,8 @@ from speakrl.pipeline.errors import CatalogError, SourceError
 from speakrl.pipeline.stages.dialogues import system_prompt as offline_system_prompt
 from speakrl.schemas.catalog import Catalog, Domain, SlotSpec, ToolDef
 from speakrl.schemas.dialogue import (
-    Ambiguity, Dialogue, FunctionCall, FunctionSpec, Message, Provenance, Rejection, ToolCall, ToolSpec, TurnLabel,
+    Ambiguity, Dialogue, FunctionCall, FunctionSpec, Inform, Message, Provenance, Rejection, ToolCall, ToolSpec,
+    TurnLabel,
 )
 
 logger = logging.getLogger(__name__)
@@ -82,6 +85,7 @@ class Service:
     domain: Domain
     tools: dict[str, ToolDef]  # SGD intent name -> catalog tool
     specs: dict[str, ToolSpec]  # tool name -> OpenAI spec (with the "dontcare" slots, see the module docstring)
+    categorical: frozenset[str] = frozenset()  # slots SGD annotates by value, without a span in the utterance
 
 
 def _spec(domain: Domain, tool: ToolDef, intent: dict) -> ToolSpec:
@@ -103,7 +107,8 @@ def services_of(schema: list[dict], catalog: Catalog) -> dict[str, Service]:
         # the importer keeps intents in order, one tool each, so the i-th tool is the i-th intent
         tools = {intent["name"]: tool for intent, tool in zip(svc["intents"], domain.tools)}
         specs = {tools[i["name"]].name: _spec(domain, tools[i["name"]], i) for i in svc["intents"]}
-        out[svc["service_name"]] = Service(svc["service_name"], domain, tools, specs)
+        categorical = frozenset(s["name"] for s in svc.get("slots", []) if s.get("is_categorical"))
+        out[svc["service_name"]] = Service(svc["service_name"], domain, tools, specs, categorical)
     return out
 
 
@@ -222,6 +227,18 @@ def _aliases(turn: dict, into: dict[str, list[str]]) -> None:
                     into[canonical].append(said)
 
 
+def _informs(turn: dict, index: int, services: dict[str, Service], into: list[Inform]) -> None:
+    """The values the user turn at `index` gave to categorical slots, as SGD's INFORM acts state them: the human
+    label that the user expressed the value, in words no span points at ("economical" -> price_range=moderate)."""
+    for frame in turn["frames"]:
+        categorical = services[frame["service"]].categorical if frame.get("service") in services else frozenset()
+        for a in frame.get("actions", []):
+            if a["act"] == "INFORM" and a["slot"] in categorical:
+                for value in a.get("canonical_values", []):
+                    if value != _DONTCARE:
+                        into.append(Inform(message_index=index, slot=a["slot"], value=str(value)))
+
+
 def system_prompt(domains: list[Domain]) -> str:
     """The offline rows' system message, with SGD's reference date (SGD records no time of day)."""
     return offline_system_prompt(domains[0] if domains else None, SGD_TODAY.isoformat())
@@ -238,10 +255,12 @@ def convert(raw: dict, split: str, services: dict[str, Service], versions: dict[
     calls: list[FunctionCall] = []
     ambiguities: dict[str, Ambiguity] = {}
     aliases: dict[str, list[str]] = {}
+    informs: list[Inform] = []
     for turn in raw["turns"]:
         if turn.get("speaker") == "USER":
             messages.append(Message(role="user", content=turn["utterance"]))
             _aliases(turn, aliases)
+            _informs(turn, len(messages) - 1, services, informs)
             continue
         for frame in turn["frames"]:
             if "service_call" not in frame:
@@ -286,6 +305,7 @@ def convert(raw: dict, split: str, services: dict[str, Service], versions: dict[
         outcome="failed" if failed or not final else "completed",
         provenance=Provenance(backend="sgd", model=None, seed=0, versions=versions or {}),
         aliases=aliases,
+        informs=informs,
     )
 
 

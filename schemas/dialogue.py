@@ -101,6 +101,15 @@ class TurnLabel(Strict):
     kind: TurnKind | None = None  # None: a request if the turn is a clarify, else a plain answer
 
 
+class Inform(Strict):
+    """A value the user gave in words of their own that no span points at, as human annotation labels it (SGD's
+    INFORM act on a categorical slot: "something economical" -> price_range=moderate)."""
+
+    message_index: int  # index into Dialogue.messages of the user turn the annotation names
+    slot: str
+    value: str  # the value as the annotation states it (SGD's canonical value)
+
+
 class Provenance(Strict):
     backend: str
     model: str | None = None
@@ -136,6 +145,9 @@ class Dialogue(Strict):
     # The user's own words for a value they gave in other words ("Philly" for "Philadelphia"): value -> words, from
     # human annotation (SGD's slot spans). Grounding accepts the words, where the user said them, for the value.
     aliases: dict[str, list[str]] = Field(default_factory=dict)
+    # Values of closed-set slots the user expressed in other words, with the user turn, from human annotation (SGD's
+    # INFORM acts on categorical slots). Grounding accepts such a value for that slot, from that turn on.
+    informs: list[Inform] = Field(default_factory=list)
 
 
 class Rejection(Strict):

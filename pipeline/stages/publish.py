@@ -137,6 +137,8 @@ def features() -> dict[str, Any]:
                 "usage": string,  # JSON object: token counts
             },
             "aliases": string,  # JSON object: value -> the user's own words for it (SpeakER-SGD); {} elsewhere
+            # user turn, slot, value: closed-set values the user gave in other words (SpeakER-SGD); [] elsewhere
+            "informs": List({"message_index": Value("int32"), "slot": string, "value": string}),
         }
     )
     points = Features(
@@ -198,6 +200,7 @@ def dialogue_row(d: Dialogue) -> dict[str, Any]:
         "num_clarifications": sum(label.act == "clarify" for label in d.labels),
         "provenance": {**dump["provenance"], "versions": _json(d.provenance.versions), "usage": _json(d.provenance.usage)},
         "aliases": _json(d.aliases),
+        "informs": dump["informs"],
     }
 
 
@@ -219,6 +222,7 @@ def dialogue_from_row(row: dict[str, Any]) -> Dialogue:
             "outcome": row["outcome"],
             "provenance": {**prov, "versions": json.loads(prov["versions"]), "usage": json.loads(prov["usage"])},
             "aliases": json.loads(row.get("aliases") or "{}"),
+            "informs": row.get("informs") or [],
         }
     )
 

@@ -17,7 +17,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from speakrl.pipeline.catalog.sim import Simulator
-from speakrl.pipeline.checks import call_matches, mentioned, question_targets, reference_date, ungrounded_args
+from speakrl.pipeline.checks import (
+    call_matches, mentioned, normalize, question_targets, reference_date, ungrounded_args,
+)
 from speakrl.pipeline.decision_points import tool_defaults
 from speakrl.schemas.catalog import Catalog, SlotSpec
 from speakrl.schemas.dialogue import Dialogue, Rejection
@@ -118,16 +120,33 @@ def _said_as_alias(d: Dialogue, value: object, user_texts: list[str]) -> bool:
     return any(mentioned(words, user_texts) for words in d.aliases.get(str(value), ()))
 
 
+def _informed(d: Dialogue, slot: str, value: object, before: int) -> bool:
+    """Human annotation (`d.informs`) says a user turn before `before` gave `slot` this value. Not for yes/no slots:
+    the user names a preference to ask for it, and SGD reads some into turns that do not ("a meal and a drink" ->
+    serves_alcohol=True), so a yes/no value stays grounded only by its words (`flag_phrases`)."""
+    if isinstance(value, bool):
+        return False
+    return any(
+        i.slot == slot and normalize(i.value) == normalize(value) and i.message_index < before
+        and 0 <= i.message_index < len(d.messages) and d.messages[i.message_index].role == "user"
+        for i in d.informs
+    )
+
+
 def grounded(d: Dialogue, ctx: Context) -> str | None:
     """Every argument value of every call was said by the user before the call (or in the words `d.aliases` gives
     for it), or was put to the user in a confirmation or an offer they took, or is the tool's declared default.
-    Dates may be said relative to the dialogue's date (`reference_date` of its system message)."""
+    Dates may be said relative to the dialogue's date (`reference_date` of its system message).
+    A value of a closed-set slot that the user expressed in other words ("economical" for price_range=moderate) is
+    grounded when human annotation names the user turn that gave it (`d.informs`, from SGD's INFORM acts); our
+    generator's rows have no annotation, so for them this adds nothing."""
     today = reference_date(d.messages[0].content if d.messages and d.messages[0].role == "system" else None)
     for i in _call_indices(d):
         call = d.messages[i].tool_calls[0].function
         users = _user_texts(d, i)
         bad = ungrounded_args(call.args(), users + _proposed_texts(d, i), tool_defaults(d.tools, call.name), today)
-        bad = [slot for slot in bad if not _said_as_alias(d, call.args()[slot], users)]
+        bad = [slot for slot in bad
+               if not (_said_as_alias(d, call.args()[slot], users) or _informed(d, slot, call.args()[slot], i))]
         if bad:
             value = call.args()[bad[0]]
             return f"ungrounded_value: {call.name} uses {bad[0]}={value!r}, which the user never gave"

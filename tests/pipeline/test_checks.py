@@ -1,5 +1,6 @@
-"""Grounding of dates, times, years and yes/no slots as people say them; confirmations, offers and aliases."""
+"""Grounding of dates, times, years and yes/no slots as people say them; confirmations, offers, aliases and informs."""
 
+import json
 from datetime import date
 
 import pytest
@@ -8,7 +9,7 @@ from speakrl.pipeline.checks import mentioned, question_targets, reference_date,
 from speakrl.pipeline.stages import validate
 from speakrl.schemas import Dialogue, FunctionCall, Message, TurnLabel
 from speakrl.schemas.catalog import SlotSpec
-from speakrl.schemas.dialogue import Provenance, ToolCall, ToolSpec
+from speakrl.schemas.dialogue import Inform, Provenance, ToolCall, ToolSpec
 
 FRIDAY = date(2019, 3, 1)
 
@@ -32,6 +33,7 @@ FRIDAY = date(2019, 3, 1)
     ("13:30", "afternoon 1:30", None),
     (2016, "maybe from '16?", None),
     (2017, "something from two years back", FRIDAY),
+    ("Seattle", "Basketball events, in Seattle: can you search?", None),  # a colon ends a phrase
 ])
 def test_values_said_as_people_say_them(value, text, today):
     assert mentioned(value, [text], today)
@@ -48,6 +50,8 @@ def test_values_said_as_people_say_them(value, text, today):
     ("19:00", "for 7 people", None),  # a bare number is a count, not a time
     ("19:30", "at 7", None),
     (2015, "something from two years back", FRIDAY),
+    (7, "at 7:30", None),  # a colon followed by a digit continues a time
+    (4, "rated 4.5", None),
 ])
 def test_wrong_or_unsaid_values_are_not_mentioned(value, text, today):
     assert not mentioned(value, [text], today)
@@ -104,3 +108,49 @@ def test_aliases_ground_a_value_only_where_the_user_said_them():
     assert validate.grounded(said, None) is None
     unsaid = _dialogue("Which one?", None, {"Golden Wok": ["the Wok"]}, user="That one.")
     assert validate.grounded(unsaid, None).startswith("ungrounded_value")
+
+
+def _search(user: str, informs: list[Inform], args: dict | None = None) -> Dialogue:
+    """A restaurant search after one user turn (message 1) and a question (2) answered by `user` (3)."""
+    args = args or {"price_range": "moderate"}
+    spec = ToolSpec.model_validate({"type": "function", "function": {"name": "find", "description": "Find", "parameters": {
+        "type": "object", "properties": {"price_range": {"type": "string", "enum": ["cheap", "moderate", "pricey"]},
+                                         "serves_alcohol": {"type": "boolean"}},
+        "required": [], "additionalProperties": False}}})
+    call = FunctionCall(name="find", arguments=json.dumps(args))
+    return Dialogue(
+        id="d", scenario_id="s", domain="restaurants", tools=[spec],
+        messages=[Message(role="system", content="Help."), Message(role="user", content="Find me a place to eat."),
+                  Message(role="assistant", content="Anything in particular?"), Message(role="user", content=user),
+                  Message(role="assistant", tool_calls=[ToolCall(id="c0", function=call)]),
+                  Message(role="tool", tool_call_id="c0", name="find", content='{"count": 0, "results": []}'),
+                  Message(role="user", content="Thanks."), Message(role="assistant", content="None found.")],
+        labels=[TurnLabel(message_index=2, act="answer"), TurnLabel(message_index=4, act="tool_call"),
+                TurnLabel(message_index=7, act="answer")],
+        gold_calls=[call], goal=args, ambiguities=[], needs_clarification=False,
+        outcome="completed", provenance=Provenance(backend="sgd", seed=0), informs=informs,
+    )
+
+
+def test_an_annotated_inform_grounds_a_value_the_user_gave_in_other_words():
+    economical = Inform(message_index=3, slot="price_range", value="moderate")
+    assert validate.grounded(_search("Something economical.", [economical]), None) is None
+    # the same words without the annotation are not the value
+    assert validate.grounded(_search("Something economical.", []), None).startswith("ungrounded_value: find uses price_range")
+
+
+@pytest.mark.parametrize("inform", [
+    Inform(message_index=3, slot="price_range", value="cheap"),  # another value
+    Inform(message_index=3, slot="cuisine", value="moderate"),  # another slot
+    Inform(message_index=6, slot="price_range", value="moderate"),  # a user turn after the call
+    Inform(message_index=2, slot="price_range", value="moderate"),  # not a user turn
+    Inform(message_index=99, slot="price_range", value="moderate"),  # no such turn
+])
+def test_an_inform_grounds_only_its_slot_and_value_from_an_earlier_user_turn(inform):
+    assert validate.grounded(_search("Something economical.", [inform]), None).startswith("ungrounded_value")
+
+
+def test_a_yes_no_value_needs_its_words_even_when_annotated():
+    drink = [Inform(message_index=3, slot="serves_alcohol", value="True")]
+    assert validate.grounded(_search("A meal and a drink.", drink, {"serves_alcohol": True}), None).startswith("ungrounded_value")
+    assert validate.grounded(_search("Somewhere that serves alcohol.", drink, {"serves_alcohol": True}), None) is None

@@ -282,3 +282,23 @@ def test_a_dialogue_spanning_two_services_keeps_every_tool(services, pairs):
     assert {"cuisine", "song_name"} <= set(slots[d.domain])
     reason = sgd.check(d, both, services, catalog, slots)
     assert reason is None or not reason.startswith(("invalid_arguments", "execution_mismatch", "label_mismatch")), reason
+
+
+def test_categorical_informs_are_recorded_at_their_user_turn(pairs, services):
+    seen = 0
+    for raw, d in pairs:
+        users = [i for i, m in enumerate(d.messages) if m.role == "user"]
+        user_turns = [t for t in raw["turns"] if t["speaker"] == "USER"]
+        want = []
+        for index, turn in zip(users, user_turns):
+            for frame in turn["frames"]:
+                categorical = services[frame["service"]].categorical
+                spanned = {s["slot"] for s in frame["slots"]}
+                for a in frame["actions"]:
+                    if a["act"] == "INFORM" and a["slot"] in categorical and a["canonical_values"] != ["dontcare"]:
+                        assert a["slot"] not in spanned  # SGD gives categorical values no span: the act is all there is
+                        want += [(index, a["slot"], v) for v in a["canonical_values"]]
+        assert [(i.message_index, i.slot, i.value) for i in d.informs] == want
+        seen += len(want)
+    assert seen >= 10
+    assert "price_range" in services["Restaurants_1"].categorical and "city" not in services["Restaurants_1"].categorical
