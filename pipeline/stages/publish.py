@@ -43,7 +43,7 @@ from speakrl.pipeline.decision_points import DecisionPoint, decision_points
 from speakrl.pipeline.errors import PublishError, RunDirError
 from speakrl.pipeline.io import atomic_write_text, read_jsonl
 from speakrl.pipeline.stages import validate
-from speakrl.schemas.dialogue import Dialogue, Rejection
+from speakrl.schemas.dialogue import Dialogue, Message, Rejection
 
 logger = logging.getLogger(__name__)
 
@@ -98,17 +98,10 @@ class PublishOptions:
 
 def features() -> dict[str, Any]:
     """The explicit `datasets.Features` of each config (imported lazily: datasets is slow to import)."""
-    from datasets import Features, List, Value
+    from datasets import Features, Json, List, Value
 
     string, call = Value("string"), {"name": Value("string"), "arguments": Value("string")}
-    message = {
-        "role": string,
-        "content": string,
-        "reasoning_content": string,
-        "tool_calls": List({"id": string, "type": string, "function": call}),
-        "tool_call_id": string,
-        "name": string,
-    }
+    message = Json()  # one chat message as chat templates expect it (see `chat_message`)
     default = Features(
         {
             "id": string,
@@ -116,7 +109,8 @@ def features() -> dict[str, Any]:
             "domain": string,
             "tools": string,  # JSON list of OpenAI tool specs (see module docstring)
             "messages": List(message),
-            "labels": List({"message_index": Value("int32"), "act": string, "target_slots": List(string), "kind": string}),
+            # Not `labels`: TRL's SFTTrainer takes a `labels` column for token labels.
+            "turn_labels": List({"message_index": Value("int32"), "act": string, "target_slots": List(string), "kind": string}),
             "gold_calls": List(call),
             "goal": string,  # JSON object: every argument of the final call
             "ambiguities": List({"type": string, "slot": string, "detail": string, "candidates": List(string)}),
@@ -145,6 +139,7 @@ def features() -> dict[str, Any]:
             "turn": Value("int32"),
             "tools": string,
             "prompt": List(message),
+            "completion": List(message),  # the gold assistant message: prompt-completion SFT as is
             "act": string,
             "target_slots": List(string),
             "kind": string,  # request | confirm | offer, or null (see TurnLabel.kind)
@@ -175,6 +170,37 @@ def _json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
+def chat_message(message: Message | dict[str, Any]) -> dict[str, Any]:
+    """A contract message in the shape chat templates expect: unused fields left out (templates test
+    `'tool_calls' in message` or take `length` of it), tool-call arguments a JSON object (templates `tojson` or
+    `items` them); `content` always present ("" on a tool-call turn). Inverse of `contract_message`.
+
+    >>> m = Message(role="assistant", tool_calls=[{"id": "c1", "function": {"name": "f", "arguments": '{"a": 1}'}}])
+    >>> chat_message(m)
+    {'role': 'assistant', 'content': '', 'tool_calls': [{'id': 'c1', 'type': 'function', 'function': {'name': 'f', 'arguments': {'a': 1}}}]}
+    """
+    dump = message.model_dump(mode="json") if isinstance(message, Message) else message
+    out = {k: v for k, v in dump.items() if v is not None}
+    out.setdefault("content", "")  # a tool-call turn has no text; templates read `message.content` regardless
+    if "tool_calls" in out:
+        out["tool_calls"] = [{**c, "function": {**c["function"], "arguments": json.loads(c["function"]["arguments"])}}
+                             for c in out["tool_calls"]]
+    return out
+
+
+def contract_message(message: dict[str, Any]) -> dict[str, Any]:
+    """A published message back into the data contract's shape (arguments as the JSON string the generator wrote).
+
+    >>> contract_message({"role": "assistant", "content": "", "tool_calls": [{"id": "c1", "function": {"name": "f", "arguments": {"a": 1}}}]})
+    {'role': 'assistant', 'content': None, 'tool_calls': [{'id': 'c1', 'function': {'name': 'f', 'arguments': '{"a": 1}'}}]}
+    """
+    if not message.get("tool_calls"):
+        return message
+    calls = [{**c, "function": {**c["function"], "arguments": json.dumps(c["function"]["arguments"], ensure_ascii=False)}}
+             for c in message["tool_calls"]]
+    return {**message, "content": message.get("content") or None, "tool_calls": calls}
+
+
 def dialogue_row(d: Dialogue) -> dict[str, Any]:
     """A Dialogue as a row of the `default` config."""
     dump = d.model_dump(mode="json")
@@ -183,8 +209,8 @@ def dialogue_row(d: Dialogue) -> dict[str, Any]:
         "scenario_id": d.scenario_id,
         "domain": d.domain,
         "tools": _json(dump["tools"]),
-        "messages": dump["messages"],
-        "labels": dump["labels"],
+        "messages": [chat_message(m) for m in dump["messages"]],
+        "turn_labels": dump["labels"],
         "gold_calls": dump["gold_calls"],
         "goal": _json(d.goal),
         "ambiguities": dump["ambiguities"],
@@ -207,8 +233,8 @@ def dialogue_from_row(row: dict[str, Any]) -> Dialogue:
             "scenario_id": row["scenario_id"],
             "domain": row["domain"],
             "tools": json.loads(row["tools"]),
-            "messages": row["messages"],
-            "labels": row["labels"],
+            "messages": [contract_message(m) for m in row["messages"]],
+            "labels": row["turn_labels"],
             "gold_calls": row["gold_calls"],
             "goal": json.loads(row["goal"]),
             "ambiguities": row["ambiguities"],
@@ -225,6 +251,8 @@ def decision_point_row(p: DecisionPoint, tools_json: str | None = None) -> dict[
     dump = p.model_dump(mode="json", exclude={"tools"} if tools_json is not None else None)
     return {
         **dump,
+        "prompt": [chat_message(m) for m in dump["prompt"]],
+        "completion": [chat_message(m) for m in dump["completion"]],
         "tools": tools_json if tools_json is not None else _json(dump["tools"]),
         "goal": _json(p.goal),
         "defaults": _json(p.defaults),
@@ -688,6 +716,24 @@ def render_card(context: dict[str, Any]) -> str:
 # The dataset directory
 
 
+def storage_schema(schema: Any) -> Any:
+    """`schema` with each extension type (the `Json` feature's `arrow.json`) replaced by its storage type."""
+    import pyarrow as pa
+
+    def storage(t: Any) -> Any:
+        if isinstance(t, pa.BaseExtensionType):
+            return storage(t.storage_type)
+        if pa.types.is_list(t):
+            return pa.list_(storage(t.value_type))
+        if pa.types.is_large_list(t):
+            return pa.large_list(storage(t.value_type))
+        if pa.types.is_struct(t):
+            return pa.struct([pa.field(f.name, storage(f.type), f.nullable) for f in t])
+        return t
+
+    return pa.schema([pa.field(f.name, storage(f.type), f.nullable) for f in schema], metadata=schema.metadata)
+
+
 class ShardWriter:
     """Streams rows of one config and split into `<split>-0000i-of-0000N.parquet` shards of ROWS_PER_SHARD rows.
 
@@ -697,6 +743,7 @@ class ShardWriter:
     BATCH = 1_000
 
     def __init__(self, feats: Any, directory: Path, split: str, total: int):
+        self.feats = feats
         self.schema = feats.arrow_schema  # includes the "huggingface" features metadata that datasets reads back
         self.directory, self.split = directory, split
         self.n_shards = max(1, -(-total // ROWS_PER_SHARD))
@@ -715,8 +762,10 @@ class ShardWriter:
         if self.writer is None:
             self.tmp = self.directory / f".{self._name()}.tmp"
             self.writer = pq.ParquetWriter(self.tmp, self.schema, compression="zstd")
-        # Rows are plain JSON-like values already (no Image/Audio/ClassLabel to encode): Arrow takes them as-is.
-        table = pa.Table.from_pylist(self.buffer, schema=self.schema)
+        # Rows are plain JSON-like values; `Json` columns are encoded to their JSON text by the features, and Arrow
+        # builds extension types only by casting from their storage type.
+        rows = [self.feats.encode_example(row) for row in self.buffer]
+        table = pa.Table.from_pylist(rows, schema=storage_schema(self.schema)).cast(self.schema)
         self.writer.write_table(table)
         self.arrow_bytes += table.nbytes
         self.buffer = []
