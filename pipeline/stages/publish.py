@@ -3,7 +3,7 @@
 `build_dataset_dir(run_dir, out_dir)` writes, locally, exactly what `pipeline.hub.push` uploads:
 
     README.md                                        dataset card (YAML metadata + prose, prompts/dataset_card.md.j2)
-    assets/distributions.png                         domains, ambiguity types and turns
+    assets/distributions.png                         act mix per turn, questions per dialogue, splits, rejections
     data/default/{train,validation,test,test_ood}-00000-of-0000N.parquet      one row per accepted dialogue
     data/decision_points/{train,validation,test,test_ood}-*.parquet           one row per assistant turn
     data/rejected/train-00000-of-00001.parquet       rejected rows with their reasons
@@ -19,10 +19,17 @@ The `tools` column is ONE JSON string per row: the list of OpenAI function specs
 (`json.loads(tools) if isinstance(tools, str)`) and passes the list to `apply_chat_template(tools=...)`; elsewhere
 call `json.loads(row["tools"])`. A struct column cannot hold it: every tool has different JSON-Schema
 parameters, and Arrow would merge them into one struct padded with nulls that chat templates would render.
-For the same reason `goal`, `defaults`, `function.arguments` (as in the OpenAI API) and the rejected `row` are
-JSON strings. `messages` and `prompt` are native lists of structs in OpenAI chat format; Arrow keeps every field, so
-unused ones are null: templates that test a key's presence (Llama 3.1's `'tool_calls' in message`) need the nulls
-dropped first, Qwen's take the rows as they are (tested).
+For the same reason `goal`, `defaults`, the calls in `gold_calls`/`gold_call` (`arguments` as in the OpenAI API)
+and the rejected `row` are JSON strings.
+
+`messages`, `prompt` and `completion` are lists of chat messages, each stored with the `datasets.Json` feature
+(datasets >= 4.7) so that it holds exactly the fields it uses: templates test `'tool_calls' in message`, take
+`message.tool_calls | length`, and `items`/`tojson` the tool-call `arguments`, so unused fields are left out (not
+null), `content` is always a string ("" on a tool-call turn) and `arguments` is a JSON object. A struct column
+would pad every message with nulls; that broke 42 of the 59 tool-capable templates TRL bundles, and a JSON-string
+`arguments` made Qwen2.5's double-encode (see `benchmarks/chat_templates.py` and tests/pipeline/stages/
+test_chat_templates.py). The data contract (`schemas/dialogue.py`) keeps OpenAI's shape; `chat_message` and
+`contract_message` convert at this boundary.
 """
 
 from __future__ import annotations
@@ -177,7 +184,7 @@ def chat_message(message: Message | dict[str, Any]) -> dict[str, Any]:
 
     >>> m = Message(role="assistant", tool_calls=[{"id": "c1", "function": {"name": "f", "arguments": '{"a": 1}'}}])
     >>> chat_message(m)
-    {'role': 'assistant', 'content': '', 'tool_calls': [{'id': 'c1', 'type': 'function', 'function': {'name': 'f', 'arguments': {'a': 1}}}]}
+    {'role': 'assistant', 'tool_calls': [{'id': 'c1', 'type': 'function', 'function': {'name': 'f', 'arguments': {'a': 1}}}], 'content': ''}
     """
     dump = message.model_dump(mode="json") if isinstance(message, Message) else message
     out = {k: v for k, v in dump.items() if v is not None}
@@ -584,27 +591,70 @@ def statistics(split: SplitResult, rejected: list[Rejection], n_points: int) -> 
         "acts": _table(acts, sum(acts.values())),
         "rejections": _table(checks, generated),
         "controls": sum(not e.ambiguity_types for e in rows),
+        # For the figure: what the tables above do not show.
+        "acts_by_position": [dict(Counter(e.acts[i] for e in rows if len(e.acts) > i))
+                             for i in range(max((len(e.acts) for e in rows), default=0))],
+        "clarifications_by_kind": {
+            kind: dict(Counter(e.clarifications for e in rows if bool(e.ambiguity_types) == ambiguous))
+            for kind, ambiguous in (("control", False), ("ambiguous", True))
+        },
+        "split_sizes": {name: len(split.splits[name]) for name in SPLITS},
     }
 
 
+ACT_COLORS = {"clarify": "#DD8452", "tool_call": "#4C72B0", "answer": "#55A868"}
+
+
 def render_figure(stats: dict[str, Any], path: Path) -> None:
-    """One PNG: domains, ambiguity types and assistant turns per dialogue."""
+    """One PNG of what the card's tables cannot show: the act mix at each assistant-turn position, clarification
+    questions per dialogue for controls vs ambiguous dialogues, split sizes (test_ood apart), rejection reasons."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display; must precede pyplot
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
-    for ax, key, title in ((axes[0], "domains", "Domains"), (axes[1], "ambiguity_types", "Ambiguity types")):
-        names = [r["name"] for r in stats[key]][::-1]
-        ax.barh(names, [r["count"] for r in stats[key]][::-1], color="#4C72B0")
-        ax.set_title(title)
-        ax.set_xlabel("dialogues")
-    axes[2].bar([str(r["name"]) for r in stats["turns"]], [r["count"] for r in stats["turns"]], color="#55A868")
-    axes[2].set_title("Assistant turns per dialogue")
-    axes[2].set_xlabel("assistant turns")
+    fig, axes = plt.subplots(1, 4, figsize=(19, 4.4))
+    by_position = stats["acts_by_position"]
+    positions = [str(i + 1) for i in range(len(by_position))]
+    bottom = [0.0] * len(by_position)
+    for act, color in ACT_COLORS.items():
+        share = [row.get(act, 0) / max(1, sum(row.values())) for row in by_position]
+        axes[0].bar(positions, share, bottom=bottom, color=color, label=act)
+        bottom = [b + v for b, v in zip(bottom, share)]
+    for x, row in zip(positions, by_position):
+        axes[0].text(x, 1.01, f"n={sum(row.values())}", ha="center", fontsize=7)
+    axes[0].set_ylim(0, 1.22)
+    axes[0].set_title("Assistant act by turn position")
+    axes[0].set_xlabel("assistant turn")
+    axes[0].set_ylabel("share of dialogues reaching the turn")
+    axes[0].legend(fontsize=8, ncol=3, loc="upper center")
+
+    kinds = stats["clarifications_by_kind"]
+    counts = sorted({k for by in kinds.values() for k in by})
+    width = 0.4
+    for offset, (kind, color) in zip((-width / 2, width / 2), (("control", "#8172B3"), ("ambiguous", "#DD8452"))):
+        axes[1].bar([c + offset for c in counts], [kinds[kind].get(c, 0) for c in counts], width, color=color, label=kind)
+    axes[1].set_xticks(counts)
+    axes[1].set_title("Clarification questions per dialogue")
+    axes[1].set_xlabel("questions")
+    axes[1].set_ylabel("dialogues")
+    axes[1].legend(fontsize=8)
+
+    names = list(stats["split_sizes"])
+    axes[2].bar(names, [stats["split_sizes"][n] for n in names],
+                color=["#4C72B0" if n != "test_ood" else "#C44E52" for n in names])
+    axes[2].set_title("Dialogues per split (test_ood: held-out domains/tools)")
     axes[2].set_ylabel("dialogues")
-    fig.suptitle(f"SpeakER: {stats['n']} dialogues")
+
+    rejections = stats["rejections"]
+    if rejections:
+        axes[3].barh([r["name"] for r in rejections][::-1], [r["count"] for r in rejections][::-1], color="#937860")
+        axes[3].set_xlabel("dialogues rejected")
+    else:
+        axes[3].text(0.5, 0.5, "no dialogue rejected", ha="center", va="center")
+        axes[3].set_axis_off()
+    axes[3].set_title(f"Rejection reasons ({stats['n_rejected']} of {stats['generated']} generated)")
+    fig.suptitle(f"SpeakER: {stats['n']} dialogues, {stats['n_points']} decision points")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
@@ -618,14 +668,26 @@ _PATH_KEYS = ("out", "catalog", "slot_values")
 
 
 def public_config(config: dict[str, Any]) -> dict[str, Any]:
-    """The run config as it can be shown: file paths reduced to their file name (no local directory names).
+    """The run config as it can be shown and as it was used: file paths reduced to their file name (no local
+    directory names), credentials out of the endpoint URL, and no endpoint settings for an offline run.
 
     >>> public_config({"out": "/home/me/outputs/run1", "catalog": "builtin", "n": 5})
     {'out': 'run1', 'catalog': 'builtin', 'n': 5}
     >>> public_config({"endpoint": {"base_url": "https://me:secret@host:8000/v1?key=abc"}})["endpoint"]
     {'base_url': 'https://host:8000/v1'}
+    >>> public_config({"endpoint": {"model": "gpt-4o-mini"}, "scenarios": {"backend": "offline", "mode": "paraphrase"},
+    ...                "dialogues": {"backend": "offline", "mode": "paraphrase"}})  # an offline run used no model
+    {'scenarios': {'backend': 'offline'}, 'dialogues': {'backend': 'offline'}}
     """
     shown = dict(config)
+    stages = [shown.get(name) for name in ("scenarios", "dialogues")]
+    judged = bool((shown.get("validate") or {}).get("judge"))
+    if not judged and all(isinstance(st, dict) and st.get("backend", "offline") == "offline" for st in stages):
+        # An offline run uses no endpoint, model, mode or budget: listing their defaults would claim it did.
+        for key in ("endpoint", "max_cost"):
+            shown.pop(key, None)
+        for name in ("scenarios", "dialogues"):
+            shown[name] = {"backend": "offline"}
     for key in _PATH_KEYS:
         value = shown.get(key)
         if isinstance(value, str) and ("/" in value or "\\" in value):
