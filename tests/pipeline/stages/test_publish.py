@@ -174,7 +174,7 @@ def test_card_metadata_is_complete_and_matches_the_files(built, run):
     infos = {i["config_name"]: i for i in data["dataset_info"]}
     assert {s["name"]: s["num_examples"] for s in infos["rejected"]["splits"]} == {"train": 5}
     text = card.text
-    for needle in ("Acikgoz", "2512.13159", "## Statistics", "offline", "ungrounded_argument", "test_ood",
+    for needle in ("Acikgoz", "(https://arxiv.org/abs/2512.13159)", "## Statistics", "offline", "ungrounded_argument", "test_ood",
                    "assets/distributions.png", "json.loads(row[\"tools\"])"):
         assert needle in text, needle
     assert str(run) not in card.content and "/tmp" not in card.content  # no local path (config.yaml has one)
