@@ -121,22 +121,46 @@ def _run_opened(stage: str, cfg: Any, ctx: Any, uses_llm: bool) -> None:
         console.print(f"{stage}: done -> {run_dir}")
 
 
+def run_default(field: str) -> str:
+    """RunConfig's default for a dotted field, as `--help` shows it: flags left unset fall back to the config file,
+    then to these.
+
+    >>> run_default("n"), run_default("endpoint.base_url"), run_default("max_cost")
+    ('1000', 'https://api.openai.com/v1', 'none')
+    """
+    from speakrl.schemas.config import RunConfig
+
+    value: object = RunConfig()
+    for part in field.split("."):
+        value = getattr(value, part)
+    return "none" if value is None else str(value)
+
+
 def _stage_command(stage: str, doc: str):
     def command(
         config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML run config; flags override it."),
-        n: Optional[int] = typer.Option(None, "--n", help="Number of scenarios to generate."),
-        seed: Optional[int] = typer.Option(None, "--seed", help="Random seed: same seed, same rows."),
-        out: Optional[Path] = typer.Option(None, "--out", help="Run directory (resumed if it exists)."),
-        catalog: Optional[str] = typer.Option(None, "--catalog", help="'builtin', an OpenAI tools JSON file or an SGD schema.json."),
-        slot_values: Optional[str] = typer.Option(None, "--slot-values", help="SGD slot values JSON to enrich value pools."),
-        workers: Optional[int] = typer.Option(None, "--workers", help="Worker processes (0 = one per core); LLM runs split the endpoint limits between them."),
-        shard_size: Optional[int] = typer.Option(None, "--shard-size", help="Scenarios per shard (the unit of resume)."),
-        backend: Optional[str] = typer.Option(None, "--backend", help="Dialogue backend: offline or openai."),
-        mode: Optional[str] = typer.Option(None, "--mode", help="LLM mode: paraphrase or full."),
-        base_url: Optional[str] = typer.Option(None, "--base-url", help="OpenAI-compatible endpoint URL."),
-        model: Optional[str] = typer.Option(None, "--model", help="Model name at the endpoint."),
-        api_key_env: Optional[str] = typer.Option(None, "--api-key-env", help="Environment variable holding the API key."),
-        max_cost: Optional[float] = typer.Option(None, "--max-cost", help="Stop cleanly once this many USD are spent."),
+        n: Optional[int] = typer.Option(None, "--n", help="Number of scenarios to generate.", show_default=run_default("n")),
+        seed: Optional[int] = typer.Option(None, "--seed", help="Random seed: same seed, same rows.", show_default=run_default("seed")),
+        out: Optional[Path] = typer.Option(None, "--out", help="Run directory (resumed if it exists).", show_default=run_default("out")),
+        catalog: Optional[str] = typer.Option(None, "--catalog", help="'builtin', an OpenAI tools JSON file or an SGD schema.json.",
+                                              show_default=run_default("catalog")),
+        slot_values: Optional[str] = typer.Option(None, "--slot-values", help="SGD slot values JSON to enrich value pools.",
+                                                  show_default=run_default("slot_values")),
+        workers: Optional[int] = typer.Option(None, "--workers", help="Worker processes (0 = one per core); LLM runs split the endpoint limits between them.",
+                                              show_default=run_default("workers")),
+        shard_size: Optional[int] = typer.Option(None, "--shard-size", help="Scenarios per shard (the unit of resume).",
+                                                 show_default=run_default("shard_size")),
+        backend: Optional[str] = typer.Option(None, "--backend", help="Dialogue backend: offline or openai.",
+                                              show_default=run_default("dialogues.backend")),
+        mode: Optional[str] = typer.Option(None, "--mode", help="LLM mode: paraphrase or full.", show_default=run_default("dialogues.mode")),
+        # The openai SDK's own variable: a flag, then $OPENAI_BASE_URL, override the config file.
+        base_url: Optional[str] = typer.Option(None, "--base-url", envvar="OPENAI_BASE_URL", help="OpenAI-compatible endpoint URL.",
+                                               show_default=run_default("endpoint.base_url")),
+        model: Optional[str] = typer.Option(None, "--model", help="Model name at the endpoint.", show_default=run_default("endpoint.model")),
+        api_key_env: Optional[str] = typer.Option(None, "--api-key-env", help="Environment variable holding the API key (read, never stored).",
+                                                  show_default=run_default("endpoint.api_key_env")),
+        max_cost: Optional[float] = typer.Option(None, "--max-cost", help="Stop cleanly once this many USD are spent.",
+                                                 show_default=run_default("max_cost")),
         dry_run: bool = typer.Option(False, "--dry-run", help="Estimate LLM requests, tokens and cost; send nothing."),
     ) -> None:
         _run_stages(stage, config, dry_run, {

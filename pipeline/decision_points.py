@@ -19,6 +19,7 @@ class DecisionPoint(Strict):
     turn: int  # 0-based index among the dialogue's assistant turns
     tools: list[ToolSpec]
     prompt: list[Message]  # every message before the assistant turn
+    completion: list[Message]  # the gold assistant turn itself (reasoning_content, content, tool_calls)
     act: Act
     target_slots: list[str]
     kind: TurnKind | None = None  # a clarify that confirms rather than requests, an answer that offers (TurnLabel.kind)
@@ -55,6 +56,7 @@ def decision_points(dialogue: Dialogue) -> list[DecisionPoint]:
                 turn=turn,
                 tools=dialogue.tools,
                 prompt=dialogue.messages[: label.message_index],
+                completion=[message],
                 act=label.act,
                 target_slots=label.target_slots,
                 kind=label.kind,

@@ -17,6 +17,11 @@ from speakrl.pipeline.secrets import scrub_bytes
 
 M = TypeVar("M", bound=BaseModel)
 
+# mkstemp creates files 0600; a file written here gets the mode a plain open() would give it (0666 minus the
+# umask, 0644 by default). The umask can only be read by setting it: once, at import, before any worker threads.
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write `data` to `path` so that readers see the old file or the whole new one, never a part.
@@ -26,6 +31,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

@@ -20,14 +20,16 @@ def publish(
     repo_id: Optional[str] = typer.Option(None, "--repo-id", help="Hub dataset repo OWNER/NAME to push to."),
     to_dir: Optional[Path] = typer.Option(None, "--to-dir", help="Write the exact Hub repo layout to this directory."),
     private: bool = typer.Option(False, "--private", help="Create the repo private (an existing repo keeps its visibility)."),
-    revision: Optional[str] = typer.Option(None, "--revision", help="Branch to push to (created if missing); default main."),
-    commit_message: Optional[str] = typer.Option(None, "--commit-message", help="Commit title."),
+    revision: Optional[str] = typer.Option(None, "--revision", help="Branch to push to (created if missing).", show_default="main"),
+    commit_message: Optional[str] = typer.Option(None, "--commit-message", help="Commit title.", show_default="Publish SpeakER with speakrl"),
     create_pr: bool = typer.Option(False, "--create-pr", help="Open a pull request instead of committing to the branch."),
-    ood_domain: Optional[List[str]] = typer.Option(None, "--ood-domain", help="Domain held out for test_ood (repeatable); default: one picked by the seed."),
+    ood_domain: Optional[List[str]] = typer.Option(None, "--ood-domain", help="Domain held out for test_ood (repeatable).",
+                                                   show_default="one picked by the seed"),
     ood_tool: Optional[List[str]] = typer.Option(None, "--ood-tool", help="Also hold out every dialogue calling this tool (repeatable)."),
     no_ood: bool = typer.Option(False, "--no-ood", help="No out-of-domain split."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Split seed; default: the run's seed."),
-    license: Optional[str] = typer.Option(None, "--license", help="License id for the card; default: from the catalog's sources."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Split seed.", show_default="the run's seed"),
+    license: Optional[str] = typer.Option(None, "--license", help="License id for the card.",
+                                          show_default="cc-by-sa-4.0 if SGD values were used, else cc-by-4.0"),
 ) -> None:
     """Split, write parquet and the dataset card; push them to the Hugging Face Hub and/or a local directory."""
     from speakrl.pipeline.stages.publish import PublishOptions, build_dataset_dir

@@ -26,8 +26,25 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
+    # show_default: every option with a real default shows it; those that fall back to a config show it as text.
+    context_settings={"help_option_names": ["-h", "--help"], "show_default": True},
 )
+
+
+def _flags_take_no_value() -> None:
+    """typer 0.29's rich help prints a `<bool>` placeholder after every flag (`--dry-run <bool>`), as if it took a
+    value: show no type for flags and counters (-v, -vv)."""
+    from typer.core import TyperOption
+
+    shown = TyperOption.display_type_rich
+
+    def display_type_rich(self: TyperOption, ctx: object) -> str | None:
+        return None if self.is_flag or self.count else shown(self, ctx)
+
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+
+
+_flags_take_no_value()
 app.add_typer(generate_cli.app)  # run, scenarios, dialogues, validate
 app.add_typer(publish_cli.app)  # publish
 app.add_typer(import_cli.app)  # import sgd

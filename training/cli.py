@@ -29,9 +29,9 @@ def train_command(
     recipe: str = typer.Option(..., "--recipe", help="Recipe name (tiny-cpu, qwen3-1.7b, multi-gpu) or a YAML path."),
     dataset: str = typer.Option(..., "--dataset", help="Run directory, local dataset directory, or Hub dataset id."),
     output_dir: Path = typer.Option(..., "--output-dir", help="Where checkpoints, logs and the reward curve go."),
-    max_steps: int | None = typer.Option(None, "--max-steps", min=1, max=10_000_000, help="GRPO steps (overrides the recipe)."),
-    model: str | None = typer.Option(None, "--model", help="Model path or Hub id (overrides model_name_or_path)."),
-    protocol: str | None = typer.Option(None, "--protocol", help="speakrl or native (overrides the recipe)."),
+    max_steps: int | None = typer.Option(None, "--max-steps", min=1, max=10_000_000, help="GRPO steps.", show_default="the recipe's"),
+    model: str | None = typer.Option(None, "--model", help="Model path or Hub id.", show_default="the recipe's model_name_or_path"),
+    protocol: str | None = typer.Option(None, "--protocol", help="speakrl or native.", show_default="the recipe's"),
     set_: list[str] | None = typer.Option(None, "--set", help="Override a recipe setting: KEY=VALUE (sft.KEY for the warm start)."),
 ) -> None:
     """Train on SpeakER with TRL: SFT warm start, then GRPO with the recipe's rewards."""
@@ -57,14 +57,14 @@ def eval_command(
     model: str = typer.Option(..., "--model", help="Checkpoint directory, or the model name served at --base-url."),
     dataset: str = typer.Option(..., "--dataset", help="Run directory, local dataset directory, or Hub dataset id."),
     split: str = typer.Option("test", "--split", help="Split to evaluate."),
-    base_url: str | None = typer.Option(None, "--base-url", help="OpenAI-compatible endpoint; the model is then an API model."),
+    base_url: str | None = typer.Option(None, "--base-url", envvar="OPENAI_BASE_URL", help="OpenAI-compatible endpoint; the model is then an API model."),
     api_key_env: str = typer.Option("OPENAI_API_KEY", "--api-key-env", help="Environment variable holding the API key."),
-    protocol: str | None = typer.Option(None, "--protocol", help="speakrl or native (default: speakrl for checkpoints trained here, native for API models)."),
-    output_dir: Path | None = typer.Option(None, "--output-dir", help="Where eval JSON goes (default: the checkpoint dir, or outputs/eval)."),
-    catalog: str | None = typer.Option(None, "--catalog", help="Catalog that runs the tools (default: the run's, else builtin)."),
+    protocol: str | None = typer.Option(None, "--protocol", help="speakrl or native.", show_default="speakrl for checkpoints trained here, native for API models"),
+    output_dir: Path | None = typer.Option(None, "--output-dir", help="Where eval JSON goes.", show_default="the checkpoint dir, or outputs/eval/MODEL"),
+    catalog: str | None = typer.Option(None, "--catalog", help="Catalog that runs the tools.", show_default="the run's, else builtin"),
     max_turns: int = typer.Option(8, "--max-turns", min=1, max=1000, help="Turn limit of an episode."),
-    max_new_tokens: int | None = typer.Option(None, "--max-new-tokens", min=1, help="Token limit of one turn."),
-    limit: int | None = typer.Option(None, "--limit", min=1, help="Evaluate only the first N dialogues."),
+    max_new_tokens: int | None = typer.Option(None, "--max-new-tokens", min=1, help="Token limit of one turn.", show_default="128 for checkpoints, 512 for API models"),
+    limit: int | None = typer.Option(None, "--limit", min=1, help="Evaluate only the first N dialogues.", show_default="all"),
     concurrency: int = typer.Option(8, "--concurrency", min=1, max=4096, help="Parallel requests to the endpoint."),
 ) -> None:
     """Evaluate a checkpoint or an API model: task completion, turns, clarification precision/recall, tool calls."""

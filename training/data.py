@@ -24,7 +24,7 @@ from speakrl.schemas.dialogue import Dialogue, ToolSpec
 logger = logging.getLogger(__name__)
 
 SPLITS = ("train", "validation", "test")
-NEEDED_COLUMNS = ("messages", "tools", "labels")
+NEEDED_COLUMNS = ("messages", "tools", "turn_labels")  # `labels` in the data contract (and in older copies)
 # Share of dialogues per split when a run dir has no published dataset: split by scenario so a scenario's
 # dialogues never straddle train and test.
 SPLIT_SHARES = {"train": 0.8, "validation": 0.1, "test": 0.1}
@@ -73,6 +73,8 @@ def _drop_nulls(value: Any) -> Any:
 
 def row_to_dialogue(row: Mapping[str, Any]) -> Dialogue:
     """A published/parquet row back into a Dialogue (JSON-string columns decoded, absent bookkeeping filled)."""
+    if "turn_labels" not in row and "labels" in row:  # a run's own rows, or a copy published before the rename
+        row = {**row, "turn_labels": row["labels"]}
     missing = [c for c in NEEDED_COLUMNS if c not in row]
     if missing:
         raise TrainingError(
@@ -87,10 +89,12 @@ def row_to_dialogue(row: Mapping[str, Any]) -> Dialogue:
             for c in m["tool_calls"]:
                 c = dict(c)
                 fn = dict(c["function"])
-                if not isinstance(fn.get("arguments"), str):
-                    fn["arguments"] = json.dumps(fn.get("arguments") or {})
+                if not isinstance(fn.get("arguments"), str):  # published rows carry an object
+                    fn["arguments"] = json.dumps(fn.get("arguments") or {}, ensure_ascii=False)
                 calls.append({"id": c.get("id") or "call", "type": "function", "function": fn})
             m["tool_calls"] = calls
+        if m.get("tool_calls") and m.get("content") == "":
+            m["content"] = None  # published rows carry "" for a tool-call turn's text
         messages.append({k: v for k, v in m.items() if k in ("role", "content", "reasoning_content", "tool_calls", "tool_call_id", "name")})
     gold_calls = [
         {"name": c["name"], "arguments": c["arguments"] if isinstance(c["arguments"], str) else json.dumps(c["arguments"])}
@@ -102,7 +106,7 @@ def row_to_dialogue(row: Mapping[str, Any]) -> Dialogue:
         "domain": str(row.get("domain", "")),
         "tools": _clean_tools(row["tools"]),
         "messages": messages,
-        "labels": [dict(_maybe_json(x)) for x in _maybe_json(row["labels"])],
+        "labels": [dict(_maybe_json(x)) for x in _maybe_json(row["turn_labels"])],
         "gold_calls": gold_calls,
         "goal": _maybe_json(row.get("goal")) or {},
         "ambiguities": [_drop_nulls(dict(_maybe_json(a))) for a in (_maybe_json(row.get("ambiguities")) or [])],
@@ -152,7 +156,7 @@ def _load_hf(source: str, split: str | None) -> dict[str, list[Dialogue]]:
     for name, part in ds.items():
         if split is not None and name != split and name != "train":
             continue
-        missing = [c for c in NEEDED_COLUMNS if c not in part.column_names]
+        missing = [c for c in NEEDED_COLUMNS if c not in part.column_names and not (c == "turn_labels" and "labels" in part.column_names)]
         if missing:
             raise TrainingError(
                 f"dataset {source!r} has no column(s) {', '.join(missing)}; speakrl needs SpeakER dialogue rows "

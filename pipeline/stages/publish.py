@@ -3,7 +3,7 @@
 `build_dataset_dir(run_dir, out_dir)` writes, locally, exactly what `pipeline.hub.push` uploads:
 
     README.md                                        dataset card (YAML metadata + prose, prompts/dataset_card.md.j2)
-    assets/distributions.png                         domains, ambiguity types and turns
+    assets/distributions.png                         act mix per turn, questions per dialogue, splits, rejections
     data/default/{train,validation,test,test_ood}-00000-of-0000N.parquet      one row per accepted dialogue
     data/decision_points/{train,validation,test,test_ood}-*.parquet           one row per assistant turn
     data/rejected/train-00000-of-00001.parquet       rejected rows with their reasons
@@ -19,10 +19,17 @@ The `tools` column is ONE JSON string per row: the list of OpenAI function specs
 (`json.loads(tools) if isinstance(tools, str)`) and passes the list to `apply_chat_template(tools=...)`; elsewhere
 call `json.loads(row["tools"])`. A struct column cannot hold it: every tool has different JSON-Schema
 parameters, and Arrow would merge them into one struct padded with nulls that chat templates would render.
-For the same reason `goal`, `defaults`, `function.arguments` (as in the OpenAI API) and the rejected `row` are
-JSON strings. `messages` and `prompt` are native lists of structs in OpenAI chat format; Arrow keeps every field, so
-unused ones are null: templates that test a key's presence (Llama 3.1's `'tool_calls' in message`) need the nulls
-dropped first, Qwen's take the rows as they are (tested).
+For the same reason `goal`, `defaults`, the calls in `gold_calls`/`gold_call` (`arguments` as in the OpenAI API)
+and the rejected `row` are JSON strings.
+
+`messages`, `prompt` and `completion` are lists of chat messages, each stored with the `datasets.Json` feature
+(datasets >= 4.7) so that it holds exactly the fields it uses: templates test `'tool_calls' in message`, take
+`message.tool_calls | length`, and `items`/`tojson` the tool-call `arguments`, so unused fields are left out (not
+null), `content` is always a string ("" on a tool-call turn) and `arguments` is a JSON object. A struct column
+would pad every message with nulls; that broke 42 of the 59 tool-capable templates TRL bundles, and a JSON-string
+`arguments` made Qwen2.5's double-encode (see `benchmarks/chat_templates.py` and tests/pipeline/stages/
+test_chat_templates.py). The data contract (`schemas/dialogue.py`) keeps OpenAI's shape; `chat_message` and
+`contract_message` convert at this boundary.
 """
 
 from __future__ import annotations
@@ -46,7 +53,7 @@ from speakrl.pipeline.decision_points import DecisionPoint, decision_points
 from speakrl.pipeline.errors import PublishError, RunDirError
 from speakrl.pipeline.io import atomic_write_text, read_jsonl
 from speakrl.pipeline.stages import validate
-from speakrl.schemas.dialogue import Dialogue, Rejection
+from speakrl.schemas.dialogue import Dialogue, Message, Rejection
 
 logger = logging.getLogger(__name__)
 
@@ -101,17 +108,10 @@ class PublishOptions:
 
 def features() -> dict[str, Any]:
     """The explicit `datasets.Features` of each config (imported lazily: datasets is slow to import)."""
-    from datasets import Features, List, Value
+    from datasets import Features, Json, List, Value
 
     string, call = Value("string"), {"name": Value("string"), "arguments": Value("string")}
-    message = {
-        "role": string,
-        "content": string,
-        "reasoning_content": string,
-        "tool_calls": List({"id": string, "type": string, "function": call}),
-        "tool_call_id": string,
-        "name": string,
-    }
+    message = Json()  # one chat message as chat templates expect it (see `chat_message`)
     default = Features(
         {
             "id": string,
@@ -119,7 +119,8 @@ def features() -> dict[str, Any]:
             "domain": string,
             "tools": string,  # JSON list of OpenAI tool specs (see module docstring)
             "messages": List(message),
-            "labels": List({"message_index": Value("int32"), "act": string, "target_slots": List(string), "kind": string}),
+            # Not `labels`: TRL's SFTTrainer takes a `labels` column for token labels.
+            "turn_labels": List({"message_index": Value("int32"), "act": string, "target_slots": List(string), "kind": string}),
             "gold_calls": List(call),
             "goal": string,  # JSON object: every argument of the final call
             "ambiguities": List({"type": string, "slot": string, "detail": string, "candidates": List(string)}),
@@ -150,6 +151,7 @@ def features() -> dict[str, Any]:
             "turn": Value("int32"),
             "tools": string,
             "prompt": List(message),
+            "completion": List(message),  # the gold assistant message: prompt-completion SFT as is
             "act": string,
             "target_slots": List(string),
             "kind": string,  # request | confirm | offer, or null (see TurnLabel.kind)
@@ -180,6 +182,37 @@ def _json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
+def chat_message(message: Message | dict[str, Any]) -> dict[str, Any]:
+    """A contract message in the shape chat templates expect: unused fields left out (templates test
+    `'tool_calls' in message` or take `length` of it), tool-call arguments a JSON object (templates `tojson` or
+    `items` them); `content` always present ("" on a tool-call turn). Inverse of `contract_message`.
+
+    >>> m = Message(role="assistant", tool_calls=[{"id": "c1", "function": {"name": "f", "arguments": '{"a": 1}'}}])
+    >>> chat_message(m)
+    {'role': 'assistant', 'tool_calls': [{'id': 'c1', 'type': 'function', 'function': {'name': 'f', 'arguments': {'a': 1}}}], 'content': ''}
+    """
+    dump = message.model_dump(mode="json") if isinstance(message, Message) else message
+    out = {k: v for k, v in dump.items() if v is not None}
+    out.setdefault("content", "")  # a tool-call turn has no text; templates read `message.content` regardless
+    if "tool_calls" in out:
+        out["tool_calls"] = [{**c, "function": {**c["function"], "arguments": json.loads(c["function"]["arguments"])}}
+                             for c in out["tool_calls"]]
+    return out
+
+
+def contract_message(message: dict[str, Any]) -> dict[str, Any]:
+    """A published message back into the data contract's shape (arguments as the JSON string the generator wrote).
+
+    >>> contract_message({"role": "assistant", "content": "", "tool_calls": [{"id": "c1", "function": {"name": "f", "arguments": {"a": 1}}}]})
+    {'role': 'assistant', 'content': None, 'tool_calls': [{'id': 'c1', 'function': {'name': 'f', 'arguments': '{"a": 1}'}}]}
+    """
+    if not message.get("tool_calls"):
+        return message
+    calls = [{**c, "function": {**c["function"], "arguments": json.dumps(c["function"]["arguments"], ensure_ascii=False)}}
+             for c in message["tool_calls"]]
+    return {**message, "content": message.get("content") or None, "tool_calls": calls}
+
+
 def dialogue_row(d: Dialogue) -> dict[str, Any]:
     """A Dialogue as a row of the `default` config."""
     dump = d.model_dump(mode="json")
@@ -188,8 +221,8 @@ def dialogue_row(d: Dialogue) -> dict[str, Any]:
         "scenario_id": d.scenario_id,
         "domain": d.domain,
         "tools": _json(dump["tools"]),
-        "messages": dump["messages"],
-        "labels": dump["labels"],
+        "messages": [chat_message(m) for m in dump["messages"]],
+        "turn_labels": dump["labels"],
         "gold_calls": dump["gold_calls"],
         "goal": _json(d.goal),
         "ambiguities": dump["ambiguities"],
@@ -213,8 +246,8 @@ def dialogue_from_row(row: dict[str, Any]) -> Dialogue:
             "scenario_id": row["scenario_id"],
             "domain": row["domain"],
             "tools": json.loads(row["tools"]),
-            "messages": row["messages"],
-            "labels": row["labels"],
+            "messages": [contract_message(m) for m in row["messages"]],
+            "labels": row["turn_labels"],
             "gold_calls": row["gold_calls"],
             "goal": json.loads(row["goal"]),
             "ambiguities": row["ambiguities"],
@@ -232,6 +265,8 @@ def decision_point_row(p: DecisionPoint, tools_json: str | None = None) -> dict[
     dump = p.model_dump(mode="json", exclude={"tools"} if tools_json is not None else None)
     return {
         **dump,
+        "prompt": [chat_message(m) for m in dump["prompt"]],
+        "completion": [chat_message(m) for m in dump["completion"]],
         "tools": tools_json if tools_json is not None else _json(dump["tools"]),
         "goal": _json(p.goal),
         "defaults": _json(p.defaults),
@@ -593,27 +628,70 @@ def statistics(split: SplitResult, rejected: list[Rejection], n_points: int) -> 
         "acts": _table(acts, sum(acts.values())),
         "rejections": _table(checks, generated),
         "controls": sum(not e.ambiguity_types for e in rows),
+        # For the figure: what the tables above do not show.
+        "acts_by_position": [dict(Counter(e.acts[i] for e in rows if len(e.acts) > i))
+                             for i in range(max((len(e.acts) for e in rows), default=0))],
+        "clarifications_by_kind": {
+            kind: dict(Counter(e.clarifications for e in rows if bool(e.ambiguity_types) == ambiguous))
+            for kind, ambiguous in (("control", False), ("ambiguous", True))
+        },
+        "split_sizes": {name: len(split.splits[name]) for name in SPLITS},
     }
 
 
+ACT_COLORS = {"clarify": "#DD8452", "tool_call": "#4C72B0", "answer": "#55A868"}
+
+
 def render_figure(stats: dict[str, Any], path: Path) -> None:
-    """One PNG: domains, ambiguity types and assistant turns per dialogue."""
+    """One PNG of what the card's tables cannot show: the act mix at each assistant-turn position, clarification
+    questions per dialogue for controls vs ambiguous dialogues, split sizes (test_ood apart), rejection reasons."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display; must precede pyplot
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
-    for ax, key, title in ((axes[0], "domains", "Domains"), (axes[1], "ambiguity_types", "Ambiguity types")):
-        names = [r["name"] for r in stats[key]][::-1]
-        ax.barh(names, [r["count"] for r in stats[key]][::-1], color="#4C72B0")
-        ax.set_title(title)
-        ax.set_xlabel("dialogues")
-    axes[2].bar([str(r["name"]) for r in stats["turns"]], [r["count"] for r in stats["turns"]], color="#55A868")
-    axes[2].set_title("Assistant turns per dialogue")
-    axes[2].set_xlabel("assistant turns")
+    fig, axes = plt.subplots(1, 4, figsize=(19, 4.4))
+    by_position = stats["acts_by_position"]
+    positions = [str(i + 1) for i in range(len(by_position))]
+    bottom = [0.0] * len(by_position)
+    for act, color in ACT_COLORS.items():
+        share = [row.get(act, 0) / max(1, sum(row.values())) for row in by_position]
+        axes[0].bar(positions, share, bottom=bottom, color=color, label=act)
+        bottom = [b + v for b, v in zip(bottom, share)]
+    for x, row in zip(positions, by_position):
+        axes[0].text(x, 1.01, f"n={sum(row.values())}", ha="center", fontsize=7)
+    axes[0].set_ylim(0, 1.22)
+    axes[0].set_title("Assistant act by turn position")
+    axes[0].set_xlabel("assistant turn")
+    axes[0].set_ylabel("share of dialogues reaching the turn")
+    axes[0].legend(fontsize=8, ncol=3, loc="upper center")
+
+    kinds = stats["clarifications_by_kind"]
+    counts = sorted({k for by in kinds.values() for k in by})
+    width = 0.4
+    for offset, (kind, color) in zip((-width / 2, width / 2), (("control", "#8172B3"), ("ambiguous", "#DD8452"))):
+        axes[1].bar([c + offset for c in counts], [kinds[kind].get(c, 0) for c in counts], width, color=color, label=kind)
+    axes[1].set_xticks(counts)
+    axes[1].set_title("Clarification questions per dialogue")
+    axes[1].set_xlabel("questions")
+    axes[1].set_ylabel("dialogues")
+    axes[1].legend(fontsize=8)
+
+    names = list(stats["split_sizes"])
+    axes[2].bar(names, [stats["split_sizes"][n] for n in names],
+                color=["#4C72B0" if n != "test_ood" else "#C44E52" for n in names])
+    axes[2].set_title("Dialogues per split (test_ood: held-out domains/tools)")
     axes[2].set_ylabel("dialogues")
-    fig.suptitle(f"SpeakER: {stats['n']} dialogues")
+
+    rejections = stats["rejections"]
+    if rejections:
+        axes[3].barh([r["name"] for r in rejections][::-1], [r["count"] for r in rejections][::-1], color="#937860")
+        axes[3].set_xlabel("dialogues rejected")
+    else:
+        axes[3].text(0.5, 0.5, "no dialogue rejected", ha="center", va="center")
+        axes[3].set_axis_off()
+    axes[3].set_title(f"Rejection reasons ({stats['n_rejected']} of {stats['generated']} generated)")
+    fig.suptitle(f"SpeakER: {stats['n']} dialogues, {stats['n_points']} decision points")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
@@ -627,14 +705,26 @@ _PATH_KEYS = ("out", "catalog", "slot_values")
 
 
 def public_config(config: dict[str, Any]) -> dict[str, Any]:
-    """The run config as it can be shown: file paths reduced to their file name (no local directory names).
+    """The run config as it can be shown and as it was used: file paths reduced to their file name (no local
+    directory names), credentials out of the endpoint URL, and no endpoint settings for an offline run.
 
     >>> public_config({"out": "/home/me/outputs/run1", "catalog": "builtin", "n": 5})
     {'out': 'run1', 'catalog': 'builtin', 'n': 5}
     >>> public_config({"endpoint": {"base_url": "https://me:secret@host:8000/v1?key=abc"}})["endpoint"]
     {'base_url': 'https://host:8000/v1'}
+    >>> public_config({"endpoint": {"model": "gpt-4o-mini"}, "scenarios": {"backend": "offline", "mode": "paraphrase"},
+    ...                "dialogues": {"backend": "offline", "mode": "paraphrase"}})  # an offline run used no model
+    {'scenarios': {'backend': 'offline'}, 'dialogues': {'backend': 'offline'}}
     """
     shown = dict(config)
+    stages = [shown.get(name) for name in ("scenarios", "dialogues")]
+    judged = bool((shown.get("validate") or {}).get("judge"))
+    if not judged and all(isinstance(st, dict) and st.get("backend", "offline") == "offline" for st in stages):
+        # An offline run uses no endpoint, model, mode or budget: listing their defaults would claim it did.
+        for key in ("endpoint", "max_cost"):
+            shown.pop(key, None)
+        for name in ("scenarios", "dialogues"):
+            shown[name] = {"backend": "offline"}
     for key in _PATH_KEYS:
         value = shown.get(key)
         if isinstance(value, str) and ("/" in value or "\\" in value):
@@ -725,6 +815,24 @@ def render_card(context: dict[str, Any]) -> str:
 # The dataset directory
 
 
+def storage_schema(schema: Any) -> Any:
+    """`schema` with each extension type (the `Json` feature's `arrow.json`) replaced by its storage type."""
+    import pyarrow as pa
+
+    def storage(t: Any) -> Any:
+        if isinstance(t, pa.BaseExtensionType):
+            return storage(t.storage_type)
+        if pa.types.is_list(t):
+            return pa.list_(storage(t.value_type))
+        if pa.types.is_large_list(t):
+            return pa.large_list(storage(t.value_type))
+        if pa.types.is_struct(t):
+            return pa.struct([pa.field(f.name, storage(f.type), f.nullable) for f in t])
+        return t
+
+    return pa.schema([pa.field(f.name, storage(f.type), f.nullable) for f in schema], metadata=schema.metadata)
+
+
 class ShardWriter:
     """Streams rows of one config and split into `<split>-0000i-of-0000N.parquet` shards of ROWS_PER_SHARD rows.
 
@@ -734,7 +842,13 @@ class ShardWriter:
     BATCH = 1_000
 
     def __init__(self, feats: Any, directory: Path, split: str, total: int):
+        from datasets import Json, List
+
         self.schema = feats.arrow_schema  # includes the "huggingface" features metadata that datasets reads back
+        self.storage = storage_schema(self.schema)
+        self.json_lists = [k for k, f in feats.items() if isinstance(f, List) and isinstance(f.feature, Json)]
+        if any(isinstance(f, Json) for f in feats.values()):
+            raise PublishError("ShardWriter encodes Json features only as lists of messages")  # a programming error
         self.directory, self.split = directory, split
         self.n_shards = max(1, -(-total // ROWS_PER_SHARD))
         self.shard, self.in_shard, self.buffer = 0, 0, []
@@ -752,8 +866,11 @@ class ShardWriter:
         if self.writer is None:
             self.tmp = self.directory / f".{self._name()}.tmp"
             self.writer = pq.ParquetWriter(self.tmp, self.schema, compression="zstd")
-        # Rows are plain JSON-like values already (no Image/Audio/ClassLabel to encode): Arrow takes them as-is.
-        table = pa.Table.from_pylist(self.buffer, schema=self.schema)
+        # Rows are plain JSON-like values; `Json` columns (lists of messages) become their JSON text here, and Arrow
+        # builds the extension type only by casting from its storage type. (Not `Features.encode_example`: it walks
+        # every nested field of every row, which took most of the build time.)
+        rows = [{**row, **{k: [_json(m) for m in row[k]] for k in self.json_lists}} for row in self.buffer]
+        table = pa.Table.from_pylist(rows, schema=self.storage).cast(self.schema)
         self.writer.write_table(table)
         self.arrow_bytes += table.nbytes
         self.buffer = []

@@ -47,7 +47,7 @@ def test_dataset_without_the_needed_columns(tmp_path):
     bad = tmp_path / "bad"
     datasets.Dataset.from_dict({"text": ["hello", "world"]}).to_parquet(str(bad / "data" / "train-00000-of-00001.parquet"))
     proc = speakrl("train", "--recipe", "tiny-cpu", "--dataset", str(bad), "--output-dir", str(tmp_path / "o"))
-    assert_one_sentence(proc, r"has no column\(s\) messages, tools, labels")
+    assert_one_sentence(proc, r"has no column\(s\) messages, tools, turn_labels")
     proc = speakrl("train", "--recipe", "tiny-cpu", "--dataset", str(tmp_path / "nowhere"), "--output-dir", str(tmp_path / "o"))
     assert_one_sentence(proc, r"neither a run directory, a dataset directory nor a Hub dataset id")
 

@@ -174,7 +174,7 @@ def test_card_metadata_is_complete_and_matches_the_files(built, run):
     infos = {i["config_name"]: i for i in data["dataset_info"]}
     assert {s["name"]: s["num_examples"] for s in infos["rejected"]["splits"]} == {"train": 5}
     text = card.text
-    for needle in ("Acikgoz", "2512.13159", "## Statistics", "offline", "ungrounded_argument", "test_ood",
+    for needle in ("Acikgoz", "(https://arxiv.org/abs/2512.13159)", "## Statistics", "offline", "ungrounded_argument", "test_ood",
                    "assets/distributions.png", "json.loads(row[\"tools\"])"):
         assert needle in text, needle
     assert str(run) not in card.content and "/tmp" not in card.content  # no local path (config.yaml has one)
@@ -200,8 +200,10 @@ def test_tools_column_is_what_trl_expects(built, tmp_path):
     tools = json.loads(row["tools"]) if isinstance(row["tools"], str) else row["tools"]
     assert isinstance(tools, list) and tools[0]["type"] == "function"
     assert set(tools[0]["function"]) == {"name", "description", "parameters"}
-    assistant = [m for m in row["messages"] if m["tool_calls"]][0]
-    assert json.loads(assistant["tool_calls"][0]["function"]["arguments"])  # arguments: a JSON object string
+    assistant = [m for m in row["messages"] if "tool_calls" in m][0]
+    args = assistant["tool_calls"][0]["function"]["arguments"]
+    assert isinstance(args, dict) and args  # an object, as chat templates expect (not the API's JSON string)
+    assert all(None not in m.values() for m in row["messages"])  # unused fields are absent, not null
 
 
 def test_rows_render_through_a_chat_template_with_tools(built, tmp_path):
@@ -280,3 +282,27 @@ def test_config_yaml_paths_are_reduced(run):
 
     cfg = yaml.safe_load((run / "config.yaml").read_text())
     assert public_config(cfg)["out"] == "run"
+
+
+def test_figure_statistics_match_the_rows(built, run, tmp_path):
+    """The figure's data (act per turn position, questions per dialogue by kind, split sizes) agree with the files."""
+    from speakrl.pipeline.stages.publish import read_run, statistics
+
+    ds = datasets.load_dataset(str(built), "default", cache_dir=str(tmp_path / "c"))
+    rows = [r for split in ds.values() for r in split]
+    data = read_run(run)
+    split = assign_splits(data.accepted, PublishOptions(), seed=0, threshold=0.9)
+    stats = statistics(split, data.rejected, 0)
+    assert stats["split_sizes"] == {s: len(ds[s]) for s in SPLITS}
+    first_acts = [r["turn_labels"][0]["act"] for r in rows]
+    assert stats["acts_by_position"][0] == {a: first_acts.count(a) for a in set(first_acts)}
+    controls = [r["num_clarifications"] for r in rows if not r["ambiguity_types"]]
+    assert stats["clarifications_by_kind"]["control"] == {q: controls.count(q) for q in set(controls)}
+
+
+def test_offline_card_lists_no_endpoint_or_mode(small_run):
+    """config.yaml of an offline run holds the endpoint defaults (gpt-4o-mini, mode paraphrase); the card does not."""
+    assert "gpt-4o-mini" in (small_run / "config.yaml").read_text()
+    config = (small_run / "dataset" / "README.md").read_text().split("```yaml\n", 1)[1].split("```", 1)[0]
+    assert "endpoint" not in config and "paraphrase" not in config and "gpt-4o-mini" not in config
+    assert yaml.safe_load(config)["dialogues"] == {"backend": "offline"}

@@ -1,0 +1,112 @@
+"""Each published config goes to TRL as it is loaded: the card's "Use with TRL" snippet runs on the tiny model.
+
+SFT on `default` (conversational, per-row tools), prompt-completion SFT on `decision_points`, and a GRPO step whose
+prompts carry each row's own tool specs (rendered by the card's two `render` lines: TRL's GRPOTrainer reads no
+`tools` column).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+
+import datasets
+import pytest
+
+from speakrl.pipeline.stages.publish import PublishOptions, build_dataset_dir
+
+TINY_ARGS = 'max_steps=1, per_device_train_batch_size=2, report_to="none", save_strategy="no", use_cpu=True, '
+
+
+@pytest.fixture(scope="module")
+def published(run_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("published") / "ds"
+    return build_dataset_dir(run_dir, out, PublishOptions(repo_id=str(out)))
+
+
+def card_snippet(dataset_dir, tiny_dir) -> str:
+    """The card's TRL snippet, on the tiny model and for one step of each trainer."""
+    card = (dataset_dir / "README.md").read_text()
+    section = card[card.index("## Use with TRL"):]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    assert 'model = "Qwen/Qwen3-0.6B"' in code and code.count("SFTConfig(output_dir") == 2 and code.count("GRPOConfig(output_dir") == 1
+    code = code.replace('model = "Qwen/Qwen3-0.6B"', f"model = {str(tiny_dir)!r}")
+    code = code.replace("SFTConfig(output_dir", f"SFTConfig({TINY_ARGS}output_dir")
+    return code.replace("GRPOConfig(output_dir", f"GRPOConfig({TINY_ARGS}num_generations=2, max_completion_length=8, output_dir")
+
+
+@pytest.mark.slow
+def test_the_cards_trl_snippet_trains_on_every_config_as_loaded(published, tiny_dir, tmp_path, monkeypatch):
+    import trl
+
+    trainers: list = []
+
+    def recording(cls):
+        class Recording(cls):
+            def train(self, *args, **kwargs):
+                trainers.append(self)
+                return super().train(*args, **kwargs)
+
+        return Recording
+
+    monkeypatch.setattr(trl, "SFTTrainer", recording(trl.SFTTrainer))
+    monkeypatch.setattr(trl, "GRPOTrainer", recording(trl.GRPOTrainer))
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(card_snippet(published, tiny_dir), "dataset card", "exec"), namespace)  # noqa: S102 - the card's own code
+
+    sft_dialogues, sft_points, grpo = trainers
+    tokenizer = namespace["tokenizer"]
+    for trainer in (sft_dialogues, sft_points):
+        loss = [h["loss"] for h in trainer.state.log_history if "loss" in h] or [trainer.state.log_history[-1]["train_loss"]]
+        assert all(math.isfinite(float(x)) for x in loss)
+
+    # default: the row's tools reached the rendered text, and the per-turn acts did not become token labels.
+    raw = datasets.load_dataset(str(published), split="train")
+    first = tokenizer.decode(sft_dialogues.train_dataset[0]["input_ids"])
+    assert all(t["function"]["description"] in first for t in json.loads(raw[0]["tools"]))
+    assert all(isinstance(x, int) for x in sft_dialogues.train_dataset[0]["labels"])
+
+    # decision_points: prompt-completion, the loss covers the gold turn only.
+    points = datasets.load_dataset(str(published), "decision_points", split="train")
+    example = sft_points.train_dataset[0]
+    assert "completion_mask" in example or -100 in example.get("labels", [])
+    mask = example.get("completion_mask") or [int(x != -100) for x in example["labels"]]
+    learned = tokenizer.decode([t for t, m in zip(example["input_ids"], mask) if m])
+    gold = points[0]
+    system = gold["prompt"][0]["content"]
+    assert system not in learned
+    expected = gold["gold_call"]["name"] if gold["act"] == "tool_call" else gold["gold_content"]
+    assert expected and expected in learned
+
+    # GRPO: every prompt carries its own row's tools, and a step ran with the reward.
+    prompts = namespace["prompts"]
+    assert isinstance(prompts[0]["prompt"], str)
+    for row in prompts.select(range(min(50, len(prompts)))):
+        assert all(f'"name": "{t["function"]["name"]}"' in row["prompt"] for t in json.loads(row["tools"]))
+    assert any("rewards/asks_when_needed/mean" in h for h in grpo.state.log_history)
+
+
+@pytest.mark.slow
+def test_assistant_only_loss_keeps_the_reasoning_of_clarify_turns(published, tiny_dir, tmp_path):
+    """The card's advice: with assistant_only_loss TRL swaps in its training template, which keeps every turn's
+    reasoning (the stock Qwen3 template drops it before the last user message)."""
+    from transformers import AutoTokenizer
+    from trl import SFTConfig, SFTTrainer
+
+    dialogues = datasets.load_dataset(str(published), split="train")
+    asked = next(i for i, row in enumerate(dialogues) if any(lab["act"] == "clarify" for lab in row["turn_labels"]))
+    dialogues = dialogues.select([asked])
+    row = dialogues[0]
+    reasoning = next(row["messages"][lab["message_index"]]["reasoning_content"] for lab in row["turn_labels"]
+                     if lab["act"] == "clarify")
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_dir))
+    stock = tokenizer.apply_chat_template(row["messages"], tools=json.loads(row["tools"]), tokenize=False)
+    assert reasoning not in stock
+    args = SFTConfig(output_dir=str(tmp_path / "sft"), max_steps=1, report_to="none", save_strategy="no", use_cpu=True,
+                     assistant_only_loss=True)
+    trainer = SFTTrainer(model=str(tiny_dir), args=args, train_dataset=dialogues, processing_class=tokenizer)
+    example = trainer.train_dataset[0]
+    learned = tokenizer.decode([t for t, lab in zip(example["input_ids"], example["labels"]) if lab != -100])
+    assert reasoning in learned
