@@ -36,7 +36,7 @@ class SpeakrlConfig(GRPOConfig):
         metadata={"help": "decision: one turn per prompt (SpeakRL); episode: multi-turn with tools and ask_user."},
     )
     reward_funcs: list[str] = field(
-        default_factory=lambda: ["format", "clarify", "tool_call", "answer", "turn_efficiency"],
+        default_factory=lambda: ["format", "clarify", "question", "tool_call", "answer", "turn_efficiency"],
         metadata={"help": f"Rewards by name: {', '.join(REWARDS)}. Weights go in `reward_weights`."},
     )
     stages: list[str] = field(default_factory=lambda: ["sft", "grpo"], metadata={"help": "sft and/or grpo."})
