@@ -53,7 +53,8 @@ class Policy(Protocol):
 class LocalPolicy:
     """A transformers checkpoint, greedy decoding, batched, prompts rendered exactly as in training."""
 
-    def __init__(self, model_dir: str, protocol: str = "speakrl", max_new_tokens: int = 128, batch_size: int = 16):
+    def __init__(self, model_dir: str, protocol: str = "speakrl", max_new_tokens: int = 128, batch_size: int = 16,
+                 prompt_style: str | None = None):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -61,6 +62,9 @@ class LocalPolicy:
         if not (path / "config.json").is_file():
             raise TrainingError(f"model path {model_dir!r} does not exist or is not a checkpoint directory (no config.json)")
         self.protocol, self.max_new_tokens, self.batch_size = protocol, max_new_tokens, batch_size
+        settings = path / "speakrl.json"  # written by training: the prompt style the checkpoint was trained with
+        trained = json.loads(settings.read_text(encoding="utf-8")) if settings.is_file() else {}
+        self.prompt_style = prompt_style or trained.get("prompt_style", "chat_template")
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token is None:
@@ -84,7 +88,7 @@ class LocalPolicy:
         limit = getattr(self.model.config, "max_position_embeddings", 4096) - self.max_new_tokens
         for start in range(0, len(conversations), self.batch_size):
             batch = conversations[start : start + self.batch_size]
-            texts = [render_prompt(self.tokenizer, c.messages, c.tools, self.protocol) for c in batch]
+            texts = [render_prompt(self.tokenizer, c.messages, c.tools, self.protocol, self.prompt_style) for c in batch]
             enc = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
             if enc["input_ids"].shape[1] > limit:  # keep the most recent context (left-truncate)
                 enc = {k: v[:, -limit:] for k, v in enc.items()}
@@ -197,6 +201,11 @@ class BaselinePolicy:
         from speakrl.training.protocols import render_speakrl
 
         row = conv.gold or {}
+        if "benchmark" in row:
+            from speakrl.training.benchmarks import baseline_turn
+
+            act, content, call = baseline_turn(self.kind, row)
+            return Turn(text=render_speakrl(act, "", content, call), p_ask=1.0 if act == "clarify" else 0.0)
         if "gold_turns_json" in row:  # an episode: the gold turns in order, one per assistant turn taken so far
             gold = json.loads(row["gold_turns_json"])
             k = sum(m.get("role") == "assistant" for m in conv.messages)
@@ -386,8 +395,9 @@ TABLE_ROWS = [
 ]
 
 
-def metrics_table(results: dict[str, dict[str, Any]], title: str = "SpeakER evaluation") -> Any:
-    """A rich table: one column per model, one row per metric."""
+def metrics_table(results: dict[str, dict[str, Any]], title: str = "SpeakER evaluation",
+                  rows: list[tuple[str, str]] | None = None) -> Any:
+    """A rich table: one column per model, one row per metric (`TABLE_ROWS` unless `rows` is given)."""
     from rich.table import Table
 
     table = Table(title=title)
@@ -395,7 +405,7 @@ def metrics_table(results: dict[str, dict[str, Any]], title: str = "SpeakER eval
     for name in results:
         table.add_column(name, justify="right")
     first = next(iter(results.values()), {})
-    for key, label in TABLE_ROWS:
+    for key, label in rows or TABLE_ROWS:
         cells = []
         for m in results.values():
             v = m.get(key)
