@@ -72,6 +72,57 @@ def render_prompt(tokenizer: Any, history: Any, tools: Any, protocol: str, style
     )
 
 
+def as_episode(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A dataset conversation as an episode sees it: each question the assistant asked becomes an `ask_user` call
+    and the user's reply that call's result, as in `training.env` (TRL's tool loop).
+
+    >>> [m["role"] for m in as_episode([{"role": "user", "content": "Book"}, {"role": "assistant", "content": "When?"},
+    ...                                 {"role": "user", "content": "At 7."}])]
+    ['user', 'assistant', 'tool']
+    """
+    out: list[dict[str, Any]] = []
+    for i, m in enumerate(history):
+        asked = out and out[-1].get("_asked")
+        if m.get("role") == "user" and asked:
+            out[-1].pop("_asked")
+            out.append({"role": "tool", "name": "ask_user", "content": m.get("content") or ""})
+            continue
+        if m.get("role") == "assistant" and not m.get("tool_calls") and i + 1 < len(history) and history[i + 1].get("role") == "user":
+            call = {"type": "function", "function": {"name": "ask_user", "arguments": {"question": m.get("content") or ""}}}
+            out.append({"role": "assistant", "content": "", "tool_calls": [call], "_asked": True})
+            continue
+        out.append(dict(m))
+    return out
+
+
+def render_episode_example(tokenizer: Any, row: dict[str, Any], tools: list[Any]) -> tuple[str, str]:
+    """(prompt, completion) of a decision row in the episode protocol: native tool calls with the environment's tools
+    (`ask_user` + the domain's), questions as `ask_user` calls. What SFT must teach before episode GRPO, whose
+    prompts TRL renders from the same conversation and tools."""
+    history = with_instructions(as_episode(_loads(row["history"])), "native")
+    if row["act"] == "clarify":
+        call = {"type": "function", "function": {"name": "ask_user", "arguments": {"question": row.get("gold_content") or ""}}}
+        message: dict[str, Any] = {"role": "assistant", "content": "", "tool_calls": [call]}
+    elif row["act"] == "tool_call" and row.get("gold_name"):
+        call = {"type": "function", "function": {"name": row["gold_name"], "arguments": _loads(row["gold_args"])}}
+        message = {"role": "assistant", "content": "", "tool_calls": [call]}
+    else:
+        message = {"role": "assistant", "content": row.get("gold_content") or ""}
+    prompt = tokenizer.apply_chat_template(history, tools=tools, tokenize=False, add_generation_prompt=True)
+    full = tokenizer.apply_chat_template(history + [message], tools=tools, tokenize=False)
+    return prompt, _completion(tokenizer, prompt, full, message)
+
+
+def _completion(tokenizer: Any, prompt: str, full: str, message: dict[str, Any]) -> str:
+    """The assistant turn the template adds after `prompt`, without its end-of-turn token."""
+    if not full.startswith(prompt):  # a template that renders the prompt differently alone: fall back to the content
+        return (message["content"] or "").strip()
+    target = full[len(prompt):]
+    eos = tokenizer.eos_token or ""
+    cut = target.rfind(eos) if eos else -1
+    return target[:cut] if cut >= 0 else target.rstrip()
+
+
 def render_target(tokenizer: Any, row: dict[str, Any], protocol: str) -> str:
     """The gold completion of a decision row, without the end-of-turn token (SFT appends the EOS)."""
     act = row["act"]
@@ -88,9 +139,4 @@ def render_target(tokenizer: Any, row: dict[str, Any], protocol: str) -> str:
     tools = _loads(row["tools"]) or None
     prompt = tokenizer.apply_chat_template(history, tools=tools, tokenize=False, add_generation_prompt=True)
     full = tokenizer.apply_chat_template(history + [message], tools=tools, tokenize=False)
-    if not full.startswith(prompt):  # a template that renders the prompt differently alone: fall back to the content
-        return (message["content"] or "").strip()
-    target = full[len(prompt):]
-    eos = tokenizer.eos_token or ""
-    cut = target.rfind(eos) if eos else -1
-    return target[:cut] if cut >= 0 else target.rstrip()
+    return _completion(tokenizer, prompt, full, message)

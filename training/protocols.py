@@ -151,6 +151,8 @@ def parse(text: Any, protocol: str = "speakrl", tool_calls: list[Any] | None = N
     True
     >>> parse('Which city?', protocol="native").act
     'clarify'
+    >>> parse('<tool_call>{"name": "ask_user", "arguments": {"question": "Which city?"}}</tool_call>', "native").question
+    'Which city?'
     >>> parse(None).act is None
     True
     """
@@ -239,6 +241,8 @@ def _read_text(text: str, parsed: Parsed, questions: bool = False) -> None:
 
 def _parse_native(raw: str, body: str, parsed: Parsed, tool_calls: list[Any] | None) -> Parsed:
     found = _structured_call(tool_calls, parsed) if tool_calls else _first_call(body, parsed)
+    if found and parsed.call_name == "ask_user":  # the episodes' question tool (training.env): a question, not an action
+        parsed.act, parsed.question = "clarify", str((parsed.call_args or {}).get("question") or "")
     score = 0.0
     if found:
         score = 1.0 if parsed.call_args is not None else 0.25

@@ -93,9 +93,33 @@ def sft_dataset(rows: list[dict[str, Any]], tokenizer: Any, protocol: str, reaso
     )
 
 
+def environment_tools(env_class: type) -> list[Any]:
+    """The tools TRL gives an episode of `env_class`: its public methods, in TRL's order (inspect.getmembers)."""
+    import inspect
+
+    instance = env_class()
+    return [getattr(instance, name) for name, _ in inspect.getmembers(env_class, predicate=inspect.isfunction)
+            if name not in ("reset", "get_reward") and not name.startswith("_")]
+
+
+def episode_sft_dataset(rows: list[dict[str, Any]], tokenizer: Any, cfg: SpeakrlConfig) -> Any:
+    """SFT data for episode mode: decision rows in the protocol the episodes use (`prompts.render_episode_example`)."""
+    from datasets import Dataset
+
+    from speakrl.pipeline.catalog import load_catalog
+    from speakrl.training.env import environment_factories
+    from speakrl.training.prompts import render_episode_example
+
+    envs = environment_factories(load_catalog(cfg.catalog), sorted({r["domain"] for r in rows}), cfg.turn_cost)
+    tools = {name: environment_tools(cls) for name, cls in envs.items()}
+    examples = [render_episode_example(tokenizer, r, tools[r["domain"]]) for r in rows]
+    return Dataset.from_list([{"prompt": p, "completion": c} for p, c in examples])
+
+
 def save_settings(cfg: SpeakrlConfig, model_dir: str | Path) -> None:
     """What evaluation must know to prompt a checkpoint as it was trained: `speakrl.json` beside its weights."""
-    atomic_write_text(Path(model_dir) / "speakrl.json", json.dumps({"protocol": cfg.protocol, "prompt_style": cfg.prompt_style}))
+    protocol = "native" if cfg.mode == "episode" else cfg.protocol  # episodes are native tool calls (training.env)
+    atomic_write_text(Path(model_dir) / "speakrl.json", json.dumps({"protocol": protocol, "prompt_style": cfg.prompt_style, "mode": cfg.mode}))
 
 
 def grpo_dataset(rows: list[dict[str, Any]], tokenizer: Any, cfg: SpeakrlConfig) -> Any:
@@ -117,7 +141,10 @@ def run_sft(cfg: SpeakrlConfig, model_path: str, rows: list[dict[str, Any]], out
 
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     rows = repeat_clarify(rows, cfg.sft_clarify_repeat, cfg.seed)
-    dataset = sft_dataset(rows, tokenizer, cfg.protocol, cfg.sft_reasoning, cfg.prompt_style)
+    if cfg.mode == "episode":  # warm start in the episodes' own protocol: native calls, questions through ask_user
+        dataset = episode_sft_dataset(rows, tokenizer, cfg)
+    else:
+        dataset = sft_dataset(rows, tokenizer, cfg.protocol, cfg.sft_reasoning, cfg.prompt_style)
     settings = {
         "output_dir": str(out / "sft"),
         "report_to": cfg.report_to,
