@@ -25,7 +25,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="outputs/bench-tiny")
-    parser.add_argument("--n", type=int, default=1200, help="scenarios to generate")
+    parser.add_argument("--n", type=int, default=600, help="scenarios to generate")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--sft-epochs", type=float, default=None, help="override the recipe's SFT epochs")
     parser.add_argument("--grpo-steps", type=int, default=None, help="override the recipe's GRPO max_steps")

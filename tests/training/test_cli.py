@@ -33,7 +33,7 @@ def test_unknown_recipe(tmp_path, run_dir):
 def test_unknown_reward(tmp_path, run_dir):
     proc = speakrl("train", "--recipe", "tiny-cpu", "--dataset", str(run_dir), "--output-dir", str(tmp_path),
                    "--set", "reward_funcs=[format, vibes]", "--set", "reward_weights=null")
-    assert_one_sentence(proc, r"unknown reward\(s\) vibes; valid rewards: format, clarify, tool_call")
+    assert_one_sentence(proc, r"unknown reward\(s\) vibes; valid rewards: format, clarify, question, tool_call")
 
 
 def test_missing_model_path(tmp_path, run_dir):
