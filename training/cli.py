@@ -131,8 +131,8 @@ def _check_output_dir(path: Path) -> None:
 
 
 def _trained_protocol(model_dir: Path) -> str:
-    """The protocol a checkpoint was trained with (train_summary.json next to it), else speakrl."""
-    for candidate in (model_dir / "train_summary.json", model_dir.parent / "train_summary.json"):
+    """The protocol a checkpoint was trained with (its speakrl.json, or train_summary.json next to it), else speakrl."""
+    for candidate in (model_dir / "speakrl.json", model_dir / "train_summary.json", model_dir.parent / "train_summary.json"):
         if candidate.is_file():
             return json.loads(candidate.read_text(encoding="utf-8")).get("protocol", "speakrl")
     return "speakrl"
