@@ -321,14 +321,29 @@ def slot_label(name: str) -> str:
 
 def slot_cues(slot: SlotSpec) -> set[str]:
     """Phrases that show a question is about `slot`: its name's content words, their usual cues, and its enum values."""
+    return set(_ranked_cues(slot))
+
+
+# Single words too common to show what a question asks about ("check_in_date" is not asked about by saying "in").
+_WEAK_WORDS = {"in", "on", "at", "by", "up", "off", "out", "with", "from", "and", "or", "is", "be", "new", "old"}
+
+
+def _ranked_cues(slot: SlotSpec) -> dict[str, int]:
+    """Cue phrase -> how specifically it names the slot: 2 for the slot's own label or an enum value, 1 for one word
+    of its name or a usual way of asking ("when", "how many")."""
     words = slot_words(slot.name)
-    cues = {" ".join(words), *words}
+    cues = {w: 1 for w in words if w not in _WEAK_WORDS}
     for w in words:
-        cues.update(_CUES.get(w, ()))
+        cues.update({c: 1 for c in _CUES.get(w, ())})
     if "number" in slot.name.lower().split("_"):  # number_of_seats is asked as "how many"
-        cues.add("how many")
-    cues.update(normalize(v) for v in slot.enum or ())
-    return {c for c in cues if c}
+        cues.setdefault("how many", 1)
+    cues.update({normalize(v): 2 for v in slot.enum or ()})
+    cues[" ".join(words)] = 2
+    return {c: rank for c, rank in cues.items() if c}
+
+
+_QUOTED = re.compile(r'"[^"]*"|“[^”]*”|\bwhen you (?:say|said|mention|mentioned)\b')
+_ASKING_SENTENCE = re.compile(r"[^.!?]*\?")
 
 
 @lru_cache(maxsize=1 << 12)
@@ -338,7 +353,14 @@ def _cue_pattern(cue: str) -> re.Pattern[str]:
 
 
 def question_targets(question: str, slots: Iterable[SlotSpec]) -> set[str]:
-    """Names of the slots a clarification question asks about (by cue phrases, see `slot_cues`).
+    """Names of the slots a clarification question asks about.
+
+    Each phrase of the question counts for the slots that it names most specifically: the longest cue wins its
+    words ("pickup date" names pickup_date, not pickup_time or return_date), a slot's own label beats a word of
+    another slot's name ("the event" names event_name, not event_date), and a phrase that still names several slots
+    goes to those the question names elsewhere ("luxury or standard: which ride?" is about ride_type, not ride_id).
+    Quoted words (the user's phrase, a rejected value) are not asked about, and a loose cue (one word of a slot's
+    name, "when", "how many") counts only in a sentence that asks ("Date night" among listed options is no date).
 
     >>> from speakrl.schemas.catalog import SlotSpec
     >>> slots = [SlotSpec(name="party_size", description=""), SlotSpec(name="restaurant_name", description="")]
@@ -348,6 +370,32 @@ def question_targets(question: str, slots: Iterable[SlotSpec]) -> set[str]:
     set()
     >>> question_targets("Which restaurants do you like?", slots), question_targets("How many seats?", [SlotSpec(name="number_of_seats", description="")])
     ({'restaurant_name'}, {'number_of_seats'})
+    >>> events = [SlotSpec(name=n, description="") for n in ("event_date", "event_title", "new_title")]
+    >>> question_targets("Which event title should I use?", events)
+    {'event_title'}
     """
-    text = normalize(question)
-    return {s.name for s in slots if any(_cue_pattern(c).search(text) for c in slot_cues(s))}
+    # Quoted words are the user's (or a rejected value), not what is asked: blank them, keeping positions.
+    text = _QUOTED.sub(lambda m: " " * len(m.group()), normalize(question))
+    asks = [m.span() for m in _ASKING_SENTENCE.finditer(text)]
+    # span -> (rank, slots naming it with that rank)
+    spans: dict[tuple[int, int], tuple[int, set[str]]] = {}
+    for slot in slots:
+        for cue, rank in _ranked_cues(slot).items():
+            for m in _cue_pattern(cue).finditer(text):
+                if rank == 1 and asks and not any(s <= m.start() < e for s, e in asks):
+                    continue  # a loose cue ("date", "when") counts only in the sentence that asks
+                best_rank, names = spans.get(m.span(), (0, set()))
+                if rank > best_rank:
+                    spans[m.span()] = (rank, {slot.name})
+                elif rank == best_rank:
+                    names.add(slot.name)
+    found: set[str] = set()
+    claimed: list[tuple[int, int]] = []
+    # Longest, then most specific, first; a span inside (or across) words already claimed says nothing new.
+    ordered = sorted(spans.items(), key=lambda kv: (kv[0][0] - kv[0][1], -kv[1][0], len(kv[1][1])))
+    for (start, end), (_, names) in ordered:
+        if any(s < end and start < e for s, e in claimed):
+            continue
+        claimed.append((start, end))
+        found |= (names & found) or names
+    return found

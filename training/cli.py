@@ -55,7 +55,9 @@ def train_command(
 @app.command("eval")
 def eval_command(
     model: str = typer.Option(..., "--model", help="Checkpoint directory, or the model name served at --base-url."),
-    dataset: str = typer.Option(..., "--dataset", help="Run directory, local dataset directory, or Hub dataset id."),
+    dataset: str | None = typer.Option(None, "--dataset", help="Run directory, local dataset directory, or Hub dataset id."),
+    benchmark: str | None = typer.Option(None, "--benchmark", help="A peer benchmark instead of a dataset: when2call, bfcl-irrelevance, bfcl-live-simple."),
+    benchmark_dir: Path | None = typer.Option(None, "--benchmark-dir", help="Benchmark data directory (default: the repository's data/benchmarks)."),
     split: str = typer.Option("test", "--split", help="Split to evaluate."),
     base_url: str | None = typer.Option(None, "--base-url", envvar="OPENAI_BASE_URL", help="OpenAI-compatible endpoint; the model is then an API model."),
     api_key_env: str = typer.Option("OPENAI_API_KEY", "--api-key-env", help="Environment variable holding the API key."),
@@ -76,6 +78,13 @@ def eval_command(
         raise TrainingError(f"unknown protocol {protocol!r}; valid: {', '.join(PROTOCOLS)}")
     if output_dir is not None:
         _check_output_dir(output_dir)
+    if (dataset is None) == (benchmark is None):
+        raise TrainingError("pass either --dataset (a SpeakER dataset) or --benchmark (a peer benchmark), not both or neither")
+    items = None
+    if benchmark:
+        from speakrl.training.benchmarks import load_benchmark
+
+        items = load_benchmark(benchmark, benchmark_dir, limit)  # bad name or missing data fails before a model loads
     if base_url:
         from speakrl.schemas.config import check_url
 
@@ -95,16 +104,24 @@ def eval_command(
 
         policy = LocalPolicy(model, protocol or _trained_protocol(Path(model)), max_new_tokens or 128)
         out = output_dir or Path(model)
-    from speakrl.training.evaluate import evaluate, metrics_table
-
-    metrics = evaluate(policy, dataset, split, catalog, max_turns, limit)
-    metrics["model"] = model
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"eval_{split}.json"
     from speakrl.pipeline.io import atomic_write_text
+    from speakrl.training.evaluate import BASELINES, BaselinePolicy, evaluate, metrics_table
 
+    # The trivial policies go beside the model in every table, so each number has its floor and ceiling.
+    if items is not None:
+        from speakrl.training.benchmarks import benchmark_metrics, metrics_rows
+
+        results = {name: benchmark_metrics(p, benchmark, items) for name, p in [(model, policy), *((b, BaselinePolicy(b)) for b in BASELINES)]}
+        table = metrics_table(results, title=f"{benchmark} ({len(items)} items)", rows=metrics_rows(results))
+        path = out / f"eval_{benchmark}.json"
+    else:
+        results = {name: evaluate(p, dataset, split, catalog, max_turns, limit) for name, p in [(model, policy), *((b, BaselinePolicy(b)) for b in BASELINES)]}
+        table = metrics_table(results, title=f"SpeakER {split}")
+        path = out / f"eval_{split}.json"
+    metrics = {**results[model], "model": model, "baselines": {b: results[b] for b in BASELINES}}
+    out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, json.dumps(metrics, indent=1))
-    Console().print(metrics_table({model: metrics}, title=f"SpeakER {split}"))
+    Console().print(table)
     console.print(f"metrics: {path}")
 
 
@@ -114,8 +131,8 @@ def _check_output_dir(path: Path) -> None:
 
 
 def _trained_protocol(model_dir: Path) -> str:
-    """The protocol a checkpoint was trained with (train_summary.json next to it), else speakrl."""
-    for candidate in (model_dir / "train_summary.json", model_dir.parent / "train_summary.json"):
+    """The protocol a checkpoint was trained with (its speakrl.json, or train_summary.json next to it), else speakrl."""
+    for candidate in (model_dir / "speakrl.json", model_dir / "train_summary.json", model_dir.parent / "train_summary.json"):
         if candidate.is_file():
             return json.loads(candidate.read_text(encoding="utf-8")).get("protocol", "speakrl")
     return "speakrl"

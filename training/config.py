@@ -17,6 +17,7 @@ import yaml
 from trl import GRPOConfig, ModelConfig
 
 from speakrl.pipeline.errors import ConfigError
+from speakrl.training.prompts import PROMPT_STYLES
 from speakrl.training.protocols import PROTOCOLS
 from speakrl.training.rewards import REWARDS, get_rewards
 
@@ -36,10 +37,18 @@ class SpeakrlConfig(GRPOConfig):
         metadata={"help": "decision: one turn per prompt (SpeakRL); episode: multi-turn with tools and ask_user."},
     )
     reward_funcs: list[str] = field(
-        default_factory=lambda: ["format", "clarify", "tool_call", "answer", "turn_efficiency"],
+        default_factory=lambda: ["format", "clarify", "question", "tool_call", "answer", "turn_efficiency"],
         metadata={"help": f"Rewards by name: {', '.join(REWARDS)}. Weights go in `reward_weights`."},
     )
     stages: list[str] = field(default_factory=lambda: ["sft", "grpo"], metadata={"help": "sft and/or grpo."})
+    prompt_style: str = field(
+        default="chat_template",
+        metadata={"help": f"How prompts are rendered: {', '.join(PROMPT_STYLES)} (tool signatures, no boilerplate)."},
+    )
+    sft_clarify_repeat: float = field(
+        default=1.0,
+        metadata={"help": "Times each clarify row appears in the SFT data (a fraction repeats a random share of them)."},
+    )
     sft: dict[str, Any] = field(default_factory=dict, metadata={"help": "SFTConfig overrides for the warm start."})
     tiny_model: dict[str, Any] = field(
         default_factory=dict, metadata={"help": "Size of the model built when model_name_or_path is 'tiny'."}
@@ -134,6 +143,10 @@ def load_recipe(recipe: str, output_dir: str | None = None, max_steps: int | Non
 def validate(cfg: SpeakrlConfig) -> None:
     if cfg.protocol not in PROTOCOLS:
         raise ConfigError(f"unknown protocol {cfg.protocol!r}; valid: {', '.join(PROTOCOLS)}")
+    if cfg.prompt_style not in PROMPT_STYLES:
+        raise ConfigError(f"unknown prompt_style {cfg.prompt_style!r}; valid: {', '.join(PROMPT_STYLES)}")
+    if cfg.sft_clarify_repeat < 1:
+        raise ConfigError(f"sft_clarify_repeat must be at least 1 (got {cfg.sft_clarify_repeat})")
     if cfg.mode not in MODES:
         raise ConfigError(f"unknown mode {cfg.mode!r}; valid: {', '.join(MODES)}")
     bad_stages = [s for s in cfg.stages if s not in STAGES]

@@ -256,9 +256,20 @@ def episode_rows(dialogues: Iterable[Dialogue]) -> list[dict[str, Any]]:
                 "defaults": json.dumps(tool_defaults(d.tools, final.name), ensure_ascii=False),
                 "needs_clarification": d.needs_clarification,
                 "gold_turns": len(d.labels),
+                "gold_turns_json": json.dumps(_gold_turns(d), ensure_ascii=False),
             }
         )
     return rows
+
+
+def _gold_turns(d: Dialogue) -> list[dict[str, Any]]:
+    """The dialogue's assistant turns in order, as the baseline policies replay them: act, content, call."""
+    out = []
+    for label in d.labels:
+        m = d.messages[label.message_index]
+        call = [m.tool_calls[0].function.name, m.tool_calls[0].function.arguments] if m.tool_calls else None
+        out.append({"act": label.act, "content": m.content, "call": call})
+    return out
 
 
 def corpus_texts(dialogues: Iterable[Dialogue]) -> Iterator[str]:

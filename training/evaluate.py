@@ -33,12 +33,15 @@ class Turn:
 
     text: str = ""
     tool_calls: list[dict[str, Any]] | None = None
+    # P(ask) at the decision token (`protocols.decision_tokens`), normalized over ask/act; None when unknown.
+    p_ask: float | None = None
 
 
 @dataclass
 class Conversation:
     messages: list[dict[str, Any]]
     tools: list[dict[str, Any]] = field(default_factory=list)
+    gold: dict[str, Any] | None = None  # the decision or episode row: read only by the baseline policies
 
 
 class Policy(Protocol):
@@ -50,7 +53,8 @@ class Policy(Protocol):
 class LocalPolicy:
     """A transformers checkpoint, greedy decoding, batched, prompts rendered exactly as in training."""
 
-    def __init__(self, model_dir: str, protocol: str = "speakrl", max_new_tokens: int = 128, batch_size: int = 16):
+    def __init__(self, model_dir: str, protocol: str = "speakrl", max_new_tokens: int = 128, batch_size: int = 16,
+                 prompt_style: str | None = None):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -58,6 +62,9 @@ class LocalPolicy:
         if not (path / "config.json").is_file():
             raise TrainingError(f"model path {model_dir!r} does not exist or is not a checkpoint directory (no config.json)")
         self.protocol, self.max_new_tokens, self.batch_size = protocol, max_new_tokens, batch_size
+        settings = path / "speakrl.json"  # written by training: the prompt style the checkpoint was trained with
+        trained = json.loads(settings.read_text(encoding="utf-8")) if settings.is_file() else {}
+        self.prompt_style = prompt_style or trained.get("prompt_style", "chat_template")
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token is None:
@@ -65,6 +72,14 @@ class LocalPolicy:
         self.model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
         self.model.eval()
         self._torch = torch
+        self._decision = None
+        if protocol == "speakrl":
+            from speakrl.training.protocols import decision_tokens
+
+            prefix, ask, act = decision_tokens(self.tokenizer)
+            # The shortest tail of the prefix that spells `<clarify>`: where in a generated turn the decision comes.
+            k = next(k for k in range(1, len(prefix) + 1) if "<clarify>" in self.tokenizer.decode(prefix[-k:]))
+            self._decision = (prefix[-k:], ask, act)
 
     def respond(self, conversations: Sequence[Conversation]) -> list[Turn]:
         from speakrl.training.prompts import render_prompt
@@ -73,7 +88,7 @@ class LocalPolicy:
         limit = getattr(self.model.config, "max_position_embeddings", 4096) - self.max_new_tokens
         for start in range(0, len(conversations), self.batch_size):
             batch = conversations[start : start + self.batch_size]
-            texts = [render_prompt(self.tokenizer, c.messages, c.tools, self.protocol) for c in batch]
+            texts = [render_prompt(self.tokenizer, c.messages, c.tools, self.protocol, self.prompt_style) for c in batch]
             enc = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
             if enc["input_ids"].shape[1] > limit:  # keep the most recent context (left-truncate)
                 enc = {k: v[:, -limit:] for k, v in enc.items()}
@@ -84,10 +99,24 @@ class LocalPolicy:
                     do_sample=False,
                     pad_token_id=self.tokenizer.pad_token_id,
                     eos_token_id=self.tokenizer.eos_token_id,
+                    output_logits=self._decision is not None,
+                    return_dict_in_generate=True,
                 )
-            new = gen[:, enc["input_ids"].shape[1] :]
-            out.extend(Turn(text=t) for t in self.tokenizer.batch_decode(new, skip_special_tokens=True))
+            new = gen.sequences[:, enc["input_ids"].shape[1] :]
+            texts = self.tokenizer.batch_decode(new, skip_special_tokens=True)
+            for b, text in enumerate(texts):
+                out.append(Turn(text=text, p_ask=self._p_ask(new[b].tolist(), gen.logits, b) if self._decision else None))
         return out
+
+    def _p_ask(self, ids: list[int], logits: Any, b: int) -> float | None:
+        """P(ask) / (P(ask) + P(act)) at the token after the first `<clarify>` of a generated turn."""
+        tail, ask, act = self._decision
+        for j in range(len(tail), len(ids)):
+            if ids[j - len(tail) : j] == tail:
+                probs = self._torch.softmax(logits[j][b].float(), dim=-1)
+                p_ask, p_act = float(probs[ask]), float(probs[act])
+                return p_ask / (p_ask + p_act) if p_ask + p_act > 0 else None
+        return None
 
 
 class ApiPolicy:
@@ -147,14 +176,88 @@ def _api_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+BASELINES = ("always-act", "always-ask", "oracle")
+
+
+class BaselinePolicy:
+    """A trivial policy that reads the gold row of each conversation, in the `speakrl` protocol:
+    `oracle` takes every gold turn; `always-ask` asks every turn (the gold question where one is due, else about the
+    first slot of the tools); `always-act` never asks: the gold action where one is due, and where a question is due
+    it acts anyway, on what the user said so far (in episodes: the gold calls with ungrounded values left out, so one
+    side of a conflict the user stated is kept: an optimistic floor for acting without asking)."""
+
+    protocol = "speakrl"
+
+    def __init__(self, kind: str):
+        if kind not in BASELINES:
+            raise TrainingError(f"unknown baseline {kind!r}; valid: {', '.join(BASELINES)}")
+        self.kind = kind
+
+    def respond(self, conversations: Sequence[Conversation]) -> list[Turn]:
+        return [self._one(c) for c in conversations]
+
+    def _one(self, conv: Conversation) -> Turn:
+        from speakrl.pipeline.checks import ungrounded_args
+        from speakrl.training.protocols import render_speakrl
+
+        row = conv.gold or {}
+        if "benchmark" in row:
+            from speakrl.training.benchmarks import baseline_turn
+
+            act, content, call = baseline_turn(self.kind, row)
+            return Turn(text=render_speakrl(act, "", content, call), p_ask=1.0 if act == "clarify" else 0.0)
+        if "gold_turns_json" in row:  # an episode: the gold turns in order, one per assistant turn taken so far
+            gold = json.loads(row["gold_turns_json"])
+            k = sum(m.get("role") == "assistant" for m in conv.messages)
+            if self.kind == "always-act":
+                gold = [g for g in gold if g["act"] != "clarify"]
+            turn = gold[k] if k < len(gold) else {"act": "answer", "content": "Done.", "call": None}
+        else:
+            turn = {"act": row.get("act", "answer"), "content": row.get("gold_content"),
+                    "call": [row["gold_name"], row["gold_args"]] if row.get("gold_name") else None}
+        if self.kind == "always-ask" and turn["act"] != "clarify":
+            slot = next(iter((conv.tools[0]["function"].get("parameters") or {}).get("properties", {})), "details") if conv.tools else "details"
+            turn = {"act": "clarify", "content": f"Which {slot.replace('_', ' ')} do you mean?", "call": None}
+        if self.kind == "always-act" and turn["act"] == "clarify":
+            turn = {"act": "answer", "content": "I'll go ahead with what you gave me.", "call": None}
+        if self.kind == "always-act" and turn["call"] and "gold_turns_json" in row:
+            args = json.loads(turn["call"][1])
+            said = [m.get("content") or "" for m in conv.messages if m.get("role") == "user"]
+            drop = set(ungrounded_args(args, said, json.loads(row.get("defaults") or "{}")))
+            turn["call"] = [turn["call"][0], json.dumps({k: v for k, v in args.items() if k not in drop})]
+        call = tuple(turn["call"]) if turn["call"] else None
+        text = render_speakrl(turn["act"], "", turn["content"], call)
+        return Turn(text=text, p_ask=1.0 if turn["act"] == "clarify" else 0.0)
+
+
+def auc(scores: Sequence[float], positives: Sequence[bool]) -> float | None:
+    """ROC AUC of `scores` separating positives from negatives (ties count half); None without both classes.
+
+    >>> auc([0.9, 0.8, 0.3, 0.1], [True, False, True, False])
+    0.75
+    >>> auc([0.5, 0.5], [True, False])
+    0.5
+    """
+    pos = [s for s, p in zip(scores, positives) if p]
+    neg = [s for s, p in zip(scores, positives) if not p]
+    if not pos or not neg:
+        return None
+    import bisect
+
+    ordered = sorted(neg)
+    wins = sum(bisect.bisect_left(ordered, s) + 0.5 * (bisect.bisect_right(ordered, s) - bisect.bisect_left(ordered, s)) for s in pos)
+    return round(wins / (len(pos) * len(neg)), 4)
+
+
 def _ratio(a: float, b: float) -> float | None:
     return round(a / b, 4) if b else None
 
 
 def decision_metrics(policy: Policy, rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Teacher-forced per-turn metrics over decision rows (`training.data.decision_rows`)."""
-    convs = [Conversation(json.loads(r["history"]), json.loads(r["tools"])) for r in rows]
+    convs = [Conversation(json.loads(r["history"]), json.loads(r["tools"]), gold=r) for r in rows]
     turns = policy.respond(convs)
+    scores: list[float] = []
     tp = fp = fn = tn = fp_ctrl = neg_ctrl = 0
     target_overlap: list[float] = []
     exact: list[float] = []
@@ -165,6 +268,8 @@ def decision_metrics(policy: Policy, rows: list[dict[str, Any]]) -> dict[str, An
         p = parse(turn.text, policy.protocol, turn.tool_calls)
         formats.append(p.format_score)
         asked, needed = p.act == "clarify", row["act"] == "clarify"
+        # Without the decision token's probability (API models, a turn with no `<clarify>`), the hard decision.
+        scores.append(turn.p_ask if turn.p_ask is not None else float(asked))
         if needed:
             tp, fn = tp + asked, fn + (not asked)
             if asked:
@@ -192,6 +297,7 @@ def decision_metrics(policy: Policy, rows: list[dict[str, Any]]) -> dict[str, An
         "clarify_precision": precision,
         "clarify_recall": recall,
         "clarify_f1": f1,
+        "p_ask_auc": auc(scores, [r["act"] == "clarify" for r in rows]),
         "over_asking_rate": _ratio(fp, fp + tn),
         "under_asking_rate": _ratio(fn, tp + fn),
         "control_over_asking_rate": _ratio(fp_ctrl, neg_ctrl),
@@ -208,7 +314,7 @@ def episode_metrics(policy: Policy, rows: list[dict[str, Any]], envs: dict[str, 
     for row in rows:
         env = envs[row["environment"]]()
         env.reset(**row)
-        states.append({"row": row, "env": env, "conv": Conversation(json.loads(row["history"]), json.loads(row["tools"])), "turns": 0, "done": False})
+        states.append({"row": row, "env": env, "conv": Conversation(json.loads(row["history"]), json.loads(row["tools"]), gold=row), "turns": 0, "done": False})
     for _ in range(max_turns):
         active = [s for s in states if not s["done"]]
         if not active:
@@ -275,7 +381,8 @@ def _run_catalog(dataset: str) -> str | None:
 TABLE_ROWS = [
     ("task_completion", "task completion"),
     ("avg_turns", "avg turns (gold: {avg_gold_turns})"),
-    ("clarify_f1", "clarify F1"),
+    ("clarify_f1", "clarify F1 (greedy)"),
+    ("p_ask_auc", "P(ask) AUC"),
     ("clarify_precision", "clarify precision"),
     ("clarify_recall", "clarify recall"),
     ("over_asking_rate", "over-asking rate"),
@@ -288,8 +395,9 @@ TABLE_ROWS = [
 ]
 
 
-def metrics_table(results: dict[str, dict[str, Any]], title: str = "SpeakER evaluation") -> Any:
-    """A rich table: one column per model, one row per metric."""
+def metrics_table(results: dict[str, dict[str, Any]], title: str = "SpeakER evaluation",
+                  rows: list[tuple[str, str]] | None = None) -> Any:
+    """A rich table: one column per model, one row per metric (`TABLE_ROWS` unless `rows` is given)."""
     from rich.table import Table
 
     table = Table(title=title)
@@ -297,7 +405,7 @@ def metrics_table(results: dict[str, dict[str, Any]], title: str = "SpeakER eval
     for name in results:
         table.add_column(name, justify="right")
     first = next(iter(results.values()), {})
-    for key, label in TABLE_ROWS:
+    for key, label in rows or TABLE_ROWS:
         cells = []
         for m in results.values():
             v = m.get(key)

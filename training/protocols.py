@@ -1,7 +1,10 @@
 """Output protocols: how a policy writes one assistant turn, and a parser per protocol that never crashes.
 
-- `speakrl` (SpeakRL paper): `<think>…</think><clarify>question</clarify>` to ask, or `<clarify>No</clarify>` followed
-  by the action, which is a tool call in the chat template's format (`<tool_call>{json}</tool_call>`) or the answer.
+- `speakrl` (SpeakRL paper): `<think>…</think>` then `<clarify>`, whose first word is the decision: `Yes`, a newline
+  and the question to ask (`<clarify>Yes\nWhich city?</clarify>`), or `No` (`<clarify>No</clarify>`) followed by the
+  action, which is a tool call in the chat template's format (`<tool_call>{json}</tool_call>`) or the answer. The
+  decision is one token at one position (`decision_tokens`), so greedy decoding of a small model cannot hide it behind
+  the many ways a question can begin; SFT targets, GRPO parsing, rewards and eval all read it here.
 - `native`: the model's own chat-template tool calls; a clarification question is plain text.
 
 A parsed turn says which act the policy took (clarify / tool_call / answer, or None when nothing usable came out),
@@ -25,11 +28,14 @@ _UNTAGGED_CALL = re.compile(r'^\s*\{\s*"name"\s*:')
 # End-of-turn markers some decoders keep in the text.
 _EOT = re.compile(r"(<\|im_end\|>|<\|endoftext\|>|<\|eot_id\|>|</s>).*$", re.DOTALL)
 _NO = {"no", "no.", "none", "no question", ""}
+# The decision word right after `<clarify>`: ask or act.
+ASK, ACT = "Yes", "No"
+_ASK_MARK = re.compile(rf"^{ASK}\b[:.,]?\s*")
 
 SPEAKRL_INSTRUCTIONS = (
     "Before every reply, think inside <think></think>. Then decide whether the user's request is missing or "
-    "ambiguous information that you need: if so, write the one question you must ask inside <clarify></clarify> "
-    "and stop. Otherwise write <clarify>No</clarify> and then act: call a tool inside <tool_call></tool_call> as "
+    "ambiguous information that you need: if so, write <clarify>Yes, a new line, the one question you must ask, "
+    "</clarify> and stop. Otherwise write <clarify>No</clarify> and then act: call a tool inside <tool_call></tool_call> as "
     "JSON {\"name\": ..., \"arguments\": {...}}, or answer the user. Never invent a value the user did not give."
 )
 NATIVE_INSTRUCTIONS = (
@@ -132,9 +138,12 @@ def parse(text: Any, protocol: str = "speakrl", tool_calls: list[Any] | None = N
 
     `tool_calls` are structured calls from an API response (OpenAI format); they take the place of inline ones.
 
-    >>> p = parse('<think>no restaurant</think><clarify>Which restaurant?</clarify>')
+    >>> p = parse('<think>no restaurant</think><clarify>Yes\\nWhich restaurant?</clarify>')
     >>> p.act, p.question, p.format_score
     ('clarify', 'Which restaurant?', 1.0)
+    >>> p = parse('<think></think><clarify>Which restaurant?</clarify>')  # a question without the decision word
+    >>> p.act, p.format_score, p.problems
+    ('clarify', 0.75, ['no_decision_token'])
     >>> p = parse('<think>all set</think><clarify>No</clarify><tool_call>{"name": "book", "arguments": {"n": 2}}</tool_call>')
     >>> p.act, p.call_name, p.call_args, p.format_score
     ('tool_call', 'book', {'n': 2}, 1.0)
@@ -142,6 +151,8 @@ def parse(text: Any, protocol: str = "speakrl", tool_calls: list[Any] | None = N
     True
     >>> parse('Which city?', protocol="native").act
     'clarify'
+    >>> parse('<tool_call>{"name": "ask_user", "arguments": {"question": "Which city?"}}</tool_call>', "native").question
+    'Which city?'
     >>> parse(None).act is None
     True
     """
@@ -173,6 +184,16 @@ def _parse_speakrl(raw: str, body: str, has_think: bool, parsed: Parsed, tool_ca
         parsed.problems.append("no_clarify" if not clarifies else "misplaced_clarify")
     question = clarify.group(1).strip() if clarify else None
     asks = question is not None and question.lower().strip(" .!") not in _NO
+    marked = False
+    if asks:
+        marked = bool(_ASK_MARK.match(question))
+        question = _ASK_MARK.sub("", question, count=1).strip() if marked else question
+        asks = bool(question)
+        if not marked:
+            parsed.problems.append("no_decision_token")
+            score -= 0.25
+        elif not asks:
+            parsed.problems.append("empty_question")
     if asks:
         parsed.act, parsed.question = "clarify", question
         if not after.strip():
@@ -195,7 +216,7 @@ def _parse_speakrl(raw: str, body: str, has_think: bool, parsed: Parsed, tool_ca
         )
         if clean and clarify is not None or parsed.act == "tool_call" and parsed.call_args is not None:
             score += 0.25
-    parsed.format_score = score
+    parsed.format_score = max(0.0, score)
     return parsed
 
 
@@ -220,6 +241,8 @@ def _read_text(text: str, parsed: Parsed, questions: bool = False) -> None:
 
 def _parse_native(raw: str, body: str, parsed: Parsed, tool_calls: list[Any] | None) -> Parsed:
     found = _structured_call(tool_calls, parsed) if tool_calls else _first_call(body, parsed)
+    if found and parsed.call_name == "ask_user":  # the episodes' question tool (training.env): a question, not an action
+        parsed.act, parsed.question = "clarify", str((parsed.call_args or {}).get("question") or "")
     score = 0.0
     if found:
         score = 1.0 if parsed.call_args is not None else 0.25
@@ -253,15 +276,24 @@ def render_speakrl(act: str, reasoning: str | None, content: str | None, call: t
     """The gold turn in the `speakrl` protocol (without the end-of-turn token).
 
     >>> render_speakrl("clarify", "no time given", "What time?", None)
-    '<think>\\nno time given\\n</think>\\n\\n<clarify>What time?</clarify>'
+    '<think>\\nno time given\\n</think>\\n\\n<clarify>Yes\\nWhat time?</clarify>'
     >>> render_speakrl("answer", None, "Booked.", None)
     '<think>\\n\\n</think>\\n\\n<clarify>No</clarify>\\nBooked.'
     """
     head = f"<think>\n{(reasoning or '').strip()}\n</think>\n\n"
     if act == "clarify":
-        return f"{head}<clarify>{(content or '').strip()}</clarify>"
+        return f"{head}<clarify>{ASK}\n{(content or '').strip()}</clarify>"
     action = render_call(*call) if act == "tool_call" and call else (content or "").strip()
-    return f"{head}<clarify>No</clarify>\n{action}"
+    return f"{head}<clarify>{ACT}</clarify>\n{action}"
+
+
+def decision_tokens(tokenizer: Any) -> tuple[list[int], int, int]:
+    """(ids just before the decision, ask token id, act token id) for a tokenizer: the one position where the
+    `speakrl` protocol's two branches first differ, found by tokenizing both (any tokenizer, no special tokens)."""
+    ask = tokenizer.encode(render_speakrl("clarify", "", "Which one?", None), add_special_tokens=False)
+    act = tokenizer.encode(render_speakrl("answer", "", "Done.", None), add_special_tokens=False)
+    i = next(i for i, (a, b) in enumerate(zip(ask, act)) if a != b)
+    return ask[:i], ask[i], act[i]
 
 
 def instructions(protocol: str) -> str:

@@ -68,7 +68,7 @@ def format_reward(completions: Sequence[Any], **columns: Any) -> list[float | No
     """Well-formed output for the protocol, with partial credit per part (think, clarify, action, valid call).
 
     >>> format_reward([
-    ...     '<think>ok</think><clarify>Which city?</clarify>',
+    ...     '<think>ok</think><clarify>Yes\\nWhich city?</clarify>',
     ...     '<think>ok</think><clarify>No</clarify><tool_call>{"name": "f", "arguments": {}}</tool_call>',
     ...     '<clarify>No</clarify>Done.',
     ...     'Which city?', '', None,
@@ -81,51 +81,53 @@ def format_reward(completions: Sequence[Any], **columns: Any) -> list[float | No
 
 
 def clarify_reward(completions: Sequence[Any], **columns: Any) -> list[float | None]:
-    """Ask iff the turn needs it, about the right slot(s).
+    """The ask/act decision: 1 when the policy asks iff the turn needs it, -1 when it asks needlessly or acts on an
+    unresolved ambiguity (and for output that makes no decision).
 
-    Asking when needed scores 0.5 plus up to 0.5 for the overlap between the slots the question targets and the gold
-    target slots. Acting when a question was needed (acting on unresolved ambiguity) scores -1; asking when nothing
-    needs asking scores -1 in a control dialogue (nothing was ever ambiguous) and -0.5 elsewhere; acting when acting
-    is right scores 1 (0.5 with a call that cannot be read; 0 for the other action: an answer where a call was due, or
-    the reverse, so that answering everything is no safe haven). Unparseable output scores -1.
+    Both mistakes cost the same on purpose: how good the question or the action is, is scored by `question`,
+    `tool_call` and `answer`, which apply only when the policy took the gold branch (None otherwise), so a wrong
+    decision loses the same on every kind of row (see tests/training/test_rewards.py, the symmetry table).
 
-    >>> slots = json.dumps([{"name": "city", "description": "City"}, {"name": "time", "description": "Time"}])
-    >>> clarify_reward(
-    ...     ['<clarify>Which city?</clarify>', '<clarify>What time?</clarify>', '<clarify>Anything else?</clarify>',
-    ...      '<clarify>No</clarify>Booked.', 'garbage'],
-    ...     act=["clarify"] * 5, target_slots=[["city"]] * 5, slots=[slots] * 5, is_control=[False] * 5)
-    [1.0, 0.5, 0.5, -1.0, -1.0]
-    >>> clarify_reward(['<clarify>Which city?</clarify>', '<clarify>No</clarify><tool_call>{"name": "f", "arguments": {}}</tool_call>',
-    ...                 '<clarify>No</clarify>Done.', 'Done.'],
-    ...                act=["tool_call"] * 4, target_slots=[[]] * 4, slots=[slots] * 4, is_control=[True] * 4)
-    [-1.0, 1.0, 0.0, -1.0]
+    >>> clarify_reward(['<clarify>Yes\\nWhich city?</clarify>', '<clarify>No</clarify>Booked.', 'garbage'], act=["clarify"] * 3)
+    [1.0, -1.0, -1.0]
+    >>> clarify_reward(['<clarify>Yes\\nWhich city?</clarify>', '<clarify>No</clarify><tool_call>{"name": "f", "arguments": {}}</tool_call>'],
+    ...                act=["tool_call"] * 2)
+    [-1.0, 1.0]
     """
     rewards: list[float | None] = []
     for i, p in enumerate(_parsed(completions, columns)):
-        gold_act = _col(columns, "act", i, "tool_call")
-        if p.act is None:
-            rewards.append(-1.0)
-        elif gold_act == "clarify":
-            if p.act != "clarify":
-                rewards.append(-1.0)
-                continue
-            gold = set(_col(columns, "target_slots", i, []) or [])
-            asked = question_targets(p.question or "", slot_specs(_col(columns, "slots", i, "[]")))
-            overlap = len(gold & asked) / len(gold | asked) if gold | asked else 0.0
-            rewards.append(0.5 + 0.5 * overlap)
-        elif p.act == "clarify":
-            rewards.append(-1.0 if _col(columns, "is_control", i, False) else -0.5)
-        else:  # acting when acting is right; the other action (an answer where a call is due...) earns nothing
-            unreadable = p.act == "tool_call" and p.call_args is None
-            rewards.append(0.0 if p.act != gold_act else 0.5 if unreadable else 1.0)
+        needed = _col(columns, "act", i, "tool_call") == "clarify"
+        rewards.append(-1.0 if p.act is None else 1.0 if (p.act == "clarify") == needed else -1.0)
+    return rewards
+
+
+def question_reward(completions: Sequence[Any], **columns: Any) -> list[float | None]:
+    """On turns that need a question and get one: the overlap (Jaccard) between the slots it asks about
+    (`question_targets`) and the gold target slots. None elsewhere.
+
+    >>> slots = json.dumps([{"name": "city", "description": "City"}, {"name": "time", "description": "Time"}])
+    >>> question_reward(['<clarify>Yes\\nWhich city?</clarify>', '<clarify>Yes\\nWhich city and time?</clarify>',
+    ...                  '<clarify>Yes\\nAnything else?</clarify>', '<clarify>No</clarify>Booked.'],
+    ...                 act=["clarify"] * 4, target_slots=[["city"]] * 4, slots=[slots] * 4)
+    [1.0, 0.5, 0.0, None]
+    """
+    rewards: list[float | None] = []
+    for i, p in enumerate(_parsed(completions, columns)):
+        if _col(columns, "act", i) != "clarify" or p.act != "clarify":
+            rewards.append(None)
+            continue
+        gold = set(_col(columns, "target_slots", i, []) or [])
+        asked = question_targets(p.question or "", slot_specs(_col(columns, "slots", i, "[]")))
+        rewards.append(round(len(gold & asked) / len(gold | asked), 4) if gold | asked else 0.0)
     return rewards
 
 
 def tool_call_reward(completions: Sequence[Any], **columns: Any) -> list[float | None]:
     """Tool accuracy on turns whose gold act is a call: 1 for an exact call, else 0.25 for the right tool plus 0.75 x
     argument F1, minus 0.5 x the share of arguments holding a value the user never gave (an invented value).
-    No call scores -1 and a call that cannot be read -0.5, below any readable call (-0.5 at worst), so a weak policy
-    is pushed towards calling rather than away from it. None on turns that should not call a tool.
+    An answer (or no readable act) where a call is due scores -1 and a call that cannot be read -0.5, below any
+    readable call (-0.5 at worst), so a weak policy is pushed towards calling rather than away from it. None on turns
+    that should not call a tool, and when the policy asks instead (that mistake is `clarify`'s to score).
 
     >>> cols = dict(act=["tool_call"] * 5, gold_name=["book"] * 5, gold_args=['{"city": "Oakland", "n": 2}'] * 5,
     ...             defaults=["{}"] * 5, user_texts=[["A table in Oakland for 2"]] * 5)
@@ -133,12 +135,12 @@ def tool_call_reward(completions: Sequence[Any], **columns: Any) -> list[float |
     >>> tool_call_reward([call('{"city": "Oakland", "n": 2}'), call('{"city": "Oakland", "n": 3}'),
     ...                   call('{"city": "Paris", "n": 2}'), '<clarify>No</clarify>Sure.', call('{"city": ')], **cols)
     [1.0, 0.375, 0.375, -1.0, -0.5]
-    >>> tool_call_reward(['anything'], act=["clarify"])
-    [None]
+    >>> tool_call_reward(['anything', '<clarify>Yes\\nWhich city?</clarify>'], act=["clarify", "tool_call"])
+    [None, None]
     """
     rewards: list[float | None] = []
     for i, p in enumerate(_parsed(completions, columns)):
-        if _col(columns, "act", i) != "tool_call":
+        if _col(columns, "act", i) != "tool_call" or p.act == "clarify":
             rewards.append(None)
             continue
         if p.act != "tool_call":
@@ -166,17 +168,18 @@ def tool_call_reward(completions: Sequence[Any], **columns: Any) -> list[float |
 
 def answer_reward(completions: Sequence[Any], **columns: Any) -> list[float | None]:
     """Answer correctness on turns whose gold act is an answer: the share of the facts of the last tool result that the
-    gold answer states (confirmation ids, names, times...) which the predicted answer states too. None elsewhere.
+    gold answer states (confirmation ids, names, times...) which the predicted answer states too; 0 for a call or
+    unreadable output. None on other turns and when the policy asks instead (`clarify` scores that).
 
-    >>> cols = dict(act=["answer"] * 3, gold_content=["Booked at Nopa, confirmation RES-1."] * 3,
-    ...             last_tool_result=['{"restaurant_name": "Nopa", "confirmation_id": "RES-1"}'] * 3)
+    >>> cols = dict(act=["answer"] * 4, gold_content=["Booked at Nopa, confirmation RES-1."] * 4,
+    ...             last_tool_result=['{"restaurant_name": "Nopa", "confirmation_id": "RES-1"}'] * 4)
     >>> answer_reward(['<clarify>No</clarify>Done: Nopa, RES-1.', '<clarify>No</clarify>Done at Nopa.',
-    ...                '<clarify>What?</clarify>'], **cols)
-    [1.0, 0.5, 0.0]
+    ...                '<clarify>Yes\\nWhat?</clarify>', 'junk'], **cols)
+    [1.0, 0.5, None, 0.0]
     """
     rewards: list[float | None] = []
     for i, p in enumerate(_parsed(completions, columns)):
-        if _col(columns, "act", i) != "answer":
+        if _col(columns, "act", i) != "answer" or p.act == "clarify":
             rewards.append(None)
             continue
         if p.act != "answer":
@@ -193,20 +196,20 @@ def answer_reward(completions: Sequence[Any], **columns: Any) -> list[float | No
 
 
 def turn_efficiency_reward(completions: Sequence[Any], **columns: Any) -> list[float | None]:
-    """Do not spend turns: a question about slots the user already gave, or about nothing the tools take, costs up to
-    -1; acting costs nothing.
+    """Do not spend turns: on a turn that needs a question, one about slots the user already gave, or about nothing
+    the tools take, costs up to -1. None where the policy does not ask or no question is due (`clarify` scores that).
 
     >>> slots = json.dumps([{"name": "city", "description": "City"}, {"name": "time", "description": "Time"}])
-    >>> cols = dict(user_texts=[["A table in Oakland"]] * 4, slots=[slots] * 4,
+    >>> cols = dict(user_texts=[["A table in Oakland"]] * 4, slots=[slots] * 4, act=["clarify"] * 4,
     ...             goal=['{"city": "Oakland", "time": "7 pm"}'] * 4, gold_args=["{}"] * 4)
-    >>> turn_efficiency_reward(['<clarify>What time?</clarify>', '<clarify>Which city?</clarify>',
-    ...                         '<clarify>Hmm?</clarify>', '<clarify>No</clarify>Ok.'], **cols)
-    [0.0, -1.0, -0.5, 0.0]
+    >>> turn_efficiency_reward(['<clarify>Yes\\nWhat time?</clarify>', '<clarify>Yes\\nWhich city?</clarify>',
+    ...                         '<clarify>Yes\\nHmm?</clarify>', '<clarify>No</clarify>Ok.'], **cols)
+    [0.0, -1.0, -0.5, None]
     """
     rewards: list[float | None] = []
     for i, p in enumerate(_parsed(completions, columns)):
-        if p.act != "clarify":
-            rewards.append(0.0)
+        if p.act != "clarify" or _col(columns, "act", i) != "clarify":
+            rewards.append(None)
             continue
         asked = question_targets(p.question or "", slot_specs(_col(columns, "slots", i, "[]")))
         if not asked:
@@ -222,6 +225,7 @@ def turn_efficiency_reward(completions: Sequence[Any], **columns: Any) -> list[f
 REWARDS: dict[str, RewardFunc] = {
     "format": format_reward,
     "clarify": clarify_reward,
+    "question": question_reward,
     "tool_call": tool_call_reward,
     "answer": answer_reward,
     "turn_efficiency": turn_efficiency_reward,

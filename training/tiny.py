@@ -25,22 +25,26 @@ def qwen3_chat_template() -> str:
     return template
 
 
-def training_texts(rows: Iterable[dict[str, Any]], protocol: str, limit: int = 3000) -> list[str]:
+def training_texts(rows: Iterable[dict[str, Any]], protocol: str, limit: int = 3000, style: str = "chat_template") -> list[str]:
     """The texts a tiny model will read: decision prompts rendered through the Qwen3 template, and gold turns."""
     import json
 
     from transformers.utils.chat_template_utils import render_jinja_template
 
-    from speakrl.training.prompts import with_instructions
+    from speakrl.training.prompts import compact_messages, with_instructions
     from speakrl.training.protocols import render_speakrl
 
     texts = []
     for i, row in enumerate(rows):
         if i >= limit:
             break
+        history, tools = json.loads(row["history"]), json.loads(row["tools"])
+        if style == "compact":
+            history, tools = compact_messages(history, tools, protocol), None
+        else:
+            history = with_instructions(history, protocol)
         rendered, _ = render_jinja_template(
-            conversations=[with_instructions(json.loads(row["history"]), protocol)], tools=json.loads(row["tools"]),
-            chat_template=qwen3_chat_template(), add_generation_prompt=True,
+            conversations=[history], tools=tools, chat_template=qwen3_chat_template(), add_generation_prompt=True,
         )
         call = (row["gold_name"], row["gold_args"]) if row["gold_name"] else None
         texts += [rendered[0], render_speakrl(row["act"], row["gold_reasoning"], row["gold_content"], call)]

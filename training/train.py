@@ -50,8 +50,9 @@ def build_base(cfg: SpeakrlConfig, model_name: str | None, dialogues: list[Dialo
         if not (base / "config.json").is_file():
             # Train the BPE on what the model will read: rendered prompts (template boilerplate, instructions, tool
             # specs) and gold turns, plus the raw dialogue text.
-            texts = training_texts(decision_rows(dialogues), cfg.protocol) + list(corpus_texts(dialogues))
+            texts = training_texts(decision_rows(dialogues), cfg.protocol, style=cfg.prompt_style) + list(corpus_texts(dialogues))
             build_tiny(base, texts, vocab_size=vocab, **kwargs)
+            save_settings(cfg, base)
         return str(base)
     return resolve_model(model_name)
 
@@ -65,14 +66,60 @@ def _limit(rows: list[dict[str, Any]], n: int | None, seed: int) -> list[dict[st
     return rng.sample(rows, n)
 
 
-def sft_dataset(rows: list[dict[str, Any]], tokenizer: Any, protocol: str, reasoning: bool = True) -> Any:
+def repeat_clarify(rows: list[dict[str, Any]], times: float, seed: int) -> list[dict[str, Any]]:
+    """Rows with each clarify row `times` times (2.5: twice, and a third time for half of them, drawn by seed).
+
+    >>> rows = [{"act": "clarify"}] * 4 + [{"act": "tool_call"}] * 4
+    >>> [r["act"] for r in repeat_clarify(rows, 1.5, 0)].count("clarify")
+    6
+    """
+    import random
+
+    clarify = [r for r in rows if r["act"] == "clarify"]
+    whole, part = int(times), times - int(times)
+    extra = clarify * (whole - 1) + random.Random(seed).sample(clarify, round(part * len(clarify)))
+    return rows + extra
+
+
+def sft_dataset(rows: list[dict[str, Any]], tokenizer: Any, protocol: str, reasoning: bool = True,
+                style: str = "chat_template") -> Any:
     from datasets import Dataset
 
     if not reasoning:
         rows = [{**r, "gold_reasoning": ""} for r in rows]
     return Dataset.from_list(
-        [{"prompt": render_prompt(tokenizer, r["history"], r["tools"], protocol), "completion": render_target(tokenizer, r, protocol)} for r in rows]
+        [{"prompt": render_prompt(tokenizer, r["history"], r["tools"], protocol, style), "completion": render_target(tokenizer, r, protocol)}
+         for r in rows]
     )
+
+
+def environment_tools(env_class: type) -> list[Any]:
+    """The tools TRL gives an episode of `env_class`: its public methods, in TRL's order (inspect.getmembers)."""
+    import inspect
+
+    instance = env_class()
+    return [getattr(instance, name) for name, _ in inspect.getmembers(env_class, predicate=inspect.isfunction)
+            if name not in ("reset", "get_reward") and not name.startswith("_")]
+
+
+def episode_sft_dataset(rows: list[dict[str, Any]], tokenizer: Any, cfg: SpeakrlConfig) -> Any:
+    """SFT data for episode mode: decision rows in the protocol the episodes use (`prompts.render_episode_example`)."""
+    from datasets import Dataset
+
+    from speakrl.pipeline.catalog import load_catalog
+    from speakrl.training.env import environment_factories
+    from speakrl.training.prompts import render_episode_example
+
+    envs = environment_factories(load_catalog(cfg.catalog), sorted({r["domain"] for r in rows}), cfg.turn_cost)
+    tools = {name: environment_tools(cls) for name, cls in envs.items()}
+    examples = [render_episode_example(tokenizer, r, tools[r["domain"]]) for r in rows]
+    return Dataset.from_list([{"prompt": p, "completion": c} for p, c in examples])
+
+
+def save_settings(cfg: SpeakrlConfig, model_dir: str | Path) -> None:
+    """What evaluation must know to prompt a checkpoint as it was trained: `speakrl.json` beside its weights."""
+    protocol = "native" if cfg.mode == "episode" else cfg.protocol  # episodes are native tool calls (training.env)
+    atomic_write_text(Path(model_dir) / "speakrl.json", json.dumps({"protocol": protocol, "prompt_style": cfg.prompt_style, "mode": cfg.mode}))
 
 
 def grpo_dataset(rows: list[dict[str, Any]], tokenizer: Any, cfg: SpeakrlConfig) -> Any:
@@ -81,7 +128,8 @@ def grpo_dataset(rows: list[dict[str, Any]], tokenizer: Any, cfg: SpeakrlConfig)
     from datasets import Dataset
 
     if cfg.mode == "decision":
-        data = [{**r, "prompt": render_prompt(tokenizer, r["history"], r["tools"], cfg.protocol), "protocol": cfg.protocol} for r in rows]
+        data = [{**r, "prompt": render_prompt(tokenizer, r["history"], r["tools"], cfg.protocol, cfg.prompt_style), "protocol": cfg.protocol}
+                for r in rows]
     else:
         data = [{**r, "prompt": with_instructions(json.loads(r["history"]), "native")} for r in rows]
     return Dataset.from_list(data)
@@ -92,7 +140,11 @@ def run_sft(cfg: SpeakrlConfig, model_path: str, rows: list[dict[str, Any]], out
     from trl import SFTConfig, SFTTrainer
 
     tokenizer = AutoTokenizer.from_pretrained(model_path)
-    dataset = sft_dataset(rows, tokenizer, cfg.protocol, cfg.sft_reasoning)
+    rows = repeat_clarify(rows, cfg.sft_clarify_repeat, cfg.seed)
+    if cfg.mode == "episode":  # warm start in the episodes' own protocol: native calls, questions through ask_user
+        dataset = episode_sft_dataset(rows, tokenizer, cfg)
+    else:
+        dataset = sft_dataset(rows, tokenizer, cfg.protocol, cfg.sft_reasoning, cfg.prompt_style)
     settings = {
         "output_dir": str(out / "sft"),
         "report_to": cfg.report_to,
@@ -111,6 +163,7 @@ def run_sft(cfg: SpeakrlConfig, model_path: str, rows: list[dict[str, Any]], out
     trainer.train()
     trainer.save_model(args.output_dir)
     tokenizer.save_pretrained(args.output_dir)
+    save_settings(cfg, args.output_dir)
     _save_history(trainer.state.log_history, out / "sft" / "log_history.json")
     return args.output_dir
 
@@ -152,6 +205,7 @@ def run_grpo(cfg: SpeakrlConfig, model_path: str, rows: list[dict[str, Any]], ou
     final = out / "grpo"
     trainer.save_model(str(final))
     trainer.processing_class.save_pretrained(str(final))
+    save_settings(cfg, final)
     _save_history(trainer.state.log_history, out / "grpo" / "log_history.json")
     save_reward_curve(trainer.state.log_history, out)
     return str(final)

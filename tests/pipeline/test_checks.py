@@ -1,4 +1,5 @@
-"""Grounding of dates, times, years and yes/no slots as people say them; confirmations, offers, aliases and informs."""
+"""Grounding of dates, times, years and yes/no slots as people say them; confirmations, offers, aliases and informs;
+question_targets: the slots a question asks about, no more (shared by validator, rewards, eval, user simulator)."""
 
 import json
 from datetime import date
@@ -6,10 +7,14 @@ from datetime import date
 import pytest
 
 from speakrl.pipeline.checks import mentioned, question_targets, reference_date, ungrounded_args
+from speakrl.pipeline.runner import generate
 from speakrl.pipeline.stages import validate
 from speakrl.schemas import Dialogue, FunctionCall, Message, TurnLabel
 from speakrl.schemas.catalog import SlotSpec
+from speakrl.schemas.config import RunConfig
 from speakrl.schemas.dialogue import Inform, Provenance, ToolCall, ToolSpec
+from speakrl.training.data import decision_rows, load_dialogues
+from speakrl.training.rewards import slot_specs
 
 FRIDAY = date(2019, 3, 1)
 
@@ -154,3 +159,52 @@ def test_a_yes_no_value_needs_its_words_even_when_annotated():
     drink = [Inform(message_index=3, slot="serves_alcohol", value="True")]
     assert validate.grounded(_search("A meal and a drink.", drink, {"serves_alcohol": True}), None).startswith("ungrounded_value")
     assert validate.grounded(_search("Somewhere that serves alcohol.", drink, {"serves_alcohol": True}), None) is None
+
+
+def _slots(*names, enums=None):
+    enums = enums or {}
+    return [SlotSpec(name=n, description=n, enum=enums.get(n)) for n in names]
+
+
+@pytest.mark.parametrize(
+    "question, names, enums, expected",
+    [
+        # A slot's full label claims its words from slots that share one of them.
+        ("Which event title should I use?", ("event_date", "event_title", "new_title"), None, {"event_title"}),
+        ("What pickup date would you like?", ("pickup_date", "pickup_location", "pickup_time", "return_date"), None, {"pickup_date"}),
+        ("Can you give me the origin city?", ("origin_city", "destination_city"), None, {"origin_city"}),
+        # A slot's own label beats one word of another slot's name.
+        ("Which event should I use?", ("event_date", "event_name"), None, {"event_name"}),
+        ("Can you give me the car?", ("car_model", "car_type"), None, {"car_type"}),
+        # Enum values name their slot; an ambiguous word then goes to the slot already named.
+        ("Those conflict: standard versus luxury. Which ride do you want?", ("ride_id", "ride_type"),
+         {"ride_type": ["standard", "luxury"]}, {"ride_type"}),
+        # Stop words of a slot name are no cue ("check_in_date" is not asked about by "in").
+        ("What hotel do you have in mind?", ("check_in_date", "hotel_name"), None, {"hotel_name"}),
+        # Quoted user words and listed options are not what is asked.
+        ('When you say "in the morning", which hour exactly do you mean?', ("date", "hour"), None, {"hour"}),
+        ("I see Sprint planning or Date night. Which event title should I use?", ("event_date", "event_title", "new_date"),
+         None, {"event_title"}),
+        # Several slots really asked about are all found.
+        ("Which restaurant, and how many people?", ("party_size", "restaurant_name", "city"), None, {"party_size", "restaurant_name"}),
+        ("What date and time work for you?", ("date", "time", "city"), None, {"date", "time"}),
+        ("Anything else?", ("date", "time"), None, set()),
+    ],
+)
+def test_question_targets_shapes(question, names, enums, expected):
+    assert question_targets(question, _slots(*names, enums=enums)) == expected
+
+
+def test_question_targets_match_gold_on_generated_questions(tmp_path):
+    """Against all the tools' slots (as rewards and the user simulator pass them), gold questions name their gold
+    targets. The only known exception: slots whose names say the same thing (ride_id and ride_type are both "ride")."""
+    run_dir = generate(RunConfig(n=300, seed=3, out=str(tmp_path / "run")))
+    dialogues = [d for split in load_dialogues(str(run_dir)).values() for d in split]
+    rows = [r for r in decision_rows(dialogues) if r["act"] == "clarify"]
+    assert len(rows) > 100
+    wrong = [
+        (r["gold_content"], sorted(r["target_slots"]), sorted(got))
+        for r in rows
+        if (got := question_targets(r["gold_content"], slot_specs(r["slots"]))) != set(r["target_slots"])
+    ]
+    assert len(wrong) <= 0.02 * len(rows), wrong[:10]

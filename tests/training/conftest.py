@@ -33,3 +33,25 @@ def tiny_dir(tmp_path_factory: pytest.TempPathFactory, splits: dict) -> Path:
 
     return build_tiny(tmp_path_factory.mktemp("tiny") / "base", list(corpus_texts(splits["train"])), vocab_size=1024,
                       hidden_size=64, num_layers=1, num_heads=2, intermediate_size=128)
+
+
+@pytest.fixture(scope="session")
+def slice_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The first items of each benchmark file of the repository's copy, in the same layout (a user's --benchmark-dir);
+    When2Call's slice keeps each of its three classes."""
+    import json
+
+    from speakrl.training.benchmarks import FILES, default_dir
+
+    out = tmp_path_factory.mktemp("benchmarks")
+    for files in FILES.values():
+        for f in files:
+            (out / f).parent.mkdir(parents=True, exist_ok=True)
+            lines = (default_dir() / f).read_text(encoding="utf-8").splitlines()
+            if f.startswith("when2call"):
+                by_class = {}
+                for line in lines:
+                    by_class.setdefault(json.loads(line)["correct_answer"], []).append(line)
+                lines = [line for part in by_class.values() for line in part[:4]]
+            (out / f).write_text("\n".join(lines[:12]) + "\n", encoding="utf-8")
+    return out

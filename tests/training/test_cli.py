@@ -1,9 +1,12 @@
 """`speakrl train` / `speakrl eval` bad input: one sentence on stderr, exit code 2, no traceback."""
 
+import json
 import subprocess
 import sys
 
 import pytest
+
+from speakrl_testing.openai_server import OpenAIServer
 
 
 def speakrl(*args, timeout=180):
@@ -30,7 +33,7 @@ def test_unknown_recipe(tmp_path, run_dir):
 def test_unknown_reward(tmp_path, run_dir):
     proc = speakrl("train", "--recipe", "tiny-cpu", "--dataset", str(run_dir), "--output-dir", str(tmp_path),
                    "--set", "reward_funcs=[format, vibes]", "--set", "reward_weights=null")
-    assert_one_sentence(proc, r"unknown reward\(s\) vibes; valid rewards: format, clarify, tool_call")
+    assert_one_sentence(proc, r"unknown reward\(s\) vibes; valid rewards: format, clarify, question, tool_call")
 
 
 def test_missing_model_path(tmp_path, run_dir):
@@ -67,3 +70,33 @@ def test_train_and_eval_commands(tmp_path, run_dir):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "task completion" in proc.stdout
     assert (out / "grpo" / "eval_test.json").is_file()
+
+
+def test_unknown_benchmark(tmp_path):
+    proc = speakrl("eval", "--model", "m", "--base-url", "http://127.0.0.1:9/v1", "--benchmark", "nope")
+    assert_one_sentence(proc, "unknown benchmark 'nope'; valid: when2call")
+    proc = speakrl("eval", "--model", "m", "--base-url", "http://127.0.0.1:9/v1")
+    assert_one_sentence(proc, "pass either --dataset .* or --benchmark")
+
+
+def test_eval_benchmark_command_on_a_checkpoint_and_an_endpoint(tiny_dir, slice_dir, tmp_path):
+    proc = speakrl("eval", "--benchmark", "when2call", "--benchmark-dir", str(slice_dir), "--model", str(tiny_dir),
+                   "--max-new-tokens", "8", "--output-dir", str(tmp_path / "local"), timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    text = " ".join(proc.stdout.split())  # rich wraps cells at the terminal width
+    for column in ("always-act", "always-ask", "oracle", "macro-F1", "hallucination"):
+        assert column in text, proc.stdout
+    local = json.loads((tmp_path / "local" / "eval_when2call.json").read_text())
+    assert local["items"] == 12 and local["baselines"]["oracle"]["macro_f1"] == 1.0
+
+    def asker(body):  # asks on every item: all request_for_info
+        return "Which value do you mean?"
+
+    with OpenAIServer(responder=asker) as server:
+        proc = speakrl("eval", "--benchmark", "when2call", "--benchmark-dir", str(slice_dir), "--model", "asker",
+                       "--base-url", server.base_url, "--output-dir", str(tmp_path / "api"), timeout=600)
+        assert server.requests == 12 and server.bodies[0]["tools"]
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    api = json.loads((tmp_path / "api" / "eval_when2call.json").read_text())
+    assert api["f1_request_for_info"] == 0.5 and api["tool_hallucination_rate"] == 0.0
+    assert api["macro_f1"] == pytest.approx(1 / 6, abs=1e-3)

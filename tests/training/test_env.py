@@ -94,11 +94,40 @@ def test_grpo_trainer_runs_episodes_with_environment_factory(catalog, splits, ti
         "mode=episode", "reward_funcs=[]", "reward_weights=null", "per_device_train_batch_size=4", "num_generations=2",
         "max_completion_length=24", "report_to=none", "max_tool_calling_iterations=2"])
     trainer = build_grpo_trainer(cfg, str(tiny_dir), rows)
+    from speakrl.training.train import environment_tools
+
     # Each domain's prompt is rendered with that domain's tools plus ask_user.
     for row in rows:
         names = {t.__name__ for t in trainer._env_tools[row["environment"]]}
         assert "ask_user" in names and row["goal_tool"] in names
+        # The episode SFT warm start renders the same tools in the same order.
+        env_class = environment_factories(catalog, [row["environment"]])[row["environment"]]
+        assert [t.__name__ for t in environment_tools(env_class)] == [t.__name__ for t in trainer._env_tools[row["environment"]]]
     trainer.train()
     logged = [h for h in trainer.state.log_history if "reward" in h]
     env_keys = {k for h in logged for k in h if k.startswith("rewards/") and k.endswith("Environment/mean")}
     assert env_keys, logged
+
+
+def test_episode_warm_start_targets_are_the_episode_protocol(splits, tiny_dir, tmp_path):
+    """In episode mode SFT teaches what the episodes read: questions as ask_user calls, actions as native calls, with
+    the environment's tools in the prompt, and earlier questions in the history as ask_user calls and results."""
+    from transformers import AutoTokenizer
+
+    from speakrl.training.config import load_recipe
+    from speakrl.training.data import decision_rows
+    from speakrl.training.protocols import parse
+    from speakrl.training.train import episode_sft_dataset
+
+    cfg, _ = load_recipe("tiny-cpu", output_dir=str(tmp_path), overrides=["mode=episode", "reward_funcs=[]", "reward_weights=null"])
+    rows = decision_rows(splits["train"])[:60]
+    data = episode_sft_dataset(rows, AutoTokenizer.from_pretrained(tiny_dir), cfg)
+    for row, prompt, target in zip(rows, data["prompt"], data["completion"]):
+        p = parse(target, "native")
+        assert p.act == row["act"], (row["act"], target)
+        if row["act"] == "clarify":
+            assert p.call_name == "ask_user" and p.question == row["gold_content"]
+        assert '"name": "ask_user"' in prompt  # the tool is offered, as TRL renders the environment's methods
+        assert row["turn"] == 0 or "<tool_response>" in prompt  # earlier turns come back as tool results
+
+

@@ -62,3 +62,25 @@ def test_dataset_from_a_hub_id(run_dir, tmp_path):
     local = load_dialogues(str(run_dir))
     assert {k: len(v) for k, v in splits.items()} == {k: len(v) for k, v in local.items()}
     assert splits["test"][0].messages == local["test"][0].messages
+
+
+def test_baseline_policies_score_what_they_must(run_dir):
+    """oracle: 1.0 everywhere in gold turns; always-act: never asks, so recall 0 and only controls complete;
+    always-ask: recall 1 at the base rate's precision, never completes; both at chance on P(ask) AUC."""
+    from speakrl.training.evaluate import BaselinePolicy
+
+    oracle = evaluate(BaselinePolicy("oracle"), str(run_dir), "test")
+    for key in ("clarify_f1", "p_ask_auc", "tool_call_exact_match", "answer_accuracy", "format_score", "task_completion"):
+        assert oracle[key] == 1.0, key
+    assert oracle["avg_turns"] == oracle["avg_gold_turns"]
+    act = evaluate(BaselinePolicy("always-act"), str(run_dir), "test")
+    assert act["clarify_recall"] == 0.0 and act["clarify_f1"] == 0.0 and act["over_asking_rate"] == 0.0
+    assert act["p_ask_auc"] == 0.5 and act["avg_turns"] < oracle["avg_turns"]
+    # Acting on what the user said completes the controls; of the ambiguous requests only those whose gold value the
+    # user did say (one side of a conflict) can complete: always-act is an optimistic floor for acting without asking.
+    assert act["task_completion_control"] == 1.0 and act["task_completion_ambiguous"] < 0.5
+    ask = evaluate(BaselinePolicy("always-ask"), str(run_dir), "test", max_turns=3)
+    assert ask["clarify_recall"] == 1.0 and ask["over_asking_rate"] == 1.0 and ask["p_ask_auc"] == 0.5
+    precision = ask["clarify_precision"]
+    assert ask["clarify_f1"] == pytest.approx(2 * precision / (1 + precision), abs=1e-3)
+    assert ask["task_completion"] == 0.0 and ask["avg_turns"] == 3.0

@@ -10,11 +10,13 @@ CALL = '<tool_call>\n{"name": "reserve_table", "arguments": {"party_size": 4, "c
 @pytest.mark.parametrize(
     ("text", "act", "score"),
     [
-        ("<think>no city</think>\n<clarify>Which city?</clarify>", "clarify", 1.0),
+        ("<think>no city</think>\n<clarify>Yes\nWhich city?</clarify>", "clarify", 1.0),
+        ("<think>no city</think>\n<clarify>Which city?</clarify>", "clarify", 0.75),  # no decision token
+        ("<think>no city</think>\n<clarify>Yes</clarify>", None, 0.5),  # decides to ask, asks nothing
         (f"<think>ok</think>\n<clarify>No</clarify>\n{CALL}", "tool_call", 1.0),
         ("<think>ok</think><clarify>No</clarify>Your table is booked.<|im_end|>", "answer", 1.0),
         (f"<clarify>No</clarify>{CALL}", "tool_call", 0.75),  # no think
-        (f"<think>ok</think><clarify>Which city?</clarify>{CALL}", "clarify", 0.5),  # asks and acts in one turn
+        (f"<think>ok</think><clarify>Yes\nWhich city?</clarify>{CALL}", "clarify", 0.5),  # asks and acts in one turn
         ('<think>ok</think><clarify>No</clarify><tool_call>{"name": "reserve_table", "arguments": {"party', "tool_call", 0.75),
         ("<think>ok</think><clarify>No</clarify>", None, 0.5),  # says no question, then does nothing
         ("Your table is booked.", None, 0.0),  # free text is not an act in this protocol
@@ -90,3 +92,24 @@ def test_parser_never_crashes_on_noise():
 def test_unknown_protocol():
     with pytest.raises(ValueError, match="valid: speakrl, native"):
         parse("x", "xml")
+
+
+def test_decision_is_one_token_at_one_position(splits):
+    """Asking and acting part at exactly one token right after `<clarify>`, in gold targets of every act, for the
+    tokenizer the tiny recipe builds (BPE trained on rendered prompts and gold turns, as `train.build_base` does)."""
+    from speakrl.training.data import decision_rows
+    from speakrl.training.protocols import decision_tokens
+    from speakrl.training.tiny import build_tokenizer, training_texts
+
+    tokenizer = build_tokenizer(training_texts(decision_rows(splits["train"]), "speakrl", limit=400), vocab_size=1024)
+    prefix, ask, act = decision_tokens(tokenizer)
+    assert ask != act and tokenizer.decode(prefix).endswith("<clarify>")
+    assert tokenizer.decode([ask]).strip() == "Yes" and tokenizer.decode([act]).strip() == "No"
+    for text, token in [
+        (render_speakrl("clarify", "", "How many people will be joining?", None), ask),
+        (render_speakrl("clarify", "", "Nopa or Zuni?", None), ask),
+        (render_speakrl("tool_call", "", None, ("f", '{"a": 1}')), act),
+        (render_speakrl("answer", "", "Booked.", None), act),
+    ]:
+        ids = tokenizer.encode(text, add_special_tokens=False)
+        assert ids[: len(prefix)] == prefix and ids[len(prefix)] == token

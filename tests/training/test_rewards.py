@@ -13,6 +13,7 @@ from speakrl.training.rewards import (
     clarify_reward,
     format_reward,
     get_rewards,
+    question_reward,
     tool_call_reward,
     turn_efficiency_reward,
 )
@@ -49,27 +50,28 @@ def test_tool_call_reward_table():
         call('{"restaurant_name": "Nopa", "party_size": 4}'),  # one slot missing
         call('{"restaurant_name": "Nopa", "party_size": 4, "time": "9 pm"}'),  # a value the user never said
         call(GOLD_ARGS, name="cancel_reservation"),  # wrong tool
-        "<think>t</think><clarify>What time?</clarify>",  # no call
+        "<think>t</think><clarify>No</clarify>Booked.",  # no call
+        "<think>t</think><clarify>Yes\nWhat time?</clarify>",  # asks instead: clarify's mistake, not scored here
     ]
     r = tool_call_reward(completions, **cols(len(completions)))
     assert r[0] == r[1] == 1.0
     assert 0.0 < r[3] < r[2] < 1.0  # missing a slot beats inventing one
     assert 0.0 < r[4] < r[2]
     assert r[5] == -1.0  # not calling at all is worse than any readable call
+    assert r[6] is None
     assert tool_call_reward(['<clarify>No</clarify><tool_call>{"name": "x"', "<clarify>No</clarify>Sure."], **cols(2)) == [-0.5, -1.0]
 
 
-def test_clarify_reward_table():
-    ask_table = "<think>t</think><clarify>Which restaurant would you like?</clarify>"
-    ask_other = "<think>t</think><clarify>How many people?</clarify>"
+def test_clarify_and_question_reward_tables():
+    ask_table = "<think>t</think><clarify>Yes\nWhich restaurant would you like?</clarify>"
+    ask_other = "<think>t</think><clarify>Yes\nHow many people?</clarify>"
     needed = cols(4, act="clarify", target_slots=["restaurant_name"])
-    r = clarify_reward([ask_table, ask_other, call(GOLD_ARGS), "junk"], **needed)
-    assert r == [1.0, 0.5, -1.0, -1.0]  # right slot > wrong slot > acting on unresolved ambiguity
-    control = cols(2, is_control=True)
-    ambiguous_but_resolved = cols(2)
-    assert clarify_reward([ask_table, call(GOLD_ARGS)], **control) == [-1.0, 1.0]
-    assert clarify_reward(["<think>t</think><clarify>No</clarify>Done."], **cols(1)) == [0.0]  # answered, a call was due
-    assert clarify_reward([ask_table, call(GOLD_ARGS)], **ambiguous_but_resolved) == [-0.5, 1.0]
+    completions = [ask_table, ask_other, call(GOLD_ARGS), "junk"]
+    assert clarify_reward(completions, **needed) == [1.0, 1.0, -1.0, -1.0]  # the decision only
+    assert question_reward(completions, **needed) == [1.0, 0.0, None, None]  # the question's target, when one is asked
+    for act in ("tool_call", "answer"):
+        assert clarify_reward([ask_table, call(GOLD_ARGS), "<clarify>No</clarify>Done."], **cols(3, act=act)) == [-1.0, 1.0, 1.0]
+        assert question_reward([ask_table], **cols(1, act=act)) == [None]
 
 
 def test_answer_and_efficiency_tables():
@@ -79,9 +81,48 @@ def test_answer_and_efficiency_tables():
                "<think>t</think><clarify>No</clarify>Booked Nopa.", call(GOLD_ARGS)]
     assert answer_reward(answers, **c) == [1.0, 0.5, 0.0]
     assert tool_call_reward(answers, **c) == [None] * 3
-    c = cols(3, user_texts=["A table at Nopa"], goal=GOLD_ARGS)
-    asks = ["<clarify>How many people, and what time?</clarify>", "<clarify>Which restaurant?</clarify>", "<clarify>ok?</clarify>"]
+    c = cols(3, act="clarify", user_texts=["A table at Nopa"], goal=GOLD_ARGS)
+    asks = ["<clarify>Yes\nHow many people, and what time?</clarify>", "<clarify>Yes\nWhich restaurant?</clarify>",
+            "<clarify>Yes\nok?</clarify>"]
     assert turn_efficiency_reward(asks, **c) == [0.0, -1.0, -0.5]
+    assert turn_efficiency_reward(asks, **cols(3)) == [None] * 3  # a needless question is clarify's to score
+
+
+def _weighted(completions, columns, names, weights):
+    """Each completion's total reward as TRL sums it: weighted, None left out (nansum)."""
+    per = [REWARDS[n](completions, **columns) for n in names]
+    return [sum(w * r[i] for w, r in zip(weights, per) if r[i] is not None) for i in range(len(completions))]
+
+
+@pytest.mark.parametrize("recipe", ["tiny-cpu", "qwen3-1.7b", "multi-gpu"])
+def test_over_and_under_asking_cost_the_same(recipe, splits):
+    """On every kind of row, the gold completion minus the completion with the wrong decision (a question where an
+    action is due, an action where a question is due) is the same total loss, so over the act mix of the data the
+    two mistakes cost the same in expectation whatever the mix is."""
+    import yaml
+
+    from speakrl.training.config import recipe_path
+
+    cfg = yaml.safe_load(recipe_path(recipe).read_text())  # the GPU recipes cannot be constructed on this machine
+    names, weights = cfg["reward_funcs"], cfg["reward_weights"]
+    rows = decision_rows(splits["train"])[:150]
+    by_act = {act: [r for r in rows if r["act"] == act] for act in ("clarify", "tool_call", "answer")}
+    assert all(by_act.values())
+    losses = {}
+    for act, part in by_act.items():
+        columns = {k: [r[k] for r in part] for k in part[0]}
+        columns["protocol"] = ["speakrl"] * len(part)
+        gold = [render_speakrl(r["act"], "", r["gold_content"], (r["gold_name"], r["gold_args"]) if r["gold_name"] else None) for r in part]
+        if act == "clarify":  # the wrong decision: act at once (the gold dialogue's final call)
+            wrong = [call(GOLD_ARGS)] * len(part)
+        else:  # the wrong decision: a well-formed question about one of the tool's slots
+            wrong = [render_speakrl("clarify", "", f"Which {json.loads(r['slots'])[0]['name'].replace('_', ' ')}?", None) for r in part]
+        g = _weighted(gold, columns, names, weights)
+        w = _weighted(wrong, columns, names, weights)
+        losses[act] = sorted({round(a - b, 4) for a, b in zip(g, w)})
+    # Gold completions score the maximum on every quality reward, so each row loses exactly the same.
+    assert losses["clarify"] == losses["tool_call"] == losses["answer"], losses
+    assert len(losses["clarify"]) == 1 and losses["clarify"][0] > 0
 
 
 @pytest.mark.parametrize("name", list(REWARDS))
@@ -91,6 +132,12 @@ def test_malformed_completions_score_low_and_never_crash(name):
         c = cols(len(MALFORMED), act=act, target_slots=["time"] if act == "clarify" else [])
         scores = fn(MALFORMED, **c)
         assert len(scores) == len(MALFORMED)
+        if name == "clarify":  # the decision alone: a broken call still decided to act, which tool_call scores
+            from speakrl.training.protocols import parse
+
+            decided = [parse(m).act is not None for m in MALFORMED]
+            assert all(s == -1.0 for s, d in zip(scores, decided) if not d or act == "clarify"), (act, scores)
+            continue
         assert all(s is None or s <= 0.5 for s in scores), (act, scores)
         if name in ("clarify", "tool_call"):
             assert all(s is None or s <= 0.0 for s in scores if s != 0.5), (act, scores)
@@ -116,10 +163,10 @@ def test_gold_completions_score_best_on_real_rows(splits):
     assert format_reward(golds, **columns) == [1.0] * len(rows)
     assert all(s == 1.0 for s in tool_call_reward(golds, **columns) if s is not None)
     assert all(s == 1.0 for s in answer_reward(golds, **columns) if s is not None)
-    clar = clarify_reward(golds, **columns)
-    # A gold question targets its gold slots (question_targets) at least partly: never below 0.5.
-    assert all(s >= 0.5 for s in clar)
-    assert sum(s == 1.0 for s in clar) / len(clar) > 0.8
+    assert clarify_reward(golds, **columns) == [1.0] * len(rows)
+    questions = [s for s in question_reward(golds, **columns) if s is not None]
+    # A gold question names its gold slots (question_targets): slots whose names say the same thing are the exception.
+    assert questions and sum(s == 1.0 for s in questions) / len(questions) > 0.95
 
 
 def test_unknown_reward_fails_at_config_load(tmp_path):
