@@ -8,7 +8,7 @@ occurs in a text as a whole phrase (not inside a longer word or number).
 from __future__ import annotations
 
 import re
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from functools import lru_cache
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -25,13 +25,15 @@ _GENERIC_WORDS = {"name", "type", "number", "id", "of", "the", "a", "to", "for",
 _CUES = {
     "date": ("date", "day", "when"),
     "time": ("time", "when", "what hour"),
-    "city": ("city", "where", "which town"),
+    "city": ("city", "where", "town", "metropolis", "area", "location"),
     "party": ("how many", "people", "party", "guests"),
     "size": ("how many", "size"),
     "passengers": ("how many", "passengers", "people"),
     "tickets": ("how many", "tickets"),
     "amount": ("how much", "amount"),
     "location": ("where", "location"),
+    "cuisine": ("food",),  # "what kind of food"
+    "title": ("movie", "film"),  # "which movie" asks for its title
 }
 
 
@@ -204,18 +206,25 @@ def _year_forms(year: int, today: date | None) -> list[str]:
     return forms
 
 
-_TODAY = re.compile(r"\btoday is (?:\w+, )?(\d{4}-\d{2}-\d{2})\b", re.IGNORECASE)
+# The system message states the date as the generator writes it ("Today is Friday, March 1, 2019") or in ISO form.
+_TODAY = re.compile(r"\btoday is (?:\w+, )?(\d{4}-\d{2}-\d{2}|[A-Z][a-z]+ \d{1,2}, \d{4})\b", re.IGNORECASE)
 
 
 def reference_date(system_text: str | None) -> date | None:
-    """The dialogue's date, when its system message states it ("Today is Friday, 2019-03-01."): what relative days
+    """The dialogue's date, when its system message states it ("Today is Friday, March 1, 2019."): what relative days
     the user says resolve against.
 
-    >>> reference_date("You are a helpful assistant. Today is Friday, 2019-03-01."), reference_date("Hi")
+    >>> reference_date("You are a helpful assistant. Today is Friday, March 1, 2019, and it is 9:00 am.")
+    datetime.date(2019, 3, 1)
+    >>> reference_date("Today is Friday, 2019-03-01."), reference_date("Hi")
     (datetime.date(2019, 3, 1), None)
     """
     m = _TODAY.search(system_text or "")
-    return date.fromisoformat(m[1]) if m else None
+    if not m:
+        return None
+    if m[1][0].isdigit():
+        return date.fromisoformat(m[1])
+    return datetime.strptime(m[1], "%B %d, %Y").date()
 
 
 def leaf_values(obj: Any) -> list[Any]:
@@ -328,8 +337,12 @@ def slot_cues(slot: SlotSpec) -> set[str]:
 _WEAK_WORDS = {"in", "on", "at", "by", "up", "off", "out", "with", "from", "and", "or", "is", "be", "new", "old"}
 
 
+_TYPE_OF = re.compile(r"(?:the )?(?:type|kind|category) of (\w+)")
+
+
 def _ranked_cues(slot: SlotSpec) -> dict[str, int]:
-    """Cue phrase -> how specifically it names the slot: 2 for the slot's own label or an enum value, 1 for one word
+    """Cue phrase -> how specifically it names the slot: 2 for the slot's own label, an enum or known value or its
+    "kind of X" (see `question_targets`), 1 for one word
     of its name or a usual way of asking ("when", "how many")."""
     words = slot_words(slot.name)
     cues = {w: 1 for w in words if w not in _WEAK_WORDS}
@@ -338,6 +351,12 @@ def _ranked_cues(slot: SlotSpec) -> dict[str, int]:
     if "number" in slot.name.lower().split("_"):  # number_of_seats is asked as "how many"
         cues.setdefault("how many", 1)
     cues.update({normalize(v): 2 for v in slot.enum or ()})
+    # known values offered as examples ("Italian, Indian or something else?"); not numbers, dates or times,
+    # which many slots share
+    if slot.type == "string":
+        cues.update({normalize(v): 2 for v in slot.values if not re.search(r"\d", v) and normalize(v) not in ("true", "false")})
+    if m := _TYPE_OF.match(normalize(slot.description)):  # "Type of event" is asked as "what kind of event"
+        cues.update({f"{kind} of {m[1]}": 2 for kind in ("type", "kind", "sort")})
     cues[" ".join(words)] = 2
     return {c: rank for c, rank in cues.items() if c}
 
@@ -358,7 +377,10 @@ def question_targets(question: str, slots: Iterable[SlotSpec]) -> set[str]:
     Each phrase of the question counts for the slots that it names most specifically: the longest cue wins its
     words ("pickup date" names pickup_date, not pickup_time or return_date), a slot's own label beats a word of
     another slot's name ("the event" names event_name, not event_date), and a phrase that still names several slots
-    goes to those the question names elsewhere ("luxury or standard: which ride?" is about ride_type, not ride_id).
+    goes to those the question names elsewhere ("luxury or standard: which ride?" is about ride_type, not ride_id),
+    or to none when the question names another slot ("which city for the event?" asks the city, not the event).
+    A slot described as "Type of X" is asked as "what kind of X"; a string slot's known values (not numbers, dates
+    or times) name it when offered ("Italian, Indian or something else?").
     Quoted words (the user's phrase, a rejected value) are not asked about, and a loose cue (one word of a slot's
     name, "when", "how many") counts only in a sentence that asks ("Date night" among listed options is no date).
 
@@ -393,9 +415,17 @@ def question_targets(question: str, slots: Iterable[SlotSpec]) -> set[str]:
     claimed: list[tuple[int, int]] = []
     # Longest, then most specific, first; a span inside (or across) words already claimed says nothing new.
     ordered = sorted(spans.items(), key=lambda kv: (kv[0][0] - kv[0][1], -kv[1][0], len(kv[1][1])))
+    shared: list[set[str]] = []
     for (start, end), (_, names) in ordered:
         if any(s < end and start < e for s, e in claimed):
             continue
         claimed.append((start, end))
-        found |= (names & found) or names
+        if len(names) > 1 and not names & found:
+            shared.append(names)  # decided below, once every phrase that names one slot has been read
+        else:
+            found |= (names & found) or names
+    # A phrase that names several slots alike ("the event": event_name or event_type) is the thing talked about;
+    # it says which slot is asked only when nothing else in the question does.
+    for names in shared:
+        found |= (names & found) or (set() if found else names)
     return found

@@ -208,3 +208,12 @@ def test_question_targets_match_gold_on_generated_questions(tmp_path):
         if (got := question_targets(r["gold_content"], slot_specs(r["slots"]))) != set(r["target_slots"])
     ]
     assert len(wrong) <= 0.02 * len(rows), wrong[:10]
+
+
+def test_reference_date_reads_the_system_message_the_generators_write():
+    """Relative dates ground against the date the system message states, in whatever form the generator writes it."""
+    from speakrl.pipeline.checks import reference_date
+    from speakrl.pipeline.stages.dialogues import system_prompt
+
+    assert reference_date(system_prompt(None, "2019-03-01")) == date(2019, 3, 1)
+    assert reference_date(system_prompt(None, "2026-06-05T07:40:00")) == date(2026, 6, 5)
