@@ -23,7 +23,8 @@ def _progress_columns():
             TimeRemainingColumn())
 
 
-def _summary(run_dir: Path, stats: dict, seconds: float) -> None:
+def _summary(run_dir: Path, stats: dict, seconds: float | None) -> None:
+    """The run's counts; `seconds` is None when this invocation found the run finished and did nothing."""
     from rich.table import Table
 
     table = Table(title=f"SpeakER run: {run_dir}", show_header=True, header_style="bold")
@@ -42,7 +43,10 @@ def _summary(run_dir: Path, stats: dict, seconds: float) -> None:
         table.add_row(f"ambiguity: {kind}", str(value), f"{value / accepted:.1%}")
     table.add_row("domains", str(len(stats.get("by_domain", {}))), "")
     table.add_row("mean turns", str(stats.get("mean_turns", "")), "")
-    table.add_row("seconds", f"{seconds:.1f}", f"{stats['accepted'] / max(seconds, 1e-9):.0f} accepted/s")
+    if seconds is None:
+        table.add_row("seconds", "0", "finished earlier: nothing to do")
+    else:
+        table.add_row("seconds", f"{seconds:.1f}", f"{stats['accepted'] / max(seconds, 1e-9):.0f} accepted/s")
     Console().print(table)
 
 
@@ -74,6 +78,7 @@ def _run_opened(stage: str, cfg: Any, ctx: Any, uses_llm: bool) -> None:
 
     from speakrl.pipeline import runner
 
+    finished = stage == "run" and runner.outputs_unchanged(ctx.dir, runner.read_manifest(ctx))
     llm = None
     if uses_llm:
         from speakrl.pipeline.llm import LLM
@@ -116,7 +121,7 @@ def _run_opened(stage: str, cfg: Any, ctx: Any, uses_llm: bool) -> None:
                 runner.record_usage(ctx)  # every invocation's spend, from the run's usage ledger
     stats_path = run_dir / "stats.json"
     if stage in ("run", "validate") and stats_path.exists():
-        _summary(run_dir, json.loads(stats_path.read_text()), time.perf_counter() - start)
+        _summary(run_dir, json.loads(stats_path.read_text()), None if finished else time.perf_counter() - start)
     else:
         console.print(f"{stage}: done -> {run_dir}")
 

@@ -46,6 +46,7 @@ import fastjsonschema
 
 from speakrl.pipeline.catalog import load_catalog
 from speakrl.pipeline.catalog.importers import snake
+from speakrl.pipeline.catalog.sim import argument_error
 from speakrl.pipeline.catalog.specs import coerce, slot_schema
 from speakrl.pipeline.checks import normalize
 from speakrl.pipeline.errors import CatalogError, SourceError
@@ -345,13 +346,7 @@ class RecordedTools:
                         self.recorded.setdefault(key, tool_result(tool, service.domain, frame.get("service_results") or []))
 
     def argument_error(self, tool_name: str, args: Any) -> str | None:
-        if tool_name not in self._validators:
-            return f"unknown tool {tool_name!r}"
-        try:
-            self._validators[tool_name](args)
-        except fastjsonschema.JsonSchemaValueException as e:
-            return f"invalid arguments: {e.message}"
-        return None
+        return argument_error(self._validators, tool_name, args)
 
     def execute(self, tool_name: str, args: dict[str, Any]) -> dict[str, Any]:
         key = _call_key(tool_name, args)  # before validating: fastjsonschema fills declared defaults into `args`

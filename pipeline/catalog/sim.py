@@ -65,6 +65,17 @@ def build_database(domain: Domain) -> list[dict[str, Any]]:
     return rows
 
 
+def argument_error(validators: dict[str, Any], tool_name: str, args: Any) -> str | None:
+    """Why a call's arguments break its tool's compiled JSON Schema (`validators[tool_name]`), or None when valid."""
+    if tool_name not in validators:
+        return f"unknown tool {tool_name!r}"
+    try:
+        validators[tool_name](args)
+    except fastjsonschema.JsonSchemaValueException as e:
+        return f"invalid arguments: {e.message}"
+    return None
+
+
 class Simulator:
     """Executes catalog tools against the seeded databases."""
 
@@ -94,13 +105,7 @@ class Simulator:
 
     def argument_error(self, tool_name: str, args: Any) -> str | None:
         """Why a call's arguments break the tool's JSON Schema, or None when they are valid."""
-        if tool_name not in self._tools:
-            return f"unknown tool {tool_name!r}"
-        try:
-            self._validators[tool_name](args)
-        except fastjsonschema.JsonSchemaValueException as e:
-            return f"invalid arguments: {e.message}"
-        return None
+        return argument_error(self._validators, tool_name, args)
 
     def execute(self, tool_name: str, args: dict[str, Any]) -> dict[str, Any]:
         """Run a tool call; invalid calls return an error result, as a real API would."""
