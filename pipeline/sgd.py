@@ -328,13 +328,16 @@ def _validator(parameters_json: str) -> Any:
 
 class RecordedTools:
     """SGD's backend as the corpus recorded it for one dialogue, in the simulator's interface (`argument_error`,
-    `execute`), so `validate.execution_consistent` runs unchanged: replaying a call returns what SGD's file records
-    for the first call with that tool and those arguments in the raw dialogue (read from SGD's frames, not from the
-    converted row, so a row whose tool message is not SGD's result fails). Recordings are per dialogue: SGD's backend
-    was sampled per dialogue, so the same call has different results in different dialogues."""
+    `execute`), so `validate.execution_consistent` runs unchanged: the n-th replay of a call (tool and arguments)
+    returns what SGD's file records for the n-th such call in the raw dialogue (read from SGD's frames, not from the
+    converted row, so a row whose tool message is not SGD's result fails). Recordings are per dialogue and per
+    occurrence: SGD's backend was sampled per call, so the same call made twice in one dialogue can have different
+    results (1_00107: 10 restaurants, then 9), and each is checked against its own recording. Build one instance
+    per replay of a dialogue (`check` does)."""
 
     def __init__(self, raw: dict, services: dict[str, Service], tools: list[ToolSpec]):
-        self.recorded: dict[str, Any] = {}
+        self.recorded: dict[str, list[Any]] = {}
+        self._replays: dict[str, int] = {}  # replays so far, per call key
         self._validators = {spec.name: _validator(json.dumps(spec.function.parameters, sort_keys=True)) for spec in tools}
         for turn in raw["turns"]:
             for frame in turn.get("frames", []):
@@ -343,7 +346,8 @@ class RecordedTools:
                     tool = service.tools.get(frame["service_call"]["method"])
                     if tool is not None:
                         key = _call_key(tool.name, _typed(service.domain, frame["service_call"]["parameters"]))
-                        self.recorded.setdefault(key, tool_result(tool, service.domain, frame.get("service_results") or []))
+                        self.recorded.setdefault(key, []).append(
+                            tool_result(tool, service.domain, frame.get("service_results") or []))
 
     def argument_error(self, tool_name: str, args: Any) -> str | None:
         return argument_error(self._validators, tool_name, args)
@@ -353,7 +357,12 @@ class RecordedTools:
         error = self.argument_error(tool_name, args)
         if error:
             return {"error": error}
-        return self.recorded.get(key, {"error": "SGD recorded no result for this call"})
+        recordings = self.recorded.get(key)
+        if not recordings:
+            return {"error": "SGD recorded no result for this call"}
+        n = self._replays.get(key, 0)
+        self._replays[key] = n + 1
+        return recordings[min(n, len(recordings) - 1)]  # a replay past the recordings repeats the last one
 
 
 def domain_slots(services: dict[str, Service], dialogues: Iterable[Dialogue]) -> dict[str, dict[str, SlotSpec]]:

@@ -302,3 +302,18 @@ def test_categorical_informs_are_recorded_at_their_user_turn(pairs, services):
         seen += len(want)
     assert seen >= 10
     assert "price_range" in services["Restaurants_1"].categorical and "city" not in services["Restaurants_1"].categorical
+
+
+def test_the_same_call_twice_replays_each_recording_in_turn(pairs, services):
+    """SGD's backend was sampled per call: the same search made twice in one dialogue can list other results (1_00107:
+    10 restaurants, then 9). Each replay is checked against its own recording, in order, not all against the first."""
+    raw, d = next((raw, d) for raw, d in pairs if d.gold_calls)
+    frame = next(f for t in raw["turns"] for f in t.get("frames", []) if "service_call" in f and f.get("service_results"))
+    fewer = {**frame, "service_results": frame["service_results"][:1]}
+    twice = {"turns": [{"speaker": "SYSTEM", "frames": [frame]}, {"speaker": "SYSTEM", "frames": [fewer]}]}
+    tool = services[frame["service"]].tools[frame["service_call"]["method"]]
+    args = sgd._typed(services[frame["service"]].domain, frame["service_call"]["parameters"])
+    backend = sgd.RecordedTools(twice, services, list(services[frame["service"]].specs.values()))
+    first, second = backend.execute(tool.name, dict(args)), backend.execute(tool.name, dict(args))
+    assert "error" not in first and first != second
+    assert second == sgd.tool_result(tool, services[frame["service"]].domain, frame["service_results"][:1])
