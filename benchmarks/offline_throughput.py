@@ -47,9 +47,14 @@ from speakrl.pipeline.io import read_jsonl
 from speakrl.pipeline.stages import publish
 from speakrl.schemas import Dialogue
 rows = list(read_jsonl(sys.argv[1], Dialogue))
-schema = Features(publish.features()["default"]).arrow_schema
+feats = Features(publish.features()["default"])
+schema = feats.arrow_schema
+# As the dataset build writes them: `Json` columns (lists of messages) as JSON text, cast to the extension type.
+json_lists = [k for k, f in feats.items() if getattr(f, "feature", None).__class__.__name__ == "Json"]
 t = time.perf_counter()
-table = pa.Table.from_pylist([publish.dialogue_row(d) for d in rows], schema=schema)
+dumped = [publish.dialogue_row(d) for d in rows]
+dumped = [{**r, **{k: [json.dumps(m, ensure_ascii=False) for m in r[k]] for k in json_lists}} for r in dumped]
+table = pa.Table.from_pylist(dumped, schema=publish.storage_schema(schema)).cast(schema)
 pq.write_table(table, sys.argv[2])
 print(json.dumps({"serialize_seconds": time.perf_counter() - t, "rows": len(rows)}))
 """
