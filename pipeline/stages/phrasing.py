@@ -482,6 +482,23 @@ def _plural(noun: str, n: int) -> str:
 
 FACT_LABELS = {"from": "origin", "to": "destination", "number_of_adults": "number of adults"}
 _PREPOSITION = re.compile(r"^(on|at|in|for|from|to|with) ")
+# A unit at the end of a slot name belongs after the value: "weight_kg" is "the weight is 2 kg", not "the weight kg is 2".
+_UNITS = {"kg", "lb", "lbs", "km", "mi", "cm", "mm", "minutes", "hours", "days", "usd", "eur"}
+
+
+def _fact(name: str, value: str) -> str:
+    """One looked-up value: "the weight is 2 kg", "the conditions are light rain".
+
+    >>> _fact("weight_kg", "2"), _fact("conditions", "light rain"), _fact("status", "open"), _fact("species", "cat")
+    ('the weight is 2 kg', 'the conditions are light rain', 'the status is open', 'the species is cat')
+    """
+    label = FACT_LABELS.get(name, name.replace("_", " "))
+    *head, last = label.split(" ")
+    if head and last in _UNITS and value[:1].isdigit():
+        label, value = " ".join(head), f"{value} {last.upper() if last in ('usd', 'eur') else last}"
+        last = head[-1]
+    plural = last.endswith("s") and not last.endswith(("ss", "us", "is", "ous")) and last not in ("species", "series", "news")
+    return f"the {label} {'are' if plural else 'is'} {value}"
 
 
 def _facts(domain: Domain, facts: dict[str, Any]) -> str:
@@ -492,7 +509,7 @@ def _facts(domain: Domain, facts: dict[str, Any]) -> str:
             continue
         phrase = _PREPOSITION.sub("", mention(None, domain, k, v))
         value = phrase if phrase.startswith("$") else fmt(v)  # "$57 a day", not "the album X" or "2:48 long"
-        said.append(f"the {FACT_LABELS.get(k, k.replace('_', ' '))} is {value}")
+        said.append(_fact(k, str(value)))
     return join(said)
 
 
