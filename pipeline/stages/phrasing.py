@@ -37,8 +37,11 @@ QUESTION_JOINS = ["{head} {details}?", "{head}? I mean {details}.", "{head}? Som
 BARE = ["{head}.", "{head}, please.", "{head}. Can you help?", "{head}!", "{head}, if you don't mind.",
         "{head}. Where do I start?", "{head} today."]
 BARE_QUESTIONS = ["{head}?", "{head}? Can you check?", "{head}? Just curious.", "{head}? Let me know."]
-GREETINGS = ["Hi!", "Hello.", "Hey there.", "Good morning!", "Hi there.", "Hey!", "Hello there!", "Good afternoon.",
-             "Morning!", "Hiya.", "Evening!", "Hey, hope you're well.", "Hi, how's it going?", "Greetings."]
+GREETINGS = ["Hi!", "Hello.", "Hey there.", "Hi there.", "Hey!", "Hello there!", "Hiya.", "Hey, hope you're well.",
+             "Hi, how's it going?", "Greetings."]
+# Greetings that name a time of day, by the hours they fit (the scenario's "now" is in the system message).
+TIMED_GREETINGS = {"Good morning!": range(5, 12), "Morning!": range(5, 12), "Good afternoon.": range(12, 18),
+                   "Good evening.": range(18, 23), "Evening!": range(18, 23)}
 THANKS = ["Thanks!", "Thank you so much.", "Thanks in advance.", "I appreciate it.", "Thank you!", "Cheers.",
           "Many thanks.", "You're a lifesaver.", "Thanks a bunch.", "Much appreciated.", "That would be great.",
           "Thanks for your help.", "That'd help a lot."]
@@ -415,12 +418,21 @@ def persona(rng: random.Random) -> tuple[str, str]:
     return rng.choice(PERSONAS), rng.choice(STYLES)
 
 
-def styled(rng: random.Random, text: str, style: str) -> str:
-    """Wrap a message in the user's style."""
+def greetings(hour: int | None) -> list[str]:
+    """The greetings that fit the hour: no "Good morning!" at 5:40 pm.
+
+    >>> "Good morning!" in greetings(9), "Good morning!" in greetings(17), "Good afternoon." in greetings(15)
+    (True, False, True)
+    """
+    return GREETINGS + [g for g, hours in TIMED_GREETINGS.items() if hour is not None and hour in hours]
+
+
+def styled(rng: random.Random, text: str, style: str, hour: int | None = None) -> str:
+    """Wrap a message in the user's style; `hour` is the scenario's time of day, for greetings that name it."""
     if style == "polite":
-        text = f"{rng.choice(GREETINGS)} {text} {rng.choice(THANKS)}"
+        text = f"{rng.choice(greetings(hour))} {text} {rng.choice(THANKS)}"
     elif style == "chatty":
-        text = f"{rng.choice(GREETINGS)} {rng.choice(CHATTER)} {text}"
+        text = f"{rng.choice(greetings(hour))} {rng.choice(CHATTER)} {text}"
     return tidy(text)
 
 

@@ -60,3 +60,16 @@ def test_ambiguity_is_consistent_with_the_goal(catalog, sim):
             # a control states every non-default value: nothing is left to ask
             missing = [k for k in tool.required if k not in s.stated]
             assert not missing
+
+
+def test_greetings_fit_the_scenarios_time_of_day(catalog, sim):
+    """The system message states "now": an opening never says "Good morning!" at 5:40 pm."""
+    from datetime import datetime
+
+    from speakrl.pipeline.stages.phrasing import TIMED_GREETINGS
+
+    rows = list(scenarios.run(RunConfig(n=1500, seed=2), catalog, range(1500), sim))
+    timed = [(s, g) for s in rows for g in TIMED_GREETINGS if s.opening.startswith(g)]
+    assert len(timed) > 20  # the timed greetings are used...
+    for s, g in timed:  # ...only at the hours they name
+        assert datetime.fromisoformat(s.now).hour in TIMED_GREETINGS[g], (s.now, s.opening)
