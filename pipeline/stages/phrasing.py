@@ -99,9 +99,9 @@ Q_REFERENCE = [
     "That could be {names}. Which {label} did you have in mind?", "I see {names}. Which {label} should I use?",
 ]
 A_OPEN = ["{details}.", "Sure — {details}.", "Oh right, {details}.", "{details}, please.", "Let's say {details}.",
-          "Good question. {details}.", "Ah, I forgot: {details}.", "Yes, {details}.", "It'd be {details}.",
+          "Good question. {details}.", "Ah, I forgot: {details}.", "It'd be {details}.",
           "Put me down {details}.", "I'd go {details}.", "Definitely {details}.", "Oops, {details}.",
-          "Make it {details}.", "Sorry, I should have said: {details}.", "Yes: {details}."]
+          "Make it {details}.", "Sorry, I should have said: {details}."]  # no "Yes, ...": the questions are what/which
 A_VALUE = ["{value}.", "{value}, please.", "Let's go with {value}.", "{value} works.", "Hmm, {value}.",
            "I'll take {value}.", "{value}, I think.", "Go with {value}.", "{value} sounds right.", "Pick {value}.",
            "{value} is perfect.", "Make that {value}.", "Definitely {value}.", "Um, {value}."]
@@ -503,12 +503,16 @@ def _fact(name: str, value: str) -> str:
 
     >>> _fact("weight_kg", "2"), _fact("conditions", "light rain"), _fact("status", "open"), _fact("species", "cat")
     ('the weight is 2 kg', 'the conditions are light rain', 'the status is open', 'the species is cat')
+    >>> _fact("number_of_adults", "5")
+    'the number of adults is 5'
     """
     label = FACT_LABELS.get(name, name.replace("_", " "))
     *head, last = label.split(" ")
     if head and last in _UNITS and value[:1].isdigit():
         label, value = " ".join(head), f"{value} {last.upper() if last in ('usd', 'eur') else last}"
         last = head[-1]
+    if " of " in label:  # the head noun comes before "of": "the number of adults is 5"
+        last = label.split(" of ")[0].split(" ")[-1]
     plural = last.endswith("s") and not last.endswith(("ss", "us", "is", "ous")) and last not in ("species", "series", "news")
     return f"the {label} {'are' if plural else 'is'} {value}"
 

@@ -72,3 +72,21 @@ def test_openings_are_varied(catalog, sim):
     starts = {" ".join(s.opening.lower().split()[:3]) for s in scens}
     assert len(starts) > 100
     assert len({s.opening for s in scens}) >= 0.99 * len(scens)
+
+
+def test_a_reply_to_a_what_or_which_question_does_not_start_with_yes(small_run):
+    """"Which event title?" is not answered "Yes: my Security training"."""
+    import re
+
+    from speakrl.pipeline.io import read_jsonl
+    from speakrl.schemas import Dialogue
+
+    yes_no = re.compile(r"^(do|does|did|is|are|was|should|shall|would|will|can i|may i)\b", re.IGNORECASE)
+    replies = []
+    for d in read_jsonl(small_run / "accepted.jsonl", Dialogue):
+        for label in d.labels:
+            question = d.messages[label.message_index].content or ""
+            if label.act == "clarify" and not yes_no.match(question) and label.message_index + 1 < len(d.messages):
+                replies.append(d.messages[label.message_index + 1].content or "")
+    assert len(replies) > 50
+    assert not [r for r in replies if r.startswith("Yes")]
