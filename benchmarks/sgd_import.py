@@ -6,7 +6,7 @@ often `question_targets` on the human REQUEST questions names the requested slot
 one, which is what the `asks_when_needed` validator needs), with the slots it misses or adds most.
 
     python benchmarks/sgd_import.py SGD_DIR [--schema schema.json]
-    python benchmarks/sgd_import.py ../shared/data/sgd/dialogues/train --schema data/sgd/train_schema.json
+    python benchmarks/sgd_import.py path/to/sgd/train --schema data/sgd/train_schema.json   # your copy of the SGD corpus
 
 Prints one JSON document.
 """

@@ -21,7 +21,7 @@ import signal
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, CancelledError, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -455,14 +455,6 @@ class Tally:
                 control_share=round(self.counts["ambiguity"]["none"] / self.n, 4),
             )
         return stats
-
-
-def compute_stats(records: Iterable[dict[str, Any]], rejected: Counter[str], generated: int) -> dict[str, Any]:
-    """Counts by domain, tool, ambiguity type, turns and rejection reason."""
-    tally = Tally()
-    for record in records:
-        tally.add(record)
-    return tally.stats(rejected, generated)
 
 
 def generate(cfg: RunConfig, progress: Progress | None = None, llm: Any = None, ctx: RunContext | None = None) -> Path:

@@ -452,7 +452,7 @@ def import_corpus(path: Path, out: Path, schema: Path | None = None, threshold: 
     start = time.perf_counter()
     versions = runner.versions()
     dedup = validate.Deduplicator(threshold, num_perm)
-    generated, records, rejected_counts = 0, [], Counter()
+    generated, tally, rejected_counts = 0, runner.Tally(), Counter()  # counters, not a record per row
     # streamed: the full corpus (~23,000 dialogues with their results) would not fit in memory as objects
     tmp = {name: out / f".{name}.jsonl.tmp" for name in ("accepted", "rejected")}
     try:
@@ -466,7 +466,7 @@ def import_corpus(path: Path, out: Path, schema: Path | None = None, threshold: 
                         rej.write(dump_row(row) + "\n")
                     else:
                         acc.write(dump_row(row) + "\n")
-                        records.append(runner.summary_record(row.model_dump(mode="json")))
+                        tally.add(runner.summary_record(row.model_dump(mode="json")))
                 logger.info("SGD %s: %d dialogues", split, generated - before)
     except BaseException:
         for path in tmp.values():
@@ -478,14 +478,14 @@ def import_corpus(path: Path, out: Path, schema: Path | None = None, threshold: 
               "out": str(out), "seed": 0, "n": generated,
               "validate": {"near_duplicate_threshold": threshold, "num_perm": num_perm}}
     atomic_write_text(out / "config.yaml", yaml.safe_dump(config, sort_keys=False))
-    stats = runner.compute_stats(records, rejected_counts, generated)
+    stats = tally.stats(rejected_counts, generated)
     atomic_write_text(out / "stats.json", json.dumps(stats, indent=2))
     manifest = Manifest(speakrl_version=versions["speakrl"], created=runner._now(), seed=0, n=generated,
                         config_hash=_inputs_hash(splits, schemas), versions=versions,
                         stages={"import": StageRecord(status="done", seconds=round(time.perf_counter() - start, 3))},
                         counts={k: v for k, v in stats.items() if isinstance(v, int)})
     atomic_write_text(out / "manifest.json", manifest.model_dump_json(indent=2))
-    if records:
+    if tally.n:
         build_dir_atomically(out / "dataset", lambda staging: publish.build_dataset_dir(out, staging))  # all or nothing
     else:
         logger.warning("no SGD dialogue was accepted; %s has no dataset/ (see rejected.jsonl)", out)

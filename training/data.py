@@ -15,7 +15,6 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from speakrl.pipeline.catalog.sim import stable_seed
 from speakrl.pipeline.decision_points import decision_points, tool_defaults
 from speakrl.pipeline.errors import TrainingError
 from speakrl.schemas.catalog import SlotSpec
@@ -25,21 +24,6 @@ logger = logging.getLogger(__name__)
 
 SPLITS = ("train", "validation", "test")
 NEEDED_COLUMNS = ("messages", "tools", "turn_labels")  # `labels` in the data contract (and in older copies)
-# Share of dialogues per split when a run dir has no published dataset: split by scenario so a scenario's
-# dialogues never straddle train and test.
-SPLIT_SHARES = {"train": 0.8, "validation": 0.1, "test": 0.1}
-
-
-def split_of(scenario_id: str) -> str:
-    """Deterministic split of a scenario (same in every process and run).
-
-    >>> split_of("s-000001") in SPLITS
-    True
-    """
-    u = (stable_seed("split", scenario_id) % 10_000) / 10_000
-    if u < SPLIT_SHARES["train"]:
-        return "train"
-    return "validation" if u < SPLIT_SHARES["train"] + SPLIT_SHARES["validation"] else "test"
 
 
 def _maybe_json(value: Any) -> Any:
