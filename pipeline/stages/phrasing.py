@@ -114,8 +114,22 @@ MENTION_VARIANTS = {
     "in {value}": ["in {value}", "in {value}", "over in {value}"],
     "to {value}": ["to {value}", "to {value}", "going to {value}", "headed to {value}"],
     "from {value}": ["from {value}", "from {value}", "leaving from {value}", "out of {value}"],
-    "for {value}": ["for {value}", "for {value}", "{value} in total"],
+    "for {value}": ["for {value}", "for {value}"],  # not "{value} in total": the "for" slots are dates and names
 }
+_CLOCK = re.compile(r"^\d{1,2}(:\d{2})?\s*(am|pm)$|^noon$|^midnight$", re.IGNORECASE)
+
+
+def _variant_fits(template: str, value: Any) -> bool:
+    """ "sharp" only follows a clock time: "at Penn Station sharp" is not said.
+
+    >>> _variant_fits("at {value} sharp", "6:30 pm"), _variant_fits("at {value} sharp", "Penn Station")
+    (True, False)
+    """
+    if template.endswith(" sharp"):
+        return isinstance(value, str) and bool(_CLOCK.match(value.strip()))
+    return True
+
+
 # Ways to string details together, so openings are not one comma list.
 DETAIL_LINKS = [", ", ", ", ", ", "; ", ", plus ", ", also ", " — ", ", oh and "]
 DONE = ["Done!", "All set.", "Great news!", "That's taken care of.", "Confirmed.", "Everything went through."]
@@ -280,7 +294,7 @@ def mention(rng: random.Random | None, domain: Domain, name: str, value: Any) ->
     if slot.mention:
         template = slot.mention
         if rng is not None and template in MENTION_VARIANTS:
-            template = rng.choice(MENTION_VARIANTS[template])
+            template = rng.choice([t for t in MENTION_VARIANTS[template] if _variant_fits(t, value)])
         return template.format(value=fmt(value))
     if rng is None:
         template = GENERIC_MENTIONS[0]

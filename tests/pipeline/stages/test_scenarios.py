@@ -73,3 +73,15 @@ def test_greetings_fit_the_scenarios_time_of_day(catalog, sim):
     assert len(timed) > 20  # the timed greetings are used...
     for s, g in timed:  # ...only at the hours they name
         assert datetime.fromisoformat(s.now).hour in TIMED_GREETINGS[g], (s.now, s.opening)
+
+
+def test_sharp_follows_only_clock_times_and_nothing_is_in_total(catalog, sim):
+    """ "Make it at Penn Station sharp" and "Sunday in total" are not what people say."""
+    import re
+
+    rows = list(scenarios.run(RunConfig(n=1500, seed=4), catalog, range(1500), sim))
+    openings = " ".join(s.opening for s in rows)
+    sharp = re.findall(r"(\S+(?: [ap]m)?) sharp", openings)
+    assert sharp  # the variant is still used...
+    assert all(re.search(r"\d|noon|midnight", w) for w in sharp), sharp  # ...after a clock time only
+    assert " in total" not in openings  # it only ever followed dates and names
