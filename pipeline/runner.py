@@ -146,8 +146,9 @@ def lock_run_dir(run_dir: Path) -> Any:
 
 
 def _remove_leftovers(run_dir: Path) -> None:
-    """Temp files and half-swapped dataset builds of a killed process (the lock says none is running)."""
-    for path in [*run_dir.glob(".*.tmp"), *run_dir.glob(".dataset.building-*"), *run_dir.glob(".dataset.old-*")]:
+    """Temp files, half-swapped dataset builds and build scratch of a killed process (the lock says none is running)."""
+    for path in [*run_dir.glob(".*.tmp"), *run_dir.glob(".dataset.building-*"), *run_dir.glob(".dataset.old-*"),
+                 *run_dir.glob(".speakrl-parts-*")]:  # publish.PARTS_PREFIX
         if path.is_dir():
             shutil.rmtree(path, ignore_errors=True)
         else:

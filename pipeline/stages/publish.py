@@ -38,8 +38,11 @@ import hashlib
 import json
 import logging
 import random
+import os
 import re
+import shutil
 import sys
+import tempfile
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -534,11 +537,12 @@ def check_no_leakage(splits: dict[str, list[Dialogue | Entry]], threshold: float
 
 @dataclass
 class RunData:
-    accepted: list[Entry]  # one light Entry per accepted dialogue; the rows are streamed by iter_accepted
+    accepted: list[Entry]  # one light Entry per accepted dialogue; the rows are in `parts`, or streamed by iter_accepted
     rejected: list[Rejection]
     config: dict[str, Any]
     manifest: dict[str, Any]
     stats: dict[str, Any]
+    parts: list[Path] = field(default_factory=list)  # the accepted rows as storage-typed Arrow tables, in run order
 
 
 def iter_accepted(run_dir: Path) -> Iterator[Dialogue]:
@@ -546,8 +550,77 @@ def iter_accepted(run_dir: Path) -> Iterator[Dialogue]:
     return read_jsonl(Path(run_dir) / "accepted.jsonl", Dialogue)
 
 
-def read_run(run_dir: Path, num_perm: int = 64) -> RunData:
-    """Entries of the accepted rows, the rejected rows, config, manifest and stats of a run directory."""
+PART_BYTES = 4 << 20  # accepted.jsonl is encoded in pieces of ~4 MB (~800 dialogues): small enough to spread over cores
+
+
+def _pieces(path: Path, size: int) -> list[tuple[int, int]]:
+    """Byte ranges of `path` that start and end at line boundaries, each about `size` bytes."""
+    total = path.stat().st_size
+    bounds = [0]
+    with open(path, "rb") as f:
+        while bounds[-1] < total:
+            f.seek(min(total, bounds[-1] + size))
+            f.readline()  # to the end of the line the cut falls in
+            bounds.append(min(total, f.tell()))
+    return list(zip(bounds, bounds[1:]))
+
+
+def encode_part(path: Path, start: int, stop: int, num_perm: int, out: Path | None) -> list[Entry]:
+    """The accepted dialogues in bytes [start, stop) of `path`: their Entries, and (when `out` is given) their
+    `default` and `decision_points` rows as storage-typed Arrow tables in the Arrow file `out`.
+
+    Runs in a worker process: the per-row work of a build (parsing, MinHash, row encoding) spread over the cores."""
+    import pyarrow as pa
+
+    with open(path, "rb") as f:
+        f.seek(start)
+        data = f.read(stop - start)
+    minhash = validate.MinHasher(num_perm)
+    try:
+        dialogues = [Dialogue.model_validate_json(line) for line in data.splitlines() if line.strip()]
+    except ValueError as e:  # pydantic ValidationError and JSON errors are ValueErrors
+        raise PublishError(f"{str(path.parent)!r} holds rows that do not match the data contract "
+                           f"({str(e).splitlines()[0]})") from None
+    entries = [entry(d, minhash) for d in dialogues]
+    if out is not None:
+        feats = features()
+        default_rows, point_rows = [], []
+        for d in dialogues:
+            row = dialogue_row(d)
+            default_rows.append(row)
+            point_rows.extend(decision_point_row(p, row["tools"]) for p in decision_points(d))
+        with pa.OSFile(str(out), "wb") as sink:
+            for name, rows in (("default", default_rows), ("decision_points", point_rows)):
+                table = storage_table(rows, feats[name])
+                with pa.ipc.new_stream(sink, table.schema) as writer:
+                    writer.write_table(table)
+    return entries
+
+
+def read_part(path: Path) -> tuple[Any, Any]:
+    """The (`default`, `decision_points`) tables `encode_part` wrote."""
+    import pyarrow as pa
+
+    with pa.memory_map(str(path)) as source:
+        default = pa.ipc.open_stream(source).read_all()
+        points = pa.ipc.open_stream(source).read_all()
+    return default, points
+
+
+def _pool(workers: int) -> Any:
+    """A process pool; forked (cheap: the modules are loaded) unless other threads run, which a fork could deadlock."""
+    import multiprocessing
+    import threading
+    from concurrent.futures import ProcessPoolExecutor
+
+    method = "fork" if threading.active_count() == 1 and "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context(method))
+
+
+def read_run(run_dir: Path, num_perm: int = 64, parts: Path | None = None, pool: Any = None) -> RunData:
+    """Entries of the accepted rows, the rejected rows, config, manifest and stats of a run directory. With `parts`
+    (a directory), the accepted rows are also encoded there as Arrow tables, one file per piece of accepted.jsonl;
+    with `pool`, the pieces are encoded in its processes."""
     import yaml
 
     run_dir = Path(run_dir)
@@ -556,9 +629,15 @@ def read_run(run_dir: Path, num_perm: int = 64) -> RunData:
     accepted_path = run_dir / "accepted.jsonl"
     if not accepted_path.is_file():
         raise PublishError(f"{str(run_dir)!r} has no accepted.jsonl; run `speakrl run` first")
+    pieces = _pieces(accepted_path, PART_BYTES)
+    outs = [None if parts is None else parts / f"part-{i:06d}.arrow" for i in range(len(pieces))]
+    jobs = [(accepted_path, start, stop, num_perm, out) for (start, stop), out in zip(pieces, outs)]
+    if pool is None or len(jobs) < 2:
+        results = (encode_part(*job) for job in jobs)
+    else:
+        results = (future.result() for future in [pool.submit(encode_part, *job) for job in jobs])
+    accepted = [e for entries in results for e in entries]
     try:
-        minhash = validate.MinHasher(num_perm)
-        accepted = [entry(d, minhash) for d in iter_accepted(run_dir)]
         rejected_path = run_dir / "rejected.jsonl"
         rejected = list(read_jsonl(rejected_path, Rejection)) if rejected_path.is_file() else []
     except ValueError as e:  # pydantic ValidationError and JSON errors are ValueErrors
@@ -579,7 +658,8 @@ def read_run(run_dir: Path, num_perm: int = 64) -> RunData:
             raise PublishError(f"{name} in {str(run_dir)!r} is not a mapping; restore it or run `speakrl run` again")
         return loaded
 
-    return RunData(accepted, rejected, load("config.yaml", yaml.safe_load), load("manifest.json", json.loads), load("stats.json", json.loads))
+    return RunData(accepted, rejected, load("config.yaml", yaml.safe_load), load("manifest.json", json.loads),
+                   load("stats.json", json.loads), [p for p in outs if p is not None])
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -833,25 +913,37 @@ def storage_schema(schema: Any) -> Any:
     return pa.schema([pa.field(f.name, storage(f.type), f.nullable) for f in schema], metadata=schema.metadata)
 
 
+def storage_table(rows: list[dict[str, Any]], feats: Any) -> Any:
+    """Rows of one config as an Arrow table of its storage schema (`storage_schema`): lists of messages (the `Json`
+    columns) become their JSON text here, and Arrow builds the extension type only by casting from its storage type.
+    (Not `Features.encode_example`: it walks every nested field of every row, which took most of the build time.)"""
+    import pyarrow as pa
+    from datasets import Json, List
+
+    json_lists = [k for k, f in feats.items() if isinstance(f, List) and isinstance(f.feature, Json)]
+    if any(isinstance(f, Json) for f in feats.values()):
+        raise PublishError("storage_table encodes Json features only as lists of messages")  # a programming error
+    rows = [{**row, **{k: [_json(m) for m in row[k]] for k in json_lists}} for row in rows]
+    return pa.Table.from_pylist(rows, schema=storage_schema(feats.arrow_schema))
+
+
 class ShardWriter:
     """Streams rows of one config and split into `<split>-0000i-of-0000N.parquet` shards of ROWS_PER_SHARD rows.
 
     `total` rows are announced up front, so shard names are final when written; each shard is written to a temp
-    file and renamed when complete. Rows are buffered in small batches only: memory does not grow with the run."""
+    file and renamed when complete. Rows come one by one (`add`) or as storage-typed tables (`add_table`) and are
+    written in row groups of BATCH rows either way; they are buffered in small batches only: memory does not grow
+    with the run."""
 
     BATCH = 1_000
 
     def __init__(self, feats: Any, directory: Path, split: str, total: int):
-        from datasets import Json, List
-
+        assert ROWS_PER_SHARD % self.BATCH == 0  # a shard ends where a row group does
+        self.feats = feats
         self.schema = feats.arrow_schema  # includes the "huggingface" features metadata that datasets reads back
-        self.storage = storage_schema(self.schema)
-        self.json_lists = [k for k, f in feats.items() if isinstance(f, List) and isinstance(f.feature, Json)]
-        if any(isinstance(f, Json) for f in feats.values()):
-            raise PublishError("ShardWriter encodes Json features only as lists of messages")  # a programming error
         self.directory, self.split = directory, split
         self.n_shards = max(1, -(-total // ROWS_PER_SHARD))
-        self.shard, self.in_shard, self.buffer = 0, 0, []
+        self.shard, self.in_shard, self.rows, self.tables, self.pending = 0, 0, [], [], 0
         self.writer = self.tmp = None
         self.arrow_bytes = self.parquet_bytes = 0
         directory.mkdir(parents=True, exist_ok=True)
@@ -859,25 +951,40 @@ class ShardWriter:
     def _name(self) -> str:
         return f"{self.split}-{self.shard:05d}-of-{self.n_shards:05d}.parquet"
 
-    def _flush(self) -> None:
-        import pyarrow as pa
+    def _write(self, table: Any) -> None:
         import pyarrow.parquet as pq
 
         if self.writer is None:
             self.tmp = self.directory / f".{self._name()}.tmp"
             self.writer = pq.ParquetWriter(self.tmp, self.schema, compression="zstd")
-        # Rows are plain JSON-like values; `Json` columns (lists of messages) become their JSON text here, and Arrow
-        # builds the extension type only by casting from its storage type. (Not `Features.encode_example`: it walks
-        # every nested field of every row, which took most of the build time.)
-        rows = [{**row, **{k: [_json(m) for m in row[k]] for k in self.json_lists}} for row in self.buffer]
-        table = pa.Table.from_pylist(rows, schema=self.storage).cast(self.schema)
+        table = table.combine_chunks().cast(self.schema)
         self.writer.write_table(table)
         self.arrow_bytes += table.nbytes
-        self.buffer = []
+
+    def _drain(self, everything: bool = False) -> None:
+        """Write the buffered tables in row groups of BATCH rows (and the remainder, if `everything`)."""
+        import pyarrow as pa
+
+        if self.rows:
+            self.tables.append(storage_table(self.rows, self.feats))
+            self.rows = []
+        if not self.tables or (self.pending < self.BATCH and not everything):
+            return
+        buffered = pa.concat_tables(self.tables)
+        done = 0
+        while self.pending - done >= self.BATCH or (everything and done < self.pending):
+            size = min(self.BATCH, self.pending - done)
+            self._write(buffered.slice(done, size))
+            done += size
+            self.in_shard += size
+            if self.in_shard == ROWS_PER_SHARD and self.shard + 1 < self.n_shards:
+                self._close_shard()
+        self.tables = [buffered.slice(done)] if done < self.pending else []
+        self.pending -= done
 
     def _close_shard(self) -> None:
-        if self.buffer or self.writer is None:
-            self._flush()
+        if self.writer is None:  # an empty split's one shard: a file with the schema and no rows
+            self._write(storage_table([], self.feats))
         self.writer.close()
         final = self.directory / self._name()
         self.parquet_bytes += self.tmp.stat().st_size
@@ -885,15 +992,23 @@ class ShardWriter:
         self.writer, self.in_shard, self.shard = None, 0, self.shard + 1
 
     def add(self, row: dict[str, Any]) -> None:
-        self.buffer.append(row)
-        self.in_shard += 1
-        if len(self.buffer) >= self.BATCH:
-            self._flush()
-        if self.in_shard == ROWS_PER_SHARD and self.shard + 1 < self.n_shards:
-            self._close_shard()
+        self.rows.append(row)
+        self.pending += 1
+        if len(self.rows) >= self.BATCH:
+            self._drain()
+
+    def add_table(self, table: Any) -> None:
+        """Rows already in the storage schema (`storage_table`)."""
+        if table.num_rows:
+            if self.rows:
+                self._drain()
+            self.tables.append(table)
+            self.pending += table.num_rows
+            self._drain()
 
     def close(self) -> tuple[int, int]:
         """Finish the last shard; returns (Arrow bytes, parquet bytes), the card's num_bytes and download_size."""
+        self._drain(everything=True)
         self._close_shard()
         return self.arrow_bytes, self.parquet_bytes
 
@@ -905,14 +1020,38 @@ def build_dataset_dir(run_dir: Path | str, out_dir: Path | str, options: Publish
     """
     options = options or PublishOptions()
     run_dir, out_dir = Path(run_dir), Path(out_dir)
-    run = read_run(run_dir, options.num_perm)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    parts = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=PARTS_PREFIX))
+    workers = os.cpu_count() or 1
+    features()  # datasets and datasketch are imported once here, before the pool forks, rather than in each worker
+    validate.MinHasher(options.num_perm)
+    pool = _pool(workers) if workers > 1 and (run_dir / "accepted.jsonl").is_file() and \
+        (run_dir / "accepted.jsonl").stat().st_size > PART_BYTES else None
+    try:
+        _build(run_dir, out_dir, options, parts, pool)
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+        shutil.rmtree(parts, ignore_errors=True)
+    return out_dir
+
+
+PARTS_PREFIX = ".speakrl-parts-"  # the build's scratch directory beside out_dir (a killed build's is removed by the runner)
+
+
+def _build(run_dir: Path, out_dir: Path, options: PublishOptions, parts: Path, pool: Any) -> None:
+    run = read_run(run_dir, options.num_perm, parts, pool)
     cfg = run.config
     seed = options.seed if options.seed is not None else int(cfg.get("seed", 0))
     validate_cfg = cfg.get("validate") or cfg.get("validate_") or {}
     threshold = options.near_duplicate_threshold or float(validate_cfg.get("near_duplicate_threshold", 0.9))
     imported = cfg.get("source") == "sgd"  # SpeakER-SGD (`speakrl import sgd`): SGD's own splits and card
     split = sgd_splits(run.accepted, threshold) if imported else assign_splits(run.accepted, options, seed, threshold)
-    where = {e.id: name for name in SPLITS for e in split.splits[name]}
+    where = {e.id: n for n, name in enumerate(SPLITS) for e in split.splits[name]}
+    # The split of each accepted row in run order (-1: dropped, tied to a held-out row), and of each decision point.
+    codes = np.fromiter((where.get(e.id, -1) for e in run.accepted), dtype=np.int8, count=len(run.accepted))
+    del where
+    point_codes = np.repeat(codes, np.fromiter((e.n_points for e in run.accepted), dtype=np.int64, count=len(codes)))
 
     # Row counts are known from the entries, so shard names ("-of-N") are final before anything is written.
     counts: dict[str, dict[str, int]] = {"default": {}, "decision_points": {}}
@@ -923,6 +1062,11 @@ def build_dataset_dir(run_dir: Path | str, out_dir: Path | str, options: Publish
     if run.rejected:
         counts["rejected"] = {"train": len(run.rejected)}
     n_points = sum(counts["decision_points"].values())
+    stats = statistics(split, run.rejected, n_points)
+    figure = None
+    if options.figure:  # drawn from the stats, in a worker while the rows are written
+        drawn = pool.submit(render_figure, stats, out_dir / FIGURE_PATH) if pool is not None else None
+        figure = FIGURE_PATH
 
     # Remove the shards of an earlier build, which could otherwise linger and be loaded with the new ones; only
     # files named like ours, so pointing --to-dir at the wrong directory cannot delete anyone's data.
@@ -934,26 +1078,27 @@ def build_dataset_dir(run_dir: Path | str, out_dir: Path | str, options: Publish
     feats = features()
     writers = {(name, s): ShardWriter(feats[name], data_dir / name, s, total)
                for name, by_split in counts.items() for s, total in by_split.items()}
-    for d in iter_accepted(run_dir):  # second pass: rows are streamed, never all in memory
-        name = where.get(d.id)
-        if name is None:
-            continue  # dropped: tied to a held-out row
-        row = dialogue_row(d)
-        writers["default", name].add(row)
-        for p in decision_points(d):
-            writers["decision_points", name].add(decision_point_row(p, row["tools"]))
+    at = point_at = 0
+    for part in run.parts:  # the encoded rows, part by part in run order: each split takes its rows by mask
+        default, points = read_part(part)
+        rows_codes, points_codes = codes[at: at + default.num_rows], point_codes[point_at: point_at + points.num_rows]
+        at, point_at = at + default.num_rows, point_at + points.num_rows
+        for n, name in enumerate(SPLITS):
+            if name in counts["default"]:
+                writers["default", name].add_table(default.filter(rows_codes == n))
+                writers["decision_points", name].add_table(points.filter(points_codes == n))
     if run.rejected:
         for r in sorted(run.rejected, key=lambda r: r.id):
             writers["rejected", "train"].add(rejection_row(r))
     sizes: dict[str, dict[str, tuple[int, int]]] = defaultdict(dict)
     for (name, s), writer in writers.items():
         sizes[name][s] = writer.close()
-
-    stats = statistics(split, run.rejected, n_points)
-    figure = None
     if options.figure:
-        render_figure(stats, out_dir / FIGURE_PATH)
-        figure = FIGURE_PATH
+        if pool is None:
+            render_figure(stats, out_dir / FIGURE_PATH)
+        else:
+            drawn.result()
+
     sgd = uses_sgd(cfg, run.accepted)
     license_id = options.license or ("cc-by-sa-4.0" if sgd else "cc-by-4.0")
     pretty_name = "SpeakER-SGD" if imported and options.pretty_name == "SpeakER" else options.pretty_name
@@ -992,4 +1137,3 @@ def build_dataset_dir(run_dir: Path | str, out_dir: Path | str, options: Publish
     )
     atomic_write_text(out_dir / "README.md", card)
     logger.info("dataset written to %s: %s", out_dir, counts)
-    return out_dir

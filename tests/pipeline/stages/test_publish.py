@@ -74,6 +74,34 @@ def test_build_is_deterministic_and_seeded(run, tmp_path):
     assert split_of(a, tmp_path / "cache") != split_of(other, tmp_path / "cache2")
 
 
+def test_build_over_many_parts_in_a_pool_writes_the_same_files(tmp_path, monkeypatch):
+    """accepted.jsonl encoded in many pieces by a process pool, shards of a few row groups each: the same parquet
+    bytes as one piece encoded in process, and the same card but for the Arrow byte estimate (num_bytes)."""
+    from speakrl.pipeline.stages import publish
+
+    run = make_run(tmp_path / "run", n=60)
+    monkeypatch.setattr(publish, "ROWS_PER_SHARD", 10)
+    monkeypatch.setattr(publish.ShardWriter, "BATCH", 5)
+    one = build_dataset_dir(run, tmp_path / "one")  # every row in one piece (below PART_BYTES): no pool
+    pools = []
+    real_pool = publish._pool
+    monkeypatch.setattr(publish, "_pool", lambda workers: pools.append(workers) or real_pool(workers))
+    monkeypatch.setattr(publish, "PART_BYTES", 4000)  # ~one dialogue a piece
+    many = build_dataset_dir(run, tmp_path / "many")
+    assert pools  # the pieces went to worker processes
+    files = sorted(p.relative_to(one) for p in one.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(many) for p in many.rglob("*") if p.is_file())
+    assert len([f for f in files if f.parts[:2] == ("data", "default")]) > 4  # several shards per split
+    for f in files:
+        if f.name == "README.md":
+            strip = lambda text: [ln for ln in text.splitlines() if "num_bytes" not in ln and "dataset_size" not in ln]  # noqa: E731
+            assert strip((one / f).read_text()) == strip((many / f).read_text())
+        else:
+            assert (one / f).read_bytes() == (many / f).read_bytes(), f
+    check_published(load_local(many, tmp_path / "cache"), run)
+    assert not list(tmp_path.glob(".speakrl-parts-*"))  # the scratch directory is gone
+
+
 def test_rebuild_replaces_stale_shards_but_nothing_else(run, tmp_path):
     out = build_dataset_dir(run, tmp_path / "ds")
     mine = out / "data" / "default" / "notes.parquet"  # not a shard name of ours: kept
