@@ -267,9 +267,43 @@ def _validated_for(ctx: RunContext, k: int, indices: range, llm: Any = None) -> 
     if not path.exists():
         rows, _ = _dialogues_for(ctx, k, indices, llm)
         out = list(validate_stage.run(rows, validate_stage.Context.build(ctx.catalog, ctx.sim)))
+        accepted = [r for r in out if isinstance(r, Dialogue)]
         write_jsonl(rejected_path, [r for r in out if isinstance(r, Rejection)])
-        write_jsonl(path, [r for r in out if isinstance(r, Dialogue)])
+        write_jsonl(path, accepted)  # the shard file marks the shard done
+        # The dedup keys too, here in the workers, so the ordered pass (`finalize`) only looks them up.
+        v = ctx.cfg.validate_
+        _write_keys(ctx, k, path.read_bytes(), validate_stage.dedup_keys(accepted, v.near_duplicate_threshold, v.num_perm))
     return k, len(indices)
+
+
+def _keys_path(ctx: RunContext, k: int) -> Path:
+    return ctx.dir / "validated" / f"keys-{k:05d}.u64"
+
+
+def _write_keys(ctx: RunContext, k: int, shard: bytes, keys: Any) -> None:
+    """Validated shard k's dedup keys, after its shard file and headed by a hash of both: a cache that finalize uses
+    only if it matches the shard as written (so it needs no fsync: a torn or missing file is recomputed)."""
+    payload = keys.tobytes()
+    path, tmp = _keys_path(ctx, k), _keys_path(ctx, k).with_name(f".keys-{k:05d}.u64.tmp")
+    tmp.write_bytes(validate_stage.hash64(shard + payload).to_bytes(8, "little") + payload)
+    os.replace(tmp, path)
+
+
+def _shard_keys(ctx: RunContext, k: int, shard: bytes, rows: int) -> Any:
+    """The dedup keys a worker wrote for validated shard k (rows x (1 + bands) uint64), or None when there are
+    none (a shard validated by an older version, a worker killed before writing them) or they do not match the
+    shard: then finalize computes them."""
+    import numpy as np
+
+    path = _keys_path(ctx, k)
+    if not rows or not path.is_file():
+        return None
+    data = path.read_bytes()
+    head, payload = data[:8], data[8:]
+    width = len(payload) // (8 * rows)
+    if width < 2 or len(payload) != 8 * rows * width or head != validate_stage.hash64(shard + payload).to_bytes(8, "little"):
+        return None
+    return np.frombuffer(payload, dtype=np.uint64).reshape(rows, width)
 
 
 def _run_shard(ctx: RunContext, stage: str, k: int, indices: range, llm: Any = None) -> None:
@@ -388,7 +422,8 @@ def finalize(ctx: RunContext) -> dict[str, Any]:
                     # An accepted row is copied as the line it was read from, not serialized again.
                     lines = ctx.path("validated", k).read_text(encoding="utf-8").splitlines(keepends=True)
                     rows = (json.loads(line) for line in lines)
-                    for line, out in zip(lines, validate_stage.deduplicate(rows, dedup)):  # one output per row, in order
+                    keys = _shard_keys(ctx, k, "".join(lines).encode("utf-8"), len(lines))
+                    for line, out in zip(lines, validate_stage.deduplicate(rows, dedup, keys)):  # one output per row, in order
                         if isinstance(out, Rejection):
                             rejected_counts[out.check] += 1
                             rej.write(dump_row(out) + "\n")

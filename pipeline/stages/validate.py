@@ -7,10 +7,11 @@ A check returns None when the dialogue passes, else "code: detail" — a snake_c
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -341,19 +342,34 @@ class Deduplicator:
     """
 
     def __init__(self, threshold: float = 0.9, num_perm: int = 64):
-        self.bands = lsh_bands(threshold, num_perm)
+        self.threshold, self.num_perm = threshold, num_perm
         self.exact = HashIndex()
         self.near = HashIndex()  # band key -> the kept row that first had it
         self.kept: list[str] = []  # ids of kept rows, by their order: what a near-duplicate is reported against
-        self.minhash = MinHasher(num_perm)
+        self._hashing: tuple[MinHasher, list[slice]] | None = None  # made on first use: datasketch imports scipy
 
-    def reason(self, row_id: str, text: str) -> str | None:
-        """Why the dialogue `row_id` with this `dialogue_text` is a duplicate of an earlier one, or None."""
-        digest = hash64(text.encode())
+    @property
+    def minhash(self) -> MinHasher:
+        return self._hasher()[0]
+
+    def _hasher(self) -> tuple[MinHasher, list[slice]]:
+        if self._hashing is None:
+            self._hashing = MinHasher(self.num_perm), lsh_bands(self.threshold, self.num_perm)
+        return self._hashing
+
+    def keys(self, text: str) -> list[int]:
+        """The 64-bit keys deduplication compares for a `dialogue_text`: its exact digest, then one per LSH band.
+        Workers compute them as shards finish (`dedup_keys`), so the ordered pass only looks them up."""
+        minhash, bands = self._hasher()
+        return [hash64(text.encode()), *band_keys(minhash(text).hashvalues, bands)]
+
+    def reason(self, row_id: str, text: str, keys: Sequence[int] | None = None) -> str | None:
+        """Why the dialogue `row_id` with this `dialogue_text` (or these `keys` of it) is a duplicate of an earlier
+        one, or None."""
+        digest, *keys = self.keys(text) if keys is None else [int(k) for k in keys]
         if self.exact.get(digest) is not None:
             return "duplicate: the same dialogue text appears earlier in the run"
         self.exact.add(digest, 0)
-        keys = band_keys(self.minhash(text).hashvalues, self.bands)
         for key in keys:  # bands in order: the reported row does not depend on hashing order
             earlier = self.near.get(key)
             if earlier is not None:
@@ -364,9 +380,18 @@ class Deduplicator:
         return None
 
 
-def deduplicate(rows: Iterable[Dialogue | dict], dedup: Deduplicator) -> Iterator[Dialogue | dict | Rejection]:
-    """Drop exact and near duplicates of earlier rows; rows may be Dialogues or their JSON form."""
-    for row in rows:
+def deduplicate(rows: Iterable[Dialogue | dict], dedup: Deduplicator,
+                keys: Iterable[Sequence[int]] | None = None) -> Iterator[Dialogue | dict | Rejection]:
+    """Drop exact and near duplicates of earlier rows; rows may be Dialogues or their JSON form. `keys`: each row's
+    `Deduplicator.keys`, when they were computed already (else they are computed here)."""
+    for row, row_keys in zip(rows, keys if keys is not None else itertools.repeat(None)):
         row_id = row.id if isinstance(row, Dialogue) else row["id"]
-        reason = dedup.reason(row_id, dialogue_text(row))
+        reason = dedup.reason(row_id, dialogue_text(row), row_keys)
         yield row if reason is None else rejection(row, "dedup", reason)
+
+
+def dedup_keys(rows: Sequence[Dialogue | dict], threshold: float, num_perm: int) -> np.ndarray:
+    """Each row's `Deduplicator.keys`, as a (rows, 1 + bands) uint64 array."""
+    dedup = Deduplicator(threshold, num_perm)
+    width = 1 + len(lsh_bands(threshold, num_perm))
+    return np.array([dedup.keys(dialogue_text(row)) for row in rows], dtype=np.uint64).reshape(len(rows), width)

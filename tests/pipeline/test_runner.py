@@ -201,3 +201,32 @@ def test_processes_share_one_cost_limit(tmp_path):
         assert 5 <= sent <= 12
         _llm_run(tmp_path, "r", server, workers=2, **prices)
         assert server.requests - server_before == 24  # the answers bought before the stop came from the cache
+
+
+def test_finalize_looks_up_the_workers_dedup_keys_and_recomputes_missing_or_torn_ones(tmp_path, monkeypatch):
+    import numpy as np
+
+    from speakrl.pipeline.stages import validate
+
+    cfg = RunConfig(n=90, seed=4, out=str(tmp_path / "run"), shard_size=30, workers=1)
+    run = generate(cfg)
+    keys = sorted((run / "validated").glob("keys-*.u64"))
+    assert len(keys) == 3
+    rows = list(read_jsonl(run / "validated" / "shard-00000.jsonl"))
+    expected = validate.dedup_keys(rows, cfg.validate_.near_duplicate_threshold, cfg.validate_.num_perm)
+    assert keys[0].read_bytes()[8:] == expected.tobytes()  # after an 8-byte hash of the shard and the keys
+    outputs = {name: (run / name).read_bytes() for name in ("accepted.jsonl", "rejected.jsonl", "stats.json")}
+
+    computed = []
+    real_keys = validate.Deduplicator.keys
+    monkeypatch.setattr(validate.Deduplicator, "keys", lambda self, text: computed.append(text) or real_keys(self, text))
+    (run / "accepted.jsonl").unlink()  # the finished run is redone from its validated shards
+    generate(cfg)
+    assert computed == []  # every key was the workers'
+    keys[1].unlink()  # a shard validated before keys were written
+    torn = keys[2].read_bytes()
+    keys[2].write_bytes(torn[:8] + np.zeros(len(torn) // 8 - 1, dtype=np.uint64).tobytes())  # right size, wrong keys
+    (run / "accepted.jsonl").unlink()
+    generate(cfg)
+    assert len(computed) == sum(1 for k in (1, 2) for _ in read_jsonl(run / "validated" / f"shard-{k:05d}.jsonl"))
+    assert {name: (run / name).read_bytes() for name in outputs} == outputs
