@@ -435,6 +435,7 @@ class SplitResult:
     ood_tools: list[str]
     dropped: list  # in-domain rows tied (near-duplicate) to a held-out row: in no split
     threshold: float
+    codes: np.ndarray | None = None  # each given row's split (its index in SPLITS, -1: dropped), in the given order
 
 
 def assign_splits(dialogues: Sequence[Dialogue | Entry], options: PublishOptions, seed: int, threshold: float) -> SplitResult:
@@ -448,26 +449,27 @@ def assign_splits(dialogues: Sequence[Dialogue | Entry], options: PublishOptions
     if unknown:
         raise PublishError(f"held-out domain(s) {unknown} have no accepted dialogue; choose among {sorted(known)}")
 
-    # Sort first so the input order (shard order, worker interleaving) cannot change the result.
-    ordered = sorted(dialogues, key=lambda d: d.id)
+    # Sort first so the input order (shard order, worker interleaving) cannot change the result. Rows are handled
+    # by their index in this order below (no dict by id: at a million rows every per-row dict is ~100 MB).
+    order = sorted(range(len(dialogues)), key=lambda i: dialogues[i].id)
+    ordered = [dialogues[i] for i in order]
     entries = _entries(ordered, options.num_perm)
-    called = {e.id: e.tools_called for e in entries}
 
-    def held_out(d: Dialogue | Entry) -> bool:
-        return d.domain in ood_domains or any(name in ood_tools for name in called[d.id])
+    def held_out(i: int) -> bool:
+        return entries[i].domain in ood_domains or any(name in ood_tools for name in entries[i].tools_called)
 
     groups = leakage_groups(entries, threshold, options.num_perm)
-    splits: dict[str, list[Dialogue]] = {s: [] for s in SPLITS}
-    dropped: list[Dialogue] = []
-    in_domain: list[list[Dialogue]] = []
+    splits: dict[str, list[int]] = {s: [] for s in SPLITS}
+    dropped: list[int] = []
+    in_domain: list[list[int]] = []
     for group in groups:
-        rows = [ordered[i] for i in group]
-        ood = [d for d in rows if held_out(d)]
+        ood = [i for i in group if held_out(i)]
         if ood:
             splits["test_ood"].extend(ood)
-            dropped.extend(d for d in rows if not held_out(d))
+            dropped.extend(i for i in group if not held_out(i))
         else:
-            in_domain.append(rows)
+            in_domain.append(group)
+    del groups
     if dropped:
         logger.warning("dropped %d in-domain dialogue(s) that near-duplicate a held-out one", len(dropped))
     if (ood_domains or ood_tools) and not splits["test_ood"]:
@@ -476,24 +478,27 @@ def assign_splits(dialogues: Sequence[Dialogue | Entry], options: PublishOptions
         raise PublishError("holding out those domains and tools leaves no dialogue for train; hold out fewer")
 
     # Walk the groups in a seeded order; validation and test take groups until they reach their share.
-    def order_key(rows: list[Dialogue]) -> str:
-        return hashlib.sha256(f"{seed}:{min(d.id for d in rows)}".encode()).hexdigest()
+    def order_key(group: list[int]) -> str:
+        return hashlib.sha256(f"{seed}:{min(entries[i].id for i in group)}".encode()).hexdigest()
 
     in_domain.sort(key=order_key)
     total = sum(len(g) for g in in_domain)
     targets = {"validation": round(total * options.validation_fraction), "test": round(total * options.test_fraction)}
-    for rows in in_domain:
+    for group in in_domain:
         for name in ("validation", "test"):
             if len(splits[name]) < targets[name]:
-                splits[name].extend(rows)
+                splits[name].extend(group)
                 break
         else:
-            splits["train"].extend(rows)
-    for name in SPLITS:
-        splits[name].sort(key=lambda d: d.id)
-    by_id = {e.id: e for e in entries}
-    check_no_leakage({name: [by_id[d.id] for d in rows] for name, rows in splits.items()}, threshold, options.num_perm)
-    return SplitResult(splits, sorted(ood_domains), sorted(ood_tools), dropped, threshold)
+            splits["train"].extend(group)
+    del in_domain
+    codes = np.full(len(dialogues), -1, dtype=np.int8)
+    for n, name in enumerate(SPLITS):
+        splits[name].sort()  # by id: indices are positions in id order
+        codes[[order[i] for i in splits[name]]] = n
+    check_no_leakage({name: [entries[i] for i in rows] for name, rows in splits.items()}, threshold, options.num_perm)
+    return SplitResult({name: [ordered[i] for i in rows] for name, rows in splits.items()}, sorted(ood_domains),
+                       sorted(ood_tools), [ordered[i] for i in dropped], threshold, codes)
 
 
 def sgd_splits(rows: Sequence[Dialogue | Entry], threshold: float) -> SplitResult:
@@ -502,11 +507,14 @@ def sgd_splits(rows: Sequence[Dialogue | Entry], threshold: float) -> SplitResul
     from speakrl.pipeline.sgd import published_split
 
     splits: dict[str, list] = {name: [] for name in SPLITS}
-    for row in rows:
-        splits[published_split(row.id)].append(row)
+    codes = np.empty(len(rows), dtype=np.int8)
+    for i, row in enumerate(rows):
+        name = published_split(row.id)
+        splits[name].append(row)
+        codes[i] = SPLITS.index(name)
     for rows_of_split in splits.values():
         rows_of_split.sort(key=lambda d: d.id)
-    return SplitResult(splits, [], [], [], threshold)
+    return SplitResult(splits, [], [], [], threshold, codes)
 
 
 def check_no_leakage(splits: dict[str, list[Dialogue | Entry]], threshold: float, num_perm: int = 64) -> None:
@@ -523,11 +531,12 @@ def check_no_leakage(splits: dict[str, list[Dialogue | Entry]], threshold: float
                 elif other != n:
                     what = f"scenario {e.scenario_id}" if kind == "scenario" else f"the goal of {e.id}"
                     raise PublishError(f"split leakage: {what} appears in more than one split ({names[other]}, {names[n]})")
-    flat = [(name, d) for name, rows in splits.items() for d in rows]
-    for i, j in near_duplicate_pairs([d for _, d in flat], threshold, num_perm):
-        if flat[i][0] != flat[j][0]:
+    flat = [d for rows in splits.values() for d in rows]
+    split_of = [name for name, rows in splits.items() for _ in rows]
+    for i, j in near_duplicate_pairs(flat, threshold, num_perm):
+        if split_of[i] != split_of[j]:
             raise PublishError(
-                f"split leakage: {flat[i][1].id} ({flat[i][0]}) and {flat[j][1].id} ({flat[j][0]}) are near-duplicates"
+                f"split leakage: {flat[i].id} ({split_of[i]}) and {flat[j].id} ({split_of[j]}) are near-duplicates"
             )
 
 
@@ -1047,10 +1056,7 @@ def _build(run_dir: Path, out_dir: Path, options: PublishOptions, parts: Path, p
     threshold = options.near_duplicate_threshold or float(validate_cfg.get("near_duplicate_threshold", 0.9))
     imported = cfg.get("source") == "sgd"  # SpeakER-SGD (`speakrl import sgd`): SGD's own splits and card
     split = sgd_splits(run.accepted, threshold) if imported else assign_splits(run.accepted, options, seed, threshold)
-    where = {e.id: n for n, name in enumerate(SPLITS) for e in split.splits[name]}
-    # The split of each accepted row in run order (-1: dropped, tied to a held-out row), and of each decision point.
-    codes = np.fromiter((where.get(e.id, -1) for e in run.accepted), dtype=np.int8, count=len(run.accepted))
-    del where
+    codes = split.codes  # the split of each accepted row in run order (-1: dropped), and of each decision point:
     point_codes = np.repeat(codes, np.fromiter((e.n_points for e in run.accepted), dtype=np.int64, count=len(codes)))
 
     # Row counts are known from the entries, so shard names ("-of-N") are final before anything is written.
