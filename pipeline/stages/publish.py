@@ -304,7 +304,9 @@ class Entry:
     domain: str
     tools_called: tuple[str, ...]
     goal_key: int  # 64-bit hash of (domain, tool, arguments): equal goals, equal keys
-    hashvalues: bytes  # the MinHash of the validate stage's shingles, as uint32s (its values are below 2**32)
+    # The MinHash of the validate stage's shingles, as uint32s (its values are below 2**32); or, in a build, the
+    # row's number in the build's `MinHashFile` (256 bytes a row that then stay on disk).
+    hashvalues: bytes | int
     ambiguity_types: tuple[str, ...]
     assistant_turns: int
     clarifications: int
@@ -348,16 +350,36 @@ def _entries(rows: Sequence[Dialogue | Entry], num_perm: int) -> list[Entry]:
     return [r if isinstance(r, Entry) else entry(r, minhash) for r in rows]
 
 
-def near_duplicate_pairs(rows: Sequence[Dialogue | Entry], threshold: float, num_perm: int = 64) -> list[tuple[int, int]]:
+class MinHashFile:
+    """The MinHash values of a build's rows, `num_perm` uint32s a row, read by row number: they stay on disk (a
+    memory map would count them in the process's resident memory)."""
+
+    def __init__(self, path: Path, num_perm: int):
+        self.file, self.width = open(path, "rb"), 4 * num_perm
+
+    def __getitem__(self, row: int) -> np.ndarray:
+        return np.frombuffer(os.pread(self.file.fileno(), self.width, row * self.width), dtype=np.uint32)
+
+    def close(self) -> None:
+        self.file.close()
+
+
+def _values(e: Entry, store: MinHashFile | None) -> np.ndarray:
+    return np.frombuffer(e.hashvalues, dtype=np.uint32) if isinstance(e.hashvalues, bytes) else store[e.hashvalues]
+
+
+def near_duplicate_pairs(rows: Sequence[Dialogue | Entry], threshold: float, num_perm: int = 64,
+                         store: MinHashFile | None = None) -> list[tuple[int, int]]:
     """Index pairs (earlier, later) whose word-3-gram Jaccard is at least `threshold`: rows sharing an LSH band
-    (datasketch's bands for the threshold) are candidates, the MinHash estimate decides."""
+    (datasketch's bands for the threshold) are candidates, the MinHash estimate decides. `store`: where Entries
+    whose `hashvalues` is a row number keep them."""
     entries = _entries(rows, num_perm)
     bands = validate.lsh_bands(threshold, num_perm)
     first = validate.HashIndex()  # band key -> first row with it
     more: dict[int, list[int]] = {}  # band key -> every row with it, for the (rare) keys shared by several rows
     pairs = []
     for i, e in enumerate(entries):
-        values = np.frombuffer(e.hashvalues, dtype=np.uint32)
+        values = _values(e, store)
         candidates: set[int] = set()
         for key in validate.band_keys(values, bands):
             j = first.get(key)
@@ -368,7 +390,7 @@ def near_duplicate_pairs(rows: Sequence[Dialogue | Entry], threshold: float, num
             candidates.update(shared)
             shared.append(i)
         for j in sorted(candidates):
-            same = np.count_nonzero(values == np.frombuffer(entries[j].hashvalues, dtype=np.uint32)) / len(values)
+            same = np.count_nonzero(values == _values(entries[j], store)) / len(values)
             if same >= threshold:
                 pairs.append((j, i))
     return pairs
@@ -384,7 +406,8 @@ def _goal_key(d: Dialogue) -> str:
     return _json([d.domain, tool, sorted(d.goal.items(), key=lambda kv: kv[0])])
 
 
-def leakage_groups(rows: Sequence[Dialogue | Entry], threshold: float, num_perm: int = 64) -> list[list[int]]:
+def leakage_groups(rows: Sequence[Dialogue | Entry], threshold: float, num_perm: int = 64,
+                   store: MinHashFile | None = None) -> list[list[int]]:
     """Connected components of "same scenario", "same goal" and "near-duplicate": each must stay in one split."""
     entries = _entries(rows, num_perm)
     parent = list(range(len(entries)))
@@ -406,7 +429,7 @@ def leakage_groups(rows: Sequence[Dialogue | Entry], threshold: float, num_perm:
                 first.add(key, i)
             else:
                 union(i, j)
-    for i, j in near_duplicate_pairs(entries, threshold, num_perm):
+    for i, j in near_duplicate_pairs(entries, threshold, num_perm, store):
         union(i, j)
     groups: dict[int, list[int]] = defaultdict(list)
     for i in range(len(entries)):
@@ -438,7 +461,8 @@ class SplitResult:
     codes: np.ndarray | None = None  # each given row's split (its index in SPLITS, -1: dropped), in the given order
 
 
-def assign_splits(dialogues: Sequence[Dialogue | Entry], options: PublishOptions, seed: int, threshold: float) -> SplitResult:
+def assign_splits(dialogues: Sequence[Dialogue | Entry], options: PublishOptions, seed: int, threshold: float,
+                  store: MinHashFile | None = None) -> SplitResult:
     """Deterministic, leak-free train / validation / test / test_ood, over Dialogues or their Entries."""
     ood_domains = (
         default_ood_domains((d.domain for d in dialogues), seed) if options.ood_domains is None else list(options.ood_domains)
@@ -458,7 +482,7 @@ def assign_splits(dialogues: Sequence[Dialogue | Entry], options: PublishOptions
     def held_out(i: int) -> bool:
         return entries[i].domain in ood_domains or any(name in ood_tools for name in entries[i].tools_called)
 
-    groups = leakage_groups(entries, threshold, options.num_perm)
+    groups = leakage_groups(entries, threshold, options.num_perm, store)
     splits: dict[str, list[int]] = {s: [] for s in SPLITS}
     dropped: list[int] = []
     in_domain: list[list[int]] = []
@@ -496,7 +520,7 @@ def assign_splits(dialogues: Sequence[Dialogue | Entry], options: PublishOptions
     for n, name in enumerate(SPLITS):
         splits[name].sort()  # by id: indices are positions in id order
         codes[[order[i] for i in splits[name]]] = n
-    check_no_leakage({name: [entries[i] for i in rows] for name, rows in splits.items()}, threshold, options.num_perm)
+    check_no_leakage({name: [entries[i] for i in rows] for name, rows in splits.items()}, threshold, options.num_perm, store)
     return SplitResult({name: [ordered[i] for i in rows] for name, rows in splits.items()}, sorted(ood_domains),
                        sorted(ood_tools), [ordered[i] for i in dropped], threshold, codes)
 
@@ -517,7 +541,8 @@ def sgd_splits(rows: Sequence[Dialogue | Entry], threshold: float) -> SplitResul
     return SplitResult(splits, [], [], [], threshold, codes)
 
 
-def check_no_leakage(splits: dict[str, list[Dialogue | Entry]], threshold: float, num_perm: int = 64) -> None:
+def check_no_leakage(splits: dict[str, list[Dialogue | Entry]], threshold: float, num_perm: int = 64,
+                     store: MinHashFile | None = None) -> None:
     """Raise if any scenario, goal or near-duplicate appears in two splits."""
     splits = {name: _entries(rows, num_perm) for name, rows in splits.items()}
     names = list(splits)
@@ -533,7 +558,7 @@ def check_no_leakage(splits: dict[str, list[Dialogue | Entry]], threshold: float
                     raise PublishError(f"split leakage: {what} appears in more than one split ({names[other]}, {names[n]})")
     flat = [d for rows in splits.values() for d in rows]
     split_of = [name for name, rows in splits.items() for _ in rows]
-    for i, j in near_duplicate_pairs(flat, threshold, num_perm):
+    for i, j in near_duplicate_pairs(flat, threshold, num_perm, store):
         if split_of[i] != split_of[j]:
             raise PublishError(
                 f"split leakage: {flat[i].id} ({split_of[i]}) and {flat[j].id} ({split_of[j]}) are near-duplicates"
@@ -552,6 +577,7 @@ class RunData:
     manifest: dict[str, Any]
     stats: dict[str, Any]
     parts: list[Path] = field(default_factory=list)  # the accepted rows as storage-typed Arrow tables, in run order
+    minhashes: MinHashFile | None = None  # where the accepted Entries' MinHash values are, when they are in `parts`
 
 
 def iter_accepted(run_dir: Path) -> Iterator[Dialogue]:
@@ -592,6 +618,10 @@ def encode_part(path: Path, start: int, stop: int, num_perm: int, out: Path | No
                            f"({str(e).splitlines()[0]})") from None
     entries = [entry(d, minhash) for d in dialogues]
     if out is not None:
+        # The MinHash values go to disk beside the rows; each Entry keeps its row number in the part instead.
+        out.with_suffix(".minhash").write_bytes(b"".join(e.hashvalues for e in entries))
+        for i, e in enumerate(entries):
+            e.hashvalues = i
         feats = features()
         default_rows, point_rows = [], []
         for d in dialogues:
@@ -645,7 +675,20 @@ def read_run(run_dir: Path, num_perm: int = 64, parts: Path | None = None, pool:
         results = (encode_part(*job) for job in jobs)
     else:
         results = (future.result() for future in [pool.submit(encode_part, *job) for job in jobs])
-    accepted = [e for entries in results for e in entries]
+    accepted: list[Entry] = []
+    minhashes = None if parts is None else open(parts / "minhashes.u32", "wb")
+    try:
+        for out, entries in zip(outs, results):
+            if out is not None:  # one file of every row's MinHash values, in run order, for `MinHashFile`
+                for e in entries:
+                    e.hashvalues += len(accepted)
+                minhash_part = out.with_suffix(".minhash")
+                minhashes.write(minhash_part.read_bytes())
+                minhash_part.unlink()
+            accepted.extend(entries)
+    finally:
+        if minhashes is not None:
+            minhashes.close()
     try:
         rejected_path = run_dir / "rejected.jsonl"
         rejected = list(read_jsonl(rejected_path, Rejection)) if rejected_path.is_file() else []
@@ -668,7 +711,8 @@ def read_run(run_dir: Path, num_perm: int = 64, parts: Path | None = None, pool:
         return loaded
 
     return RunData(accepted, rejected, load("config.yaml", yaml.safe_load), load("manifest.json", json.loads),
-                   load("stats.json", json.loads), [p for p in outs if p is not None])
+                   load("stats.json", json.loads), [p for p in outs if p is not None],
+                   None if parts is None else MinHashFile(parts / "minhashes.u32", num_perm))
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -1050,12 +1094,20 @@ PARTS_PREFIX = ".speakrl-parts-"  # the build's scratch directory beside out_dir
 
 def _build(run_dir: Path, out_dir: Path, options: PublishOptions, parts: Path, pool: Any) -> None:
     run = read_run(run_dir, options.num_perm, parts, pool)
+    try:
+        _write(run, out_dir, options, pool)
+    finally:
+        run.minhashes.close()
+
+
+def _write(run: RunData, out_dir: Path, options: PublishOptions, pool: Any) -> None:
     cfg = run.config
     seed = options.seed if options.seed is not None else int(cfg.get("seed", 0))
     validate_cfg = cfg.get("validate") or cfg.get("validate_") or {}
     threshold = options.near_duplicate_threshold or float(validate_cfg.get("near_duplicate_threshold", 0.9))
     imported = cfg.get("source") == "sgd"  # SpeakER-SGD (`speakrl import sgd`): SGD's own splits and card
-    split = sgd_splits(run.accepted, threshold) if imported else assign_splits(run.accepted, options, seed, threshold)
+    split = (sgd_splits(run.accepted, threshold) if imported
+             else assign_splits(run.accepted, options, seed, threshold, run.minhashes))
     codes = split.codes  # the split of each accepted row in run order (-1: dropped), and of each decision point:
     point_codes = np.repeat(codes, np.fromiter((e.n_points for e in run.accepted), dtype=np.int64, count=len(codes)))
 

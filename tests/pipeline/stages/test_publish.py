@@ -140,6 +140,24 @@ def test_shared_scenario_goal_and_near_duplicates_stay_in_one_split(tmp_path):
         assert len(where) == len(rows)
 
 
+def test_entries_whose_minhash_stays_on_disk_group_like_the_dialogues(tmp_path, monkeypatch):
+    from speakrl.pipeline.stages import publish
+
+    base = [make_dialogue(i, ["flights", "hotels", "movies"][i % 3]) for i in range(12)]
+    near_dup = base[5].model_copy(update={"id": "near-twin", "scenario_id": "s-near", "goal": {"x": "y"}})
+    near_dup.messages[-1] = near_dup.messages[-1].model_copy(update={"content": "Done! All set."})
+    run = make_run(tmp_path / "run")
+    write_jsonl(run / "accepted.jsonl", [*base, near_dup])
+    monkeypatch.setattr(publish, "PART_BYTES", 4000)  # several parts, so row numbers run across them
+    (tmp_path / "parts").mkdir()
+    data = publish.read_run(run, parts=tmp_path / "parts")
+    assert len(data.parts) > 2 and [e.hashvalues for e in data.accepted] == list(range(13))
+    groups = leakage_groups(data.accepted, threshold=0.8, store=data.minhashes)
+    assert groups == leakage_groups([*base, near_dup], threshold=0.8)
+    assert any({5, 12} <= set(g) for g in groups)
+    data.minhashes.close()
+
+
 def test_leakage_check_catches_each_kind():
     a, b = make_dialogue(1, "flights"), make_dialogue(2, "hotels")
     with pytest.raises(PublishError, match="scenario"):
