@@ -263,13 +263,15 @@ def dialogue_from_row(row: dict[str, Any]) -> Dialogue:
     )
 
 
-def decision_point_row(p: DecisionPoint, tools_json: str | None = None) -> dict[str, Any]:
-    """A DecisionPoint as a row of the `decision_points` config (`tools_json`: the dialogue's, already encoded)."""
-    dump = p.model_dump(mode="json", exclude={"tools"} if tools_json is not None else None)
+def decision_point_row(p: DecisionPoint, tools_json: str | None = None, messages: bool = True) -> dict[str, Any]:
+    """A DecisionPoint as a row of the `decision_points` config (`tools_json`: the dialogue's, already encoded;
+    `messages=False`: without `prompt` and `completion`, which the caller has)."""
+    exclude = ({"tools"} if tools_json is not None else set()) | (set() if messages else {"prompt", "completion"})
+    dump = p.model_dump(mode="json", exclude=exclude or None)
     return {
         **dump,
-        "prompt": [chat_message(m) for m in dump["prompt"]],
-        "completion": [chat_message(m) for m in dump["completion"]],
+        **({"prompt": [chat_message(m) for m in dump["prompt"]],
+            "completion": [chat_message(m) for m in dump["completion"]]} if messages else {}),
         "tools": tools_json if tools_json is not None else _json(dump["tools"]),
         "goal": _json(p.goal),
         "defaults": _json(p.defaults),
@@ -625,12 +627,12 @@ def encode_part(path: Path, start: int, stop: int, num_perm: int, out: Path | No
         feats = features()
         default_rows, point_rows = [], []
         for d in dialogues:
-            row = dialogue_row(d)
+            row, points = encoded_rows(d)
             default_rows.append(row)
-            point_rows.extend(decision_point_row(p, row["tools"]) for p in decision_points(d))
+            point_rows.extend(points)
         with pa.OSFile(str(out), "wb") as sink:
             for name, rows in (("default", default_rows), ("decision_points", point_rows)):
-                table = storage_table(rows, feats[name])
+                table = storage_table(rows, feats[name], encoded=True)
                 with pa.ipc.new_stream(sink, table.schema) as writer:
                     writer.write_table(table)
     return entries
@@ -966,18 +968,35 @@ def storage_schema(schema: Any) -> Any:
     return pa.schema([pa.field(f.name, storage(f.type), f.nullable) for f in schema], metadata=schema.metadata)
 
 
-def storage_table(rows: list[dict[str, Any]], feats: Any) -> Any:
+def storage_table(rows: list[dict[str, Any]], feats: Any, encoded: bool = False) -> Any:
     """Rows of one config as an Arrow table of its storage schema (`storage_schema`): lists of messages (the `Json`
-    columns) become their JSON text here, and Arrow builds the extension type only by casting from its storage type.
-    (Not `Features.encode_example`: it walks every nested field of every row, which took most of the build time.)"""
+    columns) become their JSON text here (or are already, if `encoded`), and Arrow builds the extension type only by
+    casting from its storage type. (Not `Features.encode_example`: it walks every nested field of every row, which
+    took most of the build time.)"""
     import pyarrow as pa
     from datasets import Json, List
 
     json_lists = [k for k, f in feats.items() if isinstance(f, List) and isinstance(f.feature, Json)]
     if any(isinstance(f, Json) for f in feats.values()):
         raise PublishError("storage_table encodes Json features only as lists of messages")  # a programming error
-    rows = [{**row, **{k: [_json(m) for m in row[k]] for k in json_lists}} for row in rows]
+    if not encoded:
+        rows = [{**row, **{k: [_json(m) for m in row[k]] for k in json_lists}} for row in rows]
     return pa.Table.from_pylist(rows, schema=storage_schema(feats.arrow_schema))
+
+
+def encoded_rows(d: Dialogue) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """`dialogue_row(d)` and the `decision_point_row` of each of its decision points, with each message already the
+    JSON text `storage_table(..., encoded=True)` takes. A decision point's prompt is the dialogue's messages before
+    its turn: each message is encoded once, not once per later turn."""
+    row = dialogue_row(d)
+    texts = [_json(m) for m in row["messages"]]
+    row["messages"] = texts
+    points = []
+    for p, label in zip(decision_points(d), d.labels):
+        point = decision_point_row(p, row["tools"], messages=False)
+        point["prompt"], point["completion"] = texts[: label.message_index], [texts[label.message_index]]
+        points.append(point)
+    return row, points
 
 
 class ShardWriter:
