@@ -25,7 +25,7 @@ _GENERIC_WORDS = {"name", "type", "number", "id", "of", "the", "a", "to", "for",
 _CUES = {
     "date": ("date", "day", "when"),
     "time": ("time", "when", "what hour"),
-    "city": ("city", "where", "town", "metropolis", "area", "location"),
+    "city": ("city", "where", "town", "metropolis", "area", "location", "anywhere", "somewhere"),
     "party": ("how many", "people", "party", "guests"),
     "size": ("how many", "size"),
     "passengers": ("how many", "passengers", "people"),
@@ -34,6 +34,7 @@ _CUES = {
     "location": ("where", "location"),
     "cuisine": ("food",),  # "what kind of food"
     "title": ("movie", "film"),  # "which movie" asks for its title
+    "restaurant": ("diner", "eatery"),
 }
 
 
@@ -335,40 +336,71 @@ def slot_cues(slot: SlotSpec) -> set[str]:
 
 # Single words too common to show what a question asks about ("check_in_date" is not asked about by saying "in").
 _WEAK_WORDS = {"in", "on", "at", "by", "up", "off", "out", "with", "from", "and", "or", "is", "be", "new", "old"}
-
-
-_TYPE_OF = re.compile(r"(?:the )?(?:type|kind|category) of (\w+)")
+# Words that make a slot a classification of something: "what kind of restaurant" asks its cuisine.
+_KIND_WORDS = {"type", "kind", "category", "genre", "cuisine", "style", "class"}
+# How a question asks for a kind ("what style of restaurant"), and how a description states one ("Type of event").
+_ASKED_KINDS = ("type", "kind", "sort", "style", "category")
+_TYPE_OF = re.compile(r"(?:the )?(?:type|kind|category) of (?:the )?(\w+)")
+_DESCRIPTION_STOP = {"the", "a", "an", "of", "for", "in", "to", "or", "and", "is", "be", "which", "where", "that",
+                     "this", "with", "by", "on", "at", "from", "as", "it", "its", "either", "if"}
 
 
 def _ranked_cues(slot: SlotSpec) -> dict[str, int]:
-    """Cue phrase -> how specifically it names the slot: 2 for the slot's own label, an enum or known value or its
-    "kind of X" (see `question_targets`), 1 for one word
-    of its name or a usual way of asking ("when", "how many")."""
+    """Cue phrase -> how specifically it names the slot: 3 for "kind of X" when the slot is described as "Type of X",
+    2 for the slot's own label, an enum or known value, or "kind of X" when a classifying slot (cuisine, genre)
+    mentions X in its description, 1 for one word of its name or a usual way of asking ("when", "how many")."""
+    parts = slot.name.lower().split("_")
     words = slot_words(slot.name)
-    cues = {w: 1 for w in words if w not in _WEAK_WORDS}
-    for w in words:
-        cues.update({c: 1 for c in _CUES.get(w, ())})
-    if "number" in slot.name.lower().split("_"):  # number_of_seats is asked as "how many"
+    # "city_of_event" is a city: the words after "of" qualify it and are no cue alone
+    before_of = [w for w in parts[:parts.index("of")] if w not in _GENERIC_WORDS] if "of" in parts[1:] else []
+    head = set(before_of or words)
+    cues = {w: 1 for w in words if w not in _WEAK_WORDS and w in head}
+    description = normalize(slot.description)
+    for w in head:
+        # "where" asks for a place, not for the name of one ("Name of event location" is asked "which venue")
+        cues.update({c: 1 for c in _CUES.get(w, ()) if not (description.startswith("name of") and _WH_CUE.match(c))})
+    if "number" in parts:  # number_of_seats is asked as "how many"
         cues.setdefault("how many", 1)
     cues.update({normalize(v): 2 for v in slot.enum or ()})
     # known values offered as examples ("Italian, Indian or something else?"); not numbers, dates or times,
     # which many slots share
     if slot.type == "string":
         cues.update({normalize(v): 2 for v in slot.values if not re.search(r"\d", v) and normalize(v) not in ("true", "false")})
-    if m := _TYPE_OF.match(normalize(slot.description)):  # "Type of event" is asked as "what kind of event"
-        cues.update({f"{kind} of {m[1]}": 2 for kind in ("type", "kind", "sort")})
-    cues[" ".join(words)] = 2
+    if _KIND_WORDS & set(parts):  # "Cuisine of food served in the restaurant": "what kind of restaurant"
+        for noun in (set(re.findall(r"[a-z]{3,}", description)) - _DESCRIPTION_STOP - _KIND_WORDS) | {" ".join(words)}:
+            cues.update({f"{kind} of {noun}": 2 for kind in _ASKED_KINDS})  # and "what type of cuisine"
+    if m := _TYPE_OF.match(description):  # "Type of event" is asked as "what kind of event" or "the event category"
+        cues.update({f"{kind} of {m[1]}": 3 for kind in _ASKED_KINDS})
+        cues.update({f"{m[1]} {kind}": 3 for kind in ("type", "kind", "category")})
+    cues[" ".join(words)] = max(cues.get(" ".join(words), 0), 2)
     return {c: rank for c, rank in cues.items() if c}
 
 
 _QUOTED = re.compile(r'"[^"]*"|“[^”]*”|\bwhen you (?:say|said|mention|mentioned)\b')
-_ASKING_SENTENCE = re.compile(r"[^.!?]*\?")
+# A sentence that asks: it ends with "?" or opens like a question or request ("What city should I check for events.")
+_ASKING_SENTENCE = re.compile(
+    r"[^.!?]*\?|(?:^|(?<=[.!?]))\s*(?:(?:ok(?:ay)?|sure|so|also|great|and)\W+)*"
+    r"(?:what|which|where|when|how|who|do|does|did|is|are|can|could|would|will|should|may|please|tell|let)\b[^.!?]*")
+_SENTENCE = re.compile(r"[^.!?]+[.!?]*")
+# Words before a phrase that make it what is asked ("which event", "any particular city", "a preference on the city",
+# "the city and the event") or what is talked about ("the event", "for events", "for a restaurant", "this event").
+_ASKING_WORDS = r"(?:which|what|any|particular|specific|certain|preferred|favou?rite)"
+_LISTED = re.compile(r"(?:\band|\bor|,)(?: (?:the|a|an|your))? $")  # "the doctor and the date"
+_ASKED_BEFORE = re.compile(
+    rf"(?:\b{_ASKING_WORDS}(?:'s| is| are| was| were| would be)?|\bpreferences? (?:on|for|of|about|in)|\binterested in|\bin terms of|\bin regards? to|\bregarding|\bname of"
+    r"|\b(?:kind|type|sort|style|categor(?:y|ie))s? of)(?: (?:the|a|an|your))?(?: (?!for\b|in\b|to\b)\w+)? $"
+    r"|" + _LISTED.pattern)
+_TOPIC_BEFORE = re.compile(
+    rf"(?:\b(?:the|this|that|these|those|your)|\b(?:for|in|at|to|of|about)(?: (?:a|an))?)(?: (?!{_ASKING_WORDS}\b)\w+)? $")
+_WH_CUE = re.compile(r"(?:when|where|how|what|which)\b")
 
 
 @lru_cache(maxsize=1 << 12)
 def _cue_pattern(cue: str) -> re.Pattern[str]:
-    """A cue as a whole phrase, its last word also in the plural ("event" in "what events")."""
-    return re.compile(r"(?<![\w.:-])" + re.escape(cue) + r"(?:s|es)?(?![\w:]|\.\d)")
+    """A cue as a whole phrase, its words also in the plural ("kind of event" in "what kinds of events")."""
+    words = [re.escape(w[:-1]) + "(?:y|ies)" if len(w) > 3 and w.endswith("y") and w[-2] not in "aeiou" else re.escape(w) + "(?:s|es)?"
+             for w in cue.split(" ")]
+    return re.compile(r"(?<![\w.:-])" + " ".join(words) + r"(?![\w:]|\.\d)")
 
 
 def question_targets(question: str, slots: Iterable[SlotSpec]) -> set[str]:
@@ -377,12 +409,18 @@ def question_targets(question: str, slots: Iterable[SlotSpec]) -> set[str]:
     Each phrase of the question counts for the slots that it names most specifically: the longest cue wins its
     words ("pickup date" names pickup_date, not pickup_time or return_date), a slot's own label beats a word of
     another slot's name ("the event" names event_name, not event_date), and a phrase that still names several slots
-    goes to those the question names elsewhere ("luxury or standard: which ride?" is about ride_type, not ride_id),
-    or to none when the question names another slot ("which city for the event?" asks the city, not the event).
-    A slot described as "Type of X" is asked as "what kind of X"; a string slot's known values (not numbers, dates
-    or times) name it when offered ("Italian, Indian or something else?").
+    goes to those the question names elsewhere ("luxury or standard: which ride?" is about ride_type, not ride_id)
+    or, asked as "which X", to the slot that identifies X rather than classifies it ("which event?": event_name).
+    A slot described as "Type of X" is asked as "what kind of X" or "the X category", a classifying slot (cuisine,
+    genre) as "what kind of" a noun of its description ("what style of restaurant"); a string slot's known values
+    (not numbers, dates or times) name it when offered ("Italian, Indian or something else?").
+    What a sentence is about is not what it asks: a phrase after "the", "this", "for" or "in" ("what city is the
+    restaurant in?", "which city should I search for events?") or right after another slot's value ("sports
+    events") counts only when the question asks nothing else ("can you give me the name of the event?"), unless it
+    is asked ("any particular event", "a preference on the city") or listed with what is ("the doctor and the date").
     Quoted words (the user's phrase, a rejected value) are not asked about, and a loose cue (one word of a slot's
-    name, "when", "how many") counts only in a sentence that asks ("Date night" among listed options is no date).
+    name, "when", "how many") counts only in a sentence that asks, by its "?" or its opening ("What city should I
+    check."); "Date night" among listed options is no date.
 
     >>> from speakrl.schemas.catalog import SlotSpec
     >>> slots = [SlotSpec(name="party_size", description=""), SlotSpec(name="restaurant_name", description="")]
@@ -395,6 +433,9 @@ def question_targets(question: str, slots: Iterable[SlotSpec]) -> set[str]:
     >>> events = [SlotSpec(name=n, description="") for n in ("event_date", "event_title", "new_title")]
     >>> question_targets("Which event title should I use?", events)
     {'event_title'}
+    >>> restaurant = [SlotSpec(name="city", description="City"), SlotSpec(name="restaurant_name", description="Name of the restaurant")]
+    >>> question_targets("What city is the restaurant in?", restaurant), question_targets("Which restaurant?", restaurant)
+    ({'city'}, {'restaurant_name'})
     """
     # Quoted words are the user's (or a rejected value), not what is asked: blank them, keeping positions.
     text = _QUOTED.sub(lambda m: " " * len(m.group()), normalize(question))
@@ -411,21 +452,58 @@ def question_targets(question: str, slots: Iterable[SlotSpec]) -> set[str]:
                     spans[m.span()] = (rank, {slot.name})
                 elif rank == best_rank:
                     names.add(slot.name)
-    found: set[str] = set()
-    claimed: list[tuple[int, int]] = []
+    claimed: list[tuple[int, int, set[str]]] = []
     # Longest, then most specific, first; a span inside (or across) words already claimed says nothing new.
-    ordered = sorted(spans.items(), key=lambda kv: (kv[0][0] - kv[0][1], -kv[1][0], len(kv[1][1])))
+    for (start, end), (_, names) in sorted(spans.items(), key=lambda kv: (kv[0][0] - kv[0][1], -kv[1][0], len(kv[1][1]))):
+        if not any(s < end and start < e for s, e, _ in claimed):
+            claimed.append((start, end, names))
+    claimed.sort(key=lambda c: c[0])
+    sentences = [m.span() for m in _SENTENCE.finditer(text)]
+    sentence_of = [next(((s, e) for s, e in sentences if s <= c[0] < e), (0, len(text))) for c in claimed]
+    marks = [_mark(text, sentence_of[i][0], c[0], c[2], claimed[i - 1] if i else None) for i, c in enumerate(claimed)]
+    asked: list[set[str]] = []
+    topics: list[set[str]] = []
+    for i, (start, end, names) in enumerate(claimed):
+        others = [j for j, (s, _, n) in enumerate(claimed) if sentence_of[j] == sentence_of[i] and not n & names]
+        if marks[i] == "described":
+            is_topic = True
+        elif marks[i] == "topic":
+            # "what city is the restaurant in?": the restaurant is what the question is about, not what it asks,
+            # when the sentence asks something else first or plainly ("the city for the event", "the event in
+            # which city"), unless the two are listed together ("the doctor and the date")
+            coordinated = any(_LISTED.search(text, sentence_of[i][0], claimed[j][0]) for j in others if claimed[j][0] > end)
+            is_topic = not coordinated and any(claimed[j][0] < start or marks[j] != "topic" for j in others)
+        else:  # "see events in which city": a phrase that names several slots alike is the subject
+            is_topic = marks[i] == "plain" and len(names) > 1 and bool(others)
+        (topics if is_topic else asked).append(names)
+    # What the question is about counts only when it asks nothing else ("can you give me the name of the event?").
+    return _resolve(asked) or _resolve(topics)
+
+
+def _mark(text: str, sentence_start: int, start: int, names: set[str], previous: tuple[int, int, set[str]] | None) -> str:
+    """How the words before a phrase present it: "asked", "topic", "described" or "plain" (see `question_targets`)."""
+    before = text[sentence_start:start]
+    # "sports events", "Chinese restaurants": a noun right after another slot's value is what that value describes
+    if previous is not None and previous[1] >= sentence_start and text[previous[1]:start] == " " and not previous[2] & names:
+        return "described"
+    if _WH_CUE.match(text, start) or _ASKED_BEFORE.search(before):
+        return "asked"
+    return "topic" if _TOPIC_BEFORE.search(before) else "plain"
+
+
+def _resolve(phrases: list[set[str]]) -> set[str]:
+    """The slots a list of phrases names: a phrase that names several slots goes to those named elsewhere ("luxury or
+    standard: which ride?" is ride_type) or, asking "which X", to the X that is identified rather than classified
+    ("which event?" asks event_name, not event_type)."""
+    found: set[str] = set()
     shared: list[set[str]] = []
-    for (start, end), (_, names) in ordered:
-        if any(s < end and start < e for s, e in claimed):
-            continue
-        claimed.append((start, end))
+    for names in phrases:
         if len(names) > 1 and not names & found:
             shared.append(names)  # decided below, once every phrase that names one slot has been read
         else:
             found |= (names & found) or names
-    # A phrase that names several slots alike ("the event": event_name or event_type) is the thing talked about;
-    # it says which slot is asked only when nothing else in the question does.
     for names in shared:
-        found |= (names & found) or (set() if found else names)
+        identified = {n for n in names if {"name", "id"} & set(n.split("_"))}
+        classified = {n for n in names if _KIND_WORDS & set(n.split("_"))}
+        found |= (names & found) or (names - classified if identified and classified else names)
     return found

@@ -30,6 +30,8 @@ def publish(
     seed: Optional[int] = typer.Option(None, "--seed", help="Split seed.", show_default="the run's seed"),
     license: Optional[str] = typer.Option(None, "--license", help="License id for the card.",
                                           show_default="cc-by-sa-4.0 if SGD values were used, else cc-by-4.0"),
+    sgd: Optional[Path] = typer.Option(None, "--sgd", help="A `speakrl import sgd` run to add as the sgd and "
+                                       "sgd_decision_points configs (SGD's splits, CC BY-SA 4.0)."),
 ) -> None:
     """Split, write parquet and the dataset card; push them to the Hugging Face Hub and/or a local directory."""
     from speakrl.pipeline.stages.publish import PublishOptions, build_dataset_dir
@@ -48,6 +50,7 @@ def publish(
             ood_tools=list(ood_tool or []),
             license=license,
             repo_id=repo_id,
+            sgd_run=sgd,
         )
 
     if repo_id:

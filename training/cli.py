@@ -28,6 +28,7 @@ def _need_training_extra() -> None:
 def train_command(
     recipe: str = typer.Option(..., "--recipe", help="Recipe name (tiny-cpu, qwen3-1.7b, multi-gpu) or a YAML path."),
     dataset: str = typer.Option(..., "--dataset", help="Run directory, local dataset directory, or Hub dataset id."),
+    config: str | None = typer.Option(None, "--config", help="Config of the dataset to train on (sgd: SpeakER-SGD).", show_default="default"),
     output_dir: Path = typer.Option(..., "--output-dir", help="Where checkpoints, logs and the reward curve go."),
     max_steps: int | None = typer.Option(None, "--max-steps", min=1, max=10_000_000, help="GRPO steps.", show_default="the recipe's"),
     model: str | None = typer.Option(None, "--model", help="Model path or Hub id.", show_default="the recipe's model_name_or_path"),
@@ -46,7 +47,7 @@ def train_command(
     if protocol:
         overrides.append(f"protocol={protocol}")
     cfg, model_args = load_recipe(recipe, output_dir=str(output_dir), max_steps=max_steps, overrides=overrides)
-    summary = train(cfg, model_args, dataset)
+    summary = train(cfg, model_args, dataset, config)
     console.print(f"trained: {summary['final']}")
     if "reward_curve_png" in summary:
         console.print(f"reward curve: {summary['reward_curve_json']} and {summary['reward_curve_png']}")
@@ -59,6 +60,7 @@ def eval_command(
     benchmark: str | None = typer.Option(None, "--benchmark", help="A peer benchmark instead of a dataset: when2call, bfcl-irrelevance, bfcl-live-simple."),
     benchmark_dir: Path | None = typer.Option(None, "--benchmark-dir", help="Benchmark data directory (default: the repository's data/benchmarks)."),
     split: str = typer.Option("test", "--split", help="Split to evaluate."),
+    config: str | None = typer.Option(None, "--config", help="Config of the dataset (sgd: SpeakER-SGD).", show_default="default"),
     base_url: str | None = typer.Option(None, "--base-url", envvar="OPENAI_BASE_URL", help="OpenAI-compatible endpoint; the model is then an API model."),
     api_key_env: str = typer.Option("OPENAI_API_KEY", "--api-key-env", help="Environment variable holding the API key."),
     protocol: str | None = typer.Option(None, "--protocol", help="speakrl or native.", show_default="speakrl for checkpoints trained here, native for API models"),
@@ -115,7 +117,7 @@ def eval_command(
         table = metrics_table(results, title=f"{benchmark} ({len(items)} items)", rows=metrics_rows(results))
         path = out / f"eval_{benchmark}.json"
     else:
-        results = {name: evaluate(p, dataset, split, catalog, max_turns, limit) for name, p in [(model, policy), *((b, BaselinePolicy(b)) for b in BASELINES)]}
+        results = {name: evaluate(p, dataset, split, catalog, max_turns, limit, config) for name, p in [(model, policy), *((b, BaselinePolicy(b)) for b in BASELINES)]}
         table = metrics_table(results, title=f"SpeakER {split}")
         path = out / f"eval_{split}.json"
     metrics = {**results[model], "model": model, "baselines": {b: results[b] for b in BASELINES}}

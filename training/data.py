@@ -108,8 +108,9 @@ def row_to_dialogue(row: Mapping[str, Any]) -> Dialogue:
         raise TrainingError(f"dataset row {data['id']!r} is not a SpeakER dialogue: {err['msg']} at {where}") from None
 
 
-def load_dialogues(source: str, split: str | None = None) -> dict[str, list[Dialogue]]:
-    """Dialogues per split from a run dir (`accepted.jsonl`), a local HF dataset dir, or a Hub dataset id."""
+def load_dialogues(source: str, split: str | None = None, config: str | None = None) -> dict[str, list[Dialogue]]:
+    """Dialogues per split from a run dir (`accepted.jsonl`), a local HF dataset dir, or a Hub dataset id; `config`
+    names a config of the dataset with dialogue rows (`sgd`), None its default."""
     path = Path(source)
     if (path / "accepted.jsonl").is_file() and not (path / "dataset" / "README.md").is_file():
         # Splitting accepted.jsonl here would not give the leak-free splits of the published dataset.
@@ -119,16 +120,16 @@ def load_dialogues(source: str, split: str | None = None) -> dict[str, list[Dial
         path = path / "dataset"
     if not path.exists() and ("/" not in source or source.startswith((".", "/"))):
         raise TrainingError(f"dataset {source!r} is neither a run directory, a dataset directory nor a Hub dataset id")
-    return _load_hf(str(path) if path.exists() else source, split)
+    return _load_hf(str(path) if path.exists() else source, split, config)
 
 
-def _load_hf(source: str, split: str | None) -> dict[str, list[Dialogue]]:
+def _load_hf(source: str, split: str | None, config: str | None = None) -> dict[str, list[Dialogue]]:
     import datasets
 
     bars = datasets.is_progress_bar_enabled()
     datasets.disable_progress_bars()  # loading a few parquet files needs no progress bar on the user's terminal
     try:
-        ds = datasets.load_dataset(source)
+        ds = datasets.load_dataset(source, config)
     except Exception as e:  # datasets raises many classes (FileNotFound, DatasetNotFound, connection errors)
         raise TrainingError(f"cannot load dataset {source!r}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
     finally:

@@ -349,13 +349,13 @@ def episode_metrics(policy: Policy, rows: list[dict[str, Any]], envs: dict[str, 
 
 
 def evaluate(policy: Policy, dataset: str, split: str = "test", catalog: str | None = None, max_turns: int = 8,
-             limit: int | None = None) -> dict[str, Any]:
+             limit: int | None = None, config: str | None = None) -> dict[str, Any]:
     """Decision-point and episode metrics of `policy` on a split of a SpeakER dataset."""
     from speakrl.pipeline.catalog import load_catalog
     from speakrl.training.data import decision_rows, episode_rows, load_dialogues
     from speakrl.training.env import environment_factories
 
-    splits = load_dialogues(dataset, split)
+    splits = load_dialogues(dataset, split, config)
     dialogues = splits.get(split)
     if not dialogues:
         raise TrainingError(f"dataset {dataset!r} has no dialogues in split {split!r}")

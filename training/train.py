@@ -276,11 +276,12 @@ def model_init_kwargs(model_args: Any) -> dict[str, Any]:
     return out
 
 
-def train(cfg: SpeakrlConfig, model_args: Any, dataset: str) -> dict[str, Any]:
-    """Run the recipe's stages on `dataset`; returns the summary written to train_summary.json."""
+def train(cfg: SpeakrlConfig, model_args: Any, dataset: str, config: str | None = None) -> dict[str, Any]:
+    """Run the recipe's stages on `dataset` (its config `config`, None: the default); returns the summary written to
+    train_summary.json."""
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    splits = load_dialogues(dataset)
+    splits = load_dialogues(dataset, config=config)
     train_dialogues = splits.get("train") or []
     if not train_dialogues:
         raise TrainingError(f"dataset {dataset!r} has no training dialogues")

@@ -61,7 +61,9 @@ from speakrl.schemas.dialogue import Dialogue, Message, Rejection
 logger = logging.getLogger(__name__)
 
 SPLITS = ("train", "validation", "test", "test_ood")
-CONFIGS = ("default", "decision_points", "rejected")
+# SpeakER-SGD (`speakrl publish RUN --sgd SGD_RUN`): config -> the config whose rows and features it has
+SGD_CONFIGS = {"sgd": "default", "sgd_decision_points": "decision_points"}
+CONFIGS = ("default", "decision_points", "rejected", *SGD_CONFIGS)
 FIGURE_PATH = "assets/distributions.png"
 _SHARD_NAME = re.compile(r"(train|validation|test|test_ood)-\d{5}-of-\d{5}\.parquet")
 ROWS_PER_SHARD = 50_000  # ~250 MB of parquet at ~5 kB a dialogue; the Hub viewer prefers shards under 500 MB
@@ -97,6 +99,7 @@ class PublishOptions:
     pretty_name: str = "SpeakER"
     repo_id: str | None = None  # shown in the card's usage snippet; None: a placeholder
     figure: bool = True
+    sgd_run: Path | str | None = None  # a `speakrl import sgd` run, published as the sgd configs (`add_sgd_configs`)
 
     def __post_init__(self) -> None:
         if not (0 <= self.validation_fraction < 1 and 0 <= self.test_fraction < 1):
@@ -178,7 +181,8 @@ def features() -> dict[str, Any]:
             "raw": string,  # raw model output, when the failure came from an LLM
         }
     )
-    return {"default": default, "decision_points": points, "rejected": rejected}
+    return {"default": default, "decision_points": points, "rejected": rejected,
+            **{name: {"default": default, "decision_points": points}[like] for name, like in SGD_CONFIGS.items()}}
 
 
 def _json(value: Any) -> str:
@@ -895,7 +899,7 @@ def card_metadata(
     configs: dict[str, dict[str, int]],
     sizes: dict[str, dict[str, tuple[int, int]]],
     feats: dict[str, Any],
-    license_id: str,
+    license_id: str | list[str],
     n: int,
     pretty_name: str,
 ) -> Any:
@@ -1085,6 +1089,52 @@ class ShardWriter:
         return self.arrow_bytes, self.parquet_bytes
 
 
+SGD_LICENSE = "cc-by-sa-4.0"  # SGD's license; an adaptation of it (SpeakER-SGD) is shared under the same terms
+
+
+@dataclass
+class SgdConfigs:
+    """What `add_sgd_configs` wrote: rows per config and split, their (Arrow, parquet) bytes, and the import's numbers
+    for the card."""
+
+    counts: dict[str, dict[str, int]]
+    sizes: dict[str, dict[str, tuple[int, int]]]
+    n: int  # accepted SGD dialogues
+    generated: int  # SGD dialogues read
+    controls: int
+    rejections: list[dict[str, Any]]
+
+
+def add_sgd_configs(sgd_run: Path, data_dir: Path, feats: dict[str, Any], num_perm: int = 64) -> SgdConfigs:
+    """Write the accepted rows of a `speakrl import sgd` run as the `sgd` and `sgd_decision_points` configs under
+    `data_dir`: the rows and features of `default` and `decision_points`, in SGD's own splits (`sgd_splits`)."""
+    run = read_run(sgd_run, num_perm)
+    if run.config.get("source") != "sgd":
+        raise PublishError(f"--sgd {str(sgd_run)!r} is not a `speakrl import sgd` run; import SGD with "
+                           "`speakrl import sgd SGD_DIR --out DIR` and pass that DIR")
+    split = sgd_splits(run.accepted, threshold=1.0)
+    counts: dict[str, dict[str, int]] = {"sgd": {}, "sgd_decision_points": {}}
+    for name in SPLITS:
+        if split.splits[name]:
+            counts["sgd"][name] = len(split.splits[name])
+            counts["sgd_decision_points"][name] = sum(e.n_points for e in split.splits[name])
+    writers = {(name, s): ShardWriter(feats[name], data_dir / name, s, total)
+               for name, by_split in counts.items() for s, total in by_split.items()}
+    where = {e.id: name for name in SPLITS for e in split.splits[name]}
+    for d in iter_accepted(sgd_run):
+        row = dialogue_row(d)
+        writers["sgd", where[d.id]].add(row)
+        for p in decision_points(d):
+            writers["sgd_decision_points", where[d.id]].add(decision_point_row(p, row["tools"]))
+    sizes: dict[str, dict[str, tuple[int, int]]] = defaultdict(dict)
+    for (name, s), writer in writers.items():
+        sizes[name][s] = writer.close()
+    reasons = Counter(r.check for r in run.rejected)
+    generated = len(run.accepted) + len(run.rejected)
+    return SgdConfigs(counts, dict(sizes), len(run.accepted), generated, sum(not e.ambiguity_types for e in run.accepted),
+                      _table(reasons, generated))
+
+
 def build_dataset_dir(run_dir: Path | str, out_dir: Path | str, options: PublishOptions | None = None) -> Path:
     """Write the Hub repo layout of a run to `out_dir` (replacing what a previous build left there); returns it.
 
@@ -1114,17 +1164,19 @@ PARTS_PREFIX = ".speakrl-parts-"  # the build's scratch directory beside out_dir
 def _build(run_dir: Path, out_dir: Path, options: PublishOptions, parts: Path, pool: Any) -> None:
     run = read_run(run_dir, options.num_perm, parts, pool)
     try:
-        _write(run, out_dir, options, pool)
+        _write(run, run_dir, out_dir, options, pool)
     finally:
         run.minhashes.close()
 
 
-def _write(run: RunData, out_dir: Path, options: PublishOptions, pool: Any) -> None:
+def _write(run: RunData, run_dir: Path, out_dir: Path, options: PublishOptions, pool: Any) -> None:
     cfg = run.config
     seed = options.seed if options.seed is not None else int(cfg.get("seed", 0))
     validate_cfg = cfg.get("validate") or cfg.get("validate_") or {}
     threshold = options.near_duplicate_threshold or float(validate_cfg.get("near_duplicate_threshold", 0.9))
     imported = cfg.get("source") == "sgd"  # SpeakER-SGD (`speakrl import sgd`): SGD's own splits and card
+    if options.sgd_run is not None and imported:
+        raise PublishError(f"{str(run_dir)!r} is itself a `speakrl import sgd` run; publish it without --sgd")
     split = (sgd_splits(run.accepted, threshold) if imported
              else assign_splits(run.accepted, options, seed, threshold, run.minhashes))
     codes = split.codes  # the split of each accepted row in run order (-1: dropped), and of each decision point:
@@ -1170,6 +1222,10 @@ def _write(run: RunData, out_dir: Path, options: PublishOptions, pool: Any) -> N
     sizes: dict[str, dict[str, tuple[int, int]]] = defaultdict(dict)
     for (name, s), writer in writers.items():
         sizes[name][s] = writer.close()
+    sgd_configs = add_sgd_configs(Path(options.sgd_run), data_dir, feats, options.num_perm) if options.sgd_run else None
+    if sgd_configs:
+        counts.update(sgd_configs.counts)
+        sizes.update(sgd_configs.sizes)
     if options.figure:
         if pool is None:
             render_figure(stats, out_dir / FIGURE_PATH)
@@ -1179,7 +1235,9 @@ def _write(run: RunData, out_dir: Path, options: PublishOptions, pool: Any) -> N
     sgd = uses_sgd(cfg, run.accepted)
     license_id = options.license or ("cc-by-sa-4.0" if sgd else "cc-by-4.0")
     pretty_name = "SpeakER-SGD" if imported and options.pretty_name == "SpeakER" else options.pretty_name
-    metadata = card_metadata(counts, sizes, feats, license_id, stats["n"], pretty_name)
+    # The Hub's metadata has one license list for the repo, none per config: list both; the card says which is which.
+    licenses = [license_id, SGD_LICENSE] if sgd_configs and license_id != SGD_LICENSE else license_id
+    metadata = card_metadata(counts, sizes, feats, licenses, stats["n"] + (sgd_configs.n if sgd_configs else 0), pretty_name)
     manifest = run.manifest
     import yaml
 
@@ -1210,6 +1268,7 @@ def _write(run: RunData, out_dir: Path, options: PublishOptions, pool: Any) -> N
             "figure": figure,
             "citation": PAPER_CITATION,
             "sgd_citation": SGD_CITATION,
+            "sgd_configs": sgd_configs,
         }
     )
     atomic_write_text(out_dir / "README.md", card)

@@ -217,3 +217,96 @@ def test_reference_date_reads_the_system_message_the_generators_write():
 
     assert reference_date(system_prompt(None, "2019-03-01")) == date(2019, 3, 1)
     assert reference_date(system_prompt(None, "2026-06-05T07:40:00")) == date(2026, 6, 5)
+
+
+# Human clarification questions (SGD's wording, SGD's slot descriptions): how they name the slots they ask about.
+RESTAURANT = [SlotSpec(name="restaurant_name", description="Name of the restaurant"),
+              SlotSpec(name="city", description="City in which the restaurant is located"),
+              SlotSpec(name="cuisine", description="Cuisine of food served in the restaurant", values=["Italian", "Indian", "Chinese"]),
+              SlotSpec(name="time", description="Time for the reservation or to find availability"),
+              SlotSpec(name="party_size", description="Party size", type="integer", values=["2", "4"]),
+              SlotSpec(name="date", description="Date", values=["2019-03-02"])]
+EVENTS = [SlotSpec(name="event_name", description="Name of match or artist for event"),
+          SlotSpec(name="event_type", description="Type of event", enum=["Music", "Sports"]),
+          SlotSpec(name="city", description="City where the event is taking place")]
+EVENTS_1 = [SlotSpec(name="category", description="Type of event", enum=["Music", "Sports"]),
+            SlotSpec(name="event_name", description="Name of event"),
+            SlotSpec(name="city_of_event", description="City where event is happening"),
+            SlotSpec(name="event_location", description="Name of event location"),
+            SlotSpec(name="address_of_location", description="Street address of event location")]
+MOVIES = [SlotSpec(name="title", description="Title of the movie"), SlotSpec(name="genre", description="Genre of the movie")]
+
+
+@pytest.mark.parametrize("question, slots, asked", [
+    ("What kind of food are you looking for?", RESTAURANT, {"cuisine"}),
+    ("Which area are you interested in?", RESTAURANT, {"city"}),
+    ("What location do you want?", RESTAURANT, {"city"}),
+    ("Is there a metropolis you prefer me to search in?", RESTAURANT, {"city"}),
+    ("Is there anywhere you particularly want to go?", RESTAURANT, {"city"}),
+    ("Is there a diner you prefer?", RESTAURANT, {"restaurant_name"}),
+    ("Which movie do you want to watch?", MOVIES, {"title"}),
+    ("Are you looking for Italian, Indian or something else?", RESTAURANT, {"cuisine"}),  # offered values
+    # "Type of event" is asked as "what kind of event" (also in the plural) or "the event category"
+    ("What kind of events do you like?", EVENTS, {"event_type"}),
+    ("What types of events interest you?", EVENTS, {"event_type"}),
+    ("Is there a preference on the event category?", EVENTS_1, {"category"}),
+    ("Which category of events do you prefer?", EVENTS_1, {"category"}),
+    # a classifying slot is asked as "what kind of" a noun of its description, or of itself
+    ("What style of restaurant would you like me to find?", RESTAURANT, {"cuisine"}),
+    ("What types of food do you want?", RESTAURANT, {"cuisine"}),
+    ("What type of movie do you like?", MOVIES, {"genre"}),
+    ("What city and what kind of cuisine are you interested in?", RESTAURANT, {"city", "cuisine"}),
+    # asking "which X" of a name and a type of the same thing asks which one
+    ("Which event?", EVENTS, {"event_name"}),
+    ("Is there a specific city and event that you are interested in today?", EVENTS, {"city", "event_name"}),
+    # "city_of_event" is a city: "event" alone does not name it; "where" asks the city, not a named place
+    ("Do you have any specific category of events in mind?", EVENTS_1, {"category"}),
+    ("Okay, sure. Where should I look?", EVENTS_1, {"city_of_event"}),
+    # a sentence opening like a question asks, whatever its punctuation
+    ("Where are you looking to go for the event. What kind of events do you prefer?", EVENTS, {"city", "event_type"}),
+])
+def test_human_wordings_name_the_asked_slot(question, slots, asked):
+    assert question_targets(question, slots) == asked
+
+
+@pytest.mark.parametrize("question, slots, asked", [
+    # what the question is about, after "the", "this", "for", "in": not what it asks
+    ("What city is the restaurant located in?", RESTAURANT, {"city"}),
+    ("What time would you like dine in at the restaurant?", RESTAURANT, {"time"}),
+    ("Which city should I look for this restaurant in?", RESTAURANT, {"city"}),
+    ("Which city are you looking for a restaurant in?", RESTAURANT, {"city"}),
+    ("Do you have a specific city that you are looking for the event in?", EVENTS, {"city"}),
+    ("You are looking for events in which city?", EVENTS, {"city"}),
+    ("Do you want the event in any particular city?", EVENTS, {"city"}),
+    # right after a value: the value describes it ("sports events", "Chinese restaurants")
+    ("Which city should I search for music events?", EVENTS, {"city"}),
+    ("What kind of food do you like? I can find Chinese restaurants, Indian restaurants, and others.", RESTAURANT, {"cuisine"}),
+    # ... unless it is what is asked, or listed with what is asked
+    ("Can you give me the name of the event that you are interested in?", EVENTS, {"event_name"}),
+    ("Do you know the event you are interested in? Do you have a preference on the city in which I should look?",
+     EVENTS, {"city", "event_name"}),
+    ("Do you have a preference on the city for the events? Do you have a particular event in mind?", EVENTS, {"city", "event_name"}),
+    ("Please let me know the city to search in, and the type of events that interest you.", EVENTS, {"city", "event_type"}),
+    ("What is your preference in regards to city and type of cuisine?", RESTAURANT, {"city", "cuisine"}),
+    ("Which city should I search, and what is the time you want?", RESTAURANT, {"city", "time"}),
+])
+def test_what_a_question_is_about_is_not_what_it_asks(question, slots, asked):
+    assert question_targets(question, slots) == asked
+
+
+@pytest.mark.parametrize("question, slots, sgd_requested, asked", [
+    # SGD's paraphrase dropped a requested slot: the words ask the city only
+    ("For which city are you interested in?", EVENTS, {"city", "event_name"}, {"city"}),
+    ("Is it indian, Italian that you are looking for", RESTAURANT, {"city", "cuisine"}, {"cuisine"}),
+    # ... or asks one it did not request
+    ("At what restaurant and time would you like to dine?", RESTAURANT, {"time"}, {"restaurant_name", "time"}),
+    # the words ask a kind of event although the intent (GetEventDates) requested its name
+    ("What kind of events do you like?", EVENTS, {"event_name"}, {"event_type"}),
+])
+def test_sgd_labels_the_words_do_not_bear_are_not_followed(question, slots, sgd_requested, asked):
+    assert question_targets(question, slots) == asked != sgd_requested
+
+
+def test_numbers_and_dates_among_known_values_are_no_cue():
+    assert question_targets("Is that for 2 on 2019-03-02, right?", RESTAURANT[2:]) == set()
+    assert question_targets("Anything else?", RESTAURANT) == set()

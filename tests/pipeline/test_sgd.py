@@ -317,3 +317,87 @@ def test_the_same_call_twice_replays_each_recording_in_turn(pairs, services):
     first, second = backend.execute(tool.name, dict(args)), backend.execute(tool.name, dict(args))
     assert "error" not in first and first != second
     assert second == sgd.tool_result(tool, services[frame["service"]].domain, frame["service_results"][:1])
+
+
+def test_sgd_configs_are_pushed_beside_speakers_and_load_from_the_hub(imported, tmp_path):
+    """`speakrl publish RUN --sgd SGD_RUN`: SpeakER-SGD becomes the `sgd` and `sgd_decision_points` configs of
+    SpeakER's repo, in SGD's own splits, with both licenses in the metadata and SGD's license and citation in the card;
+    the real `datasets` client reads every config back through the local Hub."""
+    from huggingface_hub import DatasetCard
+
+    from speakrl.pipeline.hub import push
+    from speakrl.pipeline.stages.publish import PublishOptions
+    from speakrl_testing.hub_server import HubServer, hub_environment
+    from speakrl_testing.runs import check_published, make_run
+
+    run = make_run(tmp_path / "run")
+    with HubServer() as hub, hub_environment(hub, tmp_path):
+        repo_id = f"{hub.user}/SpeakER"
+        assert push(run, repo_id, options=PublishOptions(sgd_run=imported)).changed
+
+        def load(name):
+            return datasets.load_dataset(repo_id, name, cache_dir=str(tmp_path / "cache"))
+
+        counts = check_published(load, imported, names=("sgd", "sgd_decision_points", None))
+        assert set(counts["sgd"]) == {"train", "validation"}  # SGD's train and dev
+        assert {r["domain"] for r in load("sgd")["validation"]} == {"music_1"}
+        check_published(load, run)  # SpeakER's own configs are untouched
+        card = DatasetCard.load(repo_id, repo_type="dataset")
+    assert card.data.license == ["cc-by-4.0", "cc-by-sa-4.0"]
+    assert {c["config_name"] for c in card.data.configs} == {"default", "decision_points", "rejected", "sgd", "sgd_decision_points"}
+    text = " ".join(card.content.split())
+    assert "the `sgd` and `sgd_decision_points` configs under CC BY-SA 4.0" in text and "rastogi2020sgd" in text
+    assert f"{counts['sgd']['train'] + counts['sgd']['validation']} human-written dialogues" in text
+
+
+def test_a_rebuild_without_sgd_drops_the_sgd_configs(imported, tmp_path):
+    from speakrl.pipeline.stages.publish import PublishOptions, build_dataset_dir
+    from speakrl_testing.runs import make_run
+
+    run = make_run(tmp_path / "run")
+    out = build_dataset_dir(run, tmp_path / "ds", PublishOptions(sgd_run=imported, figure=False))
+    assert list((out / "data" / "sgd").glob("*.parquet"))
+    build_dataset_dir(run, out, PublishOptions(figure=False))
+    assert not list((out / "data").glob("sgd*/*.parquet"))
+    assert "config_name: sgd" not in (out / "README.md").read_text() and "cc-by-sa" not in (out / "README.md").read_text()
+
+
+@pytest.mark.parametrize("which, message", [
+    ("generated", "is not a `speakrl import sgd` run"),  # --sgd names a generated run
+    ("missing", "does not exist"),
+    ("self", "is itself a `speakrl import sgd` run; publish it without --sgd"),
+])
+def test_publish_with_a_wrong_sgd_run_is_one_sentence_exit_2(imported, tmp_path, which, message):
+    from speakrl_testing.runs import make_run
+
+    run = make_run(tmp_path / "run")
+    target, sgd_run = {"generated": (run, run), "missing": (run, tmp_path / "nowhere"), "self": (imported, imported)}[which]
+    proc = speakrl("publish", str(target), "--sgd", str(sgd_run), "--to-dir", str(tmp_path / "ds"))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert message in " ".join(proc.stderr.split()), proc.stderr
+
+
+def _rejection_table() -> list[dict[str, str]]:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    table = readme.split("<!-- sgd-rejections -->")[1].split("<!-- /sgd-rejections -->")[0].strip().splitlines()
+    header = [c.strip() for c in table[0].strip("|").split("|")]
+    return [dict(zip(header, (c.strip() for c in line.strip("|").split("|")))) for line in table[2:]]
+
+
+def test_the_readmes_rejection_table_adds_up_and_each_example_is_rejected_by_its_check():
+    """The README's table of what the validators reject in SGD: its counts are the measured rejections (1,280
+    dialogues, 1,237 accepted), and each example, with its slot from SGD's schema, fails the check it stands for."""
+    from speakrl.pipeline.checks import question_targets, ungrounded_args
+
+    services = sgd.load_schema(DATA / "train_schema.json")[0]
+    rows = _rejection_table()
+    assert sum(int(r["dialogues"]) for r in rows) == 1280 - 1237
+    for row in rows:
+        service, slot = row["service.slot"].split(".")
+        spec = services[service].domain.slot(slot)
+        said = row["example"].split('"')[1]
+        if row["check"] == "`question_off_target`":
+            assert question_targets(said, [spec]) == set(), row
+        else:
+            assert row["check"] == "`ungrounded_value`" and spec.type == "boolean"
+            assert ungrounded_args({slot: True}, [said], {}) == [slot], row

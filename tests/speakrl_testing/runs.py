@@ -93,13 +93,16 @@ def make_run(run_dir: Path, n: int = 48, *, rejected: int = 5, config: dict | No
     return run_dir
 
 
-def check_published(load, run_dir: Path) -> dict[str, dict[str, int]]:
+def check_published(load, run_dir: Path, names: tuple[str, str, str | None] = ("default", "decision_points", "rejected")
+                    ) -> dict[str, dict[str, int]]:
     """Assert that `load(config)` (a DatasetDict per config, from a local dir or the Hub) holds exactly the run's rows.
 
     Every accepted dialogue is in exactly one split of `default`, and each row equals `dialogue_row` of it and turns
     back into the very same Dialogue; `decision_points` holds exactly the decision points of each split's
-    dialogues; `rejected` holds every rejection. Returns the row counts per config and split.
+    dialogues; `rejected` holds every rejection. Returns the row counts per config and split. `names` are the three
+    configs' names (SpeakER-SGD's beside SpeakER: "sgd", "sgd_decision_points", and no rejected config).
     """
+    dialogues_name, points_name, rejected_name = names
     from speakrl.pipeline.decision_points import decision_points
     from speakrl.pipeline.io import read_jsonl
     from speakrl.pipeline.stages.publish import decision_point_row, dialogue_from_row, dialogue_row, features, rejection_row
@@ -108,8 +111,8 @@ def check_published(load, run_dir: Path) -> dict[str, dict[str, int]]:
     accepted = {d.id: d for d in read_jsonl(run_dir / "accepted.jsonl", Dialogue)}
     rejected = sorted(read_jsonl(run_dir / "rejected.jsonl", Rejection), key=lambda r: r.id)
     counts: dict[str, dict[str, int]] = {}
-    default = load("default")
-    assert default["train"].features == feats["default"]
+    default = load(dialogues_name)
+    assert default["train"].features == feats[dialogues_name]
     seen: list[str] = []
     for split, ds in default.items():
         rows = ds.to_list()
@@ -118,17 +121,17 @@ def check_published(load, run_dir: Path) -> dict[str, dict[str, int]]:
             assert row == dialogue_row(original), f"row {row['id']} differs from its dialogue"
             assert dialogue_from_row(row) == original
         seen += [r["id"] for r in rows]
-        counts.setdefault("default", {})[split] = len(rows)
+        counts.setdefault(dialogues_name, {})[split] = len(rows)
     assert sorted(seen) == sorted(accepted), "every accepted dialogue must be in exactly one split"
-    points = load("decision_points")
+    points = load(points_name)
     assert set(points) == set(default)
     for split, ds in points.items():
-        assert ds.features == feats["decision_points"]
+        assert ds.features == feats[points_name]
         expected = [decision_point_row(p) for row in default[split].to_list() for p in decision_points(accepted[row["id"]])]
         assert ds.to_list() == expected
-        counts.setdefault("decision_points", {})[split] = len(expected)
-    if rejected:
-        rej = load("rejected")
+        counts.setdefault(points_name, {})[split] = len(expected)
+    if rejected and rejected_name:
+        rej = load(rejected_name)
         assert list(rej) == ["train"] and rej["train"].features == feats["rejected"]
         assert rej["train"].to_list() == [rejection_row(r) for r in rejected]
         counts["rejected"] = {"train": len(rejected)}

@@ -9,31 +9,18 @@ from __future__ import annotations
 
 import json
 import math
-import re
 
 import datasets
 import pytest
 
 from speakrl.pipeline.stages.publish import PublishOptions, build_dataset_dir
-
-TINY_ARGS = 'max_steps=1, per_device_train_batch_size=2, report_to="none", save_strategy="no", use_cpu=True, '
+from speakrl_testing.cards import card_snippet
 
 
 @pytest.fixture(scope="module")
 def published(run_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("published") / "ds"
     return build_dataset_dir(run_dir, out, PublishOptions(repo_id=str(out)))
-
-
-def card_snippet(dataset_dir, tiny_dir) -> str:
-    """The card's TRL snippet, on the tiny model and for one step of each trainer."""
-    card = (dataset_dir / "README.md").read_text()
-    section = card[card.index("## Use with TRL"):]
-    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
-    assert 'model = "Qwen/Qwen3-0.6B"' in code and code.count("SFTConfig(output_dir") == 2 and code.count("GRPOConfig(output_dir") == 1
-    code = code.replace('model = "Qwen/Qwen3-0.6B"', f"model = {str(tiny_dir)!r}")
-    code = code.replace("SFTConfig(output_dir", f"SFTConfig({TINY_ARGS}output_dir")
-    return code.replace("GRPOConfig(output_dir", f"GRPOConfig({TINY_ARGS}num_generations=2, max_completion_length=8, output_dir")
 
 
 @pytest.mark.slow
