@@ -91,8 +91,8 @@ _VAGUE: list[tuple[tuple[str, ...], list[str]]] = [
     (("time", "hour"), ["in the evening", "around lunchtime", "sometime in the afternoon", "early in the morning"]),
     (("city", "location", "area", "destination", "where", "origin", "from", "to", "address", "place", "pickup"),
      ["somewhere downtown", "somewhere nearby", "around here", "not too far away"]),
-    (("number", "count", "party", "passengers", "tickets", "seats", "riders", "travelers", "adults", "size",
-      "rooms", "people", "guests", "group"),
+    (("party", "passengers", "tickets", "seats", "riders", "travelers", "adults", "people", "guests",
+      "group"),  # not "number" or "size": a tracking number or a shoe size is no group of people
      ["a few of us", "a small group", "the whole family", "a couple of people"]),
     (("amount", "price", "fare", "cost", "budget", "balance", "rent"),
      ["a bit of money", "the usual amount", "not too much", "whatever is reasonable"]),
@@ -103,7 +103,7 @@ _MENTIONS: list[tuple[tuple[str, ...], str]] = [
     (("destination", "to"), "to {value}"),
     (("origin", "from"), "from {value}"),
     (("city", "location", "area", "where", "place"), "in {value}"),
-    (("passengers", "tickets", "seats", "riders", "travelers", "adults", "people", "guests", "party", "group", "size"),
+    (("passengers", "tickets", "seats", "riders", "travelers", "adults", "people", "guests", "party", "group"),
      "for {value}"),
 ]
 # Plausible-sounding options no tool offers: for "invalid value" ambiguities on any enum slot.
@@ -178,6 +178,11 @@ def _from_pattern(fake: Faker, pattern: str) -> str | None:
     return value if re.fullmatch(pattern, value) else None
 
 
+def _real_city(fake: Faker) -> str:
+    """A real US place (Faker's geo data: "Shreveport", "Tupelo"), not Faker's invented city names ("Lisaburgh")."""
+    return fake.local_latlng(country_code="US")[2]
+
+
 def _fake_value(fake: Faker, words: set[str], description: str) -> str:
     """One realistic value for a string slot, by what its name and description say it holds."""
     said = words | set(_words(description))
@@ -196,11 +201,11 @@ def _fake_value(fake: Faker, words: set[str], description: str) -> str:
     if words & {"address", "street", "location"}:
         return fake.street_address()
     if words & {"city", "town", "from", "to", "origin", "destination"}:
-        return fake.city()
+        return _real_city(fake)
     if words & {"station"}:
-        return f"{fake.city()} Station"
+        return f"{_real_city(fake)} Station"
     if words & {"branch"}:
-        return f"{fake.city()} Branch"
+        return f"{_real_city(fake)} Branch"
     if words & {"pet", "dog", "cat"}:
         return fake.first_name()
     if words & {"title", "book", "song", "movie", "album"}:

@@ -15,7 +15,7 @@ from typing import Any
 
 from speakrl.pipeline.catalog.sim import Simulator, stable_seed
 from speakrl.pipeline.catalog.specs import catalog_specs
-from speakrl.pipeline.checks import call_matches, normalize, slot_label
+from speakrl.pipeline.checks import call_matches, normalize
 from speakrl.pipeline.stages import phrasing
 from speakrl.schemas.catalog import Catalog, Domain, ToolDef
 from speakrl.schemas.config import RunConfig
@@ -106,16 +106,16 @@ class Conversation:
 def _known_text(known: dict[str, Any]) -> str:
     if not known:
         return "They haven't given any details yet."
-    return "They gave " + phrasing.join([f"{slot_label(k)} {v}" for k, v in known.items()]) + "."
+    return "They gave " + phrasing.join([f"{phrasing.label(k)} {v}" for k, v in known.items()]) + "."
 
 
 def _question(rng: random.Random, amb: list[Ambiguity], tool: ToolDef, intent: str, known: dict[str, Any]) -> tuple[str, str]:
     """The clarification question about `amb` (one ambiguity, or several missing slots) and the reasoning behind it."""
     first = amb[0]
-    label = slot_label(first.slot)
+    label = phrasing.label(first.slot)
     if first.type == "missing_slot":
         names = [a.slot for a in amb]
-        labels = phrasing.join([slot_label(n) for n in names])
+        labels = phrasing.join([phrasing.label(n) for n in names])
         why = f"{tool.name} requires the {labels}, which the user hasn't given, so I should ask instead of guessing."
         return phrasing.question_missing(rng, names), f"The user wants to {intent}. {_known_text(known)} {why}"
     if first.type == "underspecified_value":
@@ -153,7 +153,7 @@ def converse(cfg: RunConfig, scenario: Scenario, domain: Domain, sim: Simulator)
     if len(scenario.flow) > 1:  # ambiguous reference: search first, then ask which result
         search = domain.tool(scenario.flow[0])
         call = FunctionCall(name=search.name, arguments=json.dumps(scenario.search_args, ensure_ascii=False))
-        entity = domain.entity or slot_label(domain.entity_slot or "")
+        entity = domain.entity or phrasing.label(domain.entity_slot or "")
         conv.assistant("tool_call", f"The user refers to a {entity} without naming it. I'll search with what they "
                        f"said ({phrasing.describe(scenario.search_args)}) to find the candidates.", call=call)
         result = sim.execute(search.name, scenario.search_args)
@@ -179,7 +179,7 @@ def converse(cfg: RunConfig, scenario: Scenario, domain: Domain, sim: Simulator)
 
     args = {k: known[k] for k in tool.slots if k in known}
     call = FunctionCall(name=tool.name, arguments=json.dumps(args, ensure_ascii=False))
-    unset = [slot_label(k) for k in tool.optional if k not in args]
+    unset = [phrasing.label(k) for k in tool.optional if k not in args]
     note = ""
     if unset:
         note = f" The {phrasing.join(unset)} {'keeps its default' if len(unset) == 1 else 'keep their defaults'}."

@@ -28,11 +28,11 @@ STYLES = ["terse", "polite", "chatty", "casual"]
 LEADS = ["", "", "", "", "", "", "So, ", "Okay, ", "Quick one: ", "Hmm, ", "Right, ", "Um, ", "Alright, ", "Well, ",
          "So ", "Okay so ", "Question: ", "Real quick, "]
 DETAIL_JOINS = ["{head}, {details}.", "{head} — {details}.", "{head}: {details}.", "{head}. It's {details}.",
-                "{head}. Ideally {details}.", "{head}. Here's what I have: {details}.", "{head}, {details} if you can.",
+                "{head}. Here's what I have: {details}.", "{head}, {details} if you can.",
                 "{head}. I'm thinking {details}.", "{head}, {details}, please.", "{head}. Details: {details}.",
-                "{head}, preferably {details}.", "{head}. Make it {details}.", "{head} ({details}).",
+                "{head}. Make it {details}.", "{head} ({details}).",
                 "{head}. My plan: {details}.", "{head} — {details}, if that works.", "{head}. So, {details}."]
-QUESTION_JOINS = ["{head} {details}?", "{head}? I mean {details}.", "{head}? Something {details}.", "{head} — {details}?",
+QUESTION_JOINS = ["{head} {details}?", "{head}? I mean {details}.", "{head} — {details}?",
                   "{head}, {details}?", "{head}? It's {details}.", "{head}? Specifically {details}."]
 BARE = ["{head}.", "{head}, please.", "{head}. Can you help?", "{head}!", "{head}, if you don't mind.",
         "{head}. Where do I start?", "{head} today."]
@@ -64,9 +64,9 @@ DERIVED_LOOKUP = ["what's the {thing}", "can you check the {thing}", "I need the
 DERIVED_ACTION = ["I'd like to {act}", "can you {act} for me", "I need to {act}", "please {act}", "help me {act}",
                   "I want to {act}", "could you {act}"]
 NOUN_REQUESTS = ["I need {obj}", "I'd like {obj}", "can I get {obj}", "I want {obj}", "I'm after {obj}"]
-_QUESTION_HEAD = re.compile(r"^(what|what's|when|where|who|how|is|are|am|can|could|would|will|any|do|does)\b", re.I)
+_QUESTION_HEAD = re.compile(r"^(what|what's|which|when|where|who|how|is|are|am|can|could|would|will|any|do|does)\b", re.I)
 _MASS_OR_PLURAL = re.compile(r"((?<!s)s|tickets|information|info|status|money|music|location|weather|balance)$")
-GENERIC_MENTIONS = ["with {label} {value}", "{label}: {value}", "the {label} being {value}", "{value} as the {label}"]
+GENERIC_MENTIONS = ["with {label} {value}", "{value} as the {label}", "{value} for the {label}", "the {label} being {value}"]
 # How a user states two values for one slot, and which one they lean to (None: no preference): the user's later
 # answer follows the lean, so a resolution never contradicts what they said.
 CONFLICT_JOINS = [("{a}, but also {b}", None), ("{a} — though {b} would be better", 1), ("{a}, or actually {b}", 1),
@@ -107,32 +107,76 @@ A_VALUE = ["{value}.", "{value}, please.", "Let's go with {value}.", "{value} wo
            "{value} is perfect.", "Make that {value}.", "Definitely {value}.", "Um, {value}."]
 A_VOLUNTEER = [" Oh, and {details}.", " Also, {details}.", " And {details}, if possible.", " Plus {details}.",
                " One more thing: {details}.", " I'd also like it {details}.", " Oh, and make it {details}."]
-# Other ways to say a value with a common mention (each keeps the value verbatim and as precise).
-MENTION_VARIANTS = {
-    "on {value}": ["on {value}", "on {value}", "for {value}", "{value}"],
-    "at {value}": ["at {value}", "at {value}", "{value}", "for {value}", "at {value} sharp"],
-    "in {value}": ["in {value}", "in {value}", "over in {value}"],
-    "to {value}": ["to {value}", "to {value}", "going to {value}", "headed to {value}"],
-    "from {value}": ["from {value}", "from {value}", "leaving from {value}", "out of {value}"],
-    "for {value}": ["for {value}", "for {value}"],  # not "{value} in total": the "for" slots are dates and names
+# Other ways to say a value with a common mention (each keeps the value verbatim and as precise), and what the value
+# must be for the variant to fit: a clock time ("at Penn Station sharp", "for The Majestic" are not said) or a place
+# ("headed to Leah Abrams", "over in 4DX" are not).
+MENTION_VARIANTS: dict[str, list[tuple[str, str | None]]] = {
+    "on {value}": [("on {value}", None), ("on {value}", None), ("for {value}", None), ("{value}", None)],
+    "at {value}": [("at {value}", None), ("at {value}", None), ("{value}", None), ("for {value}", "clock"),
+                   ("at {value} sharp", "clock")],
+    "in {value}": [("in {value}", None), ("in {value}", None), ("over in {value}", "place"),
+                   ("somewhere in {value}", "place")],
+    "to {value}": [("to {value}", None), ("to {value}", None), ("going to {value}", "place"), ("headed to {value}", "place")],
+    "from {value}": [("from {value}", None), ("from {value}", None), ("leaving from {value}", "place"),
+                     ("out of {value}", "place")],
+    "for {value}": [("for {value}", None)],  # not "{value} in total": the "for" slots are dates and names
 }
 _CLOCK = re.compile(r"^\d{1,2}(:\d{2})?\s*(am|pm)$|^noon$|^midnight$", re.IGNORECASE)
+# Words of a slot name that make its value a place.
+_PLACE_WORDS = {"city", "destination", "location", "station", "airport", "place", "area", "neighborhood", "address",
+                "pickup", "dropoff", "origin", "town", "from", "to", "venue", "branch"}
 
 
-def _variant_fits(template: str, value: Any) -> bool:
-    """ "sharp" only follows a clock time: "at Penn Station sharp" is not said.
+def _variant_fits(needs: str | None, value: Any, slot: str) -> bool:
+    """Whether a mention variant fits the value: a clock time for "sharp", a place for "headed to".
 
-    >>> _variant_fits("at {value} sharp", "6:30 pm"), _variant_fits("at {value} sharp", "Penn Station")
+    >>> _variant_fits("clock", "6:30 pm", "time"), _variant_fits("clock", "Penn Station", "pickup_location")
     (True, False)
+    >>> _variant_fits("place", "Leah Abrams", "payee_name"), _variant_fits("place", "Denver", "city")
+    (False, True)
     """
-    if template.endswith(" sharp"):
+    if needs == "clock":
         return isinstance(value, str) and bool(_CLOCK.match(value.strip()))
+    if needs == "place":
+        return bool(set(slot.lower().split("_")) & _PLACE_WORDS) and str(value)[:1].isupper()
     return True
 
 
 # Ways to string details together, so openings are not one comma list.
 DETAIL_LINKS = [", ", ", ", ", ", "; ", ", plus ", ", also ", " — ", ", oh and "]
 DONE = ["Done!", "All set.", "Great news!", "That's taken care of.", "Confirmed.", "Everything went through."]
+
+
+# A unit at the end of a slot name belongs after the value: "weight_kg" is "2 kg", not "weight kg: 2".
+_UNITS = {"kg", "lb", "lbs", "km", "mi", "cm", "mm", "minutes", "hours", "days", "usd", "eur"}
+# Slots whose name is a bare preposition (SGD's Trains_1 "from" and "to").
+_BARE_LABELS = {"from": "origin", "to": "destination"}
+
+
+def label(name: str) -> str:
+    """How the assistant names a slot in a sentence: `slot_label`, but a unit is said as one ("weight in kg"), "of"
+    stays between words ("date of journey", "number of adults"), an X_number keeps its noun ("tracking number") and
+    SGD's bare "to"/"from" are the destination and origin.
+
+    >>> label("weight_kg"), label("date_of_journey"), label("tracking_number"), label("to"), label("restaurant_name")
+    ('weight in kg', 'date of journey', 'tracking number', 'destination', 'restaurant')
+    """
+    words = name.lower().split("_")
+    if name.lower() in _BARE_LABELS:
+        return _BARE_LABELS[name.lower()]
+    if len(words) > 1 and words[-1] in _UNITS:
+        return f"{label('_'.join(words[:-1]))} in {words[-1]}"
+    if "of" in words[1:-1]:
+        return " ".join(words)
+    if len(words) == 2 and words[1] == "number" and words[0] not in ("flight", "trip"):
+        return " ".join(words)
+    return slot_label(name)
+
+
+def unit_of(name: str) -> str | None:
+    """The unit a slot's name ends with ("weight_kg" -> "kg")."""
+    last = name.lower().rsplit("_", 1)[-1]
+    return last if "_" in name and last in _UNITS else None
 
 
 def fmt(value: Any) -> Any:
@@ -194,6 +238,8 @@ def tidy(text: str, question: bool = False) -> str:
     text = _ARTICLE.sub(_fix_article, text)
     text = re.sub(r"\s+([,.!?;:])", r"\1", " ".join(text.split()))
     text = re.sub(r"\b(1|one) ([a-z]{3,}[^s])s\b", r"\1 \2", text)  # "1 nights" is "1 night"
+    text = re.sub(r"\b(1|one) people\b", r"\1 person", text)
+    text = re.sub(r"\b[Oo]n (today|tomorrow|tonight|this|next)\b", r"\1", text)  # not "on today", "on this Friday"
     text = re.sub(r"([,;:])[.!?]", ".", text).replace("..", ".").replace("?.", "?").replace("!.", "!")
     text = _SENTENCE_START.sub(lambda m: m.group(1) + m.group(2).upper(), text)
     if question and not text.endswith("?"):
@@ -262,6 +308,11 @@ def description_object(tool: ToolDef) -> tuple[str, str] | None:
     return verb, " ".join(phrase)
 
 
+# Verbs whose object is a thing the user gets ("Book a grooming appointment" -> "I need a grooming appointment");
+# with others the verb is the request ("Pay a utility bill" is not "I want a utility bill").
+_GETTING_VERBS = {"book", "reserve", "schedule", "get", "make", "request", "order", "arrange", "rent", "buy"}
+
+
 def described_requests(tool: ToolDef) -> list[str]:
     """Request heads from the description's verb and object, rewritten in the first person (never pasted whole)."""
     found = description_object(tool)
@@ -274,7 +325,7 @@ def described_requests(tool: ToolDef) -> list[str]:
     if tool.kind == "lookup" or verb in ("get", "check", "show", "fetch", "retrieve", "look"):
         thing = obj if obj.startswith(("the ", "my ")) else f"the {obj}"
         return [t.format(thing=thing.removeprefix("the ")) for t in DERIVED_LOOKUP[:4]]
-    if obj.startswith(("a ", "an ")):  # a thing to get: "I need a grooming appointment"
+    if obj.startswith(("a ", "an ")) and verb in _GETTING_VERBS:  # a thing to get: "I need a grooming appointment"
         return [t.format(obj=obj) for t in NOUN_REQUESTS]
     return [t.format(act=f"{verb} {obj}") for t in DERIVED_ACTION if "for me" not in t][:4]
 
@@ -285,30 +336,52 @@ def request(rng: random.Random, tool: ToolDef) -> str:
     return rng.choice(tool.phrasings or [*derived_requests(tool), *described_requests(tool)])
 
 
-def mention(rng: random.Random | None, domain: Domain, name: str, value: Any) -> str:
-    """How a user says a slot's value; the value itself stays verbatim."""
+_MONEY_WORDS = {"amount", "price", "fare", "cost", "total", "fee", "balance", "budget", "rent", "payment"}
+
+
+def mention(rng: random.Random | None, domain: Domain, name: str, value: Any, answer: bool = False) -> str:
+    """How a user says a slot's value; the value itself stays verbatim. An `answer` to a question about the slot
+    says it without "the X being"."""
     slot = domain.slot(name)
-    label = slot_label(name)
+    said = label(name)
     if isinstance(value, bool):
-        return f"with {label}" if value else f"without {label}"
+        if said.endswith(("ed", "able", "ible")):  # "insured", "refundable"
+            return said if value else f"not {said}"
+        return f"with {said}" if value else f"without {said}"
     if slot.mention:
         template = slot.mention
         if rng is not None and template in MENTION_VARIANTS:
-            template = rng.choice([t for t in MENTION_VARIANTS[template] if _variant_fits(t, value)])
+            template = rng.choice([t for t, needs in MENTION_VARIANTS[template] if _variant_fits(needs, value, name)])
         return template.format(value=fmt(value))
+    numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if numeric and (unit := unit_of(name)):  # "2 kg", "a weight of 2 kg"
+        base = label(name).rsplit(" in ", 1)[0]
+        forms = [f"{{value}} {unit}", f"{{value}} {unit}", f"a {base} of {{value}} {unit}"]
+        return (forms[0] if rng is None else rng.choice(forms)).format(value=fmt(value))
+    if numeric and set(name.lower().split("_")) & _MONEY_WORDS:  # "$40"
+        forms = ["${value}", "${value}", "a {label} of ${value}"]
+        return (forms[0] if rng is None else rng.choice(forms)).format(label=said, value=fmt(value))
     if rng is None:
         template = GENERIC_MENTIONS[0]
     elif isinstance(value, str) and not value.replace(".", "").isdigit() and rng.random() < 0.5:
         template = "{value}"  # a name, address or e-mail says what it is
     else:
-        template = rng.choice(GENERIC_MENTIONS)
-    return template.format(label=label, value=fmt(value))
+        template = rng.choice(GENERIC_MENTIONS[:3] if answer else GENERIC_MENTIONS)
+    return template.format(label=said, value=fmt(value))
+
+
+_LEADS_A_PHRASE = re.compile(r"^(in|from|at|on|with|for|by|to|called|rated|starting|leaving|arriving|moving|checking) ")
 
 
 def reference_detail(domain: Domain, search_args: dict[str, Any]) -> str:
-    """How the user refers to an entity without naming it: "the restaurant in Fremont, Vietnamese food"."""
-    entity = domain.entity or slot_label(domain.entity_slot or "one")
-    text = tidy(f"the {entity} " + join([mention(None, domain, k, v) for k, v in search_args.items()]))
+    """How the user refers to an entity without naming it: "the restaurant in Fremont, Vietnamese food"; what is
+    not a phrase of its own ("some jazz") follows the ones that are ("the song from the 2010s, some jazz")."""
+    entity = domain.entity or label(domain.entity_slot or "one")
+    said = [mention(None, domain, k, v) for k, v in search_args.items()]
+    after = [m for m in said if _LEADS_A_PHRASE.match(m)]
+    rest = [m for m in said if not _LEADS_A_PHRASE.match(m)]
+    text = f"the {entity} " + join(after) + (", " if after and rest else "") + join(rest)
+    text = tidy(text)
     return text[:1].lower() + text[1:]  # said inside a sentence
 
 
@@ -453,24 +526,24 @@ def styled(rng: random.Random, text: str, style: str, hour: int | None = None) -
 # --- the assistant's questions ---------------------------------------------------------------------------------
 
 def question_missing(rng: random.Random, names: list[str]) -> str:
-    return tidy(rng.choice(Q_MISSING).format(labels=join([slot_label(n) for n in names])), question=True)
+    return tidy(rng.choice(Q_MISSING).format(labels=join([label(n) for n in names])), question=True)
 
 
 def question_vague(rng: random.Random, name: str, vague: str) -> str:
-    return tidy(rng.choice(Q_VAGUE).format(vague=vague, label=slot_label(name)), question=True)
+    return tidy(rng.choice(Q_VAGUE).format(vague=vague, label=label(name)), question=True)
 
 
 def question_invalid(rng: random.Random, name: str, bad: str, options: list[str]) -> str:
-    return tidy(rng.choice(Q_INVALID).format(bad=bad, label=slot_label(name), options=join(options, "or")), question=True)
+    return tidy(rng.choice(Q_INVALID).format(bad=bad, label=label(name), options=join(options, "or")), question=True)
 
 
 def question_conflict(rng: random.Random, name: str, a: str, b: str) -> str:
-    return tidy(rng.choice(Q_CONFLICT).format(a=a, b=b, label=slot_label(name)), question=True)
+    return tidy(rng.choice(Q_CONFLICT).format(a=a, b=b, label=label(name)), question=True)
 
 
 def question_reference(rng: random.Random, name: str, candidates: list[str]) -> str:
     return tidy(rng.choice(Q_REFERENCE).format(n=len(candidates), names=join(candidates, "or"),
-                                               label=slot_label(name)), question=True)
+                                               label=label(name)), question=True)
 
 
 def user_answer(rng: random.Random, domain: Domain, answers: dict[str, Any], volunteered: dict[str, Any]) -> str:
@@ -484,7 +557,7 @@ def user_answer(rng: random.Random, domain: Domain, answers: dict[str, Any], vol
 
 
 def describe(values: dict[str, Any]) -> str:
-    return ", ".join(f"{slot_label(k)} {fmt(v)}" for k, v in values.items())
+    return ", ".join(f"{label(k)} {fmt(v)}" for k, v in values.items())
 
 
 DECLINES = ["Sorry, I can't do that here.", "I'm afraid that's not something I can do with the tools I have.",
@@ -508,8 +581,6 @@ def _plural(noun: str, n: int) -> str:
 
 FACT_LABELS = {"from": "origin", "to": "destination", "number_of_adults": "number of adults"}
 _PREPOSITION = re.compile(r"^(on|at|in|for|from|to|with) ")
-# A unit at the end of a slot name belongs after the value: "weight_kg" is "the weight is 2 kg", not "the weight kg is 2".
-_UNITS = {"kg", "lb", "lbs", "km", "mi", "cm", "mm", "minutes", "hours", "days", "usd", "eur"}
 
 
 def _fact(name: str, value: str) -> str:
@@ -531,11 +602,45 @@ def _fact(name: str, value: str) -> str:
     return f"the {label} {'are' if plural else 'is'} {value}"
 
 
+_PERCENT_WORDS = {"chance", "percent", "percentage", "humidity", "probability"}
+
+
+def _bool_fact(name: str, value: bool) -> str:
+    """A yes/no result as a sentence says it, not "the private visibility is no".
+
+    >>> _bool_fact("has_pool", True), _bool_fact("pets_allowed", False), _bool_fact("insured", False)
+    ('it has a pool', "pets aren't allowed", "it isn't insured")
+    >>> _bool_fact("accepts_new_patients", False), _bool_fact("private_visibility", True)
+    ("it doesn't accept new patients", 'private visibility is on')
+    """
+    words = name.lower().split("_")
+    rest = " ".join(words[1:])
+    if words[0] == "has" and rest:
+        return f"it has a {rest}" if value else f"it doesn't have a {rest}"
+    if words[0] == "is" and rest:
+        return f"it is {rest}" if value else f"it isn't {rest}"
+    if len(words) > 1 and words[-1] in ("allowed", "included", "required", "available"):
+        subject = " ".join(words[:-1])
+        verb = ("are" if subject.endswith("s") else "is") + ("" if value else "n't")
+        return f"{subject} {verb} {words[-1]}"
+    if len(words) > 1 and words[0].endswith("s") and not words[0].endswith("ss"):  # a verb: "accepts new patients"
+        return f"it {words[0]} {rest}" if value else f"it doesn't {words[0][:-1]} {rest}"
+    if len(words) == 1 and words[0].endswith(("ed", "able", "ible")):
+        return f"it is {words[0]}" if value else f"it isn't {words[0]}"
+    return f"{name.replace('_', ' ')} is {'on' if value else 'off'}"
+
+
 def _facts(domain: Domain, facts: dict[str, Any]) -> str:
     """Looked-up values as a person reads them: "the genre is horror and the daily rate is $57 a day"."""
     said = []
     for k, v in facts.items():
         if v is None:
+            continue
+        if isinstance(v, bool):
+            said.append(_bool_fact(k, v))
+            continue
+        if isinstance(v, (int, float)) and set(k.lower().split("_")) & _PERCENT_WORDS:
+            said.append(_fact(k, f"{fmt(v)}%"))  # "the chance of rain is 65%"
             continue
         phrase = _PREPOSITION.sub("", mention(None, domain, k, v))
         value = phrase if phrase.startswith("$") else fmt(v)  # "$57 a day", not "the album X" or "2:48 long"
@@ -544,8 +649,10 @@ def _facts(domain: Domain, facts: dict[str, Any]) -> str:
 
 
 def _what_was_done(domain: Domain, facts: dict[str, Any]) -> str:
-    """An action's facts in the user's own words: "at The Majestic, on July 12th, for 6 tickets"."""
-    return join([mention(None, domain, k, v) for k, v in facts.items() if v is not None])
+    """An action's facts in the words a user would use, from the assistant's side: "at The Majestic, on July 12th,
+    for 6 tickets", "from your checking account"."""
+    said = join([mention(None, domain, k, v) for k, v in facts.items() if v is not None])
+    return re.sub(r"\bmy\b", "your", said)
 
 
 def final_answer(rng: random.Random, domain: Domain, tool: ToolDef, result: dict[str, Any]) -> str:
