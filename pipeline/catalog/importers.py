@@ -83,7 +83,7 @@ _CODE_WORDS = [
     "Xray", "Yankee", "Zulu", "Gamma", "Theta", "Kappa", "Omega", "Sigma", "Zeta", "Iota", "Lambda", "Epsilon", "Beta",
 ]
 ENTITY_POOL_SIZE = 36
-POOL_SIZE = 8
+POOL_SIZE = 24  # a run of thousands of dialogues should not cycle through eight names, dates and times
 
 # Underspecified ways to say a value, by what the slot name says it holds (first match wins).
 _VAGUE: list[tuple[tuple[str, ...], list[str]]] = [
@@ -238,7 +238,7 @@ def synthetic_pool(name: str, type_: str, size: int = POOL_SIZE, minimum: float 
     fake.seed_instance(int.from_bytes(hashlib.blake2b(f"{name}\x1f{description}".encode(), digest_size=8).digest(), "big"))
     if type_ in ("integer", "number"):
         amount = _matching(name, _VAGUE[4:5]) is not None
-        base = [15, 25, 40, 60, 85, 120, 180, 250] if amount else [1, 2, 3, 4, 5, 6, 7, 8]
+        base = [15, 20, 25, 30, 40, 45, 60, 75, 85, 90, 120, 150, 180, 200, 250, 320] if amount else [1, 2, 3, 4, 5, 6, 7, 8]
         lo = minimum if minimum is not None else float("-inf")
         hi = maximum if maximum is not None else float("inf")
         nums = [n for n in base if lo <= n <= hi]

@@ -69,14 +69,14 @@ class UserSimulator:
         self.cfg, self.scenario, self.domain, self.rng = cfg, scenario, domain, rng
         self.volunteer = volunteered_slots(scenario, domain.tool(scenario.tool))
 
-    def answer(self, targets: list[str]) -> tuple[str, dict[str, Any]]:
-        """Reply to a question about `targets`; returns the text and the slot values it gives."""
+    def answer(self, targets: list[str], kind: str = "missing_slot") -> tuple[str, dict[str, Any]]:
+        """Reply to a question of `kind` about `targets`; returns the text and the slot values it gives."""
         given = list(targets)
         if len(given) > 1 and self.rng.random() < self.cfg.partial_answer_rate:
             given = given[: self.rng.randint(1, len(given) - 1)]
         answers = {k: self.scenario.goal[k] for k in given}
         extra, self.volunteer = self.volunteer, {}
-        return phrasing.user_answer(self.rng, self.domain, answers, extra), {**answers, **extra}
+        return phrasing.user_answer(self.rng, self.domain, answers, extra, kind), {**answers, **extra}
 
 
 class Conversation:
@@ -145,7 +145,7 @@ def converse(cfg: RunConfig, scenario: Scenario, domain: Domain, sim: Simulator)
         offered = [domain.tool(name) for name in pending[0].candidates]
         conv.assistant("answer", f"The user wants to {intent}, but none of my tools does that: {tool.name} is not "
                        f"offered. I shouldn't call another tool or ask for details; I'll say so and offer what I can do.",
-                       content=phrasing.decline(rng, offered))
+                       content=phrasing.decline(rng, tool, offered))
         return conv, True
     user = UserSimulator(cfg, scenario, domain, rng)
     known = dict(scenario.stated)
@@ -172,7 +172,7 @@ def converse(cfg: RunConfig, scenario: Scenario, domain: Domain, sim: Simulator)
         question, reasoning = _question(rng, batch, tool, intent, known)
         targets = [a.slot for a in batch]
         conv.assistant("clarify", reasoning, content=question, targets=targets)
-        reply, values = user.answer(targets)
+        reply, values = user.answer(targets, batch[0].type)
         conv.user(reply)
         known.update(values)
         pending = [a for a in pending if a.slot not in values]

@@ -25,26 +25,38 @@ PERSONAS = [
 STYLES = ["terse", "polite", "chatty", "casual"]
 
 # Lead-ins and joins around a request head ("I need a table") and its details.
-LEADS = ["", "", "", "", "", "", "So, ", "Okay, ", "Quick one: ", "Hmm, ", "Right, ", "Um, ", "Alright, ", "Well, ",
-         "So ", "Okay so ", "Question: ", "Real quick, "]
+LEADS = ["", "", "", "", "", "", "", "", "So, ", "Okay, ", "Quick one: ", "Hmm, ", "Right, ", "Um, ", "Alright, ",
+         "Well, ", "So ", "Okay so ", "Question: ", "Real quick, ", "Hey, so ", "Alright, so ", "Quick favor: ",
+         "Okay, here goes: ", "So here's the thing: ", "Sorry to bother you, but ", "Hoping you can help: ",
+         "One thing: ", "Listen, "]
 DETAIL_JOINS = ["{head}, {details}.", "{head} — {details}.", "{head}: {details}.", "{head}. It's {details}.",
                 "{head}. Here's what I have: {details}.", "{head}, {details} if you can.",
                 "{head}. I'm thinking {details}.", "{head}, {details}, please.", "{head}. Details: {details}.",
                 "{head}. Make it {details}.", "{head} ({details}).",
-                "{head}. My plan: {details}.", "{head} — {details}, if that works.", "{head}. So, {details}."]
+                "{head}. My plan: {details}.", "{head} — {details}, if that works.", "{head}. So, {details}.",
+                "{head}. The details are {details}.", "{head}. What I need: {details}.", "{head}; {details}.",
+                "{head}. For reference, {details}.", "{head}. Basically {details}.", "{head}, and it's {details}.",
+                "{head}. To be exact, {details}.", "{head}. It should be {details}.", "{head}. Here's the info: {details}."]
 QUESTION_JOINS = ["{head} {details}?", "{head}? I mean {details}.", "{head} — {details}?",
-                  "{head}, {details}?", "{head}? It's {details}.", "{head}? Specifically {details}."]
+                  "{head}, {details}?", "{head}? It's {details}.", "{head}? Specifically {details}.",
+                  "{head}? That's {details}.", "{head}? For context, {details}.", "{head}? This is {details}.",
+                  "{head}? The details: {details}."]
 BARE = ["{head}.", "{head}, please.", "{head}. Can you help?", "{head}!", "{head}, if you don't mind.",
-        "{head}. Where do I start?", "{head} today."]
-BARE_QUESTIONS = ["{head}?", "{head}? Can you check?", "{head}? Just curious.", "{head}? Let me know."]
+        "{head}. Where do I start?", "{head}. Is that something you can do?", "{head}, if possible.",
+        "{head}. What do you need from me?", "{head}. Can we do that?", "{head}, when you get a chance."]
+BARE_QUESTIONS = ["{head}?", "{head}? Can you check?", "{head}? Just curious.", "{head}? Let me know.",
+                  "{head}? Wondering before I decide.", "{head}? Any idea?", "{head}? I'd like to know."]
 GREETINGS = ["Hi!", "Hello.", "Hey there.", "Hi there.", "Hey!", "Hello there!", "Hiya.", "Hey, hope you're well.",
-             "Hi, how's it going?", "Greetings."]
+             "Hi, how's it going?", "Greetings.", "Hi, hope your day is going well.", "Hello, quick question.",
+             "Hey, hi.", "Hi, thanks for picking this up.", "Hello again.", "Hey, how are you?"]
 # Greetings that name a time of day, by the hours they fit (the scenario's "now" is in the system message).
 TIMED_GREETINGS = {"Good morning!": range(5, 12), "Morning!": range(5, 12), "Good afternoon.": range(12, 18),
                    "Good evening.": range(18, 23), "Evening!": range(18, 23)}
 THANKS = ["Thanks!", "Thank you so much.", "Thanks in advance.", "I appreciate it.", "Thank you!", "Cheers.",
           "Many thanks.", "You're a lifesaver.", "Thanks a bunch.", "Much appreciated.", "That would be great.",
-          "Thanks for your help.", "That'd help a lot."]
+          "Thanks for your help.", "That'd help a lot.", "Thanks, you're the best.", "Really appreciate it.",
+          "That would save me a lot of time.", "Thanks so much for this.", "Grateful for the help.",
+          "Let me know if you need anything else.", "Thanks, really."]
 CHATTER = [
     "It's been a long week.", "I keep forgetting to do this.", "My partner asked me to sort it out.",
     "It's kind of a special occasion.", "I'm doing this between meetings.", "First time using this, so bear with me.",
@@ -54,17 +66,29 @@ CHATTER = [
     "We're celebrating something.", "I just got back from a trip.", "I'm juggling a lot today.",
     "My sister usually handles this.", "Last time this took forever.", "I'm new in town.", "It's a surprise.",
     "I'm finally getting around to this.", "Coffee hasn't kicked in yet.", "The kids are asleep, finally.",
-    "Work has been hectic.", "I'm sorting things out before the holidays.",
+    "Work has been hectic.", "I'm sorting things out before the holidays.", "My phone is about to die.",
+    "Just finished a long shift.", "I'm on my lunch break.", "I forgot to do this yesterday.",
+    "My calendar is packed this week.", "This is for my parents.", "We have family visiting soon.",
+    "I'm trying to get organized.", "I'm in a bit of a rush.", "Everything else is sorted, this is the last thing.",
+    "It's for a work thing.", "Hope I'm doing this right.", "My roommate usually does this.",
+    "I've had a crazy morning.", "I'm finally taking some time off.", "My friend swears by this service.",
+    "I'm planning a little getaway.", "I should have done this last week.", "Things have been busy at home.",
 ]
 # Request heads derived from a tool's name, for catalogs without phrasings (imported ones), by the tool's kind.
 DERIVED_SEARCH = ["I'm looking for {plural}", "can you find {plural} for me", "find me {plural}", "are there any {plural}",
-                  "I need to find {plural}", "help me look for {plural}"]
+                  "I need to find {plural}", "help me look for {plural}", "show me some {plural}",
+                  "what {plural} are there", "I'm trying to find {plural}", "could you search for {plural}",
+                  "do you know any good {plural}", "I'd like to see a few {plural}"]
 DERIVED_LOOKUP = ["what's the {thing}", "can you check the {thing}", "I need the {thing}", "tell me the {thing}",
-                  "could you look up the {thing}"]
+                  "could you look up the {thing}", "I'd like to know the {thing}", "can you find out the {thing}",
+                  "do you know the {thing}", "I want to check the {thing}", "what is the {thing} right now"]
 DERIVED_ACTION = ["I'd like to {act}", "can you {act} for me", "I need to {act}", "please {act}", "help me {act}",
-                  "I want to {act}", "could you {act}"]
-NOUN_REQUESTS = ["I need {obj}", "I'd like {obj}", "can I get {obj}", "I want {obj}", "I'm after {obj}"]
-_QUESTION_HEAD = re.compile(r"^(what|what's|which|when|where|who|how|is|are|am|can|could|would|will|any|do|does)\b", re.I)
+                  "I want to {act}", "could you {act}", "I'm hoping to {act}", "is it possible to {act}",
+                  "I was wondering if you could {act}", "would you {act} for me", "I have to {act}",
+                  "I'd love to {act}", "can I {act} through you"]
+NOUN_REQUESTS = ["I need {obj}", "I'd like {obj}", "can I get {obj}", "I want {obj}", "I'm after {obj}",
+                 "I'm hoping to get {obj}", "could you set me up with {obj}", "I'd love {obj}"]
+_QUESTION_HEAD = re.compile(r"^(what|what's|which|when|where|who|how|is|are|am|can|could|would|will|any|anything|do|does)\b", re.I)
 _MASS_OR_PLURAL = re.compile(r"((?<!s)s|tickets|information|info|status|money|music|location|weather|balance)$")
 GENERIC_MENTIONS = ["with {label} {value}", "{value} as the {label}", "{value} for the {label}", "the {label} being {value}"]
 # How a user states two values for one slot, and which one they lean to (None: no preference): the user's later
@@ -101,12 +125,28 @@ Q_REFERENCE = [
 A_OPEN = ["{details}.", "Sure — {details}.", "Oh right, {details}.", "{details}, please.", "Let's say {details}.",
           "Good question. {details}.", "Ah, I forgot: {details}.", "It'd be {details}.",
           "Put me down {details}.", "I'd go {details}.", "Definitely {details}.", "Oops, {details}.",
-          "Make it {details}.", "Sorry, I should have said: {details}."]  # no "Yes, ...": the questions are what/which
+          "Make it {details}.", "Sorry, I should have said: {details}.", "Right, {details}.", "Oh, {details}.",
+          "{details}, thanks.", "Of course: {details}.", "That would be {details}.", "Okay, {details}.",
+          "{details}. That's all.", "My bad, {details}."]  # no "Yes, ...": what/which questions
 A_VALUE = ["{value}.", "{value}, please.", "Let's go with {value}.", "{value} works.", "Hmm, {value}.",
            "I'll take {value}.", "{value}, I think.", "Go with {value}.", "{value} sounds right.", "Pick {value}.",
-           "{value} is perfect.", "Make that {value}.", "Definitely {value}.", "Um, {value}."]
+           "{value} is perfect.", "Make that {value}.", "Definitely {value}.", "Um, {value}.", "{value}, thanks.",
+           "Oh, {value}.", "That'd be {value}.", "{value} would be great.", "Use {value}.", "Just {value}.",
+           "I'd say {value}.", "Let's do {value}.", "{value}, if that's okay.", "Put {value}."]
+# Replies by what was asked: picking one of the offered options, pointing at a search result, narrowing a vague phrase.
+A_CHOICE = ["Oh, then {value}.", "In that case, {value}.", "Hmm, {value} then.", "{value} is fine.", "Fine, {value}.",
+            "Then {value}, please.", "Okay, {value} it is.", "{value} will do.", "Ah, then let's do {value}.",
+            "Never mind, {value}.", "{value}, I guess.", "I'll settle for {value}."]
+A_POINT = ["I meant {value}.", "{value}, that's the one.", "It's {value}.", "{value}, please.", "The one called {value}.",
+           "I was thinking of {value}.", "{value}.", "Go with {value}.", "That's {value}.", "{value} — that one."]
+A_NARROW = ["Let's say {value}.", "I mean {value}.", "To be precise, {value}.", "Exactly {value}.", "{value}, specifically.",
+            "Make it {value}.", "{value} would be ideal.", "Say {value}.", "{value} is what I had in mind.",
+            "Sorry, {value}.", "{value}."]
+A_BY_KIND = {"invalid_value": A_CHOICE, "conflicting_constraints": A_CHOICE, "ambiguous_reference": A_POINT,
+             "underspecified_value": A_NARROW}
 A_VOLUNTEER = [" Oh, and {details}.", " Also, {details}.", " And {details}, if possible.", " Plus {details}.",
-               " One more thing: {details}.", " I'd also like it {details}.", " Oh, and make it {details}."]
+               " One more thing: {details}.", " I'd also like it {details}.", " Oh, and make it {details}.",
+               " And I forgot to say: {details}.", " Actually, also {details}.", " While we're at it, {details}."]
 # Other ways to say a value with a common mention (each keeps the value verbatim and as precise), and what the value
 # must be for the variant to fit: a clock time ("at Penn Station sharp", "for The Majestic" are not said) or a place
 # ("headed to Leah Abrams", "over in 4DX" are not).
@@ -143,7 +183,7 @@ def _variant_fits(needs: str | None, value: Any, slot: str) -> bool:
 
 
 # Ways to string details together, so openings are not one comma list.
-DETAIL_LINKS = [", ", ", ", ", ", "; ", ", plus ", ", also ", " — ", ", oh and "]
+DETAIL_LINKS = [", ", ", ", ", ", "; ", ", plus ", ", also ", " — ", ", oh and ", ", and also ", ", and "]
 DONE = ["Done!", "All set.", "Great news!", "That's taken care of.", "Confirmed.", "Everything went through."]
 
 
@@ -268,16 +308,49 @@ def derived_requests(tool: ToolDef) -> list[str]:
     >>> derived_requests(ToolDef(name="FindTrains", description="", kind="search"))[0]
     "I'm looking for trains"
     """
-    words = _name_words(tool)
-    verb, rest = (words[0], words[1:]) if len(words) > 1 else ("use", words)
-    thing = " ".join(rest)
+    verb, thing = _verb_and_thing(tool)
     if tool.kind == "search" or (tool.kind == "lookup" and verb in ("find", "search", "list")):
-        plural = thing if thing.endswith("s") else thing + "s"
-        return [t.format(plural=plural) for t in DERIVED_SEARCH]
+        return [t.format(plural=_plural_thing(thing)) for t in DERIVED_SEARCH]
     if tool.kind == "lookup":
         return [t.format(thing=thing) for t in DERIVED_LOOKUP]
-    obj = f"my {thing}" if thing in ("location", "balance", "account") else thing if _MASS_OR_PLURAL.search(thing) else f"a {thing}"
-    return [t.format(act=f"{verb} {obj}") for t in DERIVED_ACTION]
+    return [t.format(act=task(tool, "my")) for t in DERIVED_ACTION]
+
+
+def _verb_and_thing(tool: ToolDef) -> tuple[str, str]:
+    words = _name_words(tool)
+    verb, rest = (words[0], words[1:]) if len(words) > 1 else ("use", words)
+    return verb, " ".join(rest)
+
+
+def _plural_thing(thing: str) -> str:
+    return thing if thing.endswith("s") else thing + "s"
+
+
+_OWN = ("location", "balance", "account")
+
+
+def _object(thing: str, own: str) -> str:
+    """A noun with the article it takes after a verb: "a ride", "money", "my location" ("your location")."""
+    return f"{own} {thing}" if thing in _OWN else thing if _MASS_OR_PLURAL.search(thing) else f"a {thing}"
+
+
+def task(tool: ToolDef, own: str = "your") -> str:
+    """What a tool does, from its name, as a short verb phrase: "cancel a ride", "get the hourly forecast",
+    "find songs", "add a song to a playlist", "share your location".
+
+    >>> task(ToolDef(name="add_song_to_playlist", description="", kind="action")), task(ToolDef(name="get_air_quality", description="", kind="lookup"))
+    ('add a song to a playlist', 'get the air quality')
+    """
+    verb, thing = _verb_and_thing(tool)
+    if tool.kind == "search" or (tool.kind == "lookup" and verb in ("find", "search", "list")):
+        return f"{verb} {_plural_thing(thing)}"
+    if tool.kind == "lookup":
+        return f"{verb} {own if thing in _OWN else 'the'} {thing}"
+    parts = re.split(r"\b(to|for|from|on|in|with)\b", thing, maxsplit=1)
+    head, prep, tail = (parts[0].strip(), parts[1], parts[2].strip()) if len(parts) == 3 else (thing, "", "")
+    if not head:  # "apply_for_lease": the verb takes the preposition
+        return f"{verb} {prep} {_object(tail, own)}"
+    return f"{verb} {_object(head, own)}" + (f" {prep} {_object(tail, own)}" if prep else "")
 
 
 _STOP = {"for", "at", "in", "on", "to", "from", "by", "with", "between", "of", "that", "and", "or", "based", "using",
@@ -350,6 +423,8 @@ def mention(rng: random.Random | None, domain: Domain, name: str, value: Any, an
         return f"with {said}" if value else f"without {said}"
     if slot.mention:
         template = slot.mention
+        if rng is not None and slot.mentions:
+            template = rng.choice([template, *slot.mentions])
         if rng is not None and template in MENTION_VARIANTS:
             template = rng.choice([t for t, needs in MENTION_VARIANTS[template] if _variant_fits(needs, value, name)])
         return template.format(value=fmt(value))
@@ -546,11 +621,29 @@ def question_reference(rng: random.Random, name: str, candidates: list[str]) -> 
                                                label=label(name)), question=True)
 
 
-def user_answer(rng: random.Random, domain: Domain, answers: dict[str, Any], volunteered: dict[str, Any]) -> str:
-    if len(answers) == 1 and rng.random() < 0.5 and not isinstance(next(iter(answers.values())), bool):
-        text = rng.choice(A_VALUE).format(value=fmt(next(iter(answers.values()))))
+def _said_alone(domain: Domain, name: str, value: Any) -> str:
+    """A value as a one-word reply says it: "2 kg", "$40", else the value itself."""
+    numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if numeric and (unit_of(name) or set(name.lower().split("_")) & _MONEY_WORDS) and not domain.slot(name).mention:
+        return mention(None, domain, name, value)
+    return str(fmt(value))
+
+
+def user_answer(rng: random.Random, domain: Domain, answers: dict[str, Any], volunteered: dict[str, Any],
+                kind: str = "missing_slot") -> str:
+    """The user's reply to a question of `kind` about the slots in `answers`: the bare value or a fragment ("For 4
+    nights."), in the words that fit what was asked ("Oh, then coach." after the options)."""
+    single = next(iter(answers.items())) if len(answers) == 1 else None
+    if single and not isinstance(single[1], bool) and rng.random() < 0.6:
+        if kind in A_BY_KIND and rng.random() < 0.7:
+            text = rng.choice(A_BY_KIND[kind]).format(value=_said_alone(domain, *single))
+        elif rng.random() < 0.3:  # a fragment: "For 4 nights.", "On Sunday."
+            text = rng.choice(["{m}.", "{m}, please.", "Oh, {m}.", "{m}, thanks.", "Just {m}."]).format(
+                m=mention(rng, domain, *single, answer=True))
+        else:
+            text = rng.choice(A_VALUE).format(value=_said_alone(domain, *single))
     else:
-        text = rng.choice(A_OPEN).format(details=join([mention(rng, domain, k, v) for k, v in answers.items()]))
+        text = rng.choice(A_OPEN).format(details=join([mention(rng, domain, k, v, answer=True) for k, v in answers.items()]))
     if volunteered:
         text += rng.choice(A_VOLUNTEER).format(details=join([mention(rng, domain, k, v) for k, v in volunteered.items()]))
     return tidy(text)
@@ -560,15 +653,16 @@ def describe(values: dict[str, Any]) -> str:
     return ", ".join(f"{label(k)} {fmt(v)}" for k, v in values.items())
 
 
-DECLINES = ["Sorry, I can't do that here.", "I'm afraid that's not something I can do with the tools I have.",
-            "Unfortunately I can't help with that one.", "That isn't something I'm able to do here, sorry."]
+DECLINES = ["Sorry, I can't {task} here.", "I'm afraid I don't have a way to {task}.",
+            "Unfortunately I can't {task} for you.", "I'm not able to {task} with the tools I have, sorry.",
+            "Sorry, there's no way for me to {task} from here."]
 OFFERS = ["What I can do is {can}.", "I can {can}, though.", "I'm able to {can} instead.", "If it helps, I can {can}."]
 
 
-def decline(rng: random.Random, offered: list[ToolDef]) -> str:
-    """The reply to a request no offered tool can do: say so and say what is possible, without asking."""
-    can = join([intent(t) for t in offered], "or")
-    return tidy(f"{rng.choice(DECLINES)} {rng.choice(OFFERS).format(can=can)}")
+def decline(rng: random.Random, wanted: ToolDef, offered: list[ToolDef]) -> str:
+    """The reply to a request no offered tool can do: say what cannot be done and what can, without asking."""
+    can = join([task(t) for t in offered], "or")
+    return tidy(f"{rng.choice(DECLINES).format(task=task(wanted))} {rng.choice(OFFERS).format(can=can)}")
 
 
 # --- the assistant's closings ----------------------------------------------------------------------------------
