@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from speakrl.pipeline.checks import slot_label
+from speakrl.pipeline.checks import normalize, slot_label
 from speakrl.schemas.catalog import Domain, SlotSpec, ToolDef
 from speakrl.schemas.dialogue import Ambiguity
 
@@ -37,10 +37,14 @@ DETAIL_JOINS = ["{head}, {details}.", "{head} — {details}.", "{head}: {details
                 "{head}. The details are {details}.", "{head}. What I need: {details}.", "{head}; {details}.",
                 "{head}. For reference, {details}.", "{head}. Basically {details}.", "{head}, and it's {details}.",
                 "{head}. To be exact, {details}.", "{head}. It should be {details}.", "{head}. Here's the info: {details}."]
-QUESTION_JOINS = ["{head} {details}?", "{head}? I mean {details}.", "{head} — {details}?",
+QUESTION_JOINS = ["{head}? I mean {details}.", "{head} — {details}?",
                   "{head}, {details}?", "{head}? It's {details}.", "{head}? Specifically {details}.",
                   "{head}? That's {details}.", "{head}? For context, {details}.", "{head}? This is {details}.",
                   "{head}? The details: {details}."]
+DETAILS_FIRST = ["{details} — {head}.", "{details}: {head}, please.", "So, {details}. {head}."]
+DETAILS_FIRST_QUESTIONS = ["{details}: {head}?", "So, {details} — {head}?", "It's {details}. {head}?"]
+SECOND_SENTENCES = ["Oh, and {details}.", "Also {details}.", "And {details}.", "Plus {details}.", "Oh, also {details}.",
+                    "And it's {details}."]
 BARE = ["{head}.", "{head}, please.", "{head}. Can you help?", "{head}!", "{head}, if you don't mind.",
         "{head}. Where do I start?", "{head}. Is that something you can do?", "{head}, if possible.",
         "{head}. What do you need from me?", "{head}. Can we do that?", "{head}, when you get a chance."]
@@ -124,7 +128,7 @@ Q_REFERENCE = [
 ]
 A_OPEN = ["{details}.", "Sure — {details}.", "Oh right, {details}.", "{details}, please.", "Let's say {details}.",
           "Good question. {details}.", "Ah, I forgot: {details}.", "It'd be {details}.",
-          "Put me down {details}.", "I'd go {details}.", "Definitely {details}.", "Oops, {details}.",
+          "Definitely {details}.", "Oops, {details}.",
           "Make it {details}.", "Sorry, I should have said: {details}.", "Right, {details}.", "Oh, {details}.",
           "{details}, thanks.", "Of course: {details}.", "That would be {details}.", "Okay, {details}.",
           "{details}. That's all.", "My bad, {details}."]  # no "Yes, ...": what/which questions
@@ -276,8 +280,9 @@ def tidy(text: str, question: bool = False) -> str:
     """
     text = _DOUBLED.sub(r"\2", text)  # keep the second: it usually starts a value ("hotel Hotel Marina")
     text = _ARTICLE.sub(_fix_article, text)
+    text = re.sub(r"\b([Aa]) (8|11-|18-|11\b|18\b)", r"\1n \2", text)  # "an 18-month lease", "an 8-hour shift"
     text = re.sub(r"\s+([,.!?;:])", r"\1", " ".join(text.split()))
-    text = re.sub(r"\b(1|one) ([a-z]{3,}[^s])s\b", r"\1 \2", text)  # "1 nights" is "1 night"
+    text = re.sub(r"\b1 ([a-z]{3,}[^s])s\b", r"1 \1", text)  # "1 nights" is "1 night" (but "which one works")
     text = re.sub(r"\b(1|one) people\b", r"\1 person", text)
     text = re.sub(r"\b[Oo]n (today|tomorrow|tonight|this|next)\b", r"\1", text)  # not "on today", "on this Friday"
     text = re.sub(r"([,;:])[.!?]", ".", text).replace("..", ".").replace("?.", "?").replace("!.", "!")
@@ -421,6 +426,8 @@ def mention(rng: random.Random | None, domain: Domain, name: str, value: Any, an
         if said.endswith(("ed", "able", "ible")):  # "insured", "refundable"
             return said if value else f"not {said}"
         return f"with {said}" if value else f"without {said}"
+    if slot.mention and normalize(value) == "none":  # not "with none insurance", "with a reminder none"
+        return f"{said} set to none"
     if slot.mention:
         template = slot.mention
         if rng is not None and slot.mentions:
@@ -547,8 +554,10 @@ def conflict_phrase(rng: random.Random, domain: Domain, slot: str, goal_value: A
         rng.shuffle(pair)
     elif lean == 1:
         pair.reverse()
-    a, b = (mention(rng, domain, slot, v) for v in pair)
-    return tidy(template.format(a=a, b=b))[:1].lower() + tidy(template.format(a=a, b=b))[1:]
+    # options of a slot with no phrasing of its own are said bare ("express — though standard would be better")
+    a, b = (mention(rng, domain, slot, v) if domain.slot(slot).mention else str(fmt(v)) for v in pair)
+    text = tidy(template.format(a=a, b=b))
+    return text[:1].lower() + text[1:]
 
 
 def opening(rng: random.Random, domain: Domain, tool: ToolDef, stated: dict[str, Any], ambiguities: list[Ambiguity],
@@ -570,10 +579,18 @@ def opening(rng: random.Random, domain: Domain, tool: ToolDef, stated: dict[str,
     head = request(rng, tool)
     asks = bool(_QUESTION_HEAD.match(head))
     if not details:
-        text = rng.choice(BARE_QUESTIONS if asks else BARE).format(head=head)
+        return rng.choice(LEADS) + rng.choice(BARE_QUESTIONS if asks else BARE).format(head=head)
+    if len(details) >= 3 and rng.random() < 0.25:  # the rest in a second sentence: "..., for 4 people. Oh, and at 7 pm."
+        cut = rng.randint(1, len(details) - 1)
+        rest = rng.choice(SECOND_SENTENCES).format(details=link(rng, details[cut:]))
+        details = details[:cut]
+    else:
+        rest = ""
+    if rng.random() < 0.15:  # the details first: "On March 3rd, for 4 people: I need a table."
+        text = rng.choice(DETAILS_FIRST_QUESTIONS if asks else DETAILS_FIRST).format(head=head, details=link(rng, details))
     else:
         text = rng.choice(QUESTION_JOINS if asks else DETAIL_JOINS).format(head=head, details=link(rng, details))
-    return rng.choice(LEADS) + text
+    return rng.choice(LEADS) + text + (" " + rest if rest else "")
 
 
 def persona(rng: random.Random) -> tuple[str, str]:
@@ -737,7 +754,9 @@ def _facts(domain: Domain, facts: dict[str, Any]) -> str:
             said.append(_fact(k, f"{fmt(v)}%"))  # "the chance of rain is 65%"
             continue
         phrase = _PREPOSITION.sub("", mention(None, domain, k, v))
-        value = phrase if phrase.startswith("$") else fmt(v)  # "$57 a day", not "the album X" or "2:48 long"
+        value = phrase[phrase.index("$"):] if "$" in phrase else fmt(v)  # "$57 a day", not "the album X" or "2:48 long"
+        if set(k.split("_")) & {"monthly", "daily", "nightly", "night", "per"}:  # not "the monthly rent is $1450 a month"
+            value = re.sub(r" (a|per) (month|day|night)$", "", str(value))
         said.append(_fact(k, str(value)))
     return join(said)
 
