@@ -178,6 +178,12 @@ def _from_pattern(fake: Faker, pattern: str) -> str | None:
     return value if re.fullmatch(pattern, value) else None
 
 
+# Frames of titles, filled with Faker's names and real places: "Letters from Tupelo", "The Hayes Inheritance".
+_TITLE_FRAMES = ["The {last} Affair", "{first}'s Promise", "A Summer in {city}", "Letters from {city}",
+                 "The {last} Inheritance", "Goodbye, {first}", "Night Train to {city}", "The Girl from {city}",
+                 "The {last} Letters", "Winter in {city}", "Finding {first}", "The Road to {city}"]
+
+
 def _real_city(fake: Faker) -> str:
     """A real US place (Faker's geo data: "Shreveport", "Tupelo"), not Faker's invented city names ("Lisaburgh")."""
     return fake.local_latlng(country_code="US")[2]
@@ -208,8 +214,9 @@ def _fake_value(fake: Faker, words: set[str], description: str) -> str:
         return f"{_real_city(fake)} Branch"
     if words & {"pet", "dog", "cat"}:
         return fake.first_name()
-    if words & {"title", "book", "song", "movie", "album"}:
-        return fake.catch_phrase().title()
+    if words & {"title", "book", "song", "movie", "album"}:  # not Faker's catch phrases ("Front-Line Object-Oriented Alliance")
+        frame = fake.random_element(_TITLE_FRAMES)
+        return frame.format(last=fake.last_name(), first=fake.first_name(), city=_real_city(fake))
     if words & {"account", "tracking", "id", "number", "code", "reference", "confirmation"}:
         return fake.bothify("??-#####", letters="ABCDEFGHJKLMNPRSTUVWXYZ")
     if said & {"person", "contact", "recipient", "receiver", "author", "member", "customer", "owner", "passenger",
