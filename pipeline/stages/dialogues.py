@@ -109,7 +109,8 @@ def _known_text(known: dict[str, Any]) -> str:
     return "They gave " + phrasing.join([f"{phrasing.label(k)} {v}" for k, v in known.items()]) + "."
 
 
-def _question(rng: random.Random, amb: list[Ambiguity], tool: ToolDef, intent: str, known: dict[str, Any]) -> tuple[str, str]:
+def _question(rng: random.Random, amb: list[Ambiguity], domain: Domain, tool: ToolDef, intent: str,
+              known: dict[str, Any]) -> tuple[str, str]:
     """The clarification question about `amb` (one ambiguity, or several missing slots) and the reasoning behind it."""
     first = amb[0]
     label = phrasing.label(first.slot)
@@ -120,7 +121,8 @@ def _question(rng: random.Random, amb: list[Ambiguity], tool: ToolDef, intent: s
         return phrasing.question_missing(rng, names), f"The user wants to {intent}. {_known_text(known)} {why}"
     if first.type == "underspecified_value":
         why = f"\"{first.detail}\" does not pin down an exact {label}, and {tool.name} needs one, so I'll ask them to narrow it."
-        return phrasing.question_vague(rng, first.slot, first.detail), f"The user wants to {intent}. {why}"
+        count = domain.slot(first.slot).type in ("integer", "number")
+        return phrasing.question_vague(rng, first.slot, first.detail, count), f"The user wants to {intent}. {why}"
     if first.type == "invalid_value":
         why = (f"\"{first.detail}\" is not a valid {label} for {tool.name}; the valid options are "
                f"{phrasing.join(first.candidates)}. I'll offer them rather than pick one myself.")
@@ -169,7 +171,7 @@ def converse(cfg: RunConfig, scenario: Scenario, domain: Domain, sim: Simulator)
             batch = missing[:1] if rng.random() < cfg.split_rate else missing
         else:
             batch = pending[:1]
-        question, reasoning = _question(rng, batch, tool, intent, known)
+        question, reasoning = _question(rng, batch, domain, tool, intent, known)
         targets = [a.slot for a in batch]
         conv.assistant("clarify", reasoning, content=question, targets=targets)
         reply, values = user.answer(targets, batch[0].type)

@@ -586,8 +586,9 @@ def opening(rng: random.Random, domain: Domain, tool: ToolDef, stated: dict[str,
         details = details[:cut]
     else:
         rest = ""
-    if rng.random() < 0.15:  # the details first: "On March 3rd, for 4 people: I need a table."
+    if rng.random() < 0.15:  # the details first, with no lead-in: "On March 3rd, for 4 people: I need a table."
         text = rng.choice(DETAILS_FIRST_QUESTIONS if asks else DETAILS_FIRST).format(head=head, details=link(rng, details))
+        return text + (" " + rest if rest else "")
     else:
         text = rng.choice(QUESTION_JOINS if asks else DETAIL_JOINS).format(head=head, details=link(rng, details))
     return rng.choice(LEADS) + text + (" " + rest if rest else "")
@@ -621,8 +622,15 @@ def question_missing(rng: random.Random, names: list[str]) -> str:
     return tidy(rng.choice(Q_MISSING).format(labels=join([label(n) for n in names])), question=True)
 
 
-def question_vague(rng: random.Random, name: str, vague: str) -> str:
-    return tidy(rng.choice(Q_VAGUE).format(vague=vague, label=label(name)), question=True)
+Q_VAGUE_COUNT = [
+    "When you say \"{vague}\", how many {label} exactly?", "How many {label} is \"{vague}\", exactly?",
+    "Could you give me the exact number of {label} for \"{vague}\"?",
+]
+
+
+def question_vague(rng: random.Random, name: str, vague: str, count: bool = False) -> str:
+    """A question that asks to narrow `vague`; a count is asked as "how many" (not "which tickets")."""
+    return tidy(rng.choice(Q_VAGUE_COUNT if count else Q_VAGUE).format(vague=vague, label=label(name)), question=True)
 
 
 def question_invalid(rng: random.Random, name: str, bad: str, options: list[str]) -> str:
@@ -764,7 +772,11 @@ def _facts(domain: Domain, facts: dict[str, Any]) -> str:
 def _what_was_done(domain: Domain, facts: dict[str, Any]) -> str:
     """An action's facts in the words a user would use, from the assistant's side: "at The Majestic, on July 12th,
     for 6 tickets", "from your checking account"."""
-    said = join([mention(None, domain, k, v) for k, v in facts.items() if v is not None])
+    facts = dict(facts)
+    moved = ""
+    if facts.get("event_date") and facts.get("new_date"):  # a rescheduled event: "moved from August 10th to August 18th"
+        moved = f"moved from {fmt(facts.pop('event_date'))} to {fmt(facts.pop('new_date'))}"
+    said = join([moved] * bool(moved) + [mention(None, domain, k, v) for k, v in facts.items() if v is not None])
     return re.sub(r"\bmy\b", "your", said)
 
 

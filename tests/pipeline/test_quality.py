@@ -274,3 +274,22 @@ def test_synthesized_cities_are_real_places_and_numbers_are_no_groups():
     shipping = load_catalog(str(DATA / "unseen_tools.json")).domain("shipping")
     tracking = shipping.slot("tracking_number")
     assert not any(re.search(r"\b(us|group|family|people)\b", p) for p in tracking.vague), tracking.vague
+
+
+def test_a_vague_count_is_asked_as_how_many(accepted):
+    asked = 0
+    for d in accepted:
+        amb = d.ambiguities[0] if d.ambiguities else None
+        if amb and amb.type == "underspecified_value" and isinstance(d.goal.get(amb.slot), int):
+            question = next(d.messages[lab.message_index].content for lab in d.labels if lab.act == "clarify")
+            assert re.search(r"how many|number of", question, re.I), question
+            asked += 1
+    assert asked or not any(isinstance(v, int) for d in accepted for v in d.goal.values())
+
+
+def test_a_rescheduled_event_says_from_and_to():
+    from speakrl.pipeline.stages import phrasing
+
+    calendar = load_catalog("builtin").domain("calendar")
+    said = phrasing._what_was_done(calendar, {"event_title": "Book club", "event_date": "August 10th", "new_date": "August 18th"})
+    assert "moved from August 10th to August 18th" in said and "on August 10th, on" not in said
