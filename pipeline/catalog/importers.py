@@ -180,7 +180,7 @@ def _from_pattern(fake: Faker, pattern: str) -> str | None:
 
 # Frames of titles, filled with Faker's names and real places: "Letters from Tupelo", "The Hayes Inheritance".
 _TITLE_FRAMES = ["The {last} Affair", "{first}'s Promise", "A Summer in {city}", "Letters from {city}",
-                 "The {last} Inheritance", "Goodbye, {first}", "Night Train to {city}", "The Girl from {city}",
+                 "The {last} Inheritance", "Dear {first}", "Night Train to {city}", "The Girl from {city}",
                  "The {last} Letters", "Winter in {city}", "Finding {first}", "The Road to {city}"]
 
 

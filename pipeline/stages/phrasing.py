@@ -758,6 +758,9 @@ def _facts(domain: Domain, facts: dict[str, Any]) -> str:
         if isinstance(v, bool):
             said.append(_bool_fact(k, v))
             continue
+        if k == "seats" and isinstance(v, int):
+            said.append(f"it seats {v}")  # not "the seats are 5"
+            continue
         if isinstance(v, (int, float)) and set(k.lower().split("_")) & _PERCENT_WORDS:
             said.append(_fact(k, f"{fmt(v)}%"))  # "the chance of rain is 65%"
             continue
@@ -780,6 +783,11 @@ def _what_was_done(domain: Domain, facts: dict[str, Any]) -> str:
     return re.sub(r"\bmy\b", "your", said)
 
 
+def _done(rng: random.Random, tool: ToolDef) -> str:
+    """How a finished action opens its closing; a cancellation is no "Great news!"."""
+    return rng.choice([d for d in DONE if d != "Great news!"] if tool.name.lower().startswith("cancel") else DONE)
+
+
 def final_answer(rng: random.Random, domain: Domain, tool: ToolDef, result: dict[str, Any]) -> str:
     """The assistant's closing message: what happened, in a sentence, with the facts from the tool result."""
     entity = domain.entity or "result"
@@ -799,11 +807,11 @@ def final_answer(rng: random.Random, domain: Domain, tool: ToolDef, result: dict
     subject = f"for {name}" if name else ""
     if tool.kind == "action" and domain.source != "builtin":  # no hand-written mentions: say the facts plainly
         said = f" For {name}: {_facts(domain, facts)}." if name and facts else f" {_facts(domain, facts)}." if facts else ""
-        return tidy(f"{rng.choice(DONE)}{said} Your confirmation number is {result.get('confirmation_id')}.")
+        return tidy(f"{_done(rng, tool)}{said} Your confirmation number is {result.get('confirmation_id')}.")
     if tool.kind == "action":
         done = _what_was_done(domain, facts)
         said = f" {name}, {done}." if name and done else f" {name}." if name else f" That's {done}." if done else ""
-        return tidy(f"{rng.choice(DONE)}{said} Your confirmation number is {result.get('confirmation_id')}.")
+        return tidy(f"{_done(rng, tool)}{said} Your confirmation number is {result.get('confirmation_id')}.")
     if not facts:
         return tidy(f"I checked {name or 'that'}, but there are no details to report.")
     return tidy(f"Here's what I found {subject}: {_facts(domain, facts)}.")
