@@ -622,14 +622,15 @@ def question_missing(rng: random.Random, names: list[str]) -> str:
     return tidy(rng.choice(Q_MISSING).format(labels=join([label(n) for n in names])), question=True)
 
 
-Q_VAGUE_COUNT = [
-    "When you say \"{vague}\", how many {label} exactly?", "How many {label} is \"{vague}\", exactly?",
+Q_VAGUE_COUNT = [  # not "how many": question_targets reads it as any *_number slot too ("trip number")
+    "When you say \"{vague}\", what's the exact number of {label}?",
     "Could you give me the exact number of {label} for \"{vague}\"?",
+    "\"{vague}\" is a bit open — what number of {label} should I put?",
 ]
 
 
 def question_vague(rng: random.Random, name: str, vague: str, count: bool = False) -> str:
-    """A question that asks to narrow `vague`; a count is asked as "how many" (not "which tickets")."""
+    """A question that asks to narrow `vague`; a count is asked for its number (not "which tickets")."""
     return tidy(rng.choice(Q_VAGUE_COUNT if count else Q_VAGUE).format(vague=vague, label=label(name)), question=True)
 
 
