@@ -35,6 +35,8 @@ _CUES = {
     "cuisine": ("food",),  # "what kind of food"
     "title": ("movie", "film"),  # "which movie" asks for its title
     "restaurant": ("diner", "eatery"),
+    "to": ("destination",),  # SGD's bare "to" and "from" slots are asked as the destination and origin
+    "from": ("origin",),
 }
 
 

@@ -32,6 +32,7 @@ class SlotSpec(Strict):
     vague_for: dict[str, list[str]] = Field(default_factory=dict)  # value -> vague phrases that fit only it ("a small one")
     invalid: list[str] = Field(default_factory=list)  # plausible values the tool does not offer (enum slots)
     mention: str | None = None  # how a user says it, with {value}: "for {value} people"
+    mentions: list[str] = Field(default_factory=list)  # other ways to say it, each with {value}: "a party of {value}"
 
     def pool(self) -> list[str]:
         """Values to draw from: the enum if categorical, else the pool."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from importlib import resources
 from pathlib import Path
 
@@ -21,7 +22,52 @@ def _first_error(err: ValidationError) -> str:
 
 def builtin_domains() -> list[Domain]:
     files = sorted(p for p in resources.files("speakrl.schemas").joinpath("tools").iterdir() if p.name.endswith(".json"))
-    return [Domain.model_validate_json(p.read_text(encoding="utf-8")) for p in files]
+    return [widen_pools(Domain.model_validate_json(p.read_text(encoding="utf-8"))) for p in files]
+
+
+def _ordinal(n: int) -> str:
+    return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
+
+
+def widen_pools(domain: Domain) -> Domain:
+    """Every calendar day between a date slot's earliest and latest listed value, and every clock time (on the
+    quarter hour, or every 5 minutes when the list has such times) between a time slot's first and last, so a run
+    does not repeat the same seven dates and times; the catalog's span (and so its order: pickups before returns)
+    is kept. Slots with relative values ("today", "now") keep their list.
+
+    >>> d = Domain.model_validate({"name": "x", "description": "", "slots": [
+    ...     {"name": "day", "description": "", "values": ["June 28th", "July 2nd"]},
+    ...     {"name": "time", "description": "", "values": ["9:00 am", "10:00 am"]}], "tools": [
+    ...     {"name": "t", "description": "", "kind": "action", "required": ["day", "time"]}]})
+    >>> widen_pools(d).slot("day").values, widen_pools(d).slot("time").values
+    (['June 28th', 'June 29th', 'June 30th', 'July 1st', 'July 2nd'], ['9:00 am', '9:15 am', '9:30 am', '9:45 am', '10:00 am'])
+    """
+    from datetime import timedelta
+
+    from speakrl.pipeline.quality import parse_date, parse_time
+
+    slots = []
+    for slot in domain.slots:
+        values = list(slot.values)
+        if slot.enum or len(values) < 2 or slot.type != "string":
+            slots.append(slot)
+            continue
+        days = [parse_date(v, None) for v in values]
+        times = [parse_time(v) if re.fullmatch(r"\d{1,2}:\d{2} [ap]m", v) else None for v in values]
+        if all(days) and all(re.fullmatch(r"[A-Z][a-z]+ \d{1,2}(st|nd|rd|th)", v) for v in values):
+            for i in range(1, len(days)):  # a list that runs into the next year ("November 1st" ... "February 1st")
+                while days[i] < days[i - 1]:
+                    days[i] = days[i].replace(year=days[i].year + 1)
+            first, last = min(days), max(days)
+            wide = [first + timedelta(days=i) for i in range((last - first).days + 1)]
+            values = [f"{d.strftime('%B')} {_ordinal(d.day)}" for d in wide]
+        elif all(times):
+            minutes = [h * 60 + m for h, m in times]
+            step = 15 if all(m % 15 == 0 for m in minutes) else 5
+            values = [f"{(t // 60) % 12 or 12}:{t % 60:02d} {'am' if t < 720 else 'pm'}"
+                      for t in range(min(minutes), max(minutes) + 1, step)]
+        slots.append(slot.model_copy(update={"values": values}) if values != slot.values else slot)
+    return domain.model_copy(update={"slots": slots})
 
 
 def load_catalog(source: str = "builtin", slot_values: str | None = None) -> Catalog:

@@ -83,7 +83,7 @@ _CODE_WORDS = [
     "Xray", "Yankee", "Zulu", "Gamma", "Theta", "Kappa", "Omega", "Sigma", "Zeta", "Iota", "Lambda", "Epsilon", "Beta",
 ]
 ENTITY_POOL_SIZE = 36
-POOL_SIZE = 8
+POOL_SIZE = 24  # a run of thousands of dialogues should not cycle through eight names, dates and times
 
 # Underspecified ways to say a value, by what the slot name says it holds (first match wins).
 _VAGUE: list[tuple[tuple[str, ...], list[str]]] = [
@@ -91,8 +91,8 @@ _VAGUE: list[tuple[tuple[str, ...], list[str]]] = [
     (("time", "hour"), ["in the evening", "around lunchtime", "sometime in the afternoon", "early in the morning"]),
     (("city", "location", "area", "destination", "where", "origin", "from", "to", "address", "place", "pickup"),
      ["somewhere downtown", "somewhere nearby", "around here", "not too far away"]),
-    (("number", "count", "party", "passengers", "tickets", "seats", "riders", "travelers", "adults", "size",
-      "rooms", "people", "guests", "group"),
+    (("party", "passengers", "tickets", "seats", "riders", "travelers", "adults", "people", "guests",
+      "group"),  # not "number" or "size": a tracking number or a shoe size is no group of people
      ["a few of us", "a small group", "the whole family", "a couple of people"]),
     (("amount", "price", "fare", "cost", "budget", "balance", "rent"),
      ["a bit of money", "the usual amount", "not too much", "whatever is reasonable"]),
@@ -103,7 +103,7 @@ _MENTIONS: list[tuple[tuple[str, ...], str]] = [
     (("destination", "to"), "to {value}"),
     (("origin", "from"), "from {value}"),
     (("city", "location", "area", "where", "place"), "in {value}"),
-    (("passengers", "tickets", "seats", "riders", "travelers", "adults", "people", "guests", "party", "group", "size"),
+    (("passengers", "tickets", "seats", "riders", "travelers", "adults", "people", "guests", "party", "group"),
      "for {value}"),
 ]
 # Plausible-sounding options no tool offers: for "invalid value" ambiguities on any enum slot.
@@ -178,6 +178,17 @@ def _from_pattern(fake: Faker, pattern: str) -> str | None:
     return value if re.fullmatch(pattern, value) else None
 
 
+# Frames of titles, filled with Faker's names and real places: "Letters from Tupelo", "The Hayes Inheritance".
+_TITLE_FRAMES = ["The {last} Affair", "{first}'s Promise", "A Summer in {city}", "Letters from {city}",
+                 "The {last} Inheritance", "Dear {first}", "Night Train to {city}", "The Girl from {city}",
+                 "The {last} Letters", "Winter in {city}", "Finding {first}", "The Road to {city}"]
+
+
+def _real_city(fake: Faker) -> str:
+    """A real US place (Faker's geo data: "Shreveport", "Tupelo"), not Faker's invented city names ("Lisaburgh")."""
+    return fake.local_latlng(country_code="US")[2]
+
+
 def _fake_value(fake: Faker, words: set[str], description: str) -> str:
     """One realistic value for a string slot, by what its name and description say it holds."""
     said = words | set(_words(description))
@@ -196,15 +207,16 @@ def _fake_value(fake: Faker, words: set[str], description: str) -> str:
     if words & {"address", "street", "location"}:
         return fake.street_address()
     if words & {"city", "town", "from", "to", "origin", "destination"}:
-        return fake.city()
+        return _real_city(fake)
     if words & {"station"}:
-        return f"{fake.city()} Station"
+        return f"{_real_city(fake)} Station"
     if words & {"branch"}:
-        return f"{fake.city()} Branch"
+        return f"{_real_city(fake)} Branch"
     if words & {"pet", "dog", "cat"}:
         return fake.first_name()
-    if words & {"title", "book", "song", "movie", "album"}:
-        return fake.catch_phrase().title()
+    if words & {"title", "book", "song", "movie", "album"}:  # not Faker's catch phrases ("Front-Line Object-Oriented Alliance")
+        frame = fake.random_element(_TITLE_FRAMES)
+        return frame.format(last=fake.last_name(), first=fake.first_name(), city=_real_city(fake))
     if words & {"account", "tracking", "id", "number", "code", "reference", "confirmation"}:
         return fake.bothify("??-#####", letters="ABCDEFGHJKLMNPRSTUVWXYZ")
     if said & {"person", "contact", "recipient", "receiver", "author", "member", "customer", "owner", "passenger",
@@ -233,7 +245,7 @@ def synthetic_pool(name: str, type_: str, size: int = POOL_SIZE, minimum: float 
     fake.seed_instance(int.from_bytes(hashlib.blake2b(f"{name}\x1f{description}".encode(), digest_size=8).digest(), "big"))
     if type_ in ("integer", "number"):
         amount = _matching(name, _VAGUE[4:5]) is not None
-        base = [15, 25, 40, 60, 85, 120, 180, 250] if amount else [1, 2, 3, 4, 5, 6, 7, 8]
+        base = [15, 20, 25, 30, 40, 45, 60, 75, 85, 90, 120, 150, 180, 200, 250, 320] if amount else [1, 2, 3, 4, 5, 6, 7, 8]
         lo = minimum if minimum is not None else float("-inf")
         hi = maximum if maximum is not None else float("inf")
         nums = [n for n in base if lo <= n <= hi]

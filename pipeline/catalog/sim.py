@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+from collections.abc import Iterable
 from typing import Any
 
 import fastjsonschema
@@ -61,8 +62,59 @@ def build_database(domain: Domain) -> list[dict[str, Any]]:
         shared = draw([a for a in others if a in searchable and a not in own])
         for name in pair:
             own = fixed(name)
-            rows.append({domain.entity_slot: name, **shared, **draw([a for a in others if a not in searchable and a not in own]), **own})
+            row = {domain.entity_slot: name, **shared, **draw([a for a in others if a not in searchable and a not in own]), **own}
+            rows.append(_arrival_after_departure(row, rng))
+        ends = trip_ends(others)
+        if ends and ends[0] in shared and ends[1] in shared:  # the pair shares its route: fix it for both rows
+            fixed_route = separate_ends(shared, ends, [coerce(domain.slot(ends[1]), v) for v in domain.slot(ends[1]).pool()], rng)
+            for row in rows[-len(pair):]:
+                row.update({k: fixed_route[k] for k in ends})
     return rows
+
+
+_START_WORDS = {"from", "origin", "pickup", "departure", "leaving"}
+_END_WORDS = {"to", "destination", "dropoff", "arrival", "going"}
+
+
+def trip_ends(names: Iterable[str]) -> tuple[str, str] | None:
+    """The slots holding a trip's two ends ("from"/"to", "origin_city"/"destination_city"), if there are both.
+
+    >>> trip_ends(["from", "to", "date_of_journey"]), trip_ends(["origin_city", "destination_city"]), trip_ends(["city"])
+    (('from', 'to'), ('origin_city', 'destination_city'), None)
+    """
+    names = list(names)
+    start = next((n for n in names if set(n.lower().split("_")) & _START_WORDS and "time" not in n and "date" not in n), None)
+    end = next((n for n in names if set(n.lower().split("_")) & _END_WORDS and "time" not in n and "date" not in n), None)
+    return (start, end) if start and end else None
+
+
+def separate_ends(values: dict[str, Any], ends: tuple[str, str] | None, pool: list[Any], rng: random.Random) -> dict[str, Any]:
+    """A trip does not end where it starts: redraw the end from `pool` when it equals the start."""
+    if not ends or ends[0] not in values or ends[1] not in values:
+        return values
+    start, end = ends
+    others = [v for v in pool if _norm(v) != _norm(values[start])]
+    if _norm(values[start]) == _norm(values[end]) and others:
+        values = {**values, end: rng.choice(others)}
+    return values
+
+
+def _clock(minutes: int) -> str:
+    hour, minute = divmod(minutes, 60)
+    return f"{hour % 12 or 12}:{minute:02d} {'am' if hour < 12 else 'pm'}"
+
+
+def _arrival_after_departure(row: dict[str, Any], rng: random.Random) -> dict[str, Any]:
+    """A trip's arrival follows its departure by a flight's length (70 minutes to 6 hours, the same day), rather
+    than being drawn on its own (a 7:45 am departure arriving at 6:10 am)."""
+    from speakrl.pipeline.quality import parse_time
+
+    start = parse_time(row.get("departure_time", "")) if "arrival_time" in row else None
+    if start is None:
+        return row
+    leave = start[0] * 60 + start[1]
+    length = min(rng.randrange(70, 361, 5), 23 * 60 + 55 - leave)
+    return {**row, "arrival_time": _clock(leave + max(length, 5))}
 
 
 def argument_error(validators: dict[str, Any], tool_name: str, args: Any) -> str | None:

@@ -15,7 +15,7 @@ from typing import Any
 
 from speakrl.pipeline.catalog.sim import Simulator, stable_seed
 from speakrl.pipeline.catalog.specs import catalog_specs
-from speakrl.pipeline.checks import call_matches, normalize, slot_label
+from speakrl.pipeline.checks import call_matches, normalize
 from speakrl.pipeline.stages import phrasing
 from speakrl.schemas.catalog import Catalog, Domain, ToolDef
 from speakrl.schemas.config import RunConfig
@@ -69,14 +69,14 @@ class UserSimulator:
         self.cfg, self.scenario, self.domain, self.rng = cfg, scenario, domain, rng
         self.volunteer = volunteered_slots(scenario, domain.tool(scenario.tool))
 
-    def answer(self, targets: list[str]) -> tuple[str, dict[str, Any]]:
-        """Reply to a question about `targets`; returns the text and the slot values it gives."""
+    def answer(self, targets: list[str], kind: str = "missing_slot") -> tuple[str, dict[str, Any]]:
+        """Reply to a question of `kind` about `targets`; returns the text and the slot values it gives."""
         given = list(targets)
         if len(given) > 1 and self.rng.random() < self.cfg.partial_answer_rate:
             given = given[: self.rng.randint(1, len(given) - 1)]
         answers = {k: self.scenario.goal[k] for k in given}
         extra, self.volunteer = self.volunteer, {}
-        return phrasing.user_answer(self.rng, self.domain, answers, extra), {**answers, **extra}
+        return phrasing.user_answer(self.rng, self.domain, answers, extra, kind), {**answers, **extra}
 
 
 class Conversation:
@@ -106,21 +106,23 @@ class Conversation:
 def _known_text(known: dict[str, Any]) -> str:
     if not known:
         return "They haven't given any details yet."
-    return "They gave " + phrasing.join([f"{slot_label(k)} {v}" for k, v in known.items()]) + "."
+    return "They gave " + phrasing.join([f"{phrasing.label(k)} {v}" for k, v in known.items()]) + "."
 
 
-def _question(rng: random.Random, amb: list[Ambiguity], tool: ToolDef, intent: str, known: dict[str, Any]) -> tuple[str, str]:
+def _question(rng: random.Random, amb: list[Ambiguity], domain: Domain, tool: ToolDef, intent: str,
+              known: dict[str, Any]) -> tuple[str, str]:
     """The clarification question about `amb` (one ambiguity, or several missing slots) and the reasoning behind it."""
     first = amb[0]
-    label = slot_label(first.slot)
+    label = phrasing.label(first.slot)
     if first.type == "missing_slot":
         names = [a.slot for a in amb]
-        labels = phrasing.join([slot_label(n) for n in names])
+        labels = phrasing.join([phrasing.label(n) for n in names])
         why = f"{tool.name} requires the {labels}, which the user hasn't given, so I should ask instead of guessing."
         return phrasing.question_missing(rng, names), f"The user wants to {intent}. {_known_text(known)} {why}"
     if first.type == "underspecified_value":
         why = f"\"{first.detail}\" does not pin down an exact {label}, and {tool.name} needs one, so I'll ask them to narrow it."
-        return phrasing.question_vague(rng, first.slot, first.detail), f"The user wants to {intent}. {why}"
+        count = domain.slot(first.slot).type in ("integer", "number")
+        return phrasing.question_vague(rng, first.slot, first.detail, count), f"The user wants to {intent}. {why}"
     if first.type == "invalid_value":
         why = (f"\"{first.detail}\" is not a valid {label} for {tool.name}; the valid options are "
                f"{phrasing.join(first.candidates)}. I'll offer them rather than pick one myself.")
@@ -145,7 +147,7 @@ def converse(cfg: RunConfig, scenario: Scenario, domain: Domain, sim: Simulator)
         offered = [domain.tool(name) for name in pending[0].candidates]
         conv.assistant("answer", f"The user wants to {intent}, but none of my tools does that: {tool.name} is not "
                        f"offered. I shouldn't call another tool or ask for details; I'll say so and offer what I can do.",
-                       content=phrasing.decline(rng, offered))
+                       content=phrasing.decline(rng, tool, offered))
         return conv, True
     user = UserSimulator(cfg, scenario, domain, rng)
     known = dict(scenario.stated)
@@ -153,7 +155,7 @@ def converse(cfg: RunConfig, scenario: Scenario, domain: Domain, sim: Simulator)
     if len(scenario.flow) > 1:  # ambiguous reference: search first, then ask which result
         search = domain.tool(scenario.flow[0])
         call = FunctionCall(name=search.name, arguments=json.dumps(scenario.search_args, ensure_ascii=False))
-        entity = domain.entity or slot_label(domain.entity_slot or "")
+        entity = domain.entity or phrasing.label(domain.entity_slot or "")
         conv.assistant("tool_call", f"The user refers to a {entity} without naming it. I'll search with what they "
                        f"said ({phrasing.describe(scenario.search_args)}) to find the candidates.", call=call)
         result = sim.execute(search.name, scenario.search_args)
@@ -169,17 +171,17 @@ def converse(cfg: RunConfig, scenario: Scenario, domain: Domain, sim: Simulator)
             batch = missing[:1] if rng.random() < cfg.split_rate else missing
         else:
             batch = pending[:1]
-        question, reasoning = _question(rng, batch, tool, intent, known)
+        question, reasoning = _question(rng, batch, domain, tool, intent, known)
         targets = [a.slot for a in batch]
         conv.assistant("clarify", reasoning, content=question, targets=targets)
-        reply, values = user.answer(targets)
+        reply, values = user.answer(targets, batch[0].type)
         conv.user(reply)
         known.update(values)
         pending = [a for a in pending if a.slot not in values]
 
     args = {k: known[k] for k in tool.slots if k in known}
     call = FunctionCall(name=tool.name, arguments=json.dumps(args, ensure_ascii=False))
-    unset = [slot_label(k) for k in tool.optional if k not in args]
+    unset = [phrasing.label(k) for k in tool.optional if k not in args]
     note = ""
     if unset:
         note = f" The {phrasing.join(unset)} {'keeps its default' if len(unset) == 1 else 'keep their defaults'}."

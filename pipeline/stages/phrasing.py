@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from speakrl.pipeline.checks import slot_label
+from speakrl.pipeline.checks import normalize, slot_label
 from speakrl.schemas.catalog import Domain, SlotSpec, ToolDef
 from speakrl.schemas.dialogue import Ambiguity
 
@@ -25,26 +25,42 @@ PERSONAS = [
 STYLES = ["terse", "polite", "chatty", "casual"]
 
 # Lead-ins and joins around a request head ("I need a table") and its details.
-LEADS = ["", "", "", "", "", "", "So, ", "Okay, ", "Quick one: ", "Hmm, ", "Right, ", "Um, ", "Alright, ", "Well, ",
-         "So ", "Okay so ", "Question: ", "Real quick, "]
+LEADS = ["", "", "", "", "", "", "", "", "So, ", "Okay, ", "Quick one: ", "Hmm, ", "Right, ", "Um, ", "Alright, ",
+         "Well, ", "So ", "Okay so ", "Question: ", "Real quick, ", "Hey, so ", "Alright, so ", "Quick favor: ",
+         "Okay, here goes: ", "So here's the thing: ", "Sorry to bother you, but ", "Hoping you can help: ",
+         "One thing: ", "Listen, "]
 DETAIL_JOINS = ["{head}, {details}.", "{head} — {details}.", "{head}: {details}.", "{head}. It's {details}.",
-                "{head}. Ideally {details}.", "{head}. Here's what I have: {details}.", "{head}, {details} if you can.",
+                "{head}. Here's what I have: {details}.", "{head}, {details} if you can.",
                 "{head}. I'm thinking {details}.", "{head}, {details}, please.", "{head}. Details: {details}.",
-                "{head}, preferably {details}.", "{head}. Make it {details}.", "{head} ({details}).",
-                "{head}. My plan: {details}.", "{head} — {details}, if that works.", "{head}. So, {details}."]
-QUESTION_JOINS = ["{head} {details}?", "{head}? I mean {details}.", "{head}? Something {details}.", "{head} — {details}?",
-                  "{head}, {details}?", "{head}? It's {details}.", "{head}? Specifically {details}."]
+                "{head}. Make it {details}.", "{head} ({details}).",
+                "{head}. My plan: {details}.", "{head} — {details}, if that works.", "{head}. So, {details}.",
+                "{head}. The details are {details}.", "{head}. What I need: {details}.", "{head}; {details}.",
+                "{head}. For reference, {details}.", "{head}. Basically {details}.", "{head}, and it's {details}.",
+                "{head}. To be exact, {details}.", "{head}. It should be {details}.", "{head}. Here's the info: {details}."]
+QUESTION_JOINS = ["{head}? I mean {details}.", "{head} — {details}?",
+                  "{head}, {details}?", "{head}? It's {details}.", "{head}? Specifically {details}.",
+                  "{head}? That's {details}.", "{head}? For context, {details}.", "{head}? This is {details}.",
+                  "{head}? The details: {details}."]
+DETAILS_FIRST = ["{details} — {head}.", "{details}: {head}, please.", "So, {details}. {head}."]
+DETAILS_FIRST_QUESTIONS = ["{details}: {head}?", "So, {details} — {head}?", "It's {details}. {head}?"]
+SECOND_SENTENCES = ["Oh, and {details}.", "Also {details}.", "And {details}.", "Plus {details}.", "Oh, also {details}.",
+                    "And it's {details}."]
 BARE = ["{head}.", "{head}, please.", "{head}. Can you help?", "{head}!", "{head}, if you don't mind.",
-        "{head}. Where do I start?", "{head} today."]
-BARE_QUESTIONS = ["{head}?", "{head}? Can you check?", "{head}? Just curious.", "{head}? Let me know."]
+        "{head}. Where do I start?", "{head}. Is that something you can do?", "{head}, if possible.",
+        "{head}. What do you need from me?", "{head}. Can we do that?", "{head}, when you get a chance."]
+BARE_QUESTIONS = ["{head}?", "{head}? Can you check?", "{head}? Just curious.", "{head}? Let me know.",
+                  "{head}? Wondering before I decide.", "{head}? Any idea?", "{head}? I'd like to know."]
 GREETINGS = ["Hi!", "Hello.", "Hey there.", "Hi there.", "Hey!", "Hello there!", "Hiya.", "Hey, hope you're well.",
-             "Hi, how's it going?", "Greetings."]
+             "Hi, how's it going?", "Greetings.", "Hi, hope your day is going well.", "Hello, quick question.",
+             "Hey, hi.", "Hi, thanks for picking this up.", "Hello again.", "Hey, how are you?"]
 # Greetings that name a time of day, by the hours they fit (the scenario's "now" is in the system message).
 TIMED_GREETINGS = {"Good morning!": range(5, 12), "Morning!": range(5, 12), "Good afternoon.": range(12, 18),
                    "Good evening.": range(18, 23), "Evening!": range(18, 23)}
 THANKS = ["Thanks!", "Thank you so much.", "Thanks in advance.", "I appreciate it.", "Thank you!", "Cheers.",
           "Many thanks.", "You're a lifesaver.", "Thanks a bunch.", "Much appreciated.", "That would be great.",
-          "Thanks for your help.", "That'd help a lot."]
+          "Thanks for your help.", "That'd help a lot.", "Thanks, you're the best.", "Really appreciate it.",
+          "That would save me a lot of time.", "Thanks so much for this.", "Grateful for the help.",
+          "Let me know if you need anything else.", "Thanks, really."]
 CHATTER = [
     "It's been a long week.", "I keep forgetting to do this.", "My partner asked me to sort it out.",
     "It's kind of a special occasion.", "I'm doing this between meetings.", "First time using this, so bear with me.",
@@ -54,19 +70,31 @@ CHATTER = [
     "We're celebrating something.", "I just got back from a trip.", "I'm juggling a lot today.",
     "My sister usually handles this.", "Last time this took forever.", "I'm new in town.", "It's a surprise.",
     "I'm finally getting around to this.", "Coffee hasn't kicked in yet.", "The kids are asleep, finally.",
-    "Work has been hectic.", "I'm sorting things out before the holidays.",
+    "Work has been hectic.", "I'm sorting things out before the holidays.", "My phone is about to die.",
+    "Just finished a long shift.", "I'm on my lunch break.", "I forgot to do this yesterday.",
+    "My calendar is packed this week.", "This is for my parents.", "We have family visiting soon.",
+    "I'm trying to get organized.", "I'm in a bit of a rush.", "Everything else is sorted, this is the last thing.",
+    "It's for a work thing.", "Hope I'm doing this right.", "My roommate usually does this.",
+    "I've had a crazy morning.", "I'm finally taking some time off.", "My friend swears by this service.",
+    "I'm planning a little getaway.", "I should have done this last week.", "Things have been busy at home.",
 ]
 # Request heads derived from a tool's name, for catalogs without phrasings (imported ones), by the tool's kind.
 DERIVED_SEARCH = ["I'm looking for {plural}", "can you find {plural} for me", "find me {plural}", "are there any {plural}",
-                  "I need to find {plural}", "help me look for {plural}"]
+                  "I need to find {plural}", "help me look for {plural}", "show me some {plural}",
+                  "what {plural} are there", "I'm trying to find {plural}", "could you search for {plural}",
+                  "do you know any good {plural}", "I'd like to see a few {plural}"]
 DERIVED_LOOKUP = ["what's the {thing}", "can you check the {thing}", "I need the {thing}", "tell me the {thing}",
-                  "could you look up the {thing}"]
+                  "could you look up the {thing}", "I'd like to know the {thing}", "can you find out the {thing}",
+                  "do you know the {thing}", "I want to check the {thing}", "what is the {thing} right now"]
 DERIVED_ACTION = ["I'd like to {act}", "can you {act} for me", "I need to {act}", "please {act}", "help me {act}",
-                  "I want to {act}", "could you {act}"]
-NOUN_REQUESTS = ["I need {obj}", "I'd like {obj}", "can I get {obj}", "I want {obj}", "I'm after {obj}"]
-_QUESTION_HEAD = re.compile(r"^(what|what's|when|where|who|how|is|are|am|can|could|would|will|any|do|does)\b", re.I)
+                  "I want to {act}", "could you {act}", "I'm hoping to {act}", "is it possible to {act}",
+                  "I was wondering if you could {act}", "would you {act} for me", "I have to {act}",
+                  "I'd love to {act}", "can I {act} through you"]
+NOUN_REQUESTS = ["I need {obj}", "I'd like {obj}", "can I get {obj}", "I want {obj}", "I'm after {obj}",
+                 "I'm hoping to get {obj}", "could you set me up with {obj}", "I'd love {obj}"]
+_QUESTION_HEAD = re.compile(r"^(what|what's|which|when|where|who|how|is|are|am|can|could|would|will|any|anything|do|does)\b", re.I)
 _MASS_OR_PLURAL = re.compile(r"((?<!s)s|tickets|information|info|status|money|music|location|weather|balance)$")
-GENERIC_MENTIONS = ["with {label} {value}", "{label}: {value}", "the {label} being {value}", "{value} as the {label}"]
+GENERIC_MENTIONS = ["with {label} {value}", "{value} as the {label}", "{value} for the {label}", "the {label} being {value}"]
 # How a user states two values for one slot, and which one they lean to (None: no preference): the user's later
 # answer follows the lean, so a resolution never contradicts what they said.
 CONFLICT_JOINS = [("{a}, but also {b}", None), ("{a} — though {b} would be better", 1), ("{a}, or actually {b}", 1),
@@ -100,39 +128,99 @@ Q_REFERENCE = [
 ]
 A_OPEN = ["{details}.", "Sure — {details}.", "Oh right, {details}.", "{details}, please.", "Let's say {details}.",
           "Good question. {details}.", "Ah, I forgot: {details}.", "It'd be {details}.",
-          "Put me down {details}.", "I'd go {details}.", "Definitely {details}.", "Oops, {details}.",
-          "Make it {details}.", "Sorry, I should have said: {details}."]  # no "Yes, ...": the questions are what/which
+          "Definitely {details}.", "Oops, {details}.",
+          "Make it {details}.", "Sorry, I should have said: {details}.", "Right, {details}.", "Oh, {details}.",
+          "{details}, thanks.", "Of course: {details}.", "That would be {details}.", "Okay, {details}.",
+          "{details}. That's all.", "My bad, {details}."]  # no "Yes, ...": what/which questions
 A_VALUE = ["{value}.", "{value}, please.", "Let's go with {value}.", "{value} works.", "Hmm, {value}.",
            "I'll take {value}.", "{value}, I think.", "Go with {value}.", "{value} sounds right.", "Pick {value}.",
-           "{value} is perfect.", "Make that {value}.", "Definitely {value}.", "Um, {value}."]
+           "{value} is perfect.", "Make that {value}.", "Definitely {value}.", "Um, {value}.", "{value}, thanks.",
+           "Oh, {value}.", "That'd be {value}.", "{value} would be great.", "Use {value}.", "Just {value}.",
+           "I'd say {value}.", "Let's do {value}.", "{value}, if that's okay.", "Put {value}."]
+# Replies by what was asked: picking one of the offered options, pointing at a search result, narrowing a vague phrase.
+A_CHOICE = ["Oh, then {value}.", "In that case, {value}.", "Hmm, {value} then.", "{value} is fine.", "Fine, {value}.",
+            "Then {value}, please.", "Okay, {value} it is.", "{value} will do.", "Ah, then let's do {value}.",
+            "Never mind, {value}.", "{value}, I guess.", "I'll settle for {value}."]
+A_POINT = ["I meant {value}.", "{value}, that's the one.", "It's {value}.", "{value}, please.", "The one called {value}.",
+           "I was thinking of {value}.", "{value}.", "Go with {value}.", "That's {value}.", "{value} — that one."]
+A_NARROW = ["Let's say {value}.", "I mean {value}.", "To be precise, {value}.", "Exactly {value}.", "{value}, specifically.",
+            "Make it {value}.", "{value} would be ideal.", "Say {value}.", "{value} is what I had in mind.",
+            "Sorry, {value}.", "{value}."]
+A_BY_KIND = {"invalid_value": A_CHOICE, "conflicting_constraints": A_CHOICE, "ambiguous_reference": A_POINT,
+             "underspecified_value": A_NARROW}
 A_VOLUNTEER = [" Oh, and {details}.", " Also, {details}.", " And {details}, if possible.", " Plus {details}.",
-               " One more thing: {details}.", " I'd also like it {details}.", " Oh, and make it {details}."]
-# Other ways to say a value with a common mention (each keeps the value verbatim and as precise).
-MENTION_VARIANTS = {
-    "on {value}": ["on {value}", "on {value}", "for {value}", "{value}"],
-    "at {value}": ["at {value}", "at {value}", "{value}", "for {value}", "at {value} sharp"],
-    "in {value}": ["in {value}", "in {value}", "over in {value}"],
-    "to {value}": ["to {value}", "to {value}", "going to {value}", "headed to {value}"],
-    "from {value}": ["from {value}", "from {value}", "leaving from {value}", "out of {value}"],
-    "for {value}": ["for {value}", "for {value}"],  # not "{value} in total": the "for" slots are dates and names
+               " One more thing: {details}.", " I'd also like it {details}.", " Oh, and make it {details}.",
+               " And I forgot to say: {details}.", " Actually, also {details}.", " While we're at it, {details}."]
+# Other ways to say a value with a common mention (each keeps the value verbatim and as precise), and what the value
+# must be for the variant to fit: a clock time ("at Penn Station sharp", "for The Majestic" are not said) or a place
+# ("headed to Leah Abrams", "over in 4DX" are not).
+MENTION_VARIANTS: dict[str, list[tuple[str, str | None]]] = {
+    "on {value}": [("on {value}", None), ("on {value}", None), ("for {value}", None), ("{value}", None)],
+    "at {value}": [("at {value}", None), ("at {value}", None), ("{value}", None), ("for {value}", "clock"),
+                   ("at {value} sharp", "clock")],
+    "in {value}": [("in {value}", None), ("in {value}", None), ("over in {value}", "place"),
+                   ("somewhere in {value}", "place")],
+    "to {value}": [("to {value}", None), ("to {value}", None), ("going to {value}", "place"), ("headed to {value}", "place")],
+    "from {value}": [("from {value}", None), ("from {value}", None), ("leaving from {value}", "place"),
+                     ("out of {value}", "place")],
+    "for {value}": [("for {value}", None)],  # not "{value} in total": the "for" slots are dates and names
 }
 _CLOCK = re.compile(r"^\d{1,2}(:\d{2})?\s*(am|pm)$|^noon$|^midnight$", re.IGNORECASE)
+# Words of a slot name that make its value a place.
+_PLACE_WORDS = {"city", "destination", "location", "station", "airport", "place", "area", "neighborhood", "address",
+                "pickup", "dropoff", "origin", "town", "from", "to", "venue", "branch"}
 
 
-def _variant_fits(template: str, value: Any) -> bool:
-    """ "sharp" only follows a clock time: "at Penn Station sharp" is not said.
+def _variant_fits(needs: str | None, value: Any, slot: str) -> bool:
+    """Whether a mention variant fits the value: a clock time for "sharp", a place for "headed to".
 
-    >>> _variant_fits("at {value} sharp", "6:30 pm"), _variant_fits("at {value} sharp", "Penn Station")
+    >>> _variant_fits("clock", "6:30 pm", "time"), _variant_fits("clock", "Penn Station", "pickup_location")
     (True, False)
+    >>> _variant_fits("place", "Leah Abrams", "payee_name"), _variant_fits("place", "Denver", "city")
+    (False, True)
     """
-    if template.endswith(" sharp"):
+    if needs == "clock":
         return isinstance(value, str) and bool(_CLOCK.match(value.strip()))
+    if needs == "place":
+        return bool(set(slot.lower().split("_")) & _PLACE_WORDS) and str(value)[:1].isupper()
     return True
 
 
 # Ways to string details together, so openings are not one comma list.
-DETAIL_LINKS = [", ", ", ", ", ", "; ", ", plus ", ", also ", " — ", ", oh and "]
+DETAIL_LINKS = [", ", ", ", ", ", "; ", ", plus ", ", also ", " — ", ", oh and ", ", and also ", ", and "]
 DONE = ["Done!", "All set.", "Great news!", "That's taken care of.", "Confirmed.", "Everything went through."]
+
+
+# A unit at the end of a slot name belongs after the value: "weight_kg" is "2 kg", not "weight kg: 2".
+_UNITS = {"kg", "lb", "lbs", "km", "mi", "cm", "mm", "minutes", "hours", "days", "usd", "eur"}
+# Slots whose name is a bare preposition (SGD's Trains_1 "from" and "to").
+_BARE_LABELS = {"from": "origin", "to": "destination"}
+
+
+def label(name: str) -> str:
+    """How the assistant names a slot in a sentence: `slot_label`, but a unit is said as one ("weight in kg"), "of"
+    stays between words ("date of journey", "number of adults"), an X_number keeps its noun ("tracking number") and
+    SGD's bare "to"/"from" are the destination and origin.
+
+    >>> label("weight_kg"), label("date_of_journey"), label("tracking_number"), label("to"), label("restaurant_name")
+    ('weight in kg', 'date of journey', 'tracking number', 'destination', 'restaurant')
+    """
+    words = name.lower().split("_")
+    if name.lower() in _BARE_LABELS:
+        return _BARE_LABELS[name.lower()]
+    if len(words) > 1 and words[-1] in _UNITS:
+        return f"{label('_'.join(words[:-1]))} in {words[-1]}"
+    if "of" in words[1:-1]:
+        return " ".join(words)
+    if len(words) == 2 and words[1] == "number" and words[0] not in ("flight", "trip"):
+        return " ".join(words)
+    return slot_label(name)
+
+
+def unit_of(name: str) -> str | None:
+    """The unit a slot's name ends with ("weight_kg" -> "kg")."""
+    last = name.lower().rsplit("_", 1)[-1]
+    return last if "_" in name and last in _UNITS else None
 
 
 def fmt(value: Any) -> Any:
@@ -192,8 +280,11 @@ def tidy(text: str, question: bool = False) -> str:
     """
     text = _DOUBLED.sub(r"\2", text)  # keep the second: it usually starts a value ("hotel Hotel Marina")
     text = _ARTICLE.sub(_fix_article, text)
+    text = re.sub(r"\b([Aa]) (8|11-|18-|11\b|18\b)", r"\1n \2", text)  # "an 18-month lease", "an 8-hour shift"
     text = re.sub(r"\s+([,.!?;:])", r"\1", " ".join(text.split()))
-    text = re.sub(r"\b(1|one) ([a-z]{3,}[^s])s\b", r"\1 \2", text)  # "1 nights" is "1 night"
+    text = re.sub(r"\b1 ([a-z]{3,}[^s])s\b", r"1 \1", text)  # "1 nights" is "1 night" (but "which one works")
+    text = re.sub(r"\b(1|one) people\b", r"\1 person", text)
+    text = re.sub(r"\b[Oo]n (today|tomorrow|tonight|this|next)\b", r"\1", text)  # not "on today", "on this Friday"
     text = re.sub(r"([,;:])[.!?]", ".", text).replace("..", ".").replace("?.", "?").replace("!.", "!")
     text = _SENTENCE_START.sub(lambda m: m.group(1) + m.group(2).upper(), text)
     if question and not text.endswith("?"):
@@ -222,16 +313,49 @@ def derived_requests(tool: ToolDef) -> list[str]:
     >>> derived_requests(ToolDef(name="FindTrains", description="", kind="search"))[0]
     "I'm looking for trains"
     """
-    words = _name_words(tool)
-    verb, rest = (words[0], words[1:]) if len(words) > 1 else ("use", words)
-    thing = " ".join(rest)
+    verb, thing = _verb_and_thing(tool)
     if tool.kind == "search" or (tool.kind == "lookup" and verb in ("find", "search", "list")):
-        plural = thing if thing.endswith("s") else thing + "s"
-        return [t.format(plural=plural) for t in DERIVED_SEARCH]
+        return [t.format(plural=_plural_thing(thing)) for t in DERIVED_SEARCH]
     if tool.kind == "lookup":
         return [t.format(thing=thing) for t in DERIVED_LOOKUP]
-    obj = f"my {thing}" if thing in ("location", "balance", "account") else thing if _MASS_OR_PLURAL.search(thing) else f"a {thing}"
-    return [t.format(act=f"{verb} {obj}") for t in DERIVED_ACTION]
+    return [t.format(act=task(tool, "my")) for t in DERIVED_ACTION]
+
+
+def _verb_and_thing(tool: ToolDef) -> tuple[str, str]:
+    words = _name_words(tool)
+    verb, rest = (words[0], words[1:]) if len(words) > 1 else ("use", words)
+    return verb, " ".join(rest)
+
+
+def _plural_thing(thing: str) -> str:
+    return thing if thing.endswith("s") else thing + "s"
+
+
+_OWN = ("location", "balance", "account")
+
+
+def _object(thing: str, own: str) -> str:
+    """A noun with the article it takes after a verb: "a ride", "money", "my location" ("your location")."""
+    return f"{own} {thing}" if thing in _OWN else thing if _MASS_OR_PLURAL.search(thing) else f"a {thing}"
+
+
+def task(tool: ToolDef, own: str = "your") -> str:
+    """What a tool does, from its name, as a short verb phrase: "cancel a ride", "get the hourly forecast",
+    "find songs", "add a song to a playlist", "share your location".
+
+    >>> task(ToolDef(name="add_song_to_playlist", description="", kind="action")), task(ToolDef(name="get_air_quality", description="", kind="lookup"))
+    ('add a song to a playlist', 'get the air quality')
+    """
+    verb, thing = _verb_and_thing(tool)
+    if tool.kind == "search" or (tool.kind == "lookup" and verb in ("find", "search", "list")):
+        return f"{verb} {_plural_thing(thing)}"
+    if tool.kind == "lookup":
+        return f"{verb} {own if thing in _OWN else 'the'} {thing}"
+    parts = re.split(r"\b(to|for|from|on|in|with)\b", thing, maxsplit=1)
+    head, prep, tail = (parts[0].strip(), parts[1], parts[2].strip()) if len(parts) == 3 else (thing, "", "")
+    if not head:  # "apply_for_lease": the verb takes the preposition
+        return f"{verb} {prep} {_object(tail, own)}"
+    return f"{verb} {_object(head, own)}" + (f" {prep} {_object(tail, own)}" if prep else "")
 
 
 _STOP = {"for", "at", "in", "on", "to", "from", "by", "with", "between", "of", "that", "and", "or", "based", "using",
@@ -262,6 +386,11 @@ def description_object(tool: ToolDef) -> tuple[str, str] | None:
     return verb, " ".join(phrase)
 
 
+# Verbs whose object is a thing the user gets ("Book a grooming appointment" -> "I need a grooming appointment");
+# with others the verb is the request ("Pay a utility bill" is not "I want a utility bill").
+_GETTING_VERBS = {"book", "reserve", "schedule", "get", "make", "request", "order", "arrange", "rent", "buy"}
+
+
 def described_requests(tool: ToolDef) -> list[str]:
     """Request heads from the description's verb and object, rewritten in the first person (never pasted whole)."""
     found = description_object(tool)
@@ -274,7 +403,7 @@ def described_requests(tool: ToolDef) -> list[str]:
     if tool.kind == "lookup" or verb in ("get", "check", "show", "fetch", "retrieve", "look"):
         thing = obj if obj.startswith(("the ", "my ")) else f"the {obj}"
         return [t.format(thing=thing.removeprefix("the ")) for t in DERIVED_LOOKUP[:4]]
-    if obj.startswith(("a ", "an ")):  # a thing to get: "I need a grooming appointment"
+    if obj.startswith(("a ", "an ")) and verb in _GETTING_VERBS:  # a thing to get: "I need a grooming appointment"
         return [t.format(obj=obj) for t in NOUN_REQUESTS]
     return [t.format(act=f"{verb} {obj}") for t in DERIVED_ACTION if "for me" not in t][:4]
 
@@ -285,30 +414,56 @@ def request(rng: random.Random, tool: ToolDef) -> str:
     return rng.choice(tool.phrasings or [*derived_requests(tool), *described_requests(tool)])
 
 
-def mention(rng: random.Random | None, domain: Domain, name: str, value: Any) -> str:
-    """How a user says a slot's value; the value itself stays verbatim."""
+_MONEY_WORDS = {"amount", "price", "fare", "cost", "total", "fee", "balance", "budget", "rent", "payment"}
+
+
+def mention(rng: random.Random | None, domain: Domain, name: str, value: Any, answer: bool = False) -> str:
+    """How a user says a slot's value; the value itself stays verbatim. An `answer` to a question about the slot
+    says it without "the X being"."""
     slot = domain.slot(name)
-    label = slot_label(name)
+    said = label(name)
     if isinstance(value, bool):
-        return f"with {label}" if value else f"without {label}"
+        if said.endswith(("ed", "able", "ible")):  # "insured", "refundable"
+            return said if value else f"not {said}"
+        return f"with {said}" if value else f"without {said}"
+    if slot.mention and normalize(value) == "none":  # not "with none insurance", "with a reminder none"
+        return f"{said} set to none"
     if slot.mention:
         template = slot.mention
+        if rng is not None and slot.mentions:
+            template = rng.choice([template, *slot.mentions])
         if rng is not None and template in MENTION_VARIANTS:
-            template = rng.choice([t for t in MENTION_VARIANTS[template] if _variant_fits(t, value)])
+            template = rng.choice([t for t, needs in MENTION_VARIANTS[template] if _variant_fits(needs, value, name)])
         return template.format(value=fmt(value))
+    numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if numeric and (unit := unit_of(name)):  # "2 kg", "a weight of 2 kg"
+        base = label(name).rsplit(" in ", 1)[0]
+        forms = [f"{{value}} {unit}", f"{{value}} {unit}", f"a {base} of {{value}} {unit}"]
+        return (forms[0] if rng is None else rng.choice(forms)).format(value=fmt(value))
+    if numeric and set(name.lower().split("_")) & _MONEY_WORDS:  # "$40"
+        forms = ["${value}", "${value}", "a {label} of ${value}"]
+        return (forms[0] if rng is None else rng.choice(forms)).format(label=said, value=fmt(value))
     if rng is None:
         template = GENERIC_MENTIONS[0]
     elif isinstance(value, str) and not value.replace(".", "").isdigit() and rng.random() < 0.5:
         template = "{value}"  # a name, address or e-mail says what it is
     else:
-        template = rng.choice(GENERIC_MENTIONS)
-    return template.format(label=label, value=fmt(value))
+        template = rng.choice(GENERIC_MENTIONS[:3] if answer else GENERIC_MENTIONS)
+    return template.format(label=said, value=fmt(value))
+
+
+_LEADS_A_PHRASE = re.compile(r"^(in|from|at|on|with|for|by|to|called|rated|starting|leaving|arriving|moving|checking) ")
 
 
 def reference_detail(domain: Domain, search_args: dict[str, Any]) -> str:
-    """How the user refers to an entity without naming it: "the restaurant in Fremont, Vietnamese food"."""
-    entity = domain.entity or slot_label(domain.entity_slot or "one")
-    text = tidy(f"the {entity} " + join([mention(None, domain, k, v) for k, v in search_args.items()]))
+    """How the user refers to an entity without naming it: "the restaurant in Fremont, Vietnamese food"; what is
+    not a phrase of its own ("some jazz") follows the ones that are ("the song from the 2010s, some jazz")."""
+    entity = domain.entity or label(domain.entity_slot or "one")
+    said = [mention(None, domain, k, v) for k, v in search_args.items()]
+    after = [m for m in said if _LEADS_A_PHRASE.match(m)]
+    rest = [m for m in said if not _LEADS_A_PHRASE.match(m)]
+    text = f"the {entity} " + join(after) + (", " if after and rest else "") + join(rest)
+    text = tidy(text)
     return text[:1].lower() + text[1:]  # said inside a sentence
 
 
@@ -399,8 +554,10 @@ def conflict_phrase(rng: random.Random, domain: Domain, slot: str, goal_value: A
         rng.shuffle(pair)
     elif lean == 1:
         pair.reverse()
-    a, b = (mention(rng, domain, slot, v) for v in pair)
-    return tidy(template.format(a=a, b=b))[:1].lower() + tidy(template.format(a=a, b=b))[1:]
+    # options of a slot with no phrasing of its own are said bare ("express — though standard would be better")
+    a, b = (mention(rng, domain, slot, v) if domain.slot(slot).mention else str(fmt(v)) for v in pair)
+    text = tidy(template.format(a=a, b=b))
+    return text[:1].lower() + text[1:]
 
 
 def opening(rng: random.Random, domain: Domain, tool: ToolDef, stated: dict[str, Any], ambiguities: list[Ambiguity],
@@ -422,10 +579,19 @@ def opening(rng: random.Random, domain: Domain, tool: ToolDef, stated: dict[str,
     head = request(rng, tool)
     asks = bool(_QUESTION_HEAD.match(head))
     if not details:
-        text = rng.choice(BARE_QUESTIONS if asks else BARE).format(head=head)
+        return rng.choice(LEADS) + rng.choice(BARE_QUESTIONS if asks else BARE).format(head=head)
+    if len(details) >= 3 and rng.random() < 0.25:  # the rest in a second sentence: "..., for 4 people. Oh, and at 7 pm."
+        cut = rng.randint(1, len(details) - 1)
+        rest = rng.choice(SECOND_SENTENCES).format(details=link(rng, details[cut:]))
+        details = details[:cut]
+    else:
+        rest = ""
+    if rng.random() < 0.15:  # the details first, with no lead-in: "On March 3rd, for 4 people: I need a table."
+        text = rng.choice(DETAILS_FIRST_QUESTIONS if asks else DETAILS_FIRST).format(head=head, details=link(rng, details))
+        return text + (" " + rest if rest else "")
     else:
         text = rng.choice(QUESTION_JOINS if asks else DETAIL_JOINS).format(head=head, details=link(rng, details))
-    return rng.choice(LEADS) + text
+    return rng.choice(LEADS) + text + (" " + rest if rest else "")
 
 
 def persona(rng: random.Random) -> tuple[str, str]:
@@ -453,49 +619,76 @@ def styled(rng: random.Random, text: str, style: str, hour: int | None = None) -
 # --- the assistant's questions ---------------------------------------------------------------------------------
 
 def question_missing(rng: random.Random, names: list[str]) -> str:
-    return tidy(rng.choice(Q_MISSING).format(labels=join([slot_label(n) for n in names])), question=True)
+    return tidy(rng.choice(Q_MISSING).format(labels=join([label(n) for n in names])), question=True)
 
 
-def question_vague(rng: random.Random, name: str, vague: str) -> str:
-    return tidy(rng.choice(Q_VAGUE).format(vague=vague, label=slot_label(name)), question=True)
+Q_VAGUE_COUNT = [  # not "how many": question_targets reads it as any *_number slot too ("trip number")
+    "When you say \"{vague}\", what's the exact number of {label}?",
+    "Could you give me the exact number of {label} for \"{vague}\"?",
+    "\"{vague}\" is a bit open — what number of {label} should I put?",
+]
+
+
+def question_vague(rng: random.Random, name: str, vague: str, count: bool = False) -> str:
+    """A question that asks to narrow `vague`; a count is asked for its number (not "which tickets")."""
+    return tidy(rng.choice(Q_VAGUE_COUNT if count else Q_VAGUE).format(vague=vague, label=label(name)), question=True)
 
 
 def question_invalid(rng: random.Random, name: str, bad: str, options: list[str]) -> str:
-    return tidy(rng.choice(Q_INVALID).format(bad=bad, label=slot_label(name), options=join(options, "or")), question=True)
+    return tidy(rng.choice(Q_INVALID).format(bad=bad, label=label(name), options=join(options, "or")), question=True)
 
 
 def question_conflict(rng: random.Random, name: str, a: str, b: str) -> str:
-    return tidy(rng.choice(Q_CONFLICT).format(a=a, b=b, label=slot_label(name)), question=True)
+    return tidy(rng.choice(Q_CONFLICT).format(a=a, b=b, label=label(name)), question=True)
 
 
 def question_reference(rng: random.Random, name: str, candidates: list[str]) -> str:
     return tidy(rng.choice(Q_REFERENCE).format(n=len(candidates), names=join(candidates, "or"),
-                                               label=slot_label(name)), question=True)
+                                               label=label(name)), question=True)
 
 
-def user_answer(rng: random.Random, domain: Domain, answers: dict[str, Any], volunteered: dict[str, Any]) -> str:
-    if len(answers) == 1 and rng.random() < 0.5 and not isinstance(next(iter(answers.values())), bool):
-        text = rng.choice(A_VALUE).format(value=fmt(next(iter(answers.values()))))
+def _said_alone(domain: Domain, name: str, value: Any) -> str:
+    """A value as a one-word reply says it: "2 kg", "$40", else the value itself."""
+    numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if numeric and (unit_of(name) or set(name.lower().split("_")) & _MONEY_WORDS) and not domain.slot(name).mention:
+        return mention(None, domain, name, value)
+    return str(fmt(value))
+
+
+def user_answer(rng: random.Random, domain: Domain, answers: dict[str, Any], volunteered: dict[str, Any],
+                kind: str = "missing_slot") -> str:
+    """The user's reply to a question of `kind` about the slots in `answers`: the bare value or a fragment ("For 4
+    nights."), in the words that fit what was asked ("Oh, then coach." after the options)."""
+    single = next(iter(answers.items())) if len(answers) == 1 else None
+    if single and not isinstance(single[1], bool) and rng.random() < 0.6:
+        if kind in A_BY_KIND and rng.random() < 0.7:
+            text = rng.choice(A_BY_KIND[kind]).format(value=_said_alone(domain, *single))
+        elif rng.random() < 0.3:  # a fragment: "For 4 nights.", "On Sunday."
+            text = rng.choice(["{m}.", "{m}, please.", "Oh, {m}.", "{m}, thanks.", "Just {m}."]).format(
+                m=mention(rng, domain, *single, answer=True))
+        else:
+            text = rng.choice(A_VALUE).format(value=_said_alone(domain, *single))
     else:
-        text = rng.choice(A_OPEN).format(details=join([mention(rng, domain, k, v) for k, v in answers.items()]))
+        text = rng.choice(A_OPEN).format(details=join([mention(rng, domain, k, v, answer=True) for k, v in answers.items()]))
     if volunteered:
         text += rng.choice(A_VOLUNTEER).format(details=join([mention(rng, domain, k, v) for k, v in volunteered.items()]))
     return tidy(text)
 
 
 def describe(values: dict[str, Any]) -> str:
-    return ", ".join(f"{slot_label(k)} {fmt(v)}" for k, v in values.items())
+    return ", ".join(f"{label(k)} {fmt(v)}" for k, v in values.items())
 
 
-DECLINES = ["Sorry, I can't do that here.", "I'm afraid that's not something I can do with the tools I have.",
-            "Unfortunately I can't help with that one.", "That isn't something I'm able to do here, sorry."]
+DECLINES = ["Sorry, I can't {task} here.", "I'm afraid I don't have a way to {task}.",
+            "Unfortunately I can't {task} for you.", "I'm not able to {task} with the tools I have, sorry.",
+            "Sorry, there's no way for me to {task} from here."]
 OFFERS = ["What I can do is {can}.", "I can {can}, though.", "I'm able to {can} instead.", "If it helps, I can {can}."]
 
 
-def decline(rng: random.Random, offered: list[ToolDef]) -> str:
-    """The reply to a request no offered tool can do: say so and say what is possible, without asking."""
-    can = join([intent(t) for t in offered], "or")
-    return tidy(f"{rng.choice(DECLINES)} {rng.choice(OFFERS).format(can=can)}")
+def decline(rng: random.Random, wanted: ToolDef, offered: list[ToolDef]) -> str:
+    """The reply to a request no offered tool can do: say what cannot be done and what can, without asking."""
+    can = join([task(t) for t in offered], "or")
+    return tidy(f"{rng.choice(DECLINES).format(task=task(wanted))} {rng.choice(OFFERS).format(can=can)}")
 
 
 # --- the assistant's closings ----------------------------------------------------------------------------------
@@ -508,8 +701,6 @@ def _plural(noun: str, n: int) -> str:
 
 FACT_LABELS = {"from": "origin", "to": "destination", "number_of_adults": "number of adults"}
 _PREPOSITION = re.compile(r"^(on|at|in|for|from|to|with) ")
-# A unit at the end of a slot name belongs after the value: "weight_kg" is "the weight is 2 kg", not "the weight kg is 2".
-_UNITS = {"kg", "lb", "lbs", "km", "mi", "cm", "mm", "minutes", "hours", "days", "usd", "eur"}
 
 
 def _fact(name: str, value: str) -> str:
@@ -531,21 +722,71 @@ def _fact(name: str, value: str) -> str:
     return f"the {label} {'are' if plural else 'is'} {value}"
 
 
+_PERCENT_WORDS = {"chance", "percent", "percentage", "humidity", "probability"}
+
+
+def _bool_fact(name: str, value: bool) -> str:
+    """A yes/no result as a sentence says it, not "the private visibility is no".
+
+    >>> _bool_fact("has_pool", True), _bool_fact("pets_allowed", False), _bool_fact("insured", False)
+    ('it has a pool', "pets aren't allowed", "it isn't insured")
+    >>> _bool_fact("accepts_new_patients", False), _bool_fact("private_visibility", True)
+    ("it doesn't accept new patients", 'private visibility is on')
+    """
+    words = name.lower().split("_")
+    rest = " ".join(words[1:])
+    if words[0] == "has" and rest:
+        return f"it has a {rest}" if value else f"it doesn't have a {rest}"
+    if words[0] == "is" and rest:
+        return f"it is {rest}" if value else f"it isn't {rest}"
+    if len(words) > 1 and words[-1] in ("allowed", "included", "required", "available"):
+        subject = " ".join(words[:-1])
+        verb = ("are" if subject.endswith("s") else "is") + ("" if value else "n't")
+        return f"{subject} {verb} {words[-1]}"
+    if len(words) > 1 and words[0].endswith("s") and not words[0].endswith("ss"):  # a verb: "accepts new patients"
+        return f"it {words[0]} {rest}" if value else f"it doesn't {words[0][:-1]} {rest}"
+    if len(words) == 1 and words[0].endswith(("ed", "able", "ible")):
+        return f"it is {words[0]}" if value else f"it isn't {words[0]}"
+    return f"{name.replace('_', ' ')} is {'on' if value else 'off'}"
+
+
 def _facts(domain: Domain, facts: dict[str, Any]) -> str:
     """Looked-up values as a person reads them: "the genre is horror and the daily rate is $57 a day"."""
     said = []
     for k, v in facts.items():
         if v is None:
             continue
+        if isinstance(v, bool):
+            said.append(_bool_fact(k, v))
+            continue
+        if k == "seats" and isinstance(v, int):
+            said.append(f"it seats {v}")  # not "the seats are 5"
+            continue
+        if isinstance(v, (int, float)) and set(k.lower().split("_")) & _PERCENT_WORDS:
+            said.append(_fact(k, f"{fmt(v)}%"))  # "the chance of rain is 65%"
+            continue
         phrase = _PREPOSITION.sub("", mention(None, domain, k, v))
-        value = phrase if phrase.startswith("$") else fmt(v)  # "$57 a day", not "the album X" or "2:48 long"
+        value = phrase[phrase.index("$"):] if "$" in phrase else fmt(v)  # "$57 a day", not "the album X" or "2:48 long"
+        if set(k.split("_")) & {"monthly", "daily", "nightly", "night", "per"}:  # not "the monthly rent is $1450 a month"
+            value = re.sub(r" (a|per) (month|day|night)$", "", str(value))
         said.append(_fact(k, str(value)))
     return join(said)
 
 
 def _what_was_done(domain: Domain, facts: dict[str, Any]) -> str:
-    """An action's facts in the user's own words: "at The Majestic, on July 12th, for 6 tickets"."""
-    return join([mention(None, domain, k, v) for k, v in facts.items() if v is not None])
+    """An action's facts in the words a user would use, from the assistant's side: "at The Majestic, on July 12th,
+    for 6 tickets", "from your checking account"."""
+    facts = dict(facts)
+    moved = ""
+    if facts.get("event_date") and facts.get("new_date"):  # a rescheduled event: "moved from August 10th to August 18th"
+        moved = f"moved from {fmt(facts.pop('event_date'))} to {fmt(facts.pop('new_date'))}"
+    said = join([moved] * bool(moved) + [mention(None, domain, k, v) for k, v in facts.items() if v is not None])
+    return re.sub(r"\bmy\b", "your", said)
+
+
+def _done(rng: random.Random, tool: ToolDef) -> str:
+    """How a finished action opens its closing; a cancellation is no "Great news!"."""
+    return rng.choice([d for d in DONE if d != "Great news!"] if tool.name.lower().startswith("cancel") else DONE)
 
 
 def final_answer(rng: random.Random, domain: Domain, tool: ToolDef, result: dict[str, Any]) -> str:
@@ -567,11 +808,11 @@ def final_answer(rng: random.Random, domain: Domain, tool: ToolDef, result: dict
     subject = f"for {name}" if name else ""
     if tool.kind == "action" and domain.source != "builtin":  # no hand-written mentions: say the facts plainly
         said = f" For {name}: {_facts(domain, facts)}." if name and facts else f" {_facts(domain, facts)}." if facts else ""
-        return tidy(f"{rng.choice(DONE)}{said} Your confirmation number is {result.get('confirmation_id')}.")
+        return tidy(f"{_done(rng, tool)}{said} Your confirmation number is {result.get('confirmation_id')}.")
     if tool.kind == "action":
         done = _what_was_done(domain, facts)
         said = f" {name}, {done}." if name and done else f" {name}." if name else f" That's {done}." if done else ""
-        return tidy(f"{rng.choice(DONE)}{said} Your confirmation number is {result.get('confirmation_id')}.")
+        return tidy(f"{_done(rng, tool)}{said} Your confirmation number is {result.get('confirmation_id')}.")
     if not facts:
         return tidy(f"I checked {name or 'that'}, but there are no details to report.")
     return tidy(f"Here's what I found {subject}: {_facts(domain, facts)}.")

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from speakrl.pipeline.catalog.sim import Simulator, stable_seed
+from speakrl.pipeline.catalog.sim import Simulator, separate_ends, stable_seed, trip_ends
 from speakrl.pipeline.catalog.specs import coerce
 from speakrl.pipeline.checks import normalize
 from speakrl.pipeline.quality import parse_date
@@ -120,6 +120,9 @@ def draw_goal(sim: Simulator, plan: Plan, rng: random.Random, row: dict[str, Any
     for name in tool.required:
         slot = domain.slot(name)
         goal[name] = row[name] if name in row else coerce(slot, rng.choice(slot.pool()))
+    ends = trip_ends(tool.required)
+    if ends and ends[1] not in row:  # a trip does not end where it starts ("from Davis to Davis")
+        goal = separate_ends(goal, ends, [coerce(domain.slot(ends[1]), v) for v in domain.slot(ends[1]).pool()], rng)
     kept_default: dict[str, Any] = {}
     for name, default in tool.optional.items():
         slot = domain.slot(name)

@@ -205,3 +205,92 @@ def test_vague_phrases_are_views_of_the_goal_value(catalog, sim):
                 value_specific += 1
                 break
     assert value_specific > 20
+
+
+# --- warts read in generated output: each fails if its phrasing comes back ---------------------------------------
+
+def _texts(rows: list[Dialogue], role: str) -> list[str]:
+    return [m.content or "" for d in rows for m in d.messages if m.role == role]
+
+
+@pytest.mark.parametrize(("role", "pattern"), [
+    ("user", r"(?<!\d )\b(kg|lb|km)\b(?!\))"),  # a unit said without its number: "Weight kg: 2"
+    ("assistant", r"\b(is|are) (yes|no)\b"),  # "the private visibility is no"
+    ("assistant", r"\bdate journey\b|\bthe (to|from)\b"),  # a label that lost its "of" or its noun
+    ("assistant", r"chance of rain is \d+(?![\d%])"),  # a chance is a percentage
+    ("user", r"\b1 people\b|\bon (today|tomorrow|this|next)\b"),
+    ("user", r"\b[Pp]referably\b|\. Ideally\b(?![^.]*, but)"),  # required values said as a preference
+    ("assistant", r"\b(from|to) my\b"),  # closings in the assistant's voice: "your checking account"
+])
+def test_no_wart_in_generated_text(accepted, role, pattern):
+    found = [t for t in _texts(accepted, role) if re.search(pattern, t)]
+    assert not found, found[:3]
+
+
+def test_place_phrases_are_only_used_for_places(accepted):
+    """ "headed to", "over in", "out of" precede a place, never a payee or a format ("over in 4DX")."""
+    from speakrl.pipeline.stages.phrasing import _PLACE_WORDS
+
+    slots = [slot for src in CATALOGS for dom in load_catalog(src).domains for slot in dom.slots]
+    places = {str(v) for slot in slots if set(slot.name.split("_")) & _PLACE_WORDS for v in slot.pool()}
+    not_places = {str(v) for slot in slots for v in slot.pool()} - places
+    for text in _texts(accepted, "user"):
+        for m in re.finditer(r"\b(?:headed to|going to|over in|somewhere in|leaving from|out of) ([^,;.—]+)", text):
+            assert m.group(1).strip() not in not_places, text
+
+
+def test_sharp_and_for_follow_only_clock_times(accepted):
+    for text in _texts(accepted, "user"):
+        for m in re.finditer(r"\bat (\S+(?: \S+)?) sharp\b", text):
+            assert quality.parse_time(m.group(1)) is not None, text
+
+
+def test_reference_details_read_as_a_noun_phrase():
+    from speakrl.pipeline.stages import phrasing
+
+    music = load_catalog("builtin").domain("music")
+    assert phrasing.reference_detail(music, {"genre": "jazz", "decade": "2010s"}) == "the song from the 2010s, some jazz"
+
+
+def test_trips_do_not_end_where_they_start():
+    for source in CATALOGS:
+        catalog = load_catalog(source)
+        sim = Simulator(catalog)
+        for s in scenarios.run(RunConfig(n=300, seed=1), catalog, range(300), sim):
+            ends = [(a, b) for a, b in (("from", "to"), ("origin_city", "destination_city"),
+                                        ("origin_station", "destination_station"), ("pickup_location", "destination"))
+                    if a in s.goal and b in s.goal]
+            for a, b in ends:
+                assert normalize(s.goal[a]) != normalize(s.goal[b]), (s.id, s.goal)
+
+
+def test_synthesized_cities_are_real_places_and_numbers_are_no_groups():
+    from faker.providers.geo import Provider
+
+    real = {c[2] for c in Provider.land_coords}
+    trains = load_catalog(str(DATA / "sgd_unseen_schema.json")).domain("trains_1")
+    for name in ("from", "to"):
+        assert set(trains.slot(name).pool()) <= real, trains.slot(name).pool()
+    shipping = load_catalog(str(DATA / "unseen_tools.json")).domain("shipping")
+    tracking = shipping.slot("tracking_number")
+    assert not any(re.search(r"\b(us|group|family|people)\b", p) for p in tracking.vague), tracking.vague
+
+
+def test_a_vague_count_is_asked_for_its_number(accepted):
+    asked = 0
+    for d in accepted:
+        amb = d.ambiguities[0] if d.ambiguities else None
+        if amb and amb.type == "underspecified_value" and isinstance(d.goal.get(amb.slot), int):
+            question = next(d.messages[lab.message_index].content for lab in d.labels if lab.act == "clarify")
+            assert re.search(r"number of", question, re.I), question
+            asked += 1
+    if not asked:
+        pytest.skip("no vague count in this catalog's sample")
+
+
+def test_a_rescheduled_event_says_from_and_to():
+    from speakrl.pipeline.stages import phrasing
+
+    calendar = load_catalog("builtin").domain("calendar")
+    said = phrasing._what_was_done(calendar, {"event_title": "Book club", "event_date": "August 10th", "new_date": "August 18th"})
+    assert "moved from August 10th to August 18th" in said and "on August 10th, on" not in said

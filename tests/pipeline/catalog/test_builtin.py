@@ -152,3 +152,23 @@ def test_every_invalid_value_is_rejected() -> None:
 def test_builtin_catalog_is_a_catalog() -> None:
     assert isinstance(CATALOG, Catalog)
     assert Catalog.model_validate(CATALOG.model_dump()) == CATALOG
+
+
+@pytest.mark.parametrize("domain", CATALOG.domains, ids=lambda d: d.name)
+def test_other_mentions_keep_the_value(domain: Domain) -> None:
+    """Every other way to say a slot's value says the value itself once (grounding finds it verbatim)."""
+    for slot in domain.slots:
+        for template in slot.mentions:
+            assert template.count("{value}") == 1, (slot.name, template)
+        assert not slot.mentions or slot.mention, f"{slot.name}: mentions are alternatives to a mention"
+
+
+def test_date_and_time_pools_span_the_catalogs_range() -> None:
+    """Dates and times are every day / quarter hour in the listed span, so a run does not cycle through seven."""
+    from speakrl.pipeline.quality import parse_date
+
+    rentals = CATALOG.domain("rental_cars")
+    pickups = [parse_date(v, None) for v in rentals.slot("pickup_date").pool()]
+    returns = [parse_date(v, None) for v in rentals.slot("return_date").pool()]
+    assert len(pickups) > 20 and max(pickups) < min(returns)  # pickups still come before returns
+    assert len(CATALOG.domain("restaurants").slot("time").pool()) > 30

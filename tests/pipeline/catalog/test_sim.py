@@ -145,3 +145,14 @@ def test_bad_calls_return_errors() -> None:
     assert "error" in SIM.execute("book_flight", {**good, "flight_number": "ZZ 999"})  # no such flight
     assert "error" in SIM.execute("book_flight", {**good, "seat": "12A"})  # unknown argument
     assert "error" in SIM.execute("teleport", {})
+
+
+def test_a_flight_arrives_after_it_departs() -> None:
+    from speakrl.pipeline.quality import parse_time
+
+    flights = load_catalog("builtin").domain("flights")
+    rows = build_database(flights)
+    assert rows
+    for row in rows:
+        leave, arrive = parse_time(row["departure_time"]), parse_time(row["arrival_time"])
+        assert leave < arrive, row

@@ -90,3 +90,29 @@ def test_a_reply_to_a_what_or_which_question_does_not_start_with_yes(small_run):
                 replies.append(d.messages[label.message_index + 1].content or "")
     assert len(replies) > 50
     assert not [r for r in replies if r.startswith("Yes")]
+
+
+def test_unsupported_decline_says_what_cannot_be_done_and_what_can(catalog, sim):
+    from speakrl.pipeline.stages import phrasing
+
+    scens, rows = _dialogues(catalog, sim, n=60, mix={"unsupported": 1.0})
+    for s, d in zip(scens, rows):
+        reply = d.messages[-1].content
+        domain = catalog.domain(s.domain)
+        assert phrasing.task(domain.tool(s.tool)) in reply, reply
+        assert all(phrasing.task(domain.tool(name)) in reply for name in s.ambiguities[0].candidates), reply
+
+
+def test_replies_fit_what_was_asked(catalog, sim):
+    """A reply to offered options picks one ("In that case, coach."); one to a vague phrase narrows it."""
+    from speakrl.pipeline.stages import phrasing
+
+    starts = {kind: set() for kind in ("invalid_value", "underspecified_value")}
+    for kind in starts:
+        scens, rows = _dialogues(catalog, sim, n=200, mix={kind: 1.0})
+        for d in rows:
+            reply = next(m.content for m in d.messages[2:] if m.role == "user")
+            starts[kind].add(" ".join(reply.split()[:2]))
+    choice_only = {t.split("{")[0].strip() for t in phrasing.A_CHOICE} - {t.split("{")[0].strip() for t in phrasing.A_VALUE + phrasing.A_OPEN}
+    assert any(s.startswith(tuple(c for c in choice_only if c)) for s in starts["invalid_value"])
+    assert len(starts["invalid_value"]) >= 15 and len(starts["underspecified_value"]) >= 15

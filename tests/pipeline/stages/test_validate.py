@@ -132,7 +132,8 @@ def test_a_final_call_that_misses_the_goal_is_rejected(catalog, sim, ctx):
 
 
 def test_exact_and_near_duplicates_are_removed_first_kept(catalog, sim):
-    a = _one(catalog, sim, "missing_slot", seed=1)
+    # a long opening, so one added word leaves it a near duplicate (a ten-word one would not be)
+    a = max((_one(catalog, sim, "missing_slot", seed=s) for s in range(1, 6)), key=lambda d: len(d.messages[1].content))
     b = a.model_copy(update={"id": "copy"})
     messages = list(a.messages)
     messages[1] = messages[1].model_copy(update={"content": messages[1].content + " Thanks."})
