@@ -36,7 +36,7 @@ DETAIL_JOINS = ["{head}, {details}.", "{head} — {details}.", "{head}: {details
                 "{head}. My plan: {details}.", "{head} — {details}, if that works.", "{head}. So, {details}.",
                 "{head}. The details are {details}.", "{head}. What I need: {details}.", "{head}; {details}.",
                 "{head}. For reference, {details}.", "{head}. Basically {details}.", "{head}, and it's {details}.",
-                "{head}. To be exact, {details}.", "{head}. It should be {details}.", "{head}. Here's the info: {details}."]
+                "{head}. Here are the details: {details}.", "{head}. It should be {details}.", "{head}. Here's the info: {details}."]
 QUESTION_JOINS = ["{head}? I mean {details}.", "{head} — {details}?",
                   "{head}, {details}?", "{head}? It's {details}.", "{head}? Specifically {details}.",
                   "{head}? That's {details}.", "{head}? For context, {details}.", "{head}? This is {details}.",
@@ -69,15 +69,18 @@ CHATTER = [
     "I'm on my phone, so excuse the typos.", "Trying to plan ahead for once.", "My boss needs this sorted.",
     "We're celebrating something.", "I just got back from a trip.", "I'm juggling a lot today.",
     "My sister usually handles this.", "Last time this took forever.", "I'm new in town.", "It's a surprise.",
-    "I'm finally getting around to this.", "Coffee hasn't kicked in yet.", "The kids are asleep, finally.",
+    "I'm finally getting around to this.",
     "Work has been hectic.", "I'm sorting things out before the holidays.", "My phone is about to die.",
-    "Just finished a long shift.", "I'm on my lunch break.", "I forgot to do this yesterday.",
+    "Just finished a long shift.", "I forgot to do this yesterday.",
     "My calendar is packed this week.", "This is for my parents.", "We have family visiting soon.",
     "I'm trying to get organized.", "I'm in a bit of a rush.", "Everything else is sorted, this is the last thing.",
     "It's for a work thing.", "Hope I'm doing this right.", "My roommate usually does this.",
-    "I've had a crazy morning.", "I'm finally taking some time off.", "My friend swears by this service.",
+    "I'm finally taking some time off.", "My friend swears by this service.",
     "I'm planning a little getaway.", "I should have done this last week.", "Things have been busy at home.",
 ]
+# Chatter that names a time of day, by the hours it fits (as TIMED_GREETINGS).
+TIMED_CHATTER = {"Coffee hasn't kicked in yet.": range(5, 11), "I've had a crazy morning.": range(9, 13),
+                 "I'm on my lunch break.": range(11, 14), "The kids are asleep, finally.": range(19, 24)}
 # Request heads derived from a tool's name, for catalogs without phrasings (imported ones), by the tool's kind.
 DERIVED_SEARCH = ["I'm looking for {plural}", "can you find {plural} for me", "find me {plural}", "are there any {plural}",
                   "I need to find {plural}", "help me look for {plural}", "show me some {plural}",
@@ -127,11 +130,13 @@ Q_REFERENCE = [
     "That could be {names}. Which {label} did you have in mind?", "I see {names}. Which {label} should I use?",
 ]
 A_OPEN = ["{details}.", "Sure — {details}.", "Oh right, {details}.", "{details}, please.", "Let's say {details}.",
-          "Good question. {details}.", "Ah, I forgot: {details}.", "It'd be {details}.",
-          "Definitely {details}.", "Oops, {details}.",
-          "Make it {details}.", "Sorry, I should have said: {details}.", "Right, {details}.", "Oh, {details}.",
+          "Good question. {details}.", "It'd be {details}.", "Definitely {details}.",
+          "Make it {details}.", "Right, {details}.", "Oh, {details}.",
           "{details}, thanks.", "Of course: {details}.", "That would be {details}.", "Okay, {details}.",
-          "{details}. That's all.", "My bad, {details}."]  # no "Yes, ...": what/which questions
+          "{details}. That's all."]  # no "Yes, ...": what/which questions
+# Only a user who left a detail out says they forgot it ("Ah, I forgot: from my savings account" is no reply to
+# "can you be more specific than 'my main account'?").
+A_FORGOT = ["Ah, I forgot: {details}.", "Oops, {details}.", "Sorry, I should have said: {details}.", "My bad, {details}."]
 A_VALUE = ["{value}.", "{value}, please.", "Let's go with {value}.", "{value} works.", "Hmm, {value}.",
            "I'll take {value}.", "{value}, I think.", "Go with {value}.", "{value} sounds right.", "Pick {value}.",
            "{value} is perfect.", "Make that {value}.", "Definitely {value}.", "Um, {value}.", "{value}, thanks.",
@@ -607,12 +612,21 @@ def greetings(hour: int | None) -> list[str]:
     return GREETINGS + [g for g, hours in TIMED_GREETINGS.items() if hour is not None and hour in hours]
 
 
+def chatter(hour: int | None) -> list[str]:
+    """The small talk that fits the hour: no "Coffee hasn't kicked in yet." at 4:20 pm.
+
+    >>> "Coffee hasn't kicked in yet." in chatter(8), "Coffee hasn't kicked in yet." in chatter(16)
+    (True, False)
+    """
+    return CHATTER + [c for c, hours in TIMED_CHATTER.items() if hour is not None and hour in hours]
+
+
 def styled(rng: random.Random, text: str, style: str, hour: int | None = None) -> str:
     """Wrap a message in the user's style; `hour` is the scenario's time of day, for greetings that name it."""
     if style == "polite":
         text = f"{rng.choice(greetings(hour))} {text} {rng.choice(THANKS)}"
     elif style == "chatty":
-        text = f"{rng.choice(greetings(hour))} {rng.choice(CHATTER)} {text}"
+        text = f"{rng.choice(greetings(hour))} {rng.choice(chatter(hour))} {text}"
     return tidy(text)
 
 
@@ -669,7 +683,8 @@ def user_answer(rng: random.Random, domain: Domain, answers: dict[str, Any], vol
         else:
             text = rng.choice(A_VALUE).format(value=_said_alone(domain, *single))
     else:
-        text = rng.choice(A_OPEN).format(details=join([mention(rng, domain, k, v, answer=True) for k, v in answers.items()]))
+        opens = A_OPEN + A_FORGOT if kind == "missing_slot" else A_OPEN
+        text = rng.choice(opens).format(details=join([mention(rng, domain, k, v, answer=True) for k, v in answers.items()]))
     if volunteered:
         text += rng.choice(A_VOLUNTEER).format(details=join([mention(rng, domain, k, v) for k, v in volunteered.items()]))
     return tidy(text)

@@ -116,3 +116,31 @@ def test_replies_fit_what_was_asked(catalog, sim):
     choice_only = {t.split("{")[0].strip() for t in phrasing.A_CHOICE} - {t.split("{")[0].strip() for t in phrasing.A_VALUE + phrasing.A_OPEN}
     assert any(s.startswith(tuple(c for c in choice_only if c)) for s in starts["invalid_value"])
     assert len(starts["invalid_value"]) >= 15 and len(starts["underspecified_value"]) >= 15
+
+
+def test_only_a_user_who_left_a_detail_out_says_they_forgot_it(catalog, sim):
+    """'Ah, I forgot: from my savings account' answers a missing slot, never a request to narrow a vague phrase."""
+    from speakrl.pipeline.stages import phrasing
+
+    forgot = tuple(t.split("{")[0] for t in phrasing.A_FORGOT)
+    said = {}
+    for kind in ("missing_slot", "underspecified_value", "invalid_value", "conflicting_constraints"):
+        _, rows = _dialogues(catalog, sim, n=200, mix={kind: 1.0})
+        replies = [m.content for d in rows for m in d.messages[2:] if m.role == "user"]
+        said[kind] = sum(r.startswith(forgot) for r in replies)
+    assert said["missing_slot"] > 0
+    assert said["underspecified_value"] == said["invalid_value"] == said["conflicting_constraints"] == 0
+
+
+def test_openings_fit_the_hour_and_claim_no_precision_they_lack(catalog, sim):
+    """No morning small talk in the afternoon, and no 'To be exact,' before 'around lunchtime'."""
+    import re
+    from datetime import datetime
+
+    scens, _ = _dialogues(catalog, sim, n=600, mix={"underspecified_value": 1.0})
+    afternoon = [s for s in scens if datetime.fromisoformat(s.now).hour >= 12]
+    assert afternoon
+    for s in scens:
+        assert not re.search(r"\b(to be exact|to be precise|exactly)\b", s.opening, re.I), s.opening
+    for s in afternoon:
+        assert "Coffee hasn't kicked in yet." not in s.opening, s.opening
