@@ -18,6 +18,7 @@ become JSON Schema.
 
 from __future__ import annotations
 
+import ast
 import json
 import logging
 from pathlib import Path
@@ -29,7 +30,7 @@ from speakrl.training.protocols import parse
 
 logger = logging.getLogger(__name__)
 
-BENCHMARKS = ("when2call", "bfcl-irrelevance", "bfcl-live-simple")
+BENCHMARKS = ("when2call", "bfcl-irrelevance", "bfcl-live-simple", "bfcl-miss-param")
 CLASSES = ("tool_call", "request_for_info", "cannot_answer")
 # Files each benchmark reads, relative to the benchmark directory.
 FILES = {
@@ -37,6 +38,16 @@ FILES = {
     "bfcl-irrelevance": ["bfcl/BFCL_v4_irrelevance.json"],
     "bfcl-live-simple": ["bfcl/BFCL_v4_live_simple.json", "bfcl/possible_answer/BFCL_v4_live_simple.json"],
 }
+# BFCL's multi-turn tool classes and the file documenting each (bfcl_eval MULTI_TURN_FUNC_DOC_FILE_MAPPING).
+FUNC_DOCS = {
+    "GorillaFileSystem": "gorilla_file_system.json", "MathAPI": "math_api.json", "MessageAPI": "message_api.json",
+    "TwitterAPI": "posting_api.json", "TicketAPI": "ticket_api.json", "TradingBot": "trading_bot.json",
+    "TravelAPI": "travel_booking.json", "VehicleControlAPI": "vehicle_control.json",
+}
+FILES["bfcl-miss-param"] = ["bfcl/BFCL_v4_multi_turn_miss_param.json", "bfcl/possible_answer/BFCL_v4_multi_turn_miss_param.json",
+                            *(f"bfcl/multi_turn_func_doc/{name}" for name in FUNC_DOCS.values())]
+NOT_RUN = "(BFCL's tools are not run offline: this call's result is not available)"
+ASK_MISSING = "I need one more detail before I can do that: could you give it to me?"
 _TYPES = {"dict": "object", "float": "number", "tuple": "array", "list": "array", "int": "integer", "str": "string",
           "bool": "boolean"}
 _ACT_CLASS = {"tool_call": "tool_call", "clarify": "request_for_info", "answer": "cannot_answer"}
@@ -140,7 +151,58 @@ def _bfcl_live_simple(root: Path) -> list[dict[str, Any]]:
     return items
 
 
-_CONVERTERS = {"when2call": _when2call, "bfcl-irrelevance": _bfcl_irrelevance, "bfcl-live-simple": _bfcl_live_simple}
+def parse_call(text: str, params: list[str]) -> tuple[str, dict[str, Any]]:
+    """(name, arguments) of one BFCL call string; positional arguments are named by `params`, in order.
+
+    >>> parse_call("mv(source='a.txt',destination='temp')", []), parse_call("sort('report.pdf')", ["file_name"])
+    (('mv', {'source': 'a.txt', 'destination': 'temp'}), ('sort', {'file_name': 'report.pdf'}))
+    """
+    node = ast.parse(text.strip(), mode="eval").body
+    if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Name):
+        raise ValueError(f"{text!r} is not a function call")
+    args = {params[i]: ast.literal_eval(a) for i, a in enumerate(node.args)}
+    args.update({k.arg: ast.literal_eval(k.value) for k in node.keywords if k.arg})
+    return node.func.id, args
+
+
+def _bfcl_miss_param(root: Path) -> list[dict[str, Any]]:
+    docs = {cls: _lines(root / "bfcl" / "multi_turn_func_doc" / name) for cls, name in FUNC_DOCS.items()}
+    answers = {a["id"]: a["ground_truth"] for a in _lines(root / FILES["bfcl-miss-param"][1])}
+    items = []
+    for r in _lines(root / FILES["bfcl-miss-param"][0]):
+        missing = [c for c in r["involved_classes"] if c not in docs]
+        if missing:
+            raise ValueError(f"no function docs for {', '.join(missing)}")
+        excluded = set(r.get("excluded_function") or [])  # BFCL leaves these out of the offered functions
+        functions = [f for c in r["involved_classes"] for f in docs[c] if f["name"] not in excluded]
+        params = {f["name"]: list((f.get("parameters") or {}).get("properties", {})) for f in functions}
+        tools = [_tool(f) for f in functions]
+        history: list[dict[str, Any]] = []
+        for k, (turn, gold_calls) in enumerate(zip(r["question"], answers[r["id"]], strict=True)):
+            history = history + list(turn)
+            calls = [parse_call(c, params.get(c.split("(", 1)[0].strip(), [])) for c in gold_calls]
+            item: dict[str, Any] = {"id": f"{r['id']}-turn{k}", "messages": list(history), "tools": tools,
+                                    "gold": "tool_call" if calls else "request_for_info", "reference": ""}
+            if calls:
+                name, args = calls[0]
+                spec = next(f for f in functions if f["name"] == name)["parameters"]
+                optional = {p: v for p, v in spec.get("properties", {}).items() if p not in (spec.get("required") or [])}
+                item["gold_call"] = {"name": name, "arguments": args}
+                item["allowed"] = {**{p: [v["default"], ""] if "default" in v else [""] for p, v in optional.items()},
+                                   **{p: [v] for p, v in args.items()}}
+            items.append(item)
+            if calls:  # the gold turn, as the next turn's history
+                for i, (name, args) in enumerate(calls):
+                    call = {"id": f"call_{k}_{i}", "type": "function", "function": {"name": name, "arguments": json.dumps(args)}}
+                    history.append({"role": "assistant", "content": "", "tool_calls": [call]})
+                    history.append({"role": "tool", "tool_call_id": call["id"], "name": name, "content": NOT_RUN})
+            else:
+                history.append({"role": "assistant", "content": ASK_MISSING})
+    return items
+
+
+_CONVERTERS = {"when2call": _when2call, "bfcl-irrelevance": _bfcl_irrelevance, "bfcl-live-simple": _bfcl_live_simple,
+               "bfcl-miss-param": _bfcl_miss_param}
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -193,6 +255,8 @@ def benchmark_metrics(policy: Any, name: str, items: list[dict[str, Any]]) -> di
     n = len(items)
     if name == "bfcl-irrelevance":  # must not call: asking and declining are both right
         right = [p != "tool_call" for p in predicted]
+    elif name == "bfcl-miss-param":  # `[]` turns must not act (asking or declining), the others must call
+        right = [(p == "tool_call") == (g == "tool_call") for p, g in zip(predicted, gold)]
     else:
         right = [a == b for a, b in zip(predicted, gold)]
     out: dict[str, Any] = {"benchmark": name, "items": n, "protocol": policy.protocol,
@@ -210,6 +274,10 @@ def benchmark_metrics(policy: Any, name: str, items: list[dict[str, Any]]) -> di
         out["tool_hallucination_rate"] = round(sum(p == "tool_call" for p in not_call) / len(not_call), 4) if not_call else None
     else:
         out["call_rate"] = round(sum(p == "tool_call" for p in predicted) / n, 4) if n else None
+    if name == "bfcl-miss-param":
+        for key, kind in (("wait_accuracy", "request_for_info"), ("act_accuracy", "tool_call")):
+            scored = [ok for ok, g in zip(right, gold) if g == kind]
+            out[key] = round(sum(scored) / len(scored), 4) if scored else None
     if exact:
         out["call_exact_match"] = round(sum(exact) / len(exact), 4)
     return out
@@ -222,6 +290,8 @@ BENCHMARK_ROWS = [
     ("f1_cannot_answer", "F1 cannot_answer"),
     ("tool_hallucination_rate", "tool-hallucination rate"),
     ("accuracy", "accuracy (right act)"),
+    ("wait_accuracy", "accuracy on must-wait turns"),
+    ("act_accuracy", "accuracy on must-act turns"),
     ("call_rate", "call rate"),
     ("call_exact_match", "call exact match"),
 ]

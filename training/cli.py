@@ -57,7 +57,7 @@ def train_command(
 def eval_command(
     model: str = typer.Option(..., "--model", help="Checkpoint directory, or the model name served at --base-url."),
     dataset: str | None = typer.Option(None, "--dataset", help="Run directory, local dataset directory, or Hub dataset id."),
-    benchmark: str | None = typer.Option(None, "--benchmark", help="A peer benchmark instead of a dataset: when2call, bfcl-irrelevance, bfcl-live-simple."),
+    benchmark: str | None = typer.Option(None, "--benchmark", help="A peer benchmark instead of a dataset: when2call, bfcl-irrelevance, bfcl-live-simple, bfcl-miss-param."),
     benchmark_dir: Path | None = typer.Option(None, "--benchmark-dir", help="Benchmark data directory (default: the repository's data/benchmarks)."),
     split: str = typer.Option("test", "--split", help="Split to evaluate."),
     config: str | None = typer.Option(None, "--config", help="Config of the dataset (sgd: SpeakER-SGD).", show_default="default"),

@@ -24,7 +24,10 @@ def _types(schema):
 @pytest.mark.parametrize("name", BENCHMARKS)
 def test_slices_convert_and_the_oracle_scores_one(name, slice_dir):
     items = load_benchmark(name, slice_dir)
-    assert len(items) == 12
+    if name == "bfcl-miss-param":  # one item per user turn of 12 multi-turn tasks
+        assert len({i["id"].rsplit("-turn", 1)[0] for i in items}) == 12 and len(items) > 12
+    else:
+        assert len(items) == 12
     for item in items:
         assert item["messages"] and item["messages"][-1]["role"] == "user"
         types = set(_types([t["function"]["parameters"] for t in item["tools"]]))
@@ -38,6 +41,11 @@ def test_slices_convert_and_the_oracle_scores_one(name, slice_dir):
         # One class predicted for all of three balanced classes: F1 0.5 on it, 0 on the others.
         assert act["macro_f1"] == ask["macro_f1"] == pytest.approx(1 / 6, abs=1e-3)
         assert act["tool_hallucination_rate"] == 1.0 and ask["tool_hallucination_rate"] == 0.0
+    elif name == "bfcl-miss-param":  # `[]` turns must wait, the others must call the gold first call
+        assert oracle["call_exact_match"] == 1.0 and oracle["wait_accuracy"] == oracle["act_accuracy"] == 1.0
+        assert (act["wait_accuracy"], act["act_accuracy"], ask["wait_accuracy"], ask["act_accuracy"]) == (0.0, 1.0, 1.0, 0.0)
+        waits = [i for i in items if i["gold"] == "request_for_info"]
+        assert waits and all("gold_call" not in i for i in waits)
     elif name == "bfcl-irrelevance":  # must not call
         assert (act["accuracy"], ask["accuracy"], oracle["call_rate"]) == (0.0, 1.0, 0.0)
     else:  # must call, with an allowed value for every argument
@@ -56,6 +64,22 @@ def test_wrong_calls_do_not_match(slice_dir):
     with OpenAIServer(responder=wrong) as server:
         m = benchmark_metrics(ApiPolicy(server.base_url, "wrong", protocol="native"), "bfcl-live-simple", items)
     assert m["call_rate"] == 1.0 and m["call_exact_match"] == 0.0
+
+
+def test_miss_param_turns_carry_the_gold_history(slice_dir):
+    """Turn k's prompt is the task's user turns so far with the earlier turns' gold calls between them; a wrong
+    argument in the first gold call does not match."""
+    from speakrl.training.benchmarks import call_allowed
+
+    items = load_benchmark("bfcl-miss-param", slice_dir)
+    first, second = items[0], items[1]
+    assert [m["role"] for m in first["messages"]] == ["user"]
+    assert second["messages"][: len(first["messages"])] == first["messages"]
+    assert second["messages"][-1]["role"] == "user" and len(second["messages"]) > 2
+    act = next(i for i in items if i["gold"] == "tool_call" and i["gold_call"]["arguments"])
+    name, args = act["gold_call"]["name"], act["gold_call"]["arguments"]
+    assert call_allowed(name, args, name, act["allowed"])
+    assert not call_allowed(name, {k: f"{v}-not" for k, v in args.items()}, name, act["allowed"])
 
 
 def test_missing_data_and_unknown_names_are_one_sentence(tmp_path):
