@@ -22,6 +22,7 @@ PROTOCOLS = ("speakrl", "native")
 
 _THINK = re.compile(r"<think>(.*?)</think>", re.DOTALL)
 _CLARIFY = re.compile(r"<clarify>(.*?)</clarify>", re.DOTALL)
+_UNCLOSED = re.compile(r"<clarify>(.*)$", re.DOTALL)
 _TOOL_CALL = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|$)", re.DOTALL)
 _TAG = re.compile(r"</?(?:think|clarify|tool_call|tool_response)>")
 _UNTAGGED_CALL = re.compile(r'^\s*\{\s*"name"\s*:')
@@ -141,6 +142,9 @@ def parse(text: Any, protocol: str = "speakrl", tool_calls: list[Any] | None = N
     >>> p = parse('<think>no restaurant</think><clarify>Yes\\nWhich restaurant?</clarify>')
     >>> p.act, p.question, p.format_score
     ('clarify', 'Which restaurant?', 1.0)
+    >>> p = parse('<think></think><clarify>Yes\\nWhich restaurant? Which restaurant? Which')  # never closed
+    >>> p.act, p.question, p.format_score, p.problems
+    ('clarify', 'Which restaurant? Which restaurant? Which', 0.25, ['unclosed_clarify'])
     >>> p = parse('<think></think><clarify>Which restaurant?</clarify>')  # a question without the decision word
     >>> p.act, p.format_score, p.problems
     ('clarify', 0.75, ['no_decision_token'])
@@ -178,6 +182,14 @@ def _parse_speakrl(raw: str, body: str, has_think: bool, parsed: Parsed, tool_ca
         score += 0.25
     else:
         parsed.problems.append("no_think")
+    unclosed = _UNCLOSED.search(body) if clarify is None else None
+    if unclosed and _ASK_MARK.match(unclosed.group(1)):
+        # The decision token says ask but the block never closes (a runaway or truncated question). The decision is
+        # read where it is written, as for `No`: a question (up to the next tag), with no format credit past think.
+        parsed.act, parsed.question = "clarify", _TAG.split(_ASK_MARK.sub("", unclosed.group(1), count=1))[0].strip()
+        parsed.problems.append("unclosed_clarify")
+        parsed.format_score = score
+        return parsed
     if len(clarifies) == 1 and (not has_think or body.lstrip().startswith("<clarify>")):
         score += 0.25
     else:
@@ -188,19 +200,18 @@ def _parse_speakrl(raw: str, body: str, has_think: bool, parsed: Parsed, tool_ca
     if asks:
         marked = bool(_ASK_MARK.match(question))
         question = _ASK_MARK.sub("", question, count=1).strip() if marked else question
-        asks = bool(question)
         if not marked:
             parsed.problems.append("no_decision_token")
             score -= 0.25
-        elif not asks:
+        elif not question:  # the decision is to ask (the token says so), but nothing is asked: no credit past it
             parsed.problems.append("empty_question")
     if asks:
         parsed.act, parsed.question = "clarify", question
-        if not after.strip():
+        if question and not after.strip():
             score += 0.25
-        else:  # asking and acting in one turn: the action is ignored, the format is not clean
+        elif after.strip():  # asking and acting in one turn: the action is ignored, the format is not clean
             parsed.problems.append("action_after_question")
-        if "<tool_call>" not in after:
+        if question and "<tool_call>" not in after:
             score += 0.25
     else:
         found = _structured_call(tool_calls, parsed) if tool_calls else _first_call(after, parsed)

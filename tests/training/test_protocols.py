@@ -12,7 +12,10 @@ CALL = '<tool_call>\n{"name": "reserve_table", "arguments": {"party_size": 4, "c
     [
         ("<think>no city</think>\n<clarify>Yes\nWhich city?</clarify>", "clarify", 1.0),
         ("<think>no city</think>\n<clarify>Which city?</clarify>", "clarify", 0.75),  # no decision token
-        ("<think>no city</think>\n<clarify>Yes</clarify>", None, 0.5),  # decides to ask, asks nothing
+        ("<think>no city</think>\n<clarify>Yes</clarify>", "clarify", 0.5),  # decides to ask, asks nothing
+        # The decision token is read even when the block never closes (a runaway question): as asking, format 0.25.
+        ("<think></think>\n<clarify>Yes\n<tool_call>\n{\"name\": \"x-x-x-x", "clarify", 0.25),
+        ("<think></think>\n<clarify>No\n<tool_call>\n{\"name\": \"x-x-x-x", None, 0.25),
         (f"<think>ok</think>\n<clarify>No</clarify>\n{CALL}", "tool_call", 1.0),
         ("<think>ok</think><clarify>No</clarify>Your table is booked.<|im_end|>", "answer", 1.0),
         (f"<clarify>No</clarify>{CALL}", "tool_call", 0.75),  # no think
