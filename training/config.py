@@ -49,6 +49,10 @@ class SpeakrlConfig(GRPOConfig):
         default=1.0,
         metadata={"help": "Times each clarify row appears in the SFT data (a fraction repeats a random share of them)."},
     )
+    grpo_clarify_repeat: float = field(
+        default=1.0,
+        metadata={"help": "Times each clarify row appears among decision-mode GRPO prompts (balances the ask/act mix)."},
+    )
     sft: dict[str, Any] = field(default_factory=dict, metadata={"help": "SFTConfig overrides for the warm start."})
     tiny_model: dict[str, Any] = field(
         default_factory=dict, metadata={"help": "Size of the model built when model_name_or_path is 'tiny'."}
@@ -145,8 +149,9 @@ def validate(cfg: SpeakrlConfig) -> None:
         raise ConfigError(f"unknown protocol {cfg.protocol!r}; valid: {', '.join(PROTOCOLS)}")
     if cfg.prompt_style not in PROMPT_STYLES:
         raise ConfigError(f"unknown prompt_style {cfg.prompt_style!r}; valid: {', '.join(PROMPT_STYLES)}")
-    if cfg.sft_clarify_repeat < 1:
-        raise ConfigError(f"sft_clarify_repeat must be at least 1 (got {cfg.sft_clarify_repeat})")
+    for name in ("sft_clarify_repeat", "grpo_clarify_repeat"):
+        if getattr(cfg, name) < 1:
+            raise ConfigError(f"{name} must be at least 1 (got {getattr(cfg, name)})")
     if cfg.mode not in MODES:
         raise ConfigError(f"unknown mode {cfg.mode!r}; valid: {', '.join(MODES)}")
     bad_stages = [s for s in cfg.stages if s not in STAGES]

@@ -33,7 +33,8 @@ class Turn:
 
     text: str = ""
     tool_calls: list[dict[str, Any]] | None = None
-    # P(ask) at the decision token (`protocols.decision_tokens`), normalized over ask/act; None when unknown.
+    # P(ask) at the decision token (`protocols.decision_tokens`), normalized over ask/act, read after the prefix the
+    # policy itself generated greedily (its own <think>, not gold reasoning); None when unknown.
     p_ask: float | None = None
 
 
@@ -382,7 +383,7 @@ TABLE_ROWS = [
     ("task_completion", "task completion"),
     ("avg_turns", "avg turns (gold: {avg_gold_turns})"),
     ("clarify_f1", "clarify F1 (greedy)"),
-    ("p_ask_auc", "P(ask) AUC"),
+    ("p_ask_auc", "P(ask) AUC (at the decision token, after the greedy prefix)"),
     ("clarify_precision", "clarify precision"),
     ("clarify_recall", "clarify recall"),
     ("over_asking_rate", "over-asking rate"),

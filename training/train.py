@@ -304,7 +304,10 @@ def train(cfg: SpeakrlConfig, model_args: Any, dataset: str, config: str | None 
         summary.update(sft=model_path, sft_seconds=round(time.time() - t, 1))
     if "grpo" in cfg.stages:
         t = time.time()
-        grpo_rows = rows if cfg.mode == "decision" else _limit(episode_rows(train_dialogues), cfg.max_train_samples, cfg.seed)
+        if cfg.mode == "decision":
+            grpo_rows = repeat_clarify(rows, cfg.grpo_clarify_repeat, cfg.seed)
+        else:
+            grpo_rows = _limit(episode_rows(train_dialogues), cfg.max_train_samples, cfg.seed)
         model_path = run_grpo(cfg, model_path, grpo_rows, out, peft_config)
         summary.update(
             grpo=model_path,

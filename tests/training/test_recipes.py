@@ -66,6 +66,8 @@ def test_bad_recipes(tmp_path):
         load_recipe("tiny-cpu", overrides=["protocol=xml"])
     with pytest.raises(ConfigError, match="reward_weights has 1"):
         load_recipe("tiny-cpu", overrides=["reward_weights=[1.0]"])
+    with pytest.raises(ConfigError, match="grpo_clarify_repeat must be at least 1"):
+        load_recipe("tiny-cpu", overrides=["grpo_clarify_repeat=0.5"])
     with pytest.raises(ConfigError, match="SFT setting"):
         load_recipe("tiny-cpu", overrides=["sft.epochz=3"])
     with pytest.raises(ConfigError, match="episode mode is scored by the environment"):
