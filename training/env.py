@@ -14,6 +14,7 @@ from __future__ import annotations
 import inspect
 import json
 import logging
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -141,18 +142,30 @@ def environment_class(domain: Domain, simulator: Simulator, turn_cost: float = D
         if tool.name in ("reset", "get_reward", "ask_user") or not tool.name.isidentifier():
             raise TrainingError(f"tool name {tool.name!r} of domain {domain.name!r} cannot be an environment method")
         members[tool.name] = _tool_method(domain, tool)
-    name = "".join(part.capitalize() for part in domain.name.replace("-", "_").split("_")) + "Environment"
+    name = "".join(part.capitalize() for part in re.split(r"[-_+]", domain.name)) + "Environment"
     return type(name, (SpeakerEnvironment,), members)
+
+
+def service_domain(known: dict[str, Domain], name: str) -> Domain:
+    """The domain a dialogue runs in: a catalog domain, or for a dialogue that spans services (SGD's
+    "hotels_2+restaurants_1") one domain holding every service's slots and tools, so its episode can use them all."""
+    parts = name.split("+")
+    if len(parts) == 1:
+        return known[name]
+    services = [known[part] for part in parts]
+    slots = {s.name: s for d in reversed(services) for s in d.slots}  # a shared slot name keeps the first service's
+    return Domain(name=name, description=" ".join(d.description for d in services),
+                  slots=list(slots.values()), tools=[t for d in services for t in d.tools], source=services[0].source)
 
 
 def environment_factories(catalog: Catalog, domains: list[str], turn_cost: float = DEFAULT_TURN_COST) -> dict[str, type[SpeakerEnvironment]]:
     """`environment_factory` for GRPOTrainer: `{domain name: environment class}` for the domains of the dataset."""
     simulator = Simulator(catalog)
     known = {d.name: d for d in catalog.domains}
-    unknown = sorted(set(domains) - set(known))
+    unknown = sorted({part for name in domains for part in name.split("+")} - set(known))
     if unknown:
         raise TrainingError(
             f"the dataset uses domain(s) {', '.join(unknown)} that the catalog does not define; pass the catalog the "
             "dataset was generated from"
         )
-    return {name: environment_class(known[name], simulator, turn_cost) for name in sorted(set(domains))}
+    return {name: environment_class(service_domain(known, name), simulator, turn_cost) for name in sorted(set(domains))}

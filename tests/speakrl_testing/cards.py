@@ -16,3 +16,25 @@ def card_snippet(dataset_dir, tiny_dir) -> str:
     code = code.replace('model = "Qwen/Qwen3-0.6B"', f"model = {str(tiny_dir)!r}")
     code = code.replace("SFTConfig(output_dir", f"SFTConfig({TINY_ARGS}output_dir")
     return code.replace("GRPOConfig(output_dir", f"GRPOConfig({TINY_ARGS}num_generations=2, max_completion_length=8, output_dir")
+
+
+def run_card_snippet(code: str, monkeypatch, tmp_path) -> tuple[list, dict]:
+    """Run the card's code in `tmp_path`; return the TRL trainers it trained (in order) and its namespace."""
+    import trl
+
+    trainers: list = []
+
+    def recording(cls):
+        class Recording(cls):
+            def train(self, *args, **kwargs):
+                trainers.append(self)
+                return super().train(*args, **kwargs)
+
+        return Recording
+
+    monkeypatch.setattr(trl, "SFTTrainer", recording(trl.SFTTrainer))
+    monkeypatch.setattr(trl, "GRPOTrainer", recording(trl.GRPOTrainer))
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(code, "dataset card", "exec"), namespace)  # noqa: S102 - the card's own code
+    return trainers, namespace

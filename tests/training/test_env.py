@@ -131,3 +131,18 @@ def test_episode_warm_start_targets_are_the_episode_protocol(splits, tiny_dir, t
         assert row["turn"] == 0 or "<tool_response>" in prompt  # earlier turns come back as tool results
 
 
+
+
+def test_a_dialogue_that_spans_services_gets_one_environment_with_all_their_tools(catalog):
+    """SGD dialogues such as "hotels_2+restaurants_1" book across services: the episode has every service's tools and
+    the simulated user answers about every service's slots."""
+    env_cls = environment_factories(catalog, ["hotels+restaurants"])["hotels+restaurants"]
+    env = env_cls()
+    tools = {t.name for d in ("hotels", "restaurants") for t in catalog.domain(d).tools}
+    assert tools <= set(dir(env))
+    env.reset(goal=json.dumps({"city": "Oakland", "cuisine": "Thai"}))
+    assert "thai" in env.ask_user("What cuisine would you like?").lower()
+    result = json.loads(env.find_restaurants(city="Oakland", cuisine="Thai"))
+    assert "error" not in result and env.turns == 2
+    with pytest.raises(TrainingError, match="nowhere"):
+        environment_factories(catalog, ["hotels+nowhere"])

@@ -67,28 +67,12 @@ def test_an_unknown_config_is_one_sentence(published, tmp_path):
 @pytest.mark.slow
 def test_the_cards_trl_snippet_trains_on_the_sgd_configs(published, tiny_dir, tmp_path, monkeypatch):
     """The card's 'Use with TRL' code, pointed at `sgd` and `sgd_decision_points`, runs one step of each trainer."""
-    import trl
+    from speakrl_testing.cards import card_snippet, run_card_snippet
 
-    from speakrl_testing.cards import card_snippet
-
-    trainers: list = []
-
-    def recording(cls):
-        class Recording(cls):
-            def train(self, *args, **kwargs):
-                trainers.append(self)
-                return super().train(*args, **kwargs)
-
-        return Recording
-
-    monkeypatch.setattr(trl, "SFTTrainer", recording(trl.SFTTrainer))
-    monkeypatch.setattr(trl, "GRPOTrainer", recording(trl.GRPOTrainer))
-    monkeypatch.chdir(tmp_path)
     code = card_snippet(published, tiny_dir).replace('"<owner>/SpeakER"', repr(str(published)))  # published --to-dir
     repo = next(line for line in code.splitlines() if line.startswith("dialogues = load_dataset("))
     code = code.replace(repo, repo.replace(', split="train")', ', "sgd", split="train")')).replace('"decision_points"', '"sgd_decision_points"')
-    namespace: dict = {}
-    exec(compile(code, "dataset card", "exec"), namespace)  # noqa: S102 - the card's own code
+    trainers, namespace = run_card_snippet(code, monkeypatch, tmp_path)
     sft_dialogues, sft_points, grpo = trainers
     assert all(r.startswith("sgd-") for r in namespace["dialogues"]["id"]) and all(r.startswith("sgd-") for r in namespace["points"]["id"])
     for trainer in (sft_dialogues, sft_points):

@@ -14,7 +14,7 @@ import datasets
 import pytest
 
 from speakrl.pipeline.stages.publish import PublishOptions, build_dataset_dir
-from speakrl_testing.cards import card_snippet
+from speakrl_testing.cards import card_snippet, run_card_snippet
 
 
 @pytest.fixture(scope="module")
@@ -25,23 +25,7 @@ def published(run_dir, tmp_path_factory):
 
 @pytest.mark.slow
 def test_the_cards_trl_snippet_trains_on_every_config_as_loaded(published, tiny_dir, tmp_path, monkeypatch):
-    import trl
-
-    trainers: list = []
-
-    def recording(cls):
-        class Recording(cls):
-            def train(self, *args, **kwargs):
-                trainers.append(self)
-                return super().train(*args, **kwargs)
-
-        return Recording
-
-    monkeypatch.setattr(trl, "SFTTrainer", recording(trl.SFTTrainer))
-    monkeypatch.setattr(trl, "GRPOTrainer", recording(trl.GRPOTrainer))
-    monkeypatch.chdir(tmp_path)
-    namespace: dict = {}
-    exec(compile(card_snippet(published, tiny_dir), "dataset card", "exec"), namespace)  # noqa: S102 - the card's own code
+    trainers, namespace = run_card_snippet(card_snippet(published, tiny_dir), monkeypatch, tmp_path)
 
     sft_dialogues, sft_points, grpo = trainers
     tokenizer = namespace["tokenizer"]
