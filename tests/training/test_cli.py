@@ -100,3 +100,33 @@ def test_eval_benchmark_command_on_a_checkpoint_and_an_endpoint(tiny_dir, slice_
     api = json.loads((tmp_path / "api" / "eval_when2call.json").read_text())
     assert api["f1_request_for_info"] == 0.5 and api["tool_hallucination_rate"] == 0.0
     assert api["macro_f1"] == pytest.approx(1 / 6, abs=1e-3)
+
+
+def test_eval_miss_param_command_on_a_checkpoint_and_an_endpoint(tiny_dir, slice_dir, tmp_path):
+    """`--benchmark bfcl-miss-param` through the CLI: the baselines score what they must beside the model, and an
+    endpoint that always asks waits on every `[]` turn and acts on none."""
+    from speakrl.training.benchmarks import load_benchmark
+
+    items = load_benchmark("bfcl-miss-param", slice_dir, limit=16)  # the first tasks' turns: both kinds, a short run
+    wait = sum(i["gold"] != "tool_call" for i in items)
+    assert 0 < wait < len(items)
+    proc = speakrl("eval", "--benchmark", "bfcl-miss-param", "--benchmark-dir", str(slice_dir), "--model", str(tiny_dir),
+                   "--limit", "16", "--max-new-tokens", "8", "--output-dir", str(tmp_path / "local"), timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    text = " ".join(proc.stdout.split())
+    for row in ("always-act", "oracle", "must-wait turns", "must-act turns", "call exact match"):
+        assert row in text, proc.stdout
+    local = json.loads((tmp_path / "local" / "eval_bfcl-miss-param.json").read_text())
+    assert local["items"] == len(items)
+    oracle, act = local["baselines"]["oracle"], local["baselines"]["always-act"]
+    assert oracle["accuracy"] == 1.0 and oracle["call_exact_match"] == 1.0
+    assert act["wait_accuracy"] == 0.0 and act["act_accuracy"] == 1.0
+
+    with OpenAIServer(responder=lambda body: "Which file do you mean?") as server:
+        proc = speakrl("eval", "--benchmark", "bfcl-miss-param", "--benchmark-dir", str(slice_dir), "--model", "asker",
+                       "--base-url", server.base_url, "--limit", "16", "--output-dir", str(tmp_path / "api"), timeout=600)
+        assert server.requests == len(items) and server.bodies[0]["tools"]
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    api = json.loads((tmp_path / "api" / "eval_bfcl-miss-param.json").read_text())
+    assert api["wait_accuracy"] == 1.0 and api["act_accuracy"] == 0.0 and api["call_rate"] == 0.0
+    assert api["accuracy"] == round(wait / len(items), 4)
