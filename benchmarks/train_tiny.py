@@ -4,6 +4,8 @@ split. Prints the evaluation table for the three models and the reward curve; wr
     python benchmarks/train_tiny.py --out outputs/bench-tiny            # one command, prints JSON; target <= 15 min on 2 cores
     python benchmarks/train_tiny.py --n 120 --sft-epochs 1 --grpo-steps 4 --eval-limit 10  # smoke run
 
+stdout is the JSON summary alone (`| jq .table`); the trainers' logs and the rich table go to stderr.
+
 The baselines (always-act, always-ask, oracle) are scored by the same harness on the same test split, so each number
 has its floor and ceiling beside it. The numbers are what a ~4M-parameter model learns in minutes on a CPU; they show
 the pipeline works end to end and which way each stage moves the metrics, not what a real model reaches.
@@ -12,6 +14,7 @@ the pipeline works end to end and which way each stage moves the metrics, not wh
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -23,6 +26,14 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 def main() -> None:
+    # The trainers print their per-step logs to stdout; they go to stderr so stdout is the JSON summary alone.
+    with contextlib.redirect_stdout(sys.stderr):
+        report, path = run()
+    print(json.dumps(report, indent=1))
+    print(f"full report: {path}", file=sys.stderr)
+
+
+def run() -> tuple[dict, Path]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="outputs/bench-tiny")
     parser.add_argument("--n", type=int, default=600, help="scenarios to generate")
@@ -42,7 +53,7 @@ def main() -> None:
     from speakrl.training.evaluate import BASELINES, BaselinePolicy, LocalPolicy, evaluate, metrics_table
     from speakrl.training.train import reward_curve, train
 
-    console = Console()
+    console = Console(stderr=True)
     out = Path(args.out)
     timings: dict[str, float] = {}
     started, load_before = time.time(), os.getloadavg()
@@ -73,6 +84,11 @@ def main() -> None:
     curve = reward_curve(history)
     rewards = curve["reward"]
     k = max(1, len(rewards) // 5)
+
+    def first_last(values: list) -> list:
+        """Mean of the first and of the last fifth of the steps (None where a reward did not apply)."""
+        head, tail = [v for v in values[:k] if v is not None], [v for v in values[-k:] if v is not None]
+        return [round(sum(head) / len(head), 4) if head else None, round(sum(tail) / len(tail), 4) if tail else None]
     report = {
         "recipe": "tiny-cpu",
         "n_scenarios": args.n,
@@ -83,6 +99,8 @@ def main() -> None:
         "reward_curve": {
             "first_steps_mean": round(sum(rewards[:k]) / k, 4) if rewards else None,
             "last_steps_mean": round(sum(rewards[-k:]) / k, 4) if rewards else None,
+            # Which reward moved: each one's mean over the first and the last fifth of the steps.
+            "per_reward_first_last": {key.split("/")[1]: first_last(v) for key, v in curve.items() if key.startswith("rewards/")},
             "frac_reward_zero_std_mean": round(sum(x or 0 for x in curve["frac_reward_zero_std"]) / max(1, len(rewards)), 4),
             "json": summary.get("reward_curve_json"),
             "png": summary.get("reward_curve_png"),
@@ -98,10 +116,10 @@ def main() -> None:
     headline = ("clarify_f1", "p_ask_auc", "clarify_precision", "clarify_recall", "task_completion", "avg_turns",
                 "tool_call_exact_match", "format_score")
     summary_table = {name: {k: m.get(k) for k in headline} for name, m in results.items()}
-    print(json.dumps({**{k: v for k, v in report.items() if k not in ("results", "reward_curve")},
+    summary_report = {**{k: v for k, v in report.items() if k not in ("results", "reward_curve")},
                       "table": summary_table,
-                      "reward_curve": {k: v for k, v in report["reward_curve"].items() if k != "reward"}}, indent=1))
-    print(f"full report: {out / 'bench.json'}")
+                      "reward_curve": {k: v for k, v in report["reward_curve"].items() if k != "reward"}}
+    return summary_report, out / "bench.json"
 
 
 if __name__ == "__main__":
