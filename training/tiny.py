@@ -67,6 +67,8 @@ def build_tokenizer(texts: Iterable[str], vocab_size: int = 4096, max_token_leng
     tok = Tokenizer(models.BPE())
     # Merges may cross word boundaries (no GPT-2 regex): the JSON tool specs repeated in every prompt then shrink to
     # a few long tokens, which halves prompt length and so CPU time per step. Newlines and tags stay their own pieces.
+    # The price: a value or tool name is spelled with other tokens in the prompt than in a call, so the model cannot
+    # copy it (why the demo completes no episode; training/README.md).
     tok.pre_tokenizer = pre_tokenizers.Sequence([
         pre_tokenizers.Split(pattern=Regex(r"\n+|</?[a-z_]+>|<\|[a-z_]+\|>"), behavior="isolated"),
         pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
