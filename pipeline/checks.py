@@ -351,23 +351,28 @@ def _ranked_cues(slot: SlotSpec) -> dict[str, int]:
     """Cue phrase -> how specifically it names the slot: 3 for "kind of X" when the slot is described as "Type of X",
     2 for the slot's own label, an enum or known value, or "kind of X" when a classifying slot (cuisine, genre)
     mentions X in its description, 1 for one word of its name or a usual way of asking ("when", "how many")."""
-    parts = slot.name.lower().split("_")
-    words = slot_words(slot.name)
+    return _cues_of(slot.name, slot.description, slot.type, tuple(slot.enum or ()), tuple(slot.values))
+
+
+@lru_cache(maxsize=1 << 12)  # the same few slots are read for every question of a run
+def _cues_of(name: str, description: str, type_: str, enum: tuple[str, ...], values: tuple[str, ...]) -> dict[str, int]:
+    parts = name.lower().split("_")
+    words = slot_words(name)
     # "city_of_event" is a city: the words after "of" qualify it and are no cue alone
     before_of = [w for w in parts[:parts.index("of")] if w not in _GENERIC_WORDS] if "of" in parts[1:] else []
     head = set(before_of or words)
     cues = {w: 1 for w in words if w not in _WEAK_WORDS and w in head}
-    description = normalize(slot.description)
+    description = normalize(description)
     for w in head:
         # "where" asks for a place, not for the name of one ("Name of event location" is asked "which venue")
         cues.update({c: 1 for c in _CUES.get(w, ()) if not (description.startswith("name of") and _WH_CUE.match(c))})
     if "number" in parts:  # number_of_seats is asked as "how many"
         cues.setdefault("how many", 1)
-    cues.update({normalize(v): 2 for v in slot.enum or ()})
+    cues.update({normalize(v): 2 for v in enum})
     # known values offered as examples ("Italian, Indian or something else?"); not numbers, dates or times,
     # which many slots share
-    if slot.type == "string":
-        cues.update({normalize(v): 2 for v in slot.values if not re.search(r"\d", v) and normalize(v) not in ("true", "false")})
+    if type_ == "string":
+        cues.update({normalize(v): 2 for v in values if not re.search(r"\d", v) and normalize(v) not in ("true", "false")})
     if _KIND_WORDS & set(parts):  # "Cuisine of food served in the restaurant": "what kind of restaurant"
         for noun in (set(re.findall(r"[a-z]{3,}", description)) - _DESCRIPTION_STOP - _KIND_WORDS) | {" ".join(words)}:
             cues.update({f"{kind} of {noun}": 2 for kind in _ASKED_KINDS})  # and "what type of cuisine"
@@ -395,6 +400,13 @@ _ASKED_BEFORE = re.compile(
 _TOPIC_BEFORE = re.compile(
     rf"(?:\b(?:the|this|that|these|those|your)|\b(?:for|in|at|to|of|about)(?: (?:a|an))?)(?: (?!{_ASKING_WORDS}\b)\w+)? $")
 _WH_CUE = re.compile(r"(?:when|where|how|what|which)\b")
+
+
+@lru_cache(maxsize=1 << 12)
+def _needle(cue: str) -> str:
+    """A piece of text every match of the cue's pattern contains: its longest word, less a "y" that turns "ies"."""
+    word = max(cue.split(" "), key=len)
+    return word[:-1] if len(word) > 3 and word.endswith("y") else word
 
 
 @lru_cache(maxsize=1 << 12)
@@ -446,6 +458,8 @@ def question_targets(question: str, slots: Iterable[SlotSpec]) -> set[str]:
     spans: dict[tuple[int, int], tuple[int, set[str]]] = {}
     for slot in slots:
         for cue, rank in _ranked_cues(slot).items():
+            if _needle(cue) not in text:  # most cues are not in the question: skip their regex
+                continue
             for m in _cue_pattern(cue).finditer(text):
                 if rank == 1 and asks and not any(s <= m.start() < e for s, e in asks):
                     continue  # a loose cue ("date", "when") counts only in the sentence that asks
