@@ -350,26 +350,37 @@ _DESCRIPTION_STOP = {"the", "a", "an", "of", "for", "in", "to", "or", "and", "is
 def _ranked_cues(slot: SlotSpec) -> dict[str, int]:
     """Cue phrase -> how specifically it names the slot: 3 for "kind of X" when the slot is described as "Type of X",
     2 for the slot's own label, an enum or known value, or "kind of X" when a classifying slot (cuisine, genre)
-    mentions X in its description, 1 for one word of its name or a usual way of asking ("when", "how many")."""
-    parts = slot.name.lower().split("_")
-    words = slot_words(slot.name)
+    mentions X (or a usual word for X: "eatery") in its description, 1 for one word of its name or a usual way of
+    asking ("when", "how many", "number of")."""
+    return _cues_of(slot.name, slot.description, slot.type, tuple(slot.enum or ()), tuple(slot.values))
+
+
+@lru_cache(maxsize=1 << 12)  # the same few slots are read for every question of a run
+def _cues_of(name: str, description: str, type_: str, enum: tuple[str, ...], values: tuple[str, ...]) -> dict[str, int]:
+    parts = name.lower().split("_")
+    words = slot_words(name)
     # "city_of_event" is a city: the words after "of" qualify it and are no cue alone
     before_of = [w for w in parts[:parts.index("of")] if w not in _GENERIC_WORDS] if "of" in parts[1:] else []
     head = set(before_of or words)
     cues = {w: 1 for w in words if w not in _WEAK_WORDS and w in head}
-    description = normalize(slot.description)
+    description = normalize(description)
     for w in head:
         # "where" asks for a place, not for the name of one ("Name of event location" is asked "which venue")
         cues.update({c: 1 for c in _CUES.get(w, ()) if not (description.startswith("name of") and _WH_CUE.match(c))})
     if "number" in parts:  # number_of_seats is asked as "how many"
         cues.setdefault("how many", 1)
-    cues.update({normalize(v): 2 for v in slot.enum or ()})
+    if description.startswith("number of"):  # a count ("Number of seats to find event tickets for"): "what number of tickets"
+        cues.setdefault("number of", 1)
+    cues.update({normalize(v): 2 for v in enum})
     # known values offered as examples ("Italian, Indian or something else?"); not numbers, dates or times,
     # which many slots share
-    if slot.type == "string":
-        cues.update({normalize(v): 2 for v in slot.values if not re.search(r"\d", v) and normalize(v) not in ("true", "false")})
+    if type_ == "string":
+        cues.update({normalize(v): 2 for v in values if not re.search(r"\d", v) and normalize(v) not in ("true", "false")})
     if _KIND_WORDS & set(parts):  # "Cuisine of food served in the restaurant": "what kind of restaurant"
-        for noun in (set(re.findall(r"[a-z]{3,}", description)) - _DESCRIPTION_STOP - _KIND_WORDS) | {" ".join(words)}:
+        nouns = (set(re.findall(r"[a-z]{3,}", description)) - _DESCRIPTION_STOP - _KIND_WORDS) | {" ".join(words)}
+        # and of the usual words for those nouns ("what kind of eatery")
+        nouns |= {c for n in list(nouns) for c in _CUES.get(n, ()) if " " not in c and not _WH_CUE.match(c)}
+        for noun in nouns:
             cues.update({f"{kind} of {noun}": 2 for kind in _ASKED_KINDS})  # and "what type of cuisine"
     if m := _TYPE_OF.match(description):  # "Type of event" is asked as "what kind of event" or "the event category"
         cues.update({f"{kind} of {m[1]}": 3 for kind in _ASKED_KINDS})
@@ -398,11 +409,56 @@ _WH_CUE = re.compile(r"(?:when|where|how|what|which)\b")
 
 
 @lru_cache(maxsize=1 << 12)
+def _needle(cue: str) -> str:
+    """A piece of text every match of the cue's pattern contains: its longest word, less a "y" that turns "ies"."""
+    word = max(cue.split(" "), key=len)
+    return word[:-1] if len(word) > 3 and word.endswith("y") else word
+
+
+# Words of a slot's name this long are read through one slip of the keyboard ("resturant"); shorter ones are too
+# close to other words ("time" and "tome", "even" and "event").
+_TYPO_LEN = 6
+_LONG_WORD = re.compile(rf"[a-z]{{{_TYPO_LEN - 1},}}")
+
+
+def _spelled(text: str, words: set[str]) -> str:
+    """`text` with each word one edit away from one of `words` (a letter dropped, added, changed, or two swapped;
+    the first letter kept) written as that word: "is there a specific restuarant?" names the restaurant.
+
+    >>> _spelled("is there a specific restuarant? what tinme?", {"restaurant", "time"})
+    'is there a specific restaurant? what tinme?'
+    """
+    def fix(m: re.Match[str]) -> str:
+        w = m.group()
+        return w if w in words else next((v for v in words if v[0] == w[0] and _one_edit(w, v)), w)
+
+    words = {w for w in words if len(w) >= _TYPO_LEN}
+    return _LONG_WORD.sub(fix, text) if words else text
+
+
+def _one_edit(a: str, b: str) -> bool:
+    """Whether `a` becomes `b` by one dropped, added or changed letter, or two neighbours swapped."""
+    if len(a) > len(b):
+        a, b = b, a
+    if len(b) - len(a) > 1 or a == b:
+        return False
+    i = 0
+    while i < len(a) and a[i] == b[i]:
+        i += 1
+    if len(a) < len(b):
+        return a[i:] == b[i + 1:]
+    return a[i + 1:] == b[i + 1:] or (a[i + 1:i + 2] == b[i:i + 1] and a[i:i + 1] == b[i + 1:i + 2] and a[i + 2:] == b[i + 2:])
+
+
+@lru_cache(maxsize=1 << 12)
 def _cue_pattern(cue: str) -> re.Pattern[str]:
-    """A cue as a whole phrase, its words also in the plural ("kind of event" in "what kinds of events")."""
-    words = [re.escape(w[:-1]) + "(?:y|ies)" if len(w) > 3 and w.endswith("y") and w[-2] not in "aeiou" else re.escape(w) + "(?:s|es)?"
-             for w in cue.split(" ")]
-    return re.compile(r"(?<![\w.:-])" + " ".join(words) + r"(?![\w:]|\.\d)")
+    """A cue as a whole phrase, its words also in the plural ("kind of event" in "what kinds of events"), an article
+    allowed after "of" ("the categories of the events")."""
+    words = cue.split(" ")
+    forms = [re.escape(w[:-1]) + "(?:y|ies)" if len(w) > 3 and w.endswith("y") and w[-2] not in "aeiou" else re.escape(w) + "(?:s|es)?"
+             for w in words]
+    phrase = forms[0] + "".join((" (?:(?:the|a|an) )?" if before == "of" else " ") + f for before, f in zip(words, forms[1:]))
+    return re.compile(r"(?<![\w.:-])" + phrase + r"(?![\w:]|\.\d)")
 
 
 def question_targets(question: str, slots: Iterable[SlotSpec]) -> set[str]:
@@ -415,7 +471,9 @@ def question_targets(question: str, slots: Iterable[SlotSpec]) -> set[str]:
     or, asked as "which X", to the slot that identifies X rather than classifies it ("which event?": event_name).
     A slot described as "Type of X" is asked as "what kind of X" or "the X category", a classifying slot (cuisine,
     genre) as "what kind of" a noun of its description ("what style of restaurant"); a string slot's known values
-    (not numbers, dates or times) name it when offered ("Italian, Indian or something else?").
+    (not numbers, dates or times) name it when offered ("Italian, Indian or something else?"), a count described as
+    "Number of ..." is asked as "what number of", and a word of a slot's name is read through one slip of the
+    keyboard when it has six letters or more ("resturant").
     What a sentence is about is not what it asks: a phrase after "the", "this", "for" or "in" ("what city is the
     restaurant in?", "which city should I search for events?") or right after another slot's value ("sports
     events") counts only when the question asks nothing else ("can you give me the name of the event?"), unless it
@@ -439,13 +497,17 @@ def question_targets(question: str, slots: Iterable[SlotSpec]) -> set[str]:
     >>> question_targets("What city is the restaurant in?", restaurant), question_targets("Which restaurant?", restaurant)
     ({'city'}, {'restaurant_name'})
     """
+    slots = list(slots)
+    text = _spelled(normalize(question), {w for slot in slots for w in slot.name.lower().split("_")})
     # Quoted words are the user's (or a rejected value), not what is asked: blank them, keeping positions.
-    text = _QUOTED.sub(lambda m: " " * len(m.group()), normalize(question))
+    text = _QUOTED.sub(lambda m: " " * len(m.group()), text)
     asks = [m.span() for m in _ASKING_SENTENCE.finditer(text)]
     # span -> (rank, slots naming it with that rank)
     spans: dict[tuple[int, int], tuple[int, set[str]]] = {}
     for slot in slots:
         for cue, rank in _ranked_cues(slot).items():
+            if _needle(cue) not in text:  # most cues are not in the question: skip their regex
+                continue
             for m in _cue_pattern(cue).finditer(text):
                 if rank == 1 and asks and not any(s <= m.start() < e for s, e in asks):
                     continue  # a loose cue ("date", "when") counts only in the sentence that asks

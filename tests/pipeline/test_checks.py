@@ -310,3 +310,29 @@ def test_sgd_labels_the_words_do_not_bear_are_not_followed(question, slots, sgd_
 def test_numbers_and_dates_among_known_values_are_no_cue():
     assert question_targets("Is that for 2 on 2019-03-02, right?", RESTAURANT[2:]) == set()
     assert question_targets("Anything else?", RESTAURANT) == set()
+
+
+COUNTS = [SlotSpec(name="number_of_seats", description="Number of seats to find event tickets for"),
+          SlotSpec(name="event_name", description="Name of event")]
+TRAINS = [SlotSpec(name="travelers", description="Number of travelers for the trip"),
+          SlotSpec(name="trip_number", description="Train or bus trip number")]
+
+
+@pytest.mark.parametrize("question, slots, asked", [
+    # a word of a slot's name with one slip of the keyboard (dropped, swapped or changed letter) still names it
+    ("Any favourite resturant in mind, and for what time?", RESTAURANT, {"restaurant_name", "time"}),
+    ("Which restaurnat should I book you into?", RESTAURANT, {"restaurant_name"}),
+    ("What catefory of events do you like?", EVENTS_1, {"category"}),
+    # ... but a short word is no slip of another ("even" is not "event")
+    ("Is that even possible for you?", EVENTS, set()),
+    # a count described as "Number of ..." is asked as "what number of", whatever it is counted in
+    ("And what number of passes do you need?", COUNTS, {"number_of_seats"}),
+    # ... and a slot that is a number, not a count, is not ("the trip number" is no count of travelers)
+    ("Could you tell me the number of travelers?", TRAINS, {"travelers"}),
+    # a classifying slot is asked as "what kind of" the usual words for the nouns of its description
+    ("What sort of diner are you after?", RESTAURANT, {"cuisine"}),
+    # "kind of X" with an article between ("the category of the event")
+    ("Any preference for the category of the event?", EVENTS_1, {"category"}),
+])
+def test_human_wordings_read_through_slips_counts_and_synonyms(question, slots, asked):
+    assert question_targets(question, slots) == asked
