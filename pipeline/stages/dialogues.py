@@ -189,7 +189,7 @@ def converse(cfg: RunConfig, scenario: Scenario, domain: Domain, sim: Simulator)
     result = sim.execute(tool.name, args)
     conv.tool_result(call, result)
     conv.assistant("answer", "The tool returned a result; I'll report it to the user.",
-                   content=phrasing.final_answer(rng, domain, tool, result))
+                   content=phrasing.final_answer(rng, domain, tool, result, asked=args))
     reached = "error" not in result and call_matches(tool.name, args, tool.name, scenario.goal, tool.optional)
     return conv, reached
 

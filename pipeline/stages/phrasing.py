@@ -107,7 +107,7 @@ CONFLICT_JOINS = [("{a}, but also {b}", None), ("{a} — though {b} would be bet
 Q_MISSING = [
     "Could you tell me the {labels}?", "What {labels} would you like?", "Which {labels} should I use?",
     "I'll need the {labels} — what should I put?", "Sure! What's the {labels}?", "Happy to help. What {labels} do you have in mind?",
-    "Before I do that, what is the {labels}?", "Got it. Can you give me the {labels}?", "One thing first: the {labels}?",
+    "Before I do that, can you tell me the {labels}?", "Got it. Can you give me the {labels}?", "One thing first: the {labels}?",
 ]
 Q_VAGUE = [
     "When you say \"{vague}\", which {label} exactly do you mean?", "Could you narrow \"{vague}\" down to a specific {label}?",
@@ -194,6 +194,8 @@ def _variant_fits(needs: str | None, value: Any, slot: str) -> bool:
 # Ways to string details together, so openings are not one comma list.
 DETAIL_LINKS = [", ", ", ", ", ", "; ", ", plus ", ", also ", " — ", ", oh and ", ", and also ", ", and "]
 DONE = ["Done!", "All set.", "Great news!", "That's taken care of.", "Confirmed.", "Everything went through."]
+# A cancellation says it was cancelled: "All set." and the booking's details alone read as if it had been made.
+CANCELLED = ["Done, that's cancelled.", "All set, it's cancelled.", "That's cancelled.", "Your cancellation went through."]
 
 
 # A unit at the end of a slot name belongs after the value: "weight_kg" is "2 kg", not "weight kg: 2".
@@ -209,6 +211,8 @@ def label(name: str) -> str:
 
     >>> label("weight_kg"), label("date_of_journey"), label("tracking_number"), label("to"), label("restaurant_name")
     ('weight in kg', 'date of journey', 'tracking number', 'destination', 'restaurant')
+    >>> label("number_stops"), label("number_of_rooms")
+    ('number of stops', 'number of rooms')
     """
     words = name.lower().split("_")
     if name.lower() in _BARE_LABELS:
@@ -219,6 +223,8 @@ def label(name: str) -> str:
         return " ".join(words)
     if len(words) == 2 and words[1] == "number" and words[0] not in ("flight", "trip"):
         return " ".join(words)
+    if len(words) > 1 and words[0] in ("number", "num"):  # SGD's "number_stops": "number of stops"
+        return f"number of {label('_'.join(words[1:]))}"
     return slot_label(name)
 
 
@@ -237,6 +243,19 @@ def fmt(value: Any) -> Any:
     if isinstance(value, bool):
         return "yes" if value else "no"
     return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+def money(value: float, grouped: bool = False) -> str:
+    """An amount as a price is written: cents only when there are some; `grouped` puts commas in thousands (the
+    assistant's closings; a user's amount stays as the call carries it).
+
+    >>> money(40.0), money(24.9), money(7), money(17840.09, grouped=True)
+    ('40', '24.90', '7', '17,840.09')
+    """
+    value = fmt(value)
+    if isinstance(value, float):
+        return f"{value:,.2f}" if grouped else f"{value:.2f}"
+    return f"{value:,}" if grouped else str(value)
 
 
 def join(items: Sequence[str], word: str = "and") -> str:
@@ -430,6 +449,9 @@ def mention(rng: random.Random | None, domain: Domain, name: str, value: Any, an
     if isinstance(value, bool):
         if said.endswith(("ed", "able", "ible")):  # "insured", "refundable"
             return said if value else f"not {said}"
+        fact = _bool_fact(name, value)
+        if fact.startswith(("it ", "it doesn't ")) and not fact.startswith(("it is", "it has")):  # a verb
+            return "that" + fact[2:]  # "that offers cosmetic services", not "with offers cosmetic services"
         return f"with {said}" if value else f"without {said}"
     if slot.mention and normalize(value) == "none":  # not "with none insurance", "with a reminder none"
         return f"{said} set to none"
@@ -439,15 +461,18 @@ def mention(rng: random.Random | None, domain: Domain, name: str, value: Any, an
             template = rng.choice([template, *slot.mentions])
         if rng is not None and template in MENTION_VARIANTS:
             template = rng.choice([t for t, needs in MENTION_VARIANTS[template] if _variant_fits(needs, value, name)])
-        return template.format(value=fmt(value))
+        if isinstance(value, str) and _SAYS_WHEN.match(value):  # "now", "in 15 minutes": not "at now", "at in 15 ..."
+            template = _PREPOSITION.sub("", template)
+        money_value = isinstance(value, float) and "${value}" in template
+        return template.format(value=money(value) if money_value else fmt(value))  # "$8.50", not "$8.5"
     numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
     if numeric and (unit := unit_of(name)):  # "2 kg", "a weight of 2 kg"
         base = label(name).rsplit(" in ", 1)[0]
         forms = [f"{{value}} {unit}", f"{{value}} {unit}", f"a {base} of {{value}} {unit}"]
         return (forms[0] if rng is None else rng.choice(forms)).format(value=fmt(value))
-    if numeric and set(name.lower().split("_")) & _MONEY_WORDS:  # "$40"
+    if numeric and set(name.lower().split("_")) & _MONEY_WORDS:  # "$40", "$24.90"
         forms = ["${value}", "${value}", "a {label} of ${value}"]
-        return (forms[0] if rng is None else rng.choice(forms)).format(label=said, value=fmt(value))
+        return (forms[0] if rng is None else rng.choice(forms)).format(label=said, value=money(value))
     if rng is None:
         template = GENERIC_MENTIONS[0]
     elif isinstance(value, str) and not value.replace(".", "").isdigit() and rng.random() < 0.5:
@@ -457,6 +482,7 @@ def mention(rng: random.Random | None, domain: Domain, name: str, value: Any, an
     return template.format(label=said, value=fmt(value))
 
 
+_SAYS_WHEN = re.compile(r"^(now|right now|today|tonight|tomorrow|in \d|this |next |later)", re.I)
 _LEADS_A_PHRASE = re.compile(r"^(in|from|at|on|with|for|by|to|called|rated|starting|leaving|arriving|moving|checking) ")
 
 
@@ -561,8 +587,8 @@ def conflict_phrase(rng: random.Random, domain: Domain, slot: str, goal_value: A
         pair.reverse()
     # options of a slot with no phrasing of its own are said bare ("express — though standard would be better")
     a, b = (mention(rng, domain, slot, v) if domain.slot(slot).mention else str(fmt(v)) for v in pair)
-    text = tidy(template.format(a=a, b=b))
-    return text[:1].lower() + text[1:]
+    raw = template.format(a=a, b=b)
+    return raw[:1] + tidy(raw)[1:]  # said inside a sentence: "express, ..." stays lower, "Air Canada, ..." upper
 
 
 def opening(rng: random.Random, domain: Domain, tool: ToolDef, stated: dict[str, Any], ambiguities: list[Ambiguity],
@@ -723,11 +749,13 @@ def _fact(name: str, value: str) -> str:
 
     >>> _fact("weight_kg", "2"), _fact("conditions", "light rain"), _fact("status", "open"), _fact("species", "cat")
     ('the weight is 2 kg', 'the conditions are light rain', 'the status is open', 'the species is cat')
-    >>> _fact("number_of_adults", "5")
-    'the number of adults is 5'
+    >>> _fact("number_of_adults", "5"), _fact("account_ending", "ending 2847")
+    ('the number of adults is 5', 'the account ending is 2847')
     """
     label = FACT_LABELS.get(name, name.replace("_", " "))
     *head, last = label.split(" ")
+    if head and value.startswith(f"{last} "):  # "the account ending is 2847", not "... is ending 2847"
+        value = value[len(last) + 1:]
     if head and last in _UNITS and value[:1].isdigit():
         label, value = " ".join(head), f"{value} {last.upper() if last in ('usd', 'eur') else last}"
         last = head[-1]
@@ -745,8 +773,8 @@ def _bool_fact(name: str, value: bool) -> str:
 
     >>> _bool_fact("has_pool", True), _bool_fact("pets_allowed", False), _bool_fact("insured", False)
     ('it has a pool', "pets aren't allowed", "it isn't insured")
-    >>> _bool_fact("accepts_new_patients", False), _bool_fact("private_visibility", True)
-    ("it doesn't accept new patients", 'private visibility is on')
+    >>> _bool_fact("accepts_new_patients", False), _bool_fact("private_visibility", True), _bool_fact("pets_welcome", True)
+    ("it doesn't accept new patients", 'private visibility is on', 'pets are welcome')
     """
     words = name.lower().split("_")
     rest = " ".join(words[1:])
@@ -754,7 +782,7 @@ def _bool_fact(name: str, value: bool) -> str:
         return f"it has a {rest}" if value else f"it doesn't have a {rest}"
     if words[0] == "is" and rest:
         return f"it is {rest}" if value else f"it isn't {rest}"
-    if len(words) > 1 and words[-1] in ("allowed", "included", "required", "available"):
+    if len(words) > 1 and words[-1] in ("allowed", "included", "required", "available", "welcome", "accepted", "permitted"):
         subject = " ".join(words[:-1])
         verb = ("are" if subject.endswith("s") else "is") + ("" if value else "n't")
         return f"{subject} {verb} {words[-1]}"
@@ -782,6 +810,8 @@ def _facts(domain: Domain, facts: dict[str, Any]) -> str:
             continue
         phrase = _PREPOSITION.sub("", mention(None, domain, k, v))
         value = phrase[phrase.index("$"):] if "$" in phrase else fmt(v)  # "$57 a day", not "the album X" or "2:48 long"
+        if isinstance(v, (int, float)) and str(value).startswith("$"):  # "$17,840.09", not "$17840.09"
+            value = re.sub(r"^\$[\d.]+", "$" + money(v, grouped=True), str(value))
         if set(k.split("_")) & {"monthly", "daily", "nightly", "night", "per"}:  # not "the monthly rent is $1450 a month"
             value = re.sub(r" (a|per) (month|day|night)$", "", str(value))
         said.append(_fact(k, str(value)))
@@ -800,12 +830,14 @@ def _what_was_done(domain: Domain, facts: dict[str, Any]) -> str:
 
 
 def _done(rng: random.Random, tool: ToolDef) -> str:
-    """How a finished action opens its closing; a cancellation is no "Great news!"."""
-    return rng.choice([d for d in DONE if d != "Great news!"] if tool.name.lower().startswith("cancel") else DONE)
+    """How a finished action opens its closing; a cancellation says so, and is no "Great news!"."""
+    return rng.choice(CANCELLED if tool.name.lower().startswith("cancel") else DONE)
 
 
-def final_answer(rng: random.Random, domain: Domain, tool: ToolDef, result: dict[str, Any]) -> str:
-    """The assistant's closing message: what happened, in a sentence, with the facts from the tool result."""
+def final_answer(rng: random.Random, domain: Domain, tool: ToolDef, result: dict[str, Any],
+                 asked: dict[str, Any] | None = None) -> str:
+    """The assistant's closing message: what happened, in a sentence, with the facts from the tool result. A lookup
+    reports what it found, not the `asked` arguments read back ("the city is Tampa, the date is today")."""
     entity = domain.entity or "result"
     if "error" in result:
         return tidy(f"Sorry, that didn't work: {result['error']}.")
@@ -828,6 +860,8 @@ def final_answer(rng: random.Random, domain: Domain, tool: ToolDef, result: dict
         done = _what_was_done(domain, facts)
         said = f" {name}, {done}." if name and done else f" {name}." if name else f" That's {done}." if done else ""
         return tidy(f"{_done(rng, tool)}{said} Your confirmation number is {result.get('confirmation_id')}.")
+    found = {k: v for k, v in facts.items() if not (asked and k in asked and normalize(v) == normalize(asked[k]))}
+    facts = found or facts
     if not facts:
         return tidy(f"I checked {name or 'that'}, but there are no details to report.")
     return tidy(f"Here's what I found {subject}: {_facts(domain, facts)}.")

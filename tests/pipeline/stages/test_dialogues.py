@@ -144,3 +144,28 @@ def test_openings_fit_the_hour_and_claim_no_precision_they_lack(catalog, sim):
         assert not re.search(r"\b(to be exact|to be precise|exactly)\b", s.opening, re.I), s.opening
     for s in afternoon:
         assert "Coffee hasn't kicked in yet." not in s.opening, s.opening
+
+
+def test_closings_say_what_happened_not_what_was_asked(catalog, sim):
+    """A cancellation's closing says it was cancelled; a lookup's reports what it found, not its arguments read back."""
+    import re
+
+    from speakrl.pipeline.stages import phrasing
+
+    _, rows = _dialogues(catalog, sim, n=400)
+    cancels = lookups = 0
+    for d in rows:
+        if not d.gold_calls:
+            continue
+        call, closing = d.gold_calls[-1], d.messages[-1].content
+        if call.name.startswith("cancel"):
+            cancels += 1
+            assert closing.startswith(tuple(phrasing.CANCELLED)), closing
+        tool = next(t for t in catalog.domain(d.domain).tools if t.name == call.name)
+        if tool.kind == "lookup" and closing.startswith("Here's what I found"):
+            lookups += 1
+            told = closing.split(":", 1)[1]
+            for name, value in call.args().items():  # "the city is Tampa" is the user's own words read back
+                assert f"the {phrasing.label(name)} is {value}" not in told, closing
+        assert not re.search(r"\$\d+\.\d(?!\d)", closing), closing  # "$24.90", not "$24.9"
+    assert cancels and lookups
