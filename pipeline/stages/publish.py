@@ -44,7 +44,7 @@ import shutil
 import sys
 import tempfile
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -302,8 +302,8 @@ def rejection_row(r: Rejection) -> dict[str, Any]:
 
 @dataclass(slots=True)
 class Entry:
-    """What splitting and the card need of one dialogue, without the dialogue: publishing holds only these in
-    memory (a few hundred bytes each) and streams the rows themselves, so its memory stays flat with run size."""
+    """What splitting and the card need of one dialogue, without the dialogue. Publishing holds these, as the columns
+    of an `Entries`, and streams the rows themselves."""
 
     id: str
     scenario_id: str
@@ -326,7 +326,7 @@ _TUPLES: dict[tuple[str, ...], tuple[str, ...]] = {}  # few distinct tuples (act
 
 
 def entry(d: Dialogue, minhash: validate.MinHasher) -> Entry:
-    # Repeated names and tuples are shared and the goal and MinHash kept as hashes: a run's entries are all in memory.
+    # Repeated names and tuples are shared and the goal and MinHash kept as hashes.
     intern = sys.intern
 
     def shared(values: Iterable[str]) -> tuple[str, ...]:
@@ -351,60 +351,197 @@ def entry(d: Dialogue, minhash: validate.MinHasher) -> Entry:
     )
 
 
-def _entries(rows: Sequence[Dialogue | Entry], num_perm: int) -> list[Entry]:
-    minhash = validate.MinHasher(num_perm)
-    return [r if isinstance(r, Entry) else entry(r, minhash) for r in rows]
-
-
 class MinHashFile:
     """The MinHash values of a build's rows, `num_perm` uint32s a row, read by row number: they stay on disk (a
     memory map would count them in the process's resident memory)."""
 
     def __init__(self, path: Path, num_perm: int):
-        self.file, self.width = open(path, "rb"), 4 * num_perm
+        self.file, self.width, self.num_perm = open(path, "rb"), 4 * num_perm, num_perm
+
+    def __len__(self) -> int:
+        return os.fstat(self.file.fileno()).st_size // self.width
 
     def __getitem__(self, row: int) -> np.ndarray:
         return np.frombuffer(os.pread(self.file.fileno(), self.width, row * self.width), dtype=np.uint32)
+
+    def block(self, start: int, stop: int) -> np.ndarray:
+        """Rows [start, stop) as a (rows, num_perm) array."""
+        data = os.pread(self.file.fileno(), self.width * (stop - start), start * self.width)
+        return np.frombuffer(data, dtype=np.uint32).reshape(-1, self.num_perm)
 
     def close(self) -> None:
         self.file.close()
 
 
-def _values(e: Entry, store: MinHashFile | None) -> np.ndarray:
-    return np.frombuffer(e.hashvalues, dtype=np.uint32) if isinstance(e.hashvalues, bytes) else store[e.hashvalues]
+class Entries:
+    """The Entries of many dialogues as columns of numpy arrays, a few dozen bytes a row (a list of `Entry` objects
+    costs ~300): a build holds these for every accepted row, so its memory stays nearly flat with run size.
+
+    Repeated values (domains, tuples of tool names, of ambiguity types and of acts, backends, models) are codes into
+    `values`; the scenario and goal are kept as 64-bit leak keys; the MinHash values are rows of `minhashes`, an
+    array or a `MinHashFile` that keeps them on disk. Indexing or iterating gives `Entry` objects."""
+
+    CODED = ("domain", "tools_called", "ambiguity_types", "acts", "backend", "model")
+
+    def __init__(self, base: dict[str, np.ndarray], values: dict[str, list], minhashes: np.ndarray | MinHashFile,
+                 index: np.ndarray | None = None, cache: dict | None = None):
+        # A subset (`take`) keeps the positions of its rows in `base` instead of copies of every column.
+        self.base, self.values, self.minhashes, self.index = base, values, minhashes, index
+        self.cache = {} if cache is None else cache  # shared by subsets: band hashes of the MinHash store
+        self.columns = _Columns(base, index)
+
+    def __len__(self) -> int:
+        return len(self.base["id"]) if self.index is None else len(self.index)
+
+    def __getitem__(self, i: int) -> Entry:
+        c, v = self.base, self.values
+        i = i if self.index is None else int(self.index[i])
+        row = int(c["minhash_row"][i])
+        return Entry(
+            id=c["id"][i].decode(), scenario_id=c["scenario_id"][i].decode(), domain=v["domain"][c["domain"][i]],
+            tools_called=v["tools_called"][c["tools_called"][i]], goal_key=int(c["goal_key"][i]),
+            hashvalues=row if isinstance(self.minhashes, MinHashFile) else self.minhashes[row].tobytes(),
+            ambiguity_types=v["ambiguity_types"][c["ambiguity_types"][i]], assistant_turns=int(c["assistant_turns"][i]),
+            clarifications=int(c["clarifications"][i]), acts=v["acts"][c["acts"][i]], n_points=int(c["n_points"][i]),
+            backend=v["backend"][c["backend"][i]], model=v["model"][c["model"][i]],
+        )
+
+    def __iter__(self) -> Iterator[Entry]:
+        return (self[i] for i in range(len(self)))
+
+    def id(self, i: int) -> str:
+        return self.base["id"][i if self.index is None else self.index[i]].decode()
+
+    def take(self, index: np.ndarray) -> Entries:
+        """The rows at `index` (positions), sharing this one's columns, values and MinHash store."""
+        return Entries(self.base, self.values, self.minhashes, index if self.index is None else self.index[index],
+                       self.cache)
+
+    def positions(self) -> np.ndarray:
+        """The positions of the rows in `base`."""
+        return np.arange(len(self)) if self.index is None else self.index
+
+    def decoded(self, name: str) -> list:
+        """One of the coded columns, one value per row."""
+        return [self.values[name][c] for c in self.columns[name].tolist()]
+
+    def distinct(self, name: str) -> set:
+        """The values of a coded column that some row has."""
+        return {self.values[name][c] for c in np.unique(self.columns[name]).tolist()}
+
+    def mask(self, name: str, keep: Callable[[Any], bool]) -> np.ndarray:
+        """Rows whose value of a coded column passes `keep`."""
+        codes = [c for c, value in enumerate(self.values[name]) if keep(value)]
+        return np.isin(self.columns[name], codes)
+
+    def minhash(self, i: int) -> np.ndarray:
+        return self.minhashes[int(self.base["minhash_row"][i if self.index is None else self.index[i]])]
+
+    def band_hashes(self, bands: list[slice], chunk: int = 65_536) -> np.ndarray:
+        """(rows, bands) uint64: a 64-bit hash of each row's MinHash values in each band (equal bands, equal
+        hashes; a shared hash is then checked value by value). Read in pieces: the values stay on disk."""
+        key = tuple((band.start, band.stop) for band in bands)
+        if key not in self.cache:
+            self.cache.clear()
+            self.cache[key] = self._band_hashes(bands, chunk)
+        return self.cache[key][self.columns["minhash_row"]]
+
+    def _band_hashes(self, bands: list[slice], chunk: int) -> np.ndarray:
+        total = len(self.minhashes)
+        store = np.empty((total, len(bands)), dtype=np.uint64)
+        for start in range(0, total, chunk):
+            stop = min(total, start + chunk)
+            block = self.minhashes.block(start, stop) if isinstance(self.minhashes, MinHashFile) else self.minhashes[start:stop]
+            for b, band in enumerate(bands):
+                h = np.full(stop - start, 0xCBF29CE484222325 ^ b, dtype=np.uint64)  # FNV-1a over the band's values
+                for col in block[:, band].T:
+                    h = (h ^ col.astype(np.uint64)) * np.uint64(0x100000001B3)
+                store[start:stop, b] = h
+        return store
 
 
-def near_duplicate_pairs(rows: Sequence[Dialogue | Entry], threshold: float, num_perm: int = 64,
-                         store: MinHashFile | None = None) -> list[tuple[int, int]]:
-    """Index pairs (earlier, later) whose word-3-gram Jaccard is at least `threshold`: rows sharing an LSH band
-    (datasketch's bands for the threshold) are candidates, the MinHash estimate decides. `store`: where Entries
-    whose `hashvalues` is a row number keep them."""
-    entries = _entries(rows, num_perm)
-    bands = validate.lsh_bands(threshold, num_perm)
-    first = validate.HashIndex()  # band key -> first row with it
-    more: dict[int, list[int]] = {}  # band key -> every row with it, for the (rare) keys shared by several rows
-    pairs = []
-    for i, e in enumerate(entries):
-        values = _values(e, store)
-        candidates: set[int] = set()
-        for key in validate.band_keys(values, bands):
-            j = first.get(key)
-            if j is None:
-                first.add(key, i)
-                continue
-            shared = more.setdefault(key, [j])
-            candidates.update(shared)
-            shared.append(i)
-        for j in sorted(candidates):
-            same = np.count_nonzero(values == _values(entries[j], store)) / len(values)
-            if same >= threshold:
-                pairs.append((j, i))
-    return pairs
+class _Columns(Mapping):
+    """The columns of an `Entries`: its base columns, or their rows at `index` (taken when read)."""
+
+    def __init__(self, base: dict[str, np.ndarray], index: np.ndarray | None):
+        self.base, self.index = base, index
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self.base[name] if self.index is None else self.base[name][self.index]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.base)
+
+    def __len__(self) -> int:
+        return len(self.base)
 
 
-def _leak_keys(e: Entry) -> tuple[int, int]:
-    """64-bit keys of what must not be shared across splits: the scenario and the goal."""
-    return validate.hash64(b"scenario:" + e.scenario_id.encode()), validate.hash64(b"goal:" + e.goal_key.to_bytes(8, "little"))
+class _EntriesBuilder:
+    """Entries appended in pieces (a part's rows at a time), then `build` into one `Entries`."""
+
+    def __init__(self, num_perm: int):
+        self.num_perm = num_perm
+        self.pieces: list[dict[str, np.ndarray]] = []
+        self.codes: dict[str, dict[Any, int]] = {name: {} for name in Entries.CODED}
+        self.minhashes: list[np.ndarray] = []  # MinHash values given as bytes, kept in memory
+        self.in_memory = 0
+
+    def extend(self, entries: Sequence[Entry]) -> None:
+        n = len(entries)
+
+        def code(name: str) -> np.ndarray:
+            codes = self.codes[name]
+            return np.fromiter((codes.setdefault(getattr(e, name), len(codes)) for e in entries), dtype=np.int32, count=n)
+
+        def count(name: str) -> np.ndarray:
+            return np.fromiter((getattr(e, name) for e in entries), dtype=np.int32, count=n)
+
+        in_memory = [e.hashvalues for e in entries if isinstance(e.hashvalues, bytes)]
+        if in_memory:
+            if len(in_memory) != n:
+                raise ValueError("entries mix MinHash values and row numbers")  # a programming error
+            self.minhashes.append(np.frombuffer(b"".join(in_memory), dtype=np.uint32).reshape(n, self.num_perm))
+            rows = np.arange(self.in_memory, self.in_memory + n, dtype=np.int64)
+            self.in_memory += n
+        else:
+            rows = np.fromiter((e.hashvalues for e in entries), dtype=np.int64, count=n)
+        self.pieces.append({
+            "id": np.array([e.id.encode() for e in entries], dtype="S") if n else np.empty(0, dtype="S1"),
+            "scenario_id": np.array([e.scenario_id.encode() for e in entries], dtype="S") if n else np.empty(0, dtype="S1"),
+            "scenario_key": np.fromiter((_scenario_key(e.scenario_id) for e in entries), dtype=np.uint64, count=n),
+            "goal_key": np.fromiter((e.goal_key for e in entries), dtype=np.uint64, count=n),
+            "minhash_row": rows,
+            **{name: code(name) for name in Entries.CODED},
+            **{name: count(name) for name in ("assistant_turns", "clarifications", "n_points")},
+        })
+
+    def build(self, store: MinHashFile | None = None) -> Entries:
+        if not self.pieces:
+            self.extend([])
+        columns = {}
+        for k in list(self.pieces[0]):  # a column at a time, each piece dropped once joined: no second copy of all
+            columns[k] = np.concatenate([p.pop(k) for p in self.pieces])
+        self.pieces = []
+        values = {name: list(codes) for name, codes in self.codes.items()}
+        if self.in_memory or store is None:
+            minhashes: Any = np.concatenate(self.minhashes) if self.minhashes else np.empty((0, self.num_perm), np.uint32)
+        else:
+            minhashes = store
+        return Entries(columns, values, minhashes)
+
+
+def _entries(rows: Sequence[Dialogue | Entry] | Entries, num_perm: int, store: MinHashFile | None = None) -> Entries:
+    """`rows` as Entries (Dialogues are read into Entries; Entries whose MinHash values are row numbers are in `store`)."""
+    if isinstance(rows, Entries):
+        return rows
+    minhash = validate.MinHasher(num_perm) if any(isinstance(r, Dialogue) for r in rows) else None
+    builder = _EntriesBuilder(num_perm)
+    builder.extend([r if isinstance(r, Entry) else entry(r, minhash) for r in rows])
+    return builder.build(store)
+
+
+def _scenario_key(scenario_id: str) -> int:
+    return validate.hash64(b"scenario:" + scenario_id.encode())
 
 
 def _goal_key(d: Dialogue) -> str:
@@ -412,35 +549,86 @@ def _goal_key(d: Dialogue) -> str:
     return _json([d.domain, tool, sorted(d.goal.items(), key=lambda kv: kv[0])])
 
 
-def leakage_groups(rows: Sequence[Dialogue | Entry], threshold: float, num_perm: int = 64,
+def _pairs_sharing_a_band(entries: Entries, bands: list[slice]) -> list[tuple[int, int]]:
+    """Index pairs (earlier, later) of rows whose MinHash values are equal in at least one band, in order of the
+    later row, then the earlier."""
+    hashes = entries.band_hashes(bands)
+    pairs: set[tuple[int, int]] = set()
+    for b, band in enumerate(bands):
+        column = hashes[:, b]
+        order = np.argsort(column, kind="stable")
+        ordered = column[order]
+        same = np.flatnonzero(ordered[1:] == ordered[:-1])  # (rare) runs of rows with one hash
+        if not len(same):
+            continue
+        starts = same[np.r_[True, same[1:] != same[:-1] + 1]]
+        for start in starts.tolist():
+            stop = start + 1
+            while stop < len(ordered) and ordered[stop] == ordered[start]:
+                stop += 1
+            by_values: dict[bytes, list[int]] = defaultdict(list)  # the hash shared: the values decide
+            for i in sorted(order[start:stop].tolist()):
+                by_values[entries.minhash(i)[band].tobytes()].append(i)
+            for rows in by_values.values():
+                pairs.update((j, i) for n, i in enumerate(rows) for j in rows[:n])
+    return sorted(pairs, key=lambda p: (p[1], p[0]))
+
+
+def near_duplicate_pairs(rows: Sequence[Dialogue | Entry] | Entries, threshold: float, num_perm: int = 64,
+                         store: MinHashFile | None = None) -> list[tuple[int, int]]:
+    """Index pairs (earlier, later) whose word-3-gram Jaccard is at least `threshold`: rows sharing an LSH band
+    (datasketch's bands for the threshold) are candidates, the MinHash estimate decides. `store`: where Entries
+    whose `hashvalues` is a row number keep them."""
+    entries = _entries(rows, num_perm, store)
+    pairs = []
+    for j, i in _pairs_sharing_a_band(entries, validate.lsh_bands(threshold, num_perm)):
+        values = entries.minhash(i)
+        if np.count_nonzero(values == entries.minhash(j)) / len(values) >= threshold:
+            pairs.append((j, i))
+    return pairs
+
+
+def _group_labels(entries: Entries, threshold: float, num_perm: int) -> np.ndarray:
+    """Each row's group (connected components of "same scenario", "same goal" and "near-duplicate"), numbered in
+    order of the groups' first rows."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    n = len(entries)
+    if not n:
+        return np.empty(0, dtype=np.int64)
+    heads, tails = [], []
+    for key in ("scenario_key", "goal_key"):  # each row joined to the first row with its key (most have their own)
+        _, first, inverse = np.unique(entries.columns[key], return_index=True, return_inverse=True)
+        first = first[inverse.reshape(-1)]
+        del inverse
+        joined = np.flatnonzero(first != np.arange(n))
+        heads.append(joined.astype(np.int32))
+        tails.append(first[joined].astype(np.int32))
+        del first
+    pairs = np.array(near_duplicate_pairs(entries, threshold, num_perm), dtype=np.int32).reshape(-1, 2)
+    heads.append(pairs[:, 0])
+    tails.append(pairs[:, 1])
+    heads, tails = np.concatenate(heads), np.concatenate(tails)
+    graph = coo_matrix((np.ones(len(heads), dtype=np.int8), (heads, tails)), shape=(n, n))
+    _, labels = connected_components(graph, directed=False)
+    del graph, heads, tails
+    if labels[0] == 0 and not (np.diff(np.maximum.accumulate(labels)) > 1).any():
+        return labels  # already numbered in order of first rows
+    _, first, inverse = np.unique(labels, return_index=True, return_inverse=True)
+    rank = np.empty(len(first), dtype=np.int64)
+    rank[np.argsort(first, kind="stable")] = np.arange(len(first))
+    return rank[inverse.reshape(-1)]
+
+
+def leakage_groups(rows: Sequence[Dialogue | Entry] | Entries, threshold: float, num_perm: int = 64,
                    store: MinHashFile | None = None) -> list[list[int]]:
     """Connected components of "same scenario", "same goal" and "near-duplicate": each must stay in one split."""
-    entries = _entries(rows, num_perm)
-    parent = list(range(len(entries)))
-
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    def union(i: int, j: int) -> None:
-        parent[find(i)] = find(j)
-
-    first = validate.HashIndex()  # scenario and goal hashes -> the first row with them
-    for i, e in enumerate(entries):
-        for key in _leak_keys(e):
-            j = first.get(key)
-            if j is None:
-                first.add(key, i)
-            else:
-                union(i, j)
-    for i, j in near_duplicate_pairs(entries, threshold, num_perm, store):
-        union(i, j)
-    groups: dict[int, list[int]] = defaultdict(list)
-    for i in range(len(entries)):
-        groups[find(i)].append(i)
-    return list(groups.values())
+    labels = _group_labels(_entries(rows, num_perm, store), threshold, num_perm)
+    groups: list[list[int]] = [[] for _ in range(int(labels.max()) + 1 if len(labels) else 0)]
+    for i, g in enumerate(labels.tolist()):
+        groups[g].append(i)
+    return groups
 
 
 def default_ood_domains(domains: Iterable[str], seed: int) -> list[str]:
@@ -459,117 +647,126 @@ def default_ood_domains(domains: Iterable[str], seed: int) -> list[str]:
 
 @dataclass
 class SplitResult:
-    splits: dict[str, list]  # the rows given to assign_splits (Dialogues or Entries), by split
+    splits: dict[str, Any]  # the rows given to assign_splits (Dialogues or Entries: a list or an Entries), by split
     ood_domains: list[str]
     ood_tools: list[str]
-    dropped: list  # in-domain rows tied (near-duplicate) to a held-out row: in no split
+    dropped: Any  # in-domain rows tied (near-duplicate) to a held-out row: in no split
     threshold: float
     codes: np.ndarray | None = None  # each given row's split (its index in SPLITS, -1: dropped), in the given order
 
 
-def assign_splits(dialogues: Sequence[Dialogue | Entry], options: PublishOptions, seed: int, threshold: float,
+def _picked(rows: Sequence | Entries, index: np.ndarray) -> Any:
+    """The given rows at `index`: an Entries if they were one, else a list."""
+    return rows.take(index) if isinstance(rows, Entries) else [rows[i] for i in index.tolist()]
+
+
+def assign_splits(dialogues: Sequence[Dialogue | Entry] | Entries, options: PublishOptions, seed: int, threshold: float,
                   store: MinHashFile | None = None) -> SplitResult:
     """Deterministic, leak-free train / validation / test / test_ood, over Dialogues or their Entries."""
-    ood_domains = (
-        default_ood_domains((d.domain for d in dialogues), seed) if options.ood_domains is None else list(options.ood_domains)
-    )
+    given = _entries(dialogues, options.num_perm, store)
+    known = given.distinct("domain")
+    ood_domains = default_ood_domains(known, seed) if options.ood_domains is None else list(options.ood_domains)
     ood_tools = list(options.ood_tools)
-    known = {d.domain for d in dialogues}
     unknown = sorted(set(ood_domains) - known)
     if unknown:
         raise PublishError(f"held-out domain(s) {unknown} have no accepted dialogue; choose among {sorted(known)}")
 
     # Sort first so the input order (shard order, worker interleaving) cannot change the result. Rows are handled
-    # by their index in this order below (no dict by id: at a million rows every per-row dict is ~100 MB).
-    order = sorted(range(len(dialogues)), key=lambda i: dialogues[i].id)
-    ordered = [dialogues[i] for i in order]
-    entries = _entries(ordered, options.num_perm)
-
-    def held_out(i: int) -> bool:
-        return entries[i].domain in ood_domains or any(name in ood_tools for name in entries[i].tools_called)
-
-    groups = leakage_groups(entries, threshold, options.num_perm, store)
-    splits: dict[str, list[int]] = {s: [] for s in SPLITS}
-    dropped: list[int] = []
-    in_domain: list[list[int]] = []
-    for group in groups:
-        ood = [i for i in group if held_out(i)]
-        if ood:
-            splits["test_ood"].extend(ood)
-            dropped.extend(i for i in group if not held_out(i))
-        else:
-            in_domain.append(group)
-    del groups
-    if dropped:
-        logger.warning("dropped %d in-domain dialogue(s) that near-duplicate a held-out one", len(dropped))
-    if (ood_domains or ood_tools) and not splits["test_ood"]:
+    # as columns by their position in this order (no per-row Python objects: at a million rows each costs ~100 MB).
+    order = np.argsort(given.columns["id"], kind="stable")
+    entries = given.take(order)
+    held = entries.mask("domain", lambda d: d in ood_domains) | \
+        entries.mask("tools_called", lambda tools: any(name in ood_tools for name in tools))
+    labels = _group_labels(entries, threshold, options.num_perm)
+    n_groups = int(labels.max()) + 1 if len(labels) else 0
+    ood_group = np.bincount(labels, weights=held, minlength=n_groups) > 0
+    split_of = np.full(len(entries), -1, dtype=np.int8)  # each row's split, in id order (-1: dropped)
+    split_of[held] = SPLITS.index("test_ood")
+    dropped = ~held & ood_group[labels]
+    if dropped.any():
+        logger.warning("dropped %d in-domain dialogue(s) that near-duplicate a held-out one", int(dropped.sum()))
+    if (ood_domains or ood_tools) and not held.any():
         raise PublishError("the out-of-domain split is empty; pick held-out domains or tools that have dialogues")
-    if not in_domain:
+    in_domain = np.flatnonzero(~ood_group)  # groups, in order of their first row
+    if not len(in_domain):
         raise PublishError("holding out those domains and tools leaves no dialogue for train; hold out fewer")
 
     # Walk the groups in a seeded order; validation and test take groups until they reach their share.
-    def order_key(group: list[int]) -> str:
-        return hashlib.sha256(f"{seed}:{min(entries[i].id for i in group)}".encode()).hexdigest()
-
-    in_domain.sort(key=order_key)
-    total = sum(len(g) for g in in_domain)
+    # A group's first row (labels count up from 0 in row order) has its smallest id.
+    first_row = np.flatnonzero(np.r_[True, labels[1:] > np.maximum.accumulate(labels)[:-1]])
+    ids = entries.columns["id"]
+    keys = np.empty(len(in_domain), dtype="S32")
+    for k, i in enumerate(first_row[in_domain].tolist()):
+        keys[k] = hashlib.sha256(b"%d:%s" % (seed, ids[i])).digest()
+    del ids, first_row
+    walk = in_domain[np.argsort(keys, kind="stable")]
+    del keys
+    sizes = np.bincount(labels, minlength=n_groups)
+    total = int(sizes[in_domain].sum())
     targets = {"validation": round(total * options.validation_fraction), "test": round(total * options.test_fraction)}
-    for group in in_domain:
+    group_split = np.zeros(n_groups, dtype=np.int8)  # train
+    filled = {"validation": 0, "test": 0}
+    for g in walk.tolist():
+        if all(filled[name] >= targets[name] for name in filled):
+            break  # the rest is train
         for name in ("validation", "test"):
-            if len(splits[name]) < targets[name]:
-                splits[name].extend(group)
+            if filled[name] < targets[name]:
+                group_split[g] = SPLITS.index(name)
+                filled[name] += int(sizes[g])
                 break
-        else:
-            splits["train"].extend(group)
-    del in_domain
-    codes = np.full(len(dialogues), -1, dtype=np.int8)
-    for n, name in enumerate(SPLITS):
-        splits[name].sort()  # by id: indices are positions in id order
-        codes[[order[i] for i in splits[name]]] = n
-    check_no_leakage({name: [entries[i] for i in rows] for name, rows in splits.items()}, threshold, options.num_perm, store)
-    return SplitResult({name: [ordered[i] for i in rows] for name, rows in splits.items()}, sorted(ood_domains),
-                       sorted(ood_tools), [ordered[i] for i in dropped], threshold, codes)
+    in_domain_rows = ~ood_group[labels]
+    split_of[in_domain_rows] = group_split[labels[in_domain_rows]]
+    codes = np.empty(len(entries), dtype=np.int8)
+    codes[order] = split_of
+    rows_of = {name: np.flatnonzero(split_of == n) for n, name in enumerate(SPLITS)}  # in id order
+    check_no_leakage({name: entries.take(rows) for name, rows in rows_of.items()}, threshold, options.num_perm)
+    return SplitResult({name: _picked(dialogues, order[rows]) for name, rows in rows_of.items()}, sorted(ood_domains),
+                       sorted(ood_tools), _picked(dialogues, order[np.flatnonzero(dropped)]), threshold, codes)
 
 
-def sgd_splits(rows: Sequence[Dialogue | Entry], threshold: float) -> SplitResult:
+def sgd_splits(rows: Sequence[Dialogue | Entry] | Entries, threshold: float) -> SplitResult:
     """SpeakER-SGD keeps SGD's own train/dev/test (dev -> validation), as papers on SGD report them: its dev and test
     splits hold services that train has none of, which is the out-of-domain test. No leakage check: the splits are SGD's."""
     from speakrl.pipeline.sgd import published_split
 
-    splits: dict[str, list] = {name: [] for name in SPLITS}
-    codes = np.empty(len(rows), dtype=np.int8)
-    for i, row in enumerate(rows):
-        name = published_split(row.id)
-        splits[name].append(row)
-        codes[i] = SPLITS.index(name)
-    for rows_of_split in splits.values():
-        rows_of_split.sort(key=lambda d: d.id)
+    ids = [r.id for r in rows] if not isinstance(rows, Entries) else [i.decode() for i in rows.columns["id"].tolist()]
+    codes = np.array([SPLITS.index(published_split(i)) for i in ids], dtype=np.int8).reshape(-1)
+    by_id = np.argsort(np.array([i.encode() for i in ids], dtype="S") if ids else np.empty(0, "S1"), kind="stable")
+    splits = {name: _picked(rows, by_id[codes[by_id] == n]) for n, name in enumerate(SPLITS)}
     return SplitResult(splits, [], [], [], threshold, codes)
 
 
-def check_no_leakage(splits: dict[str, list[Dialogue | Entry]], threshold: float, num_perm: int = 64,
-                     store: MinHashFile | None = None) -> None:
-    """Raise if any scenario, goal or near-duplicate appears in two splits."""
-    splits = {name: _entries(rows, num_perm) for name, rows in splits.items()}
-    names = list(splits)
-    where = validate.HashIndex()  # scenario and goal hashes -> the split that has them
-    for n, rows in enumerate(splits.values()):
-        for e in rows:
-            for kind, key in zip(("scenario", "goal"), _leak_keys(e)):
-                other = where.get(key)
-                if other is None:
-                    where.add(key, n)
-                elif other != n:
-                    what = f"scenario {e.scenario_id}" if kind == "scenario" else f"the goal of {e.id}"
-                    raise PublishError(f"split leakage: {what} appears in more than one split ({names[other]}, {names[n]})")
-    flat = [d for rows in splits.values() for d in rows]
-    split_of = [name for name, rows in splits.items() for _ in rows]
-    for i, j in near_duplicate_pairs(flat, threshold, num_perm, store):
-        if split_of[i] != split_of[j]:
-            raise PublishError(
-                f"split leakage: {flat[i].id} ({split_of[i]}) and {flat[j].id} ({split_of[j]}) are near-duplicates"
-            )
+def _flat(splits: dict[str, Any], num_perm: int, store: MinHashFile | None) -> tuple[Entries, np.ndarray]:
+    """The rows of every split as one Entries, and the split of each."""
+    parts = list(splits.values())
+    split_of = np.repeat(np.arange(len(parts), dtype=np.int8), [len(p) for p in parts])
+    if parts and all(isinstance(p, Entries) for p in parts) and len({id(p.base) for p in parts}) == 1:
+        first = parts[0]
+        return Entries(first.base, first.values, first.minhashes, np.concatenate([p.positions() for p in parts]),
+                       first.cache), split_of
+    return _entries([r for p in parts for r in p], num_perm, store), split_of
 
+
+def check_no_leakage(splits: dict[str, Any], threshold: float, num_perm: int = 64, store: MinHashFile | None = None) -> None:
+    """Raise if any scenario, goal or near-duplicate appears in two splits."""
+    flat, split_of = _flat(splits, num_perm, store)
+    names = list(splits)
+    first_split = {}
+    for key in ("scenario_key", "goal_key"):  # the split of the first row with the same key, for each row
+        _, first, inverse = np.unique(flat.columns[key], return_index=True, return_inverse=True)
+        first_split[key] = split_of[first][inverse.reshape(-1)]
+    bad = np.flatnonzero((first_split["scenario_key"] != split_of) | (first_split["goal_key"] != split_of))
+    if len(bad):
+        i = int(bad[0])
+        kind = "scenario_key" if first_split["scenario_key"][i] != split_of[i] else "goal_key"
+        e = flat[i]
+        what = f"scenario {e.scenario_id}" if kind == "scenario_key" else f"the goal of {e.id}"
+        raise PublishError(f"split leakage: {what} appears in more than one split ({names[first_split[kind][i]]}, "
+                           f"{names[split_of[i]]})")
+    for i, j in near_duplicate_pairs(flat, threshold, num_perm):
+        if split_of[i] != split_of[j]:
+            raise PublishError(f"split leakage: {flat.id(i)} ({names[split_of[i]]}) and {flat.id(j)} "
+                               f"({names[split_of[j]]}) are near-duplicates")
 
 # --------------------------------------------------------------------------------------------------------------------
 # Reading the run directory
@@ -577,13 +774,44 @@ def check_no_leakage(splits: dict[str, list[Dialogue | Entry]], threshold: float
 
 @dataclass
 class RunData:
-    accepted: list[Entry]  # one light Entry per accepted dialogue; the rows are in `parts`, or streamed by iter_accepted
-    rejected: list[Rejection]
+    accepted: Entries  # what splits and the card need of each accepted dialogue; the rows are in `parts`, or streamed by iter_accepted
+    rejected: Rejections
     config: dict[str, Any]
     manifest: dict[str, Any]
     stats: dict[str, Any]
     parts: list[Path] = field(default_factory=list)  # the accepted rows as storage-typed Arrow tables, in run order
     minhashes: MinHashFile | None = None  # where the accepted Entries' MinHash values are, when they are in `parts`
+
+
+class Rejections:
+    """The rejected rows of a run (`rejected.jsonl`, or none), read from the file when iterated, in id order: each
+    holds a whole dialogue, and a large run's do not belong in memory. Counts by check are in `checks`."""
+
+    def __init__(self, path: Path | None):
+        self.path, self.checks = path, Counter()
+        spans: list[tuple[str, int, int]] = []  # (id, offset, length) of each row
+        if path is not None:
+            with open(path, "rb") as f:
+                offset = 0
+                for line in f:
+                    if line.strip():
+                        row = Rejection.model_validate_json(line)  # a row that breaks the contract fails here
+                        spans.append((row.id, offset, len(line)))
+                        self.checks[row.check] += 1
+                    offset += len(line)
+        spans.sort(key=lambda span: span[0])
+        self.spans = spans
+
+    def __len__(self) -> int:
+        return len(self.spans)
+
+    def __iter__(self) -> Iterator[Rejection]:
+        if not self.spans:
+            return
+        with open(self.path, "rb") as f:
+            for _, offset, length in self.spans:
+                f.seek(offset)
+                yield Rejection.model_validate_json(f.read(length))
 
 
 def iter_accepted(run_dir: Path) -> Iterator[Dialogue]:
@@ -681,26 +909,32 @@ def read_run(run_dir: Path, num_perm: int = 64, parts: Path | None = None, pool:
         results = (encode_part(*job) for job in jobs)
     else:
         results = (future.result() for future in [pool.submit(encode_part, *job) for job in jobs])
-    accepted: list[Entry] = []
+    builder, n = _EntriesBuilder(num_perm), 0
     minhashes = None if parts is None else open(parts / "minhashes.u32", "wb")
     try:
         for out, entries in zip(outs, results):
             if out is not None:  # one file of every row's MinHash values, in run order, for `MinHashFile`
                 for e in entries:
-                    e.hashvalues += len(accepted)
+                    e.hashvalues += n
                 minhash_part = out.with_suffix(".minhash")
                 minhashes.write(minhash_part.read_bytes())
                 minhash_part.unlink()
-            accepted.extend(entries)
+            builder.extend(entries)
+            n += len(entries)
     finally:
         if minhashes is not None:
             minhashes.close()
+    store = None if parts is None else MinHashFile(parts / "minhashes.u32", num_perm)
+    accepted = builder.build(store)
+    del builder
     try:
         rejected_path = run_dir / "rejected.jsonl"
-        rejected = list(read_jsonl(rejected_path, Rejection)) if rejected_path.is_file() else []
+        rejected = Rejections(rejected_path if rejected_path.is_file() else None)
     except ValueError as e:  # pydantic ValidationError and JSON errors are ValueErrors
         raise PublishError(f"{str(run_dir)!r} holds rows that do not match the data contract ({str(e).splitlines()[0]})") from None
-    if not accepted:
+    if not len(accepted):
+        if store is not None:
+            store.close()
         raise PublishError(f"{str(run_dir)!r} has no accepted dialogues; there is nothing to publish")
 
     def load(name: str, parse: Any) -> dict[str, Any]:
@@ -717,8 +951,7 @@ def read_run(run_dir: Path, num_perm: int = 64, parts: Path | None = None, pool:
         return loaded
 
     return RunData(accepted, rejected, load("config.yaml", yaml.safe_load), load("manifest.json", json.loads),
-                   load("stats.json", json.loads), [p for p in outs if p is not None],
-                   None if parts is None else MinHashFile(parts / "minhashes.u32", num_perm))
+                   load("stats.json", json.loads), [p for p in outs if p is not None], store)
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -741,17 +974,40 @@ def _table(counter: Counter, total: int) -> list[dict[str, Any]]:
             sorted(counter.items(), key=lambda kv: (-kv[1], str(kv[0])))]
 
 
-def statistics(split: SplitResult, rejected: list[Rejection], n_points: int) -> dict[str, Any]:
-    rows: list[Entry] = [e for name in SPLITS for e in split.splits[name]]
+def _in_order(values: np.ndarray) -> list[tuple[Any, int]]:
+    """(value, count) of each distinct value, in order of first appearance (as a Counter fills)."""
+    distinct, first, counts = np.unique(values, return_index=True, return_counts=True)
+    order = np.argsort(first, kind="stable")
+    return list(zip(distinct[order].tolist(), counts[order].tolist()))
+
+
+def statistics(split: SplitResult, rejected: Rejections | list[Rejection], n_points: int, num_perm: int = 64) -> dict[str, Any]:
+    rows, split_of = _flat({name: split.splits[name] for name in SPLITS}, num_perm, None)
+    cols, values = rows.columns, rows.values
     n = len(rows)
-    domains = Counter(e.domain for e in rows)
-    types = Counter(t for e in rows for t in (e.ambiguity_types or ["none (control)"]))
-    turns = Counter(e.assistant_turns for e in rows)
-    clarifications = Counter(e.clarifications for e in rows)
-    acts = Counter(act for e in rows for act in e.acts)
-    checks = Counter(r.check for r in rejected)
+    domains = Counter({values["domain"][c]: k for c, k in _in_order(cols["domain"])})
+    kinds = values["ambiguity_types"]
+    type_counts = _in_order(cols["ambiguity_types"])
+    types: Counter[str] = Counter()
+    for c, k in type_counts:
+        for t in kinds[c] or ["none (control)"]:
+            types[t] += k
+    turns = Counter(dict(_in_order(cols["assistant_turns"])))
+    clarifications = Counter(dict(_in_order(cols["clarifications"])))
+    act_counts = [(values["acts"][c], k) for c, k in _in_order(cols["acts"])]
+    acts: Counter[str] = Counter()
+    for seq, k in act_counts:
+        for act in seq:
+            acts[act] += k
+    checks = rejected.checks if isinstance(rejected, Rejections) else Counter(r.check for r in rejected)
     generated = n + len(split.dropped) + len(rejected)
-    by_split = {name: Counter(d.domain for d in split.splits[name]) for name in SPLITS}
+    by_split = {name: Counter({values["domain"][c]: k for c, k in _in_order(cols["domain"][split_of == s])})
+                for s, name in enumerate(SPLITS)}
+    by_position: list[Counter[str]] = [Counter() for _ in range(max((len(seq) for seq, _ in act_counts), default=0))]
+    for seq, k in act_counts:  # in order of first appearance, as rows would fill them
+        for i, act in enumerate(seq):
+            by_position[i][act] += k
+    ambiguous = np.isin(cols["ambiguity_types"], [c for c, kind in enumerate(kinds) if kind])
     return {
         "n": n,
         "n_points": n_points,
@@ -766,13 +1022,12 @@ def statistics(split: SplitResult, rejected: list[Rejection], n_points: int) -> 
         "clarifications": [{"name": k, "count": v} for k, v in sorted(clarifications.items())],
         "acts": _table(acts, sum(acts.values())),
         "rejections": _table(checks, generated),
-        "controls": sum(not e.ambiguity_types for e in rows),
+        "controls": int(n - ambiguous.sum()),
         # For the figure: what the tables above do not show.
-        "acts_by_position": [dict(Counter(e.acts[i] for e in rows if len(e.acts) > i))
-                             for i in range(max((len(e.acts) for e in rows), default=0))],
+        "acts_by_position": [dict(c) for c in by_position],
         "clarifications_by_kind": {
-            kind: dict(Counter(e.clarifications for e in rows if bool(e.ambiguity_types) == ambiguous))
-            for kind, ambiguous in (("control", False), ("ambiguous", True))
+            kind: dict(_in_order(cols["clarifications"][ambiguous == is_ambiguous]))
+            for kind, is_ambiguous in (("control", False), ("ambiguous", True))
         },
         "split_sizes": {name: len(split.splits[name]) for name in SPLITS},
     }
@@ -877,7 +1132,7 @@ def public_config(config: dict[str, Any]) -> dict[str, Any]:
     return shown
 
 
-def uses_sgd(config: dict[str, Any], dialogues: Sequence[Dialogue]) -> bool:
+def uses_sgd(config: dict[str, Any], dialogues: Sequence[Dialogue] | Entries) -> bool:
     """Whether SGD-derived slot values or schemas may be in the data (then CC BY-SA 4.0 applies)."""
     if config.get("slot_values") or config.get("source") == "sgd":
         return True
@@ -891,7 +1146,7 @@ def uses_sgd(config: dict[str, Any], dialogues: Sequence[Dialogue]) -> bool:
             return True
     from speakrl.pipeline.catalog import builtin_domains
 
-    used = {d.domain for d in dialogues}
+    used = dialogues.distinct("domain") if isinstance(dialogues, Entries) else {d.domain for d in dialogues}
     return any("sgd" in d.source.lower() for d in builtin_domains() if d.name in used)
 
 
@@ -1117,10 +1372,10 @@ def add_sgd_configs(sgd_run: Path, data_dir: Path, feats: dict[str, Any], num_pe
     for name in SPLITS:
         if split.splits[name]:
             counts["sgd"][name] = len(split.splits[name])
-            counts["sgd_decision_points"][name] = sum(e.n_points for e in split.splits[name])
+            counts["sgd_decision_points"][name] = int(split.splits[name].columns["n_points"].sum())
     writers = {(name, s): ShardWriter(feats[name], data_dir / name, s, total)
                for name, by_split in counts.items() for s, total in by_split.items()}
-    where = {e.id: name for name in SPLITS for e in split.splits[name]}
+    where = {i.decode(): name for name in SPLITS for i in split.splits[name].columns["id"].tolist()}
     for d in iter_accepted(sgd_run):
         row = dialogue_row(d)
         writers["sgd", where[d.id]].add(row)
@@ -1129,9 +1384,10 @@ def add_sgd_configs(sgd_run: Path, data_dir: Path, feats: dict[str, Any], num_pe
     sizes: dict[str, dict[str, tuple[int, int]]] = defaultdict(dict)
     for (name, s), writer in writers.items():
         sizes[name][s] = writer.close()
-    reasons = Counter(r.check for r in run.rejected)
+    reasons = run.rejected.checks
     generated = len(run.accepted) + len(run.rejected)
-    return SgdConfigs(counts, dict(sizes), len(run.accepted), generated, sum(not e.ambiguity_types for e in run.accepted),
+    controls = int(run.accepted.mask("ambiguity_types", lambda kinds: not kinds).sum())
+    return SgdConfigs(counts, dict(sizes), len(run.accepted), generated, controls,
                       _table(reasons, generated))
 
 
@@ -1180,18 +1436,18 @@ def _write(run: RunData, run_dir: Path, out_dir: Path, options: PublishOptions, 
     split = (sgd_splits(run.accepted, threshold) if imported
              else assign_splits(run.accepted, options, seed, threshold, run.minhashes))
     codes = split.codes  # the split of each accepted row in run order (-1: dropped), and of each decision point:
-    point_codes = np.repeat(codes, np.fromiter((e.n_points for e in run.accepted), dtype=np.int64, count=len(codes)))
+    point_codes = np.repeat(codes, run.accepted.columns["n_points"])
 
     # Row counts are known from the entries, so shard names ("-of-N") are final before anything is written.
     counts: dict[str, dict[str, int]] = {"default": {}, "decision_points": {}}
     for name in SPLITS:
         if split.splits[name]:  # an empty split is left out of the files and the card
             counts["default"][name] = len(split.splits[name])
-            counts["decision_points"][name] = sum(e.n_points for e in split.splits[name])
+            counts["decision_points"][name] = int(split.splits[name].columns["n_points"].sum())
     if run.rejected:
         counts["rejected"] = {"train": len(run.rejected)}
     n_points = sum(counts["decision_points"].values())
-    stats = statistics(split, run.rejected, n_points)
+    stats = statistics(split, run.rejected, n_points, options.num_perm)
     figure = None
     if options.figure:  # drawn from the stats, in a worker while the rows are written
         drawn = pool.submit(render_figure, stats, out_dir / FIGURE_PATH) if pool is not None else None
@@ -1217,7 +1473,7 @@ def _write(run: RunData, run_dir: Path, out_dir: Path, options: PublishOptions, 
                 writers["default", name].add_table(default.filter(rows_codes == n))
                 writers["decision_points", name].add_table(points.filter(points_codes == n))
     if run.rejected:
-        for r in sorted(run.rejected, key=lambda r: r.id):
+        for r in run.rejected:  # by id
             writers["rejected", "train"].add(rejection_row(r))
     sizes: dict[str, dict[str, tuple[int, int]]] = defaultdict(dict)
     for (name, s), writer in writers.items():
@@ -1256,8 +1512,8 @@ def _write(run: RunData, run_dir: Path, out_dir: Path, options: PublishOptions, 
             "validation_fraction": options.validation_fraction,
             "test_fraction": options.test_fraction,
             "config_yaml": yaml.safe_dump(public_config(cfg), sort_keys=True).strip() if cfg else "",
-            "backends": sorted({e.backend for e in run.accepted}),
-            "models": sorted({e.model for e in run.accepted if e.model}),
+            "backends": sorted(run.accepted.distinct("backend")),
+            "models": sorted(m for m in run.accepted.distinct("model") if m),
             "versions": manifest.get("versions") or {},
             "speakrl_version": manifest.get("speakrl_version"),
             "created": manifest.get("created"),

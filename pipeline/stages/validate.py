@@ -276,7 +276,7 @@ class MinHasher:
 
 
 class HashIndex:
-    """64-bit keys, each with a small int (the row that first had it), in ~16 bytes a key.
+    """64-bit keys, each with a small int (the row that first had it), in ~12 bytes a key.
 
     New keys go to a dict; every `MERGE` keys it is merged into sorted numpy arrays. A dict of Python ints
     costs ~100 bytes a key and bytes keys more, which at a million rows is gigabytes; this stays tens of MB."""
@@ -285,7 +285,7 @@ class HashIndex:
 
     def __init__(self) -> None:
         self.keys = np.empty(0, dtype=np.uint64)
-        self.values = np.empty(0, dtype=np.int64)
+        self.values = np.empty(0, dtype=np.uint32)  # rows and split numbers: below 2**32
         self.recent: dict[int, int] = {}
 
     def __len__(self) -> int:
@@ -300,17 +300,21 @@ class HashIndex:
 
     def add(self, key: int, value: int) -> None:
         """Remember `key` -> `value` unless `key` is known already (the first value is kept)."""
+        if not 0 <= value < 1 << 32:
+            raise ValueError(f"HashIndex values are below 2**32, not {value}")  # a programming error
         if self.get(key) is None:
             self.recent[key] = value
             if len(self.recent) >= self.MERGE:
                 self._merge()
 
     def _merge(self) -> None:
+        # Inserted where they sort (no sort of the whole index): the merge needs one new copy, not several.
         n = len(self.recent)
-        keys = np.concatenate([self.keys, np.fromiter(self.recent.keys(), dtype=np.uint64, count=n)])
-        values = np.concatenate([self.values, np.fromiter(self.recent.values(), dtype=np.int64, count=n)])
-        order = np.argsort(keys, kind="stable")
-        self.keys, self.values, self.recent = keys[order], values[order], {}
+        keys = np.fromiter(self.recent.keys(), dtype=np.uint64, count=n)
+        order = np.argsort(keys)
+        keys, values = keys[order], np.fromiter(self.recent.values(), dtype=np.uint32, count=n)[order]
+        at = np.searchsorted(self.keys, keys)
+        self.keys, self.values, self.recent = np.insert(self.keys, at, keys), np.insert(self.values, at, values), {}
 
 
 def hash64(data: bytes) -> int:
@@ -333,6 +337,30 @@ def band_keys(hashvalues: np.ndarray, bands: list[slice]) -> list[int]:
     return [hash64(i.to_bytes(2, "little") + values[band].tobytes()) for i, band in enumerate(bands)]
 
 
+class _Ids:
+    """A growing list of ids in a few bytes each (a list of str costs ~70 bytes an id): full pieces are numpy
+    byte strings."""
+
+    PIECE = 1 << 16
+
+    def __init__(self) -> None:
+        self.pieces: list[np.ndarray] = []
+        self.recent: list[bytes] = []
+
+    def __len__(self) -> int:
+        return self.PIECE * len(self.pieces) + len(self.recent)
+
+    def __getitem__(self, i: int) -> str:
+        piece, at = divmod(i, self.PIECE)
+        return (self.pieces[piece][at] if piece < len(self.pieces) else self.recent[at]).decode()
+
+    def append(self, row_id: str) -> None:
+        self.recent.append(row_id.encode())
+        if len(self.recent) == self.PIECE:
+            self.pieces.append(np.array(self.recent, dtype="S"))
+            self.recent = []
+
+
 class Deduplicator:
     """Exact duplicates by content hash; near duplicates by MinHash LSH over word 3-gram shingles.
 
@@ -345,7 +373,7 @@ class Deduplicator:
         self.threshold, self.num_perm = threshold, num_perm
         self.exact = HashIndex()
         self.near = HashIndex()  # band key -> the kept row that first had it
-        self.kept: list[str] = []  # ids of kept rows, by their order: what a near-duplicate is reported against
+        self.kept = _Ids()  # ids of kept rows, by their order: what a near-duplicate is reported against
         self._hashing: tuple[MinHasher, list[slice]] | None = None  # made on first use: datasketch imports scipy
 
     @property

@@ -195,3 +195,16 @@ def test_rejections_keep_the_row_and_a_readable_reason(catalog, sim, ctx):
     (r,) = list(validate.run([d], ctx))
     assert r.check == "ungrounded_value" and "never gave" in r.reason
     assert r.row["id"] == d.id and Dialogue.model_validate(r.row) == d
+
+
+def test_near_duplicate_names_the_kept_row_across_id_pieces(catalog, sim, monkeypatch):
+    # The kept ids are stored in pieces of numpy byte strings; a near duplicate still names the row it repeats.
+    monkeypatch.setattr(validate._Ids, "PIECE", 2)
+    a = max((_one(catalog, sim, "missing_slot", seed=s) for s in range(1, 6)), key=lambda d: len(d.messages[1].content))
+    others = [_one(catalog, sim, "none", seed=seed) for seed in range(10, 14)]
+    messages = list(a.messages)
+    messages[1] = messages[1].model_copy(update={"content": messages[1].content + " Thanks."})
+    twin = a.model_copy(update={"id": "twin", "messages": messages})
+    out = list(validate.deduplicate([*others[:3], a, others[3], twin], validate.Deduplicator(threshold=0.7)))
+    assert [r.id for r in out[:5]] == [d.id for d in [*others[:3], a, others[3]]]
+    assert out[5].check == "near_duplicate" and out[5].reason == f"too similar to {a.id}"
