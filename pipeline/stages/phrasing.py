@@ -450,7 +450,7 @@ def mention(rng: random.Random | None, domain: Domain, name: str, value: Any, an
         if said.endswith(("ed", "able", "ible")):  # "insured", "refundable"
             return said if value else f"not {said}"
         fact = _bool_fact(name, value)
-        if fact.startswith(("it ", "it doesn't ")) and not fact.startswith(("it is", "it has")):  # a verb
+        if fact.startswith("it ") and not fact.startswith(("it is", "it has")):  # a verb
             return "that" + fact[2:]  # "that offers cosmetic services", not "with offers cosmetic services"
         return f"with {said}" if value else f"without {said}"
     if slot.mention and normalize(value) == "none":  # not "with none insurance", "with a reminder none"
