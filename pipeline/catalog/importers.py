@@ -188,6 +188,7 @@ _TITLE_FRAMES = ["The {last} Affair", "{first}'s Promise", "A Summer in {city}",
 _CAR_MODELS = ["Toyota Camry", "Honda Civic", "Ford Escape", "Chevrolet Malibu", "Nissan Altima", "Hyundai Elantra",
                "Kia Sportage", "Subaru Outback", "Mazda CX-5", "Jeep Cherokee", "Volkswagen Jetta", "Ford Mustang",
                "Toyota RAV4", "Honda Accord", "Chevrolet Tahoe", "Dodge Charger"]
+_VENUE_FRAMES = ["{last} Hall", "{city} Arena", "The {last} Theater", "{city} Civic Center", "{last} Amphitheater"]
 _ATTRACTION_FRAMES = ["{last} Museum", "{city} Botanical Garden", "{last} Park", "{city} Art Gallery",
                       "The {last} Observatory", "{city} History Center", "{last} Memorial Plaza", "{city} Aquarium"]
 
@@ -210,14 +211,30 @@ def _fake_value(fake: Faker, words: set[str], description: str) -> str:
     if words & {"time", "hour"}:
         hour, minute = fake.random_int(7, 21), fake.random_element([0, 15, 30, 45])
         return f"{hour % 12 or 12}:{minute:02d} {'am' if hour < 12 else 'pm'}"
+    if words & {"rent"}:
+        return f"${fake.random_int(9, 40) * 100:,}"
     if words & {"amount", "price", "fare", "cost", "total", "balance", "fee"}:
         return f"${fake.random_int(12, 480)}"
+    if words & {"rating"}:
+        return f"{fake.random_int(30, 50) / 10:.1f}"
+    if words & {"duration", "wait"}:
+        return f"{fake.random_int(3, 45)} minutes"
+    if words & {"temperature"}:
+        return f"{fake.random_int(40, 95)} degrees"
+    if words & {"humidity", "precipitation"}:
+        return f"{fake.random_int(5, 95)}%"
+    if words & {"wind"}:
+        return f"{fake.random_int(2, 25)} mph"
     if words & {"address", "street", "location"}:
         return fake.street_address()
-    if words & {"city", "town", "from", "to", "origin", "destination"}:
-        return _real_city(fake)
     if words & {"station"}:
         return f"{_real_city(fake)} Station"
+    if words & {"airport"}:
+        return f"{_real_city(fake)} Airport"
+    if words & {"venue", "stadium", "theater", "theatre"}:
+        return fake.random_element(_VENUE_FRAMES).format(last=fake.last_name(), city=_real_city(fake))
+    if words & {"city", "town", "from", "to", "origin", "destination"}:
+        return _real_city(fake)
     if words & {"branch"}:
         return f"{_real_city(fake)} Branch"
     if words & {"pet", "dog", "cat"}:
@@ -483,7 +500,8 @@ def from_sgd(services: list[dict], *, source: str, slot_values: dict | None = No
                 "each service needs slots and intents as in SGD's schema.json"
             ) from None
     if placeholders:
-        logger.warning("SGD slots with no values use synthesized values (Faker): %s", ", ".join(placeholders))
+        shown = ", ".join(placeholders[:6]) + (f" and {len(placeholders) - 6} more" if len(placeholders) > 6 else "")
+        logger.warning("%d SGD slots with no values use synthesized values (Faker): %s", len(placeholders), shown)
     return _catalog(domains, source)
 
 
@@ -492,6 +510,8 @@ def _sgd_domain(svc: dict, tool_names: dict[tuple[str, str], str], values: dict,
     name = svc["service_name"]
     entity_slot = _sgd_entity(svc, values)
     args = {s for i in svc["intents"] for s in [*i.get("required_slots", []), *i.get("optional_slots", {})]}
+    # a result with no values too ("balance" of CheckBalance), or the lookup finds nothing to say
+    results = {s for i in svc["intents"] for s in i.get("result_slots", [])}
 
     slots: list[SlotSpec] = []
     types: dict[str, str] = {}
@@ -507,7 +527,7 @@ def _sgd_domain(svc: dict, tool_names: dict[tuple[str, str], str], values: dict,
         else:
             pool = _unique([*observed, *possible])
             type_ = _infer_type(pool)
-        if not (enum or pool) and (slot_name in args or slot_name == entity_slot):
+        if not (enum or pool) and (slot_name in args or slot_name in results or slot_name == entity_slot):
             pool = synthetic_pool(slot_name, "string", ENTITY_POOL_SIZE if slot_name == entity_slot else POOL_SIZE,
                                   description=raw.get("description") or "")
             placeholders.append(f"{name}.{slot_name}")
