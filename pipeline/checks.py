@@ -276,12 +276,14 @@ _FLAG_VERBS = {"has", "have", "serves", "serve", "is", "are", "allows", "allow",
 def flag_phrases(slot: str) -> list[str]:
     """How a user names a yes/no slot: its label, and the label without its verb ("live music" of has_live_music).
 
-    >>> flag_phrases("has_live_music"), flag_phrases("outdoor_seating")
-    (['has live music', 'live music'], ['outdoor seating'])
+    >>> flag_phrases("has_live_music"), flag_phrases("outdoor_seating"), flag_phrases("good_for_kids")
+    (['has live music', 'live music'], ['outdoor seating'], ['good kids', 'good for kids'])
     """
     label = slot_label(slot)
     first, _, rest = label.partition(" ")
-    return [label, rest] if first in _FLAG_VERBS and rest else [label]
+    phrases = [label, rest] if first in _FLAG_VERBS and rest else [label]
+    spelled = slot.lower().replace("_", " ")  # the whole name, as a user says it: "good for kids"
+    return phrases + [spelled] * (spelled not in phrases)
 
 
 def _pairs(args: Mapping[str, Any], defaults: Mapping[str, Any]) -> set[tuple[str, str]]:

@@ -184,6 +184,14 @@ _TITLE_FRAMES = ["The {last} Affair", "{first}'s Promise", "A Summer in {city}",
                  "The {last} Letters", "Winter in {city}", "Finding {first}", "The Road to {city}"]
 
 
+# Real car models and frames of landmark names, for a car or an attraction slot with no values (not "Jackson Inc").
+_CAR_MODELS = ["Toyota Camry", "Honda Civic", "Ford Escape", "Chevrolet Malibu", "Nissan Altima", "Hyundai Elantra",
+               "Kia Sportage", "Subaru Outback", "Mazda CX-5", "Jeep Cherokee", "Volkswagen Jetta", "Ford Mustang",
+               "Toyota RAV4", "Honda Accord", "Chevrolet Tahoe", "Dodge Charger"]
+_ATTRACTION_FRAMES = ["{last} Museum", "{city} Botanical Garden", "{last} Park", "{city} Art Gallery",
+                      "The {last} Observatory", "{city} History Center", "{last} Memorial Plaza", "{city} Aquarium"]
+
+
 def _real_city(fake: Faker) -> str:
     """A real US place (Faker's geo data: "Shreveport", "Tupelo"), not Faker's invented city names ("Lisaburgh")."""
     return fake.local_latlng(country_code="US")[2]
@@ -217,6 +225,10 @@ def _fake_value(fake: Faker, words: set[str], description: str) -> str:
     if words & {"title", "book", "song", "movie", "album"}:  # not Faker's catch phrases ("Front-Line Object-Oriented Alliance")
         frame = fake.random_element(_TITLE_FRAMES)
         return frame.format(last=fake.last_name(), first=fake.first_name(), city=_real_city(fake))
+    if words & {"car", "vehicle"}:
+        return fake.random_element(_CAR_MODELS)
+    if words & {"attraction", "landmark", "sight"}:
+        return fake.random_element(_ATTRACTION_FRAMES).format(last=fake.last_name(), city=_real_city(fake))
     if words & {"account", "tracking", "id", "number", "code", "reference", "confirmation"}:
         return fake.bothify("??-#####", letters="ABCDEFGHJKLMNPRSTUVWXYZ")
     if said & {"person", "contact", "recipient", "receiver", "author", "member", "customer", "owner", "passenger",

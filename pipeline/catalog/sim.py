@@ -57,12 +57,15 @@ def build_database(domain: Domain) -> list[dict[str, Any]]:
     pairs = [c for c in chunks if len(c) == 2] + [c for c in chunks if len(c) == 1]  # rows 2k and 2k+1 are a pair
     others = [a for a in domain.attributes if a != domain.entity_slot]
     rows: list[dict[str, Any]] = []
+    span = date_span(others)
+    pools = {k: [coerce(domain.slot(k), v) for v in domain.slot(k).pool()] for k in span or ()}
     for pair in pairs:
         own = fixed(pair[0])
-        shared = draw([a for a in others if a in searchable and a not in own])
+        shared = order_span(draw([a for a in others if a in searchable and a not in own]), span, pools, rng)
         for name in pair:
             own = fixed(name)
             row = {domain.entity_slot: name, **shared, **draw([a for a in others if a not in searchable and a not in own]), **own}
+            row = order_span(row, span, pools, rng, fixed=[k for k in (span or ()) if k in own or k in shared])
             rows.append(_arrival_after_departure(row, rng))
         ends = trip_ends(others)
         if ends and ends[0] in shared and ends[1] in shared:  # the pair shares its route: fix it for both rows
@@ -97,6 +100,46 @@ def separate_ends(values: dict[str, Any], ends: tuple[str, str] | None, pool: li
     if _norm(values[start]) == _norm(values[end]) and others:
         values = {**values, end: rng.choice(others)}
     return values
+
+
+_FIRST_DAY = {"pickup", "start", "departure", "leaving", "outbound", "in", "begin"}
+_LAST_DAY = {"dropoff", "return", "end", "out", "inbound", "until"}
+
+
+def date_span(names: Iterable[str]) -> tuple[str, str] | None:
+    """The date slots holding a booking's first and last day, if there are both.
+
+    >>> date_span(["pickup_date", "dropoff_date"]), date_span(["check_in_date", "check_out_date"]), date_span(["date"])
+    (('pickup_date', 'dropoff_date'), ('check_in_date', 'check_out_date'), None)
+    """
+    dates = [n for n in names if "date" in n.lower().split("_")]
+    start = next((n for n in dates if set(n.lower().split("_")) & _FIRST_DAY), None)
+    end = next((n for n in dates if set(n.lower().split("_")) & _LAST_DAY and n != start), None)
+    return (start, end) if start and end else None
+
+
+def order_span(values: dict[str, Any], span: tuple[str, str] | None, pools: dict[str, list[Any]], rng: random.Random,
+               fixed: Iterable[str] = ()) -> dict[str, Any]:
+    """A booking does not end before it starts (a car dropped off the day before its pickup), and a stay checks out
+    after the day it checks in: swap two dates drawn apart, or redraw the one not `fixed` (taken from an entity)."""
+    from speakrl.pipeline.quality import parse_date
+
+    if not span or span[0] not in values or span[1] not in values:
+        return values
+    start, end = span
+    first, last = parse_date(values[start], None), parse_date(values[end], None)
+    overnight = "out" in end.lower().split("_")  # a car can come back the same day; a hotel stay is a night at least
+    if first is None or last is None or last > first or (last == first and not overnight):
+        return values
+    fixed = set(fixed)
+    if {start, end} <= fixed:  # both are the entity's own: a search must still find it
+        return values
+    if last < first and not fixed & {start, end}:
+        return {**values, start: values[end], end: values[start]}
+    free = end if end not in fixed else start
+    keep = first if free == end else last
+    fits = [v for v in pools.get(free, []) if (d := parse_date(v, None)) and ((d > keep) if free == end else (d < keep))]
+    return {**values, free: rng.choice(fits)} if fits else values
 
 
 def _clock(minutes: int) -> str:

@@ -97,7 +97,7 @@ NOUN_REQUESTS = ["I need {obj}", "I'd like {obj}", "can I get {obj}", "I want {o
                  "I'm hoping to get {obj}", "could you set me up with {obj}", "I'd love {obj}"]
 _QUESTION_HEAD = re.compile(r"^(what|what's|which|when|where|who|how|is|are|am|can|could|would|will|any|anything|do|does)\b", re.I)
 _MASS_OR_PLURAL = re.compile(r"((?<!s)s|tickets|information|info|status|money|music|location|weather|balance|wifi|wi-fi|"
-                             r"internet|parking|breakfast)$")
+                             r"internet|parking|breakfast|media)$")
 GENERIC_MENTIONS = ["with {label} {value}", "{value} as the {label}", "{value} for the {label}", "the {label} being {value}"]
 # How a user states two values for one slot, and which one they lean to (None: no preference): the user's later
 # answer follows the lean, so a resolution never contradicts what they said.
@@ -281,7 +281,8 @@ def link(rng: random.Random, items: Sequence[str]) -> str:
 # --- language hygiene, in one place ----------------------------------------------------------------------------
 
 _ARTICLE = re.compile(r"\b(a|an|A|An)(\s+)([A-Za-z][\w'-]*)")
-_DOUBLED = re.compile(r"\b([A-Za-z]+)\s+(\1)\b", re.I)
+# A word said twice, but not inside a name, where both are capitalized ("C C Beauty Salon", "Naya Naya").
+_DOUBLED = re.compile(r"\b(?!(?-i:[A-Z][a-z]*\s+[A-Z]))([A-Za-z]+)\s+(\1)\b", re.I)
 _SENTENCE_START = re.compile(r"(^|[.!?]\s+)([a-z])")
 
 
@@ -289,6 +290,9 @@ def _fix_article(m: re.Match[str]) -> str:
     from speakrl.pipeline.quality import article_error
 
     article, space, word = m.groups()
+    before = m.string[:m.start()].rstrip()
+    if (article[0].isupper() and before and not before.endswith((".", "!", "?"))) or (len(word) == 1 and word.isupper()):
+        return m.group(0)  # initials in a name: "Kelly A MD", "A A Aesthetics Dental Care"
     if article_error(word, article):
         article = {"a": "an", "A": "An", "an": "a", "An": "A"}[article]
     return f"{article}{space}{word}"
@@ -298,8 +302,8 @@ def tidy(text: str, question: bool = False) -> str:
     """Language hygiene for any generated sentence: the right indefinite article, no doubled words, single spaces,
     sentence case, and a question mark on questions.
 
-    >>> tidy("i found a Audi in hyper class class ,  ok")
-    'I found an Audi in hyper class, ok'
+    >>> tidy("i found a Audi in hyper class class ,  ok"), tidy("at C C Beauty Salon"), tidy("with A A Dental and Kelly A MD")
+    ('I found an Audi in hyper class, ok', 'At C C Beauty Salon', 'With A A Dental and Kelly A MD')
     >>> tidy("which one", question=True)
     'Which one?'
     """
@@ -349,12 +353,14 @@ def derived_requests(tool: ToolDef) -> list[str]:
 def _verb_and_thing(tool: ToolDef) -> tuple[str, str]:
     words = _name_words(tool)
     verb, rest = (words[0], words[1:]) if len(words) > 1 else ("use", words)
-    return verb, " ".join(rest)
+    return verb, " ".join(dict.fromkeys(rest))  # SGD's "find_movies_movies": "find movies"
 
 
 def _plural_thing(thing: str) -> str:
-    """ "songs", but "music", not "musics"."""
-    return thing if _MASS_OR_PLURAL.search(thing) else thing + "s"
+    """ "songs", but "music" and "cars available", not "musics" and "cars availables"."""
+    if thing.endswith("bus"):
+        return thing + "es"
+    return thing if _MASS_OR_PLURAL.search(thing) or re.match(r"\w*[^su]s ", thing) else thing + "s"
 
 
 _OWN = ("location", "balance", "account")
@@ -362,7 +368,14 @@ _OWN = ("location", "balance", "account")
 
 def _object(thing: str, own: str) -> str:
     """A noun with the article it takes after a verb: "a ride", "money", "my location" ("your location")."""
-    return f"{own} {thing}" if thing in _OWN else thing if _MASS_OR_PLURAL.search(thing) else f"a {thing}"
+    if thing in _OWN:
+        return f"{own} {thing}"
+    return thing if _MASS_OR_PLURAL.search(thing) else f"{_a(thing)} {thing}"
+
+
+def _a(word: str) -> str:
+    """The indefinite article a word takes: "an event", "a one-way flight", "a unisex salon"."""
+    return "an" if word[:1] in "aeiou" and not word.startswith(("one", "uni", "use", "eu")) else "a"
 
 
 def task(tool: ToolDef, own: str = "your") -> str:
@@ -403,9 +416,14 @@ def description_object(tool: ToolDef) -> tuple[str, str] | None:
     if len(words) < 2:
         return None
     verb, phrase = words[0].lower(), []
+    if verb in ("search", "look") and len(words) > 2 and words[1].lower() == "for":  # "Search for available cars"
+        words = words[:1] + words[2:]
     for word in words[1:]:
         low = word.lower()
-        if low in _STOP or len(phrase) == 3 or (phrase and low in ("user", "user's", "users")):
+        if phrase in (["list"], ["a", "list"]) and low == "of":  # "Get a list of available times": the times
+            phrase = []
+            continue
+        if low in _STOP or len([w for w in phrase if w not in ("a", "an", "the")]) == 3 or (phrase and low in ("user", "user's", "users")):
             break
         if low in _SPEC_WORDS:  # "Reserve a selected hotel": a user asks for "a hotel"
             continue
@@ -427,13 +445,16 @@ def described_requests(tool: ToolDef) -> list[str]:
         return []
     verb, obj = found
     plural = bool(re.search(r"[^s]s$", obj))
-    if tool.kind == "search" or (tool.kind == "lookup" and plural and verb in ("find", "search", "list")):
+    if tool.kind == "search" or (tool.kind == "lookup" and (plural or re.match(r"an? ", obj)) and verb in ("find", "search", "list")):
         return [] if obj.startswith(("the ", "my ")) else [t.format(plural=obj) for t in DERIVED_SEARCH[:4]]
     if tool.kind == "lookup" or verb in ("get", "check", "show", "fetch", "retrieve", "look"):
         thing = obj if obj.startswith(("the ", "my ")) else "the " + re.sub(r"^an? ", "", obj)  # not "the a bus itinerary"
-        return [t.format(thing=thing.removeprefix("the ")) for t in DERIVED_LOOKUP[:4]]
+        heads = DERIVED_LOOKUP[1:5] if plural else DERIVED_LOOKUP[:4]  # not "what's the available times"
+        return [t.format(thing=thing.removeprefix("the ")) for t in heads]
     if obj.startswith(("a ", "an ")) and verb in _GETTING_VERBS:  # a thing to get: "I need a grooming appointment"
         return [t.format(obj=obj) for t in NOUN_REQUESTS]
+    if not re.match(r"(a|an|the|my|some|all)\b", obj):  # "add an event", not "add event"
+        obj = _object(obj, "my")
     return [t.format(act=f"{verb} {obj}") for t in DERIVED_ACTION if "for me" not in t][:4]
 
 
@@ -453,6 +474,9 @@ def mention(rng: random.Random | None, domain: Domain, name: str, value: Any, an
     said = label(name)
     if isinstance(value, bool):
         words = said.split(" ")
+        if "for" in name.lower().split("_"):  # "good_for_kids": "not good for kids", not "without good kids"
+            full = name.lower().replace("_", " ")
+            return full if value else f"not {full}"
         if len(words) > 1 and words[-1] in _GRANTED:  # "pets allowed", "no pets allowed" (not "not pets allowed")
             return said if value else f"no {said}"
         if said.endswith(("ed", "able", "ible")):  # "insured", "refundable"
@@ -487,6 +511,8 @@ def mention(rng: random.Random | None, domain: Domain, name: str, value: Any, an
     kind = name.lower().rsplit("_", 1)[-1]
     if "_" in name and kind in ("type", "category", "kind") and not said.endswith(kind):  # "with event type Music"
         said = f"{said} {kind}"
+    if said.rsplit(" ", 1)[-1] in ("by", "from", "to", "with", "for", "at", "in", "on"):  # "directed by Alfred Hitchcock"
+        return f"{said} {fmt(value)}"
     if rng is None:
         template = GENERIC_MENTIONS[0]
     elif isinstance(value, str) and not value.replace(".", "").isdigit() and rng.random() < 0.5:
@@ -767,8 +793,8 @@ def _fact(name: str, value: str) -> str:
     ('the weight is 2 kg', 'the conditions are light rain', 'the status is open', 'the species is cat')
     >>> _fact("number_of_adults", "5"), _fact("account_ending", "ending 2847"), _fact("number_of_days", "2 days")
     ('the number of adults is 5', 'the account ending is 2847', 'the number of days is 2')
-    >>> _fact("number_stops", "1"), _fact("to_location", "New York")
-    ('the number of stops is 1', 'the destination is New York')
+    >>> _fact("number_stops", "1"), _fact("to_location", "New York"), _fact("directed_by", "Greta Gerwig")
+    ('the number of stops is 1', 'the destination is New York', 'it is directed by Greta Gerwig')
     """
     words = name.lower().split("_")
     said = FACT_LABELS.get(name) or (label(name) if words[0] in ("number", "num") else name.replace("_", " "))
@@ -782,6 +808,8 @@ def _fact(name: str, value: str) -> str:
     elif head and last in _UNITS and value[:1].isdigit():
         said, value = " ".join(head), f"{value} {last.upper() if last in ('usd', 'eur') else last}"
         last = head[-1]
+    if last in ("by", "from", "to", "with", "for", "at", "in", "on"):  # "it is directed by X", not "the directed by is X"
+        return f"it is {said} {value}"
     if " of " in said:  # the head noun comes before "of": "the number of adults is 5"
         last = said.split(" of ")[0].split(" ")[-1]
     plural = last.endswith("s") and not last.endswith(("ss", "us", "is", "ous")) and last not in ("species", "series", "news")
@@ -817,6 +845,8 @@ def _bool_fact(name: str, value: bool) -> str:
         return f"it {words[0]} {rest}" if value else f"it doesn't {words[0][:-1]} {rest}"
     if len(words) == 1 and words[0].endswith(("ed", "able", "ible")):
         return f"it is {words[0]}" if value else f"it isn't {words[0]}"
+    if len(words) == 1 and re.search(r"[^su]s$", words[0]):  # "it has subtitles", not "subtitles is off"
+        return f"it has {words[0]}" if value else f"it has no {words[0]}"
     return f"{name.replace('_', ' ')} is {'on' if value else 'off'}"
 
 
@@ -842,8 +872,9 @@ def _facts(domain: Domain, facts: dict[str, Any]) -> str:
         value = phrase[phrase.index("$"):] if "$" in phrase else fmt(v)  # "$57 a day", not "the album X" or "2:48 long"
         if isinstance(v, (int, float)) and str(value).startswith("$"):  # "$17,840.09", not "$17840.09"
             value = re.sub(r"^\$[\d.]+", "$" + money(v, grouped=True), str(value))
-        if set(k.split("_")) & {"monthly", "daily", "nightly", "night", "per"}:  # not "the monthly rent is $1450 a month"
-            value = re.sub(r" (a|per) (month|day|night)$", "", str(value))
+        per = re.search(r" (?:a|per) (\w+)$", str(value))
+        if per and (set(k.split("_")) & {"monthly", "daily", "nightly", "night", "per", per.group(1)}):
+            value = str(value)[:per.start()]  # not "the monthly rent is $1450 a month", "the ticket price is $180 a ticket"
         said.append(_fact(k, str(value)))
     return join(said)
 
@@ -856,6 +887,7 @@ def _what_was_done(domain: Domain, facts: dict[str, Any]) -> str:
     if facts.get("event_date") and facts.get("new_date"):  # a rescheduled event: "moved from August 10th to August 18th"
         moved = f"moved from {fmt(facts.pop('event_date'))} to {fmt(facts.pop('new_date'))}"
     said = join([moved] * bool(moved) + [mention(None, domain, k, v) for k, v in facts.items() if v is not None])
+    said = re.sub(r"\$(\d{4,})(?=\.\d\d|\b)", lambda m: f"${int(m[1]):,}", said)  # "$1,800", as a closing writes it
     return re.sub(r"\bmy\b", "your", said)
 
 

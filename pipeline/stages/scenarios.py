@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from speakrl.pipeline.catalog.sim import Simulator, separate_ends, stable_seed, trip_ends
+from speakrl.pipeline.catalog.sim import Simulator, date_span, order_span, separate_ends, stable_seed, trip_ends
 from speakrl.pipeline.catalog.specs import coerce
 from speakrl.pipeline.checks import normalize
 from speakrl.pipeline.quality import parse_date
@@ -135,6 +135,10 @@ def draw_goal(sim: Simulator, plan: Plan, rng: random.Random, row: dict[str, Any
         goal[name] = value
         if normalize(value) == normalize(default):  # a null default ("no preference") is kept by saying nothing
             kept_default[name] = value
+    span = date_span(goal)
+    if span:
+        pools = {k: [coerce(domain.slot(k), v) for v in domain.slot(k).pool()] for k in span}
+        goal = order_span(goal, span, pools, rng, fixed=[k for k in span if k in row])
     return goal, kept_default
 
 
@@ -215,6 +219,8 @@ def make_scenario(cfg: RunConfig, plans: dict[str, list[Plan]], sim: Simulator, 
         stated.pop(name)
         for k in search_args:  # filters the user gives so the assistant can search
             stated.setdefault(k, search_args[k])
+            if k in tool.optional:  # said once, it holds for the booking too: "3 rooms" is not back to the default 1
+                goal[k] = stated[k]
         ambiguities.append(Ambiguity(type="ambiguous_reference", slot=name, detail=phrasing.reference_detail(domain, search_args),
                                      candidates=[m[name] for m in matches[:5]]))
 

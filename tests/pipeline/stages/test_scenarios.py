@@ -85,3 +85,24 @@ def test_sharp_follows_only_clock_times_and_nothing_is_in_total(catalog, sim):
     assert sharp  # the variant is still used...
     assert all(re.search(r"\d|noon|midnight", w) for w in sharp), sharp  # ...after a clock time only
     assert " in total" not in openings  # it only ever followed dates and names
+
+
+def test_a_booking_ends_after_it_starts_on_sgd_schemas():
+    """SGD's rental cars, hotels and flights draw each date from one pool: a car dropped off before its pickup, or a
+    stay that checks out on its check-in day, must not reach a goal."""
+    from pathlib import Path
+
+    from speakrl.pipeline.catalog import load_catalog
+    from speakrl.pipeline.catalog.sim import Simulator, date_span
+    from speakrl.pipeline.quality import parse_date
+
+    sgd = load_catalog(str(Path(__file__).resolve().parents[3] / "data/sgd/train_schema.json"))
+    spans = 0
+    for s in scenarios.run(RunConfig(n=600, seed=3), sgd, range(600), Simulator(sgd)):
+        span = date_span(s.goal)
+        if not span:
+            continue
+        first, last = (parse_date(s.goal[k], None) for k in span)
+        spans += 1
+        assert last > first or (last == first and "out" not in span[1]), (s.tool, s.goal)
+    assert spans > 40
