@@ -12,10 +12,11 @@ from typing import Any
 from speakrl.training.protocols import instructions, render_speakrl
 
 PROMPT_STYLES = ("chat_template", "compact")
+# Short: every prompt token costs CPU time on each step, and a model trained from scratch learns the protocol from
+# the targets, not from this line.
 COMPACT_INSTRUCTIONS = {
-    "speakrl": "Reply <think></think> then <clarify>Yes, a new line and one question</clarify> if a value you need is "
-               "missing, vague, invalid or contradictory; else <clarify>No</clarify> and a <tool_call> or an answer.",
-    "native": "Ask one question if a value you need is missing, vague, invalid or contradictory; else call a tool or answer.",
+    "speakrl": "<clarify>Yes + question if a value is unclear, else No + <tool_call> or answer.",
+    "native": "Ask if a value is unclear, else call a tool or answer.",
 }
 
 
@@ -35,11 +36,14 @@ def _loads(value: Any) -> Any:
 
 
 def tool_signature(tool: dict[str, Any]) -> str:
-    """One line per tool for compact prompts: name, typed parameters (enum choices, optional ones with their default).
+    """One line per tool for compact prompts: name and parameters (a type unless string, enum choices, optional ones
+    with their default); no description (the names carry it, and it would be a third of the prompt).
 
     >>> tool_signature({"function": {"name": "book", "description": "Book a table", "parameters": {"properties": {
     ...     "n": {"type": "integer"}, "seat": {"type": "string", "enum": ["in", "out"], "default": "in"}}, "required": ["n"]}}})
-    'book(n: integer, seat: in|out = in): Book a table'
+    'book(n: integer, seat: in|out = in)'
+    >>> tool_signature({"name": "find", "parameters": {"properties": {"city": {"type": "string"}}, "required": ["city"]}})
+    'find(city)'
     """
     fn = tool.get("function", tool)
     params = fn.get("parameters") or {}
@@ -47,11 +51,12 @@ def tool_signature(tool: dict[str, Any]) -> str:
     parts = []
     for name, prop in (params.get("properties") or {}).items():
         kind = "|".join(map(str, prop["enum"])) if prop.get("enum") else prop.get("type", "string")
+        part = name if kind == "string" else f"{name}: {kind}"
         if name in required:
-            parts.append(f"{name}: {kind}")
+            parts.append(part)
         else:
-            parts.append(f"{name}: {kind} = {prop['default']}" if "default" in prop else f"{name}: {kind} = none")
-    return f"{fn.get('name', '')}({', '.join(parts)}): {' '.join((fn.get('description') or '').split())}"
+            parts.append(f"{part} = {prop['default']}" if "default" in prop else f"{part} = none")
+    return f"{fn.get('name', '')}({', '.join(parts)})"
 
 
 def compact_messages(history: list[dict[str, Any]], tools: list[dict[str, Any]] | None, protocol: str) -> list[dict[str, Any]]:

@@ -11,6 +11,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from speakrl.pipeline.errors import TrainingError
+
 logger = logging.getLogger(__name__)
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
@@ -51,7 +53,15 @@ def training_texts(rows: Iterable[dict[str, Any]], protocol: str, limit: int = 3
     return texts
 
 
-def build_tokenizer(texts: Iterable[str], vocab_size: int = 4096, max_token_length: int = 24) -> Any:
+# Pre-splits for the BPE. `words`: a word (letters, digits, `_`) is a piece of its own, without the space before it, so
+# a value or a tool name is spelled with the same tokens in the user's text, in a tool signature and inside a call's
+# JSON (`"Static Hearts"` after a quote, ` Static Hearts` after a space): the model can copy it. `none`: merges may
+# cross word boundaries, which halves prompt length but spells a value differently in the prompt and in a call
+# (`Chrysler Pacific` + `a ` vs `Chrysler Pacifica`), so it can only be memorized (training/README.md).
+SPLITS = {"words": r"\w+|[^\w\n]+", "none": None}
+
+
+def build_tokenizer(texts: Iterable[str], vocab_size: int = 4096, max_token_length: int = 24, split: str = "words") -> Any:
     """Train a byte-level BPE on `texts` and wrap it as a transformers fast tokenizer with the Qwen3 chat template."""
     from tokenizers import (
         Regex,
@@ -64,15 +74,14 @@ def build_tokenizer(texts: Iterable[str], vocab_size: int = 4096, max_token_leng
     )
     from transformers import PreTrainedTokenizerFast
 
+    if split not in SPLITS:
+        raise TrainingError(f"unknown tokenizer split {split!r}; valid: {', '.join(SPLITS)}")
     tok = Tokenizer(models.BPE())
-    # Merges may cross word boundaries (no GPT-2 regex): the JSON tool specs repeated in every prompt then shrink to
-    # a few long tokens, which halves prompt length and so CPU time per step. Newlines and tags stay their own pieces.
-    # The price: a value or tool name is spelled with other tokens in the prompt than in a call, so the model cannot
-    # copy it (why the demo completes no episode; training/README.md).
-    tok.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(pattern=Regex(r"\n+|</?[a-z_]+>|<\|[a-z_]+\|>"), behavior="isolated"),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-    ])
+    # Newlines and tags are always their own pieces; no GPT-2 regex (it glues the space to the next word).
+    pieces = [pre_tokenizers.Split(pattern=Regex(r"\n+|</?[a-z_]+>|<\|[a-z_]+\|>"), behavior="isolated")]
+    if SPLITS[split]:
+        pieces.append(pre_tokenizers.Split(pattern=Regex(SPLITS[split]), behavior="isolated"))
+    tok.pre_tokenizer = pre_tokenizers.Sequence([*pieces, pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
     tok.decoder = decoders.ByteLevel()
     tok.post_processor = processors.ByteLevel(trim_offsets=False)
     trainer = trainers.BpeTrainer(
@@ -123,10 +132,11 @@ def build_model(tokenizer: Any, hidden_size: int = 128, num_layers: int = 2, num
     return model
 
 
-def build_tiny(out_dir: Path, texts: Iterable[str], vocab_size: int = 4096, max_token_length: int = 24, **model_kwargs: Any) -> Path:
+def build_tiny(out_dir: Path, texts: Iterable[str], vocab_size: int = 4096, max_token_length: int = 24, split: str = "words",
+               **model_kwargs: Any) -> Path:
     """Build tokenizer + model and save both to `out_dir` (a normal HF checkpoint dir)."""
     out_dir = Path(out_dir)
-    tokenizer = build_tokenizer(texts, vocab_size=vocab_size, max_token_length=max_token_length)
+    tokenizer = build_tokenizer(texts, vocab_size=vocab_size, max_token_length=max_token_length, split=split)
     model = build_model(tokenizer, **model_kwargs)
     out_dir.mkdir(parents=True, exist_ok=True)
     tokenizer.save_pretrained(out_dir)
