@@ -86,17 +86,18 @@ def mentioned_values(values: Iterable[Any], text: str, today: date | None = None
     return [v for v in values if _said(_forms(normalize(v), today), low)]
 
 
-def _forms(target: str, today: date | None) -> list[str]:
+@lru_cache(maxsize=1 << 16)  # a row's values are looked for in each of its texts, and repeat across rows
+def _forms(target: str, today: date | None) -> tuple[str, ...]:
     """The phrases that say a normalized value: itself, its number word, the ways people say it."""
     if not target:
-        return []
+        return ()
     forms = [target]
     if target in _NUMBER_WORDS:
         forms.append(_NUMBER_WORDS[target])
-    return forms + spoken_forms(target, today)
+    return (*forms, *spoken_forms(target, today))
 
 
-def _said(forms: list[str], low: str) -> bool:
+def _said(forms: tuple[str, ...], low: str) -> bool:
     """Whether one of `forms` is a whole phrase of the normalized text `low`. A substring test comes first: most
     values are not in most texts, and it spares the regex search (and compiling a pattern for every new value)."""
     return any(form in low and _phrase_pattern(form).search(low) is not None for form in forms)
