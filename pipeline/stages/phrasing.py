@@ -60,7 +60,7 @@ THANKS = ["Thanks!", "Thank you so much.", "Thanks in advance.", "I appreciate i
           "Many thanks.", "You're a lifesaver.", "Thanks a bunch.", "Much appreciated.", "That would be great.",
           "Thanks for your help.", "That'd help a lot.", "Thanks, you're the best.", "Really appreciate it.",
           "That would save me a lot of time.", "Thanks so much for this.", "Grateful for the help.",
-          "Let me know if you need anything else.", "Thanks, really."]
+          "Thanks, really."]
 CHATTER = [
     "It's been a long week.", "I keep forgetting to do this.", "My partner asked me to sort it out.",
     "It's kind of a special occasion.", "I'm doing this between meetings.", "First time using this, so bear with me.",
@@ -96,7 +96,8 @@ DERIVED_ACTION = ["I'd like to {act}", "can you {act} for me", "I need to {act}"
 NOUN_REQUESTS = ["I need {obj}", "I'd like {obj}", "can I get {obj}", "I want {obj}", "I'm after {obj}",
                  "I'm hoping to get {obj}", "could you set me up with {obj}", "I'd love {obj}"]
 _QUESTION_HEAD = re.compile(r"^(what|what's|which|when|where|who|how|is|are|am|can|could|would|will|any|anything|do|does)\b", re.I)
-_MASS_OR_PLURAL = re.compile(r"((?<!s)s|tickets|information|info|status|money|music|location|weather|balance)$")
+_MASS_OR_PLURAL = re.compile(r"((?<!s)s|tickets|information|info|status|money|music|location|weather|balance|wifi|wi-fi|"
+                             r"internet|parking|breakfast)$")
 GENERIC_MENTIONS = ["with {label} {value}", "{value} as the {label}", "{value} for the {label}", "the {label} being {value}"]
 # How a user states two values for one slot, and which one they lean to (None: no preference): the user's later
 # answer follows the lean, so a resolution never contradicts what they said.
@@ -211,16 +212,16 @@ def label(name: str) -> str:
 
     >>> label("weight_kg"), label("date_of_journey"), label("tracking_number"), label("to"), label("restaurant_name")
     ('weight in kg', 'date of journey', 'tracking number', 'destination', 'restaurant')
-    >>> label("number_stops"), label("number_of_rooms")
-    ('number of stops', 'number of rooms')
+    >>> label("number_stops"), label("number_of_rooms"), label("number_of_days")
+    ('number of stops', 'number of rooms', 'number of days')
     """
     words = name.lower().split("_")
     if name.lower() in _BARE_LABELS:
         return _BARE_LABELS[name.lower()]
+    if "of" in words[1:-1]:  # before the unit: "number_of_days" is "number of days", not "number of in days"
+        return " ".join(words)
     if len(words) > 1 and words[-1] in _UNITS:
         return f"{label('_'.join(words[:-1]))} in {words[-1]}"
-    if "of" in words[1:-1]:
-        return " ".join(words)
     if len(words) == 2 and words[1] == "number" and words[0] not in ("flight", "trip"):
         return " ".join(words)
     if len(words) > 1 and words[0] in ("number", "num"):  # SGD's "number_stops": "number of stops"
@@ -352,7 +353,8 @@ def _verb_and_thing(tool: ToolDef) -> tuple[str, str]:
 
 
 def _plural_thing(thing: str) -> str:
-    return thing if thing.endswith("s") else thing + "s"
+    """ "songs", but "music", not "musics"."""
+    return thing if _MASS_OR_PLURAL.search(thing) else thing + "s"
 
 
 _OWN = ("location", "balance", "account")
@@ -384,6 +386,7 @@ def task(tool: ToolDef, own: str = "your") -> str:
 
 _STOP = {"for", "at", "in", "on", "to", "from", "by", "with", "between", "of", "that", "and", "or", "based", "using",
          "via", "into", "when", "if", "given", "which", "who", "where"}
+_SPEC_WORDS = {"selected", "specified", "chosen", "particular", "specific", "desired", "requested"}
 _POSSESSIVE = {"your": "my", "user's": "my", "the user's": "my", "users'": "my", "their": "my"}
 
 
@@ -404,6 +407,8 @@ def description_object(tool: ToolDef) -> tuple[str, str] | None:
         low = word.lower()
         if low in _STOP or len(phrase) == 3 or (phrase and low in ("user", "user's", "users")):
             break
+        if low in _SPEC_WORDS:  # "Reserve a selected hotel": a user asks for "a hotel"
+            continue
         phrase.append(_POSSESSIVE.get(low, low))
     if not phrase or phrase[-1] in ("a", "an", "the", "my", "some", "all"):
         return None
@@ -425,7 +430,7 @@ def described_requests(tool: ToolDef) -> list[str]:
     if tool.kind == "search" or (tool.kind == "lookup" and plural and verb in ("find", "search", "list")):
         return [] if obj.startswith(("the ", "my ")) else [t.format(plural=obj) for t in DERIVED_SEARCH[:4]]
     if tool.kind == "lookup" or verb in ("get", "check", "show", "fetch", "retrieve", "look"):
-        thing = obj if obj.startswith(("the ", "my ")) else f"the {obj}"
+        thing = obj if obj.startswith(("the ", "my ")) else "the " + re.sub(r"^an? ", "", obj)  # not "the a bus itinerary"
         return [t.format(thing=thing.removeprefix("the ")) for t in DERIVED_LOOKUP[:4]]
     if obj.startswith(("a ", "an ")) and verb in _GETTING_VERBS:  # a thing to get: "I need a grooming appointment"
         return [t.format(obj=obj) for t in NOUN_REQUESTS]
@@ -447,8 +452,14 @@ def mention(rng: random.Random | None, domain: Domain, name: str, value: Any, an
     slot = domain.slot(name)
     said = label(name)
     if isinstance(value, bool):
+        words = said.split(" ")
+        if len(words) > 1 and words[-1] in _GRANTED:  # "pets allowed", "no pets allowed" (not "not pets allowed")
+            return said if value else f"no {said}"
         if said.endswith(("ed", "able", "ible")):  # "insured", "refundable"
             return said if value else f"not {said}"
+        if words[0] in ("is", "has") and len(words) > 1:  # "is_unisex": "unisex"; "has_wifi": "with wifi"
+            rest = " ".join(words[1:])
+            return (rest if value else f"not {rest}") if words[0] == "is" else f"{'with' if value else 'without'} {rest}"
         fact = _bool_fact(name, value)
         if fact.startswith("it ") and not fact.startswith(("it is", "it has")):  # a verb
             return "that" + fact[2:]  # "that offers cosmetic services", not "with offers cosmetic services"
@@ -473,6 +484,9 @@ def mention(rng: random.Random | None, domain: Domain, name: str, value: Any, an
     if numeric and set(name.lower().split("_")) & _MONEY_WORDS:  # "$40", "$24.90"
         forms = ["${value}", "${value}", "a {label} of ${value}"]
         return (forms[0] if rng is None else rng.choice(forms)).format(label=said, value=money(value))
+    kind = name.lower().rsplit("_", 1)[-1]
+    if "_" in name and kind in ("type", "category", "kind") and not said.endswith(kind):  # "with event type Music"
+        said = f"{said} {kind}"
     if rng is None:
         template = GENERIC_MENTIONS[0]
     elif isinstance(value, str) and not value.replace(".", "").isdigit() and rng.random() < 0.5:
@@ -649,6 +663,8 @@ def chatter(hour: int | None) -> list[str]:
 
 def styled(rng: random.Random, text: str, style: str, hour: int | None = None) -> str:
     """Wrap a message in the user's style; `hour` is the scenario's time of day, for greetings that name it."""
+    if style in ("polite", "chatty") and text.startswith("Hey, so "):  # greeted once: not "Hi there. Hey, so ..."
+        text = "So " + text[len("Hey, so "):]
     if style == "polite":
         text = f"{rng.choice(greetings(hour))} {text} {rng.choice(THANKS)}"
     elif style == "chatty":
@@ -749,23 +765,31 @@ def _fact(name: str, value: str) -> str:
 
     >>> _fact("weight_kg", "2"), _fact("conditions", "light rain"), _fact("status", "open"), _fact("species", "cat")
     ('the weight is 2 kg', 'the conditions are light rain', 'the status is open', 'the species is cat')
-    >>> _fact("number_of_adults", "5"), _fact("account_ending", "ending 2847")
-    ('the number of adults is 5', 'the account ending is 2847')
+    >>> _fact("number_of_adults", "5"), _fact("account_ending", "ending 2847"), _fact("number_of_days", "2 days")
+    ('the number of adults is 5', 'the account ending is 2847', 'the number of days is 2')
+    >>> _fact("number_stops", "1"), _fact("to_location", "New York")
+    ('the number of stops is 1', 'the destination is New York')
     """
-    label = FACT_LABELS.get(name, name.replace("_", " "))
-    *head, last = label.split(" ")
+    words = name.lower().split("_")
+    said = FACT_LABELS.get(name) or (label(name) if words[0] in ("number", "num") else name.replace("_", " "))
+    if len(words) == 2 and words[0] in ("from", "to"):  # SGD's "from_location": "the origin"
+        said = "origin" if words[0] == "from" else "destination"
+    *head, last = said.split(" ")
     if head and value.startswith(f"{last} "):  # "the account ending is 2847", not "... is ending 2847"
         value = value[len(last) + 1:]
-    if head and last in _UNITS and value[:1].isdigit():
-        label, value = " ".join(head), f"{value} {last.upper() if last in ('usd', 'eur') else last}"
+    if head and last in _UNITS and value[:1].isdigit() and head[-1] == "of":  # "the number of days is 2"
+        value = value.removesuffix(f" {last}")
+    elif head and last in _UNITS and value[:1].isdigit():
+        said, value = " ".join(head), f"{value} {last.upper() if last in ('usd', 'eur') else last}"
         last = head[-1]
-    if " of " in label:  # the head noun comes before "of": "the number of adults is 5"
-        last = label.split(" of ")[0].split(" ")[-1]
+    if " of " in said:  # the head noun comes before "of": "the number of adults is 5"
+        last = said.split(" of ")[0].split(" ")[-1]
     plural = last.endswith("s") and not last.endswith(("ss", "us", "is", "ous")) and last not in ("species", "series", "news")
-    return f"the {label} {'are' if plural else 'is'} {value}"
+    return f"the {said} {'are' if plural else 'is'} {value}"
 
 
 _PERCENT_WORDS = {"chance", "percent", "percentage", "humidity", "probability"}
+_GRANTED = ("allowed", "included", "required", "available", "welcome", "accepted", "permitted")
 
 
 def _bool_fact(name: str, value: bool) -> str:
@@ -775,14 +799,17 @@ def _bool_fact(name: str, value: bool) -> str:
     ('it has a pool', "pets aren't allowed", "it isn't insured")
     >>> _bool_fact("accepts_new_patients", False), _bool_fact("private_visibility", True), _bool_fact("pets_welcome", True)
     ("it doesn't accept new patients", 'private visibility is on', 'pets are welcome')
+    >>> _bool_fact("has_wifi", False), _bool_fact("has_live_music", True)
+    ("it doesn't have wifi", 'it has live music')
     """
     words = name.lower().split("_")
     rest = " ".join(words[1:])
     if words[0] == "has" and rest:
-        return f"it has a {rest}" if value else f"it doesn't have a {rest}"
+        thing = rest if _MASS_OR_PLURAL.search(rest) else f"a {rest}"  # "it has wifi", "it has a pool"
+        return f"it has {thing}" if value else f"it doesn't have {thing}"
     if words[0] == "is" and rest:
         return f"it is {rest}" if value else f"it isn't {rest}"
-    if len(words) > 1 and words[-1] in ("allowed", "included", "required", "available", "welcome", "accepted", "permitted"):
+    if len(words) > 1 and words[-1] in _GRANTED:
         subject = " ".join(words[:-1])
         verb = ("are" if subject.endswith("s") else "is") + ("" if value else "n't")
         return f"{subject} {verb} {words[-1]}"
@@ -808,6 +835,9 @@ def _facts(domain: Domain, facts: dict[str, Any]) -> str:
         if isinstance(v, (int, float)) and set(k.lower().split("_")) & _PERCENT_WORDS:
             said.append(_fact(k, f"{fmt(v)}%"))  # "the chance of rain is 65%"
             continue
+        if isinstance(v, int) and re.search(r"[^s]s$", k) and not unit_of(k) and not re.search(r"number|num_|_num", k):
+            said.append(_fact(f"number_of_{k}", str(fmt(v))))  # "the number of travelers is 1", not "the travelers are 1"
+            continue
         phrase = _PREPOSITION.sub("", mention(None, domain, k, v))
         value = phrase[phrase.index("$"):] if "$" in phrase else fmt(v)  # "$57 a day", not "the album X" or "2:48 long"
         if isinstance(v, (int, float)) and str(value).startswith("$"):  # "$17,840.09", not "$17840.09"
@@ -827,6 +857,18 @@ def _what_was_done(domain: Domain, facts: dict[str, Any]) -> str:
         moved = f"moved from {fmt(facts.pop('event_date'))} to {fmt(facts.pop('new_date'))}"
     said = join([moved] * bool(moved) + [mention(None, domain, k, v) for k, v in facts.items() if v is not None])
     return re.sub(r"\bmy\b", "your", said)
+
+
+def _contact(facts: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """Split a phone number off an action's facts into its own sentence: a user gives a place "at 12 Main St", but a
+    closing says "The phone number is 408-555-0199.", not "for 2 people and at 408-555-0199".
+
+    >>> _contact({"party_size": 2, "phone_number": "408-555-0199"})
+    ({'party_size': 2}, ' The phone number is 408-555-0199.')
+    """
+    phones = [k for k in facts if "phone" in k.lower().split("_") and isinstance(facts[k], str)]
+    rest = {k: v for k, v in facts.items() if k not in phones}
+    return rest, "".join(f" The phone number is {facts[k]}." for k in phones)
 
 
 def _done(rng: random.Random, tool: ToolDef) -> str:
@@ -857,9 +899,10 @@ def final_answer(rng: random.Random, domain: Domain, tool: ToolDef, result: dict
         said = f" For {name}: {_facts(domain, facts)}." if name and facts else f" {_facts(domain, facts)}." if facts else ""
         return tidy(f"{_done(rng, tool)}{said} Your confirmation number is {result.get('confirmation_id')}.")
     if tool.kind == "action":
+        facts, phone = _contact(facts)
         done = _what_was_done(domain, facts)
         said = f" {name}, {done}." if name and done else f" {name}." if name else f" That's {done}." if done else ""
-        return tidy(f"{_done(rng, tool)}{said} Your confirmation number is {result.get('confirmation_id')}.")
+        return tidy(f"{_done(rng, tool)}{said}{phone} Your confirmation number is {result.get('confirmation_id')}.")
     found = {k: v for k, v in facts.items() if not (asked and k in asked and normalize(v) == normalize(asked[k]))}
     facts = found or facts
     if not facts:

@@ -169,3 +169,25 @@ def test_closings_say_what_happened_not_what_was_asked(catalog, sim):
                 assert f"the {phrasing.label(name)} is {value}" not in told, closing
         assert not re.search(r"\$\d+\.\d(?!\d)", closing), closing  # "$24.90", not "$24.9"
     assert cancels and lookups
+
+
+def test_messages_read_without_the_slips_reviewers_found(catalog, sim):
+    """Slips found by reading generated dialogues, on the built-in catalog and on SGD's schemas (whose slot names,
+    such as `number_of_days`, `is_unisex`, `has_wifi` and `pets_allowed`, exercise the derived wording)."""
+    import re
+    from pathlib import Path
+
+    from speakrl.pipeline.catalog import load_catalog
+    from speakrl.pipeline.catalog.sim import Simulator
+
+    slips = re.compile(r"\bat \d{3}-\d{3}-\d{4}|number of of|\bwith (has|is) |\bnot \w+ allowed|\bthe an? |musics|"
+                       r"\bthe number \w+s are|\bthe (from|to) location is|[.!?] Hey, so|have a (wifi|live music)|a selected")
+    sgd = load_catalog(str(Path(__file__).resolve().parents[3] / "data/sgd/train_schema.json"))
+    read = 0
+    for cat, simulator in ((catalog, sim), (sgd, Simulator(sgd))):
+        _, rows = _dialogues(cat, simulator, n=500)
+        for d in rows:
+            for m in d.messages[1:]:
+                assert not slips.search(m.content or ""), (d.id, m.content)
+                read += 1
+    assert read > 2000
