@@ -2,8 +2,8 @@
 
 Each (size, repeat) runs `speakrl run` logic in a fresh process so peak RSS is that run's alone. The serialization
 baseline writes the same accepted dialogues to parquet (the published row encoding) and nothing else. Reported too:
-the manifest's stage seconds (generate, finalize, dataset), how busy the cores were, and the same command re-run
-on the finished run (its wall time and how many files it rewrote).
+the manifest's stage seconds (generate, finalize, dataset), the main process's peak RSS at the end of each, how
+busy the cores were, and the same command re-run on the finished run (its wall time and how many files it rewrote).
 
     python benchmarks/offline_throughput.py --sizes 10000 100000 --repeats 3
 Prints one JSON object.
@@ -23,9 +23,22 @@ from pathlib import Path
 
 CHILD = r"""
 import json, resource, sys, time
-from speakrl.pipeline.runner import generate
+from speakrl.pipeline import runner
 from speakrl.schemas import RunConfig
 n, out, workers = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+peaks = {}  # the main process's peak RSS at the end of each stage (a running maximum: a stage's own peak shows as a rise)
+
+def measured(stage, step):
+    def run(*args, **kwargs):
+        result = step(*args, **kwargs)
+        peaks[stage] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        return result
+    return run
+
+runner.run_shards = measured("generate", runner.run_shards)
+runner.finalize = measured("finalize", runner.finalize)
+runner.build_local_dataset = measured("dataset", runner.build_local_dataset)
+generate = runner.generate
 t = time.perf_counter()
 run_dir = generate(RunConfig(n=n, seed=0, out=out, workers=workers))
 wall = time.perf_counter() - t
@@ -36,7 +49,8 @@ print(json.dumps({"wall": wall, "accepted": stats["accepted"], "rejected": stats
                   # workers run during the generate stage only: their CPU over its wall time is how busy the cores were
                   "generate_worker_cpu_percent": 100 * (children.ru_utime + children.ru_stime) / stages["generate"],
                   "cpu_percent": 100 * (me.ru_utime + me.ru_stime + children.ru_utime + children.ru_stime) / wall,
-                  "peak_rss_mb_main": me.ru_maxrss / 1024, "peak_rss_mb_worker": children.ru_maxrss / 1024}))
+                  "peak_rss_mb_main": me.ru_maxrss / 1024, "peak_rss_mb_worker": children.ru_maxrss / 1024,
+                  "peak_rss_mb_main_after_stage": peaks}))
 """
 
 SERIALIZE = r"""
@@ -107,6 +121,8 @@ def main() -> None:
             "rejected": runs[0]["rejected"],
             "peak_rss_mb_main": round(max(r["peak_rss_mb_main"] for r in runs), 1),
             "peak_rss_mb_worker": round(max(r["peak_rss_mb_worker"] for r in runs), 1),
+            "peak_rss_mb_main_after_stage": {k: round(max(r["peak_rss_mb_main_after_stage"][k] for r in runs), 1)
+                                             for k in runs[0]["peak_rss_mb_main_after_stage"]},
             "median_cost_ratio_vs_parquet_serialization": round(statistics.median(ratios), 2),
             "median_stage_seconds": {k: round(statistics.median(r["stages"][k] for r in runs), 2) for k in runs[0]["stages"]},
             "median_generate_worker_cpu_percent": round(statistics.median(r["generate_worker_cpu_percent"] for r in runs)),

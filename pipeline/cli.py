@@ -74,11 +74,13 @@ def _run_opened(stage: str, cfg: Any, ctx: Any, uses_llm: bool) -> None:
     """`stage` on the opened (and locked) run directory."""
     import time
 
-    from rich.progress import Progress
-
     from speakrl.pipeline import runner
 
-    finished = stage == "run" and runner.outputs_unchanged(ctx.dir, runner.read_manifest(ctx))
+    if stage == "run" and runner.outputs_unchanged(ctx.dir, runner.read_manifest(ctx)):  # nothing to do: no LLM client, no bars
+        _summary(ctx.dir, json.loads((ctx.dir / "stats.json").read_text()), None)
+        return
+    from rich.progress import Progress
+
     llm = None
     if uses_llm:
         from speakrl.pipeline.llm import LLM
@@ -121,7 +123,7 @@ def _run_opened(stage: str, cfg: Any, ctx: Any, uses_llm: bool) -> None:
                 runner.record_usage(ctx)  # every invocation's spend, from the run's usage ledger
     stats_path = run_dir / "stats.json"
     if stage in ("run", "validate") and stats_path.exists():
-        _summary(run_dir, json.loads(stats_path.read_text()), None if finished else time.perf_counter() - start)
+        _summary(run_dir, json.loads(stats_path.read_text()), time.perf_counter() - start)
     else:
         console.print(f"{stage}: done -> {run_dir}")
 

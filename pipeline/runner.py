@@ -26,6 +26,7 @@ from concurrent.futures import FIRST_COMPLETED, CancelledError, ProcessPoolExecu
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import cached_property
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -33,13 +34,8 @@ from typing import Any
 import yaml
 
 from speakrl.pipeline import secrets
-from speakrl.pipeline.catalog import load_catalog
-from speakrl.pipeline.catalog.sim import Simulator
 from speakrl.pipeline.errors import ConfigError, RunDirError
 from speakrl.pipeline.io import atomic_write_text, build_dir_atomically, dump_row, read_jsonl, write_jsonl
-from speakrl.pipeline.stages import dialogues as dialogues_stage
-from speakrl.pipeline.stages import scenarios as scenarios_stage
-from speakrl.pipeline.stages import validate as validate_stage
 from speakrl.schemas.catalog import Catalog
 from speakrl.schemas.config import RunConfig
 from speakrl.schemas.dialogue import Dialogue, Rejection, Scenario
@@ -76,10 +72,26 @@ def config_hash(cfg: RunConfig) -> str:
 class RunContext:
     cfg: RunConfig
     dir: Path
-    catalog: Catalog
-    sim: Simulator
-    versions: dict[str, str]
     lock: Any = None  # the run directory's lock, held by the process that opened the run
+
+    # Loaded when first used, so a re-run of a finished run loads none of them.
+    @cached_property
+    def catalog(self) -> Catalog:
+        from speakrl.pipeline.catalog import load_catalog
+
+        return load_catalog(self.cfg.catalog, self.cfg.slot_values)
+
+    @cached_property
+    def sim(self) -> Any:
+        """The catalog's simulator (building it compiles every tool's argument schema; the main process of a
+        multi-worker run never uses it)."""
+        from speakrl.pipeline.catalog.sim import Simulator
+
+        return Simulator(self.catalog)
+
+    @cached_property
+    def versions(self) -> dict[str, str]:
+        return versions()
 
     def shards(self) -> Iterator[tuple[int, range]]:
         """(shard number, scenario indices) of every shard, planned lazily: a huge --n costs no memory up front."""
@@ -98,8 +110,11 @@ class RunContext:
 
 def open_run(cfg: RunConfig) -> RunContext:
     """Create or reopen the run directory; refuse to mix a different config into an existing run."""
-    catalog = load_catalog(cfg.catalog, cfg.slot_values)  # first: a bad catalog leaves no run dir behind
     run_dir = Path(cfg.out)
+    ctx = RunContext(cfg, run_dir)
+    manifest_path = run_dir / "manifest.json"
+    if not manifest_path.exists():
+        ctx.catalog  # noqa: B018 - loaded first: a bad catalog leaves no run dir behind
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         probe = run_dir / ".write-test"
@@ -107,9 +122,9 @@ def open_run(cfg: RunConfig) -> RunContext:
         probe.unlink()
     except OSError as e:
         raise RunDirError(f"cannot write to output directory {str(run_dir)!r} ({e.strerror}); choose another --out") from None
-    lock = lock_run_dir(run_dir)
+    ctx.lock = lock = lock_run_dir(run_dir)
     try:
-        manifest_path = run_dir / "manifest.json"
+        finished = False
         if manifest_path.exists():
             old = _read_json(manifest_path, "manifest.json")
             if not isinstance(old, dict):
@@ -117,8 +132,10 @@ def open_run(cfg: RunConfig) -> RunContext:
                                   "and run again")
             if old.get("config_hash") != config_hash(cfg):
                 raise RunDirError(f"{str(run_dir)!r} holds a run made with different settings; use a new --out or delete it")
+            finished = bool(old.get("outputs")) and output_fingerprints(run_dir) == old["outputs"]
+        if not finished:
+            ctx.catalog  # noqa: B018 - loaded now: a catalog file gone bad is one sentence here, not a worker's failure
         _remove_leftovers(run_dir)
-        ctx = RunContext(cfg, run_dir, catalog, Simulator(catalog), versions(), lock)
         config_text = yaml.safe_dump(written_config(cfg), sort_keys=False)
         config_path = run_dir / "config.yaml"
         if not config_path.is_file() or config_path.read_text(encoding="utf-8") != config_text:  # a re-run rewrites nothing
@@ -189,6 +206,7 @@ def write_manifest(ctx: RunContext, manifest: Manifest) -> None:
 
 
 # --- per-shard work (runs in worker processes) ----------------------------------------------------------------
+# The stages are imported where they are used: a re-run of a finished run imports none of them (numpy, phrasings).
 
 _WORKER: RunContext | None = None
 _WORKER_LLM: Any = None  # the worker's share of the endpoint, in LLM runs
@@ -206,8 +224,7 @@ def _init_worker(cfg: RunConfig, shared_llm: Any = None) -> None:
     global _WORKER, _WORKER_LLM
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the CLI's handler, inherited through fork
     threading.Thread(target=_exit_with_parent, args=(os.getppid(),), name="speakrl-parent-watch", daemon=True).start()
-    catalog = load_catalog(cfg.catalog, cfg.slot_values)
-    _WORKER = RunContext(cfg, Path(cfg.out), catalog, Simulator(catalog), versions())
+    _WORKER = RunContext(cfg, Path(cfg.out))
     if shared_llm is not None:
         from speakrl.pipeline.llm import LLM
 
@@ -235,6 +252,8 @@ def _scenarios_for(ctx: RunContext, k: int, indices: range) -> list[Scenario]:
     path = ctx.path("scenarios", k)
     if path.exists():
         return _read_shard(ctx, k, path, Scenario)
+    from speakrl.pipeline.stages import scenarios as scenarios_stage
+
     rows = list(scenarios_stage.run(ctx.cfg, ctx.catalog, indices, ctx.sim))
     write_jsonl(path, rows)
     return rows
@@ -245,6 +264,8 @@ def _dialogues_for(ctx: RunContext, k: int, indices: range, llm: Any = None) -> 
     if path.exists():
         rejected = _read_shard(ctx, k, rejected_path, Rejection) if rejected_path.exists() else []
         return _read_shard(ctx, k, path, Dialogue), rejected
+    from speakrl.pipeline.stages import dialogues as dialogues_stage
+
     scenarios = _scenarios_for(ctx, k, indices)
     drafts = list(dialogues_stage.run(ctx.cfg, ctx.catalog, scenarios, ctx.sim, ctx.versions))
     rejected: list[Rejection] = []
@@ -263,6 +284,8 @@ def _dialogues_for(ctx: RunContext, k: int, indices: range, llm: Any = None) -> 
 
 
 def _validated_for(ctx: RunContext, k: int, indices: range, llm: Any = None) -> tuple[int, int]:
+    from speakrl.pipeline.stages import validate as validate_stage
+
     path, rejected_path = ctx.path("validated", k), ctx.path("validated", k, "rejected")
     if not path.exists():
         rows, _ = _dialogues_for(ctx, k, indices, llm)
@@ -283,6 +306,8 @@ def _keys_path(ctx: RunContext, k: int) -> Path:
 def _write_keys(ctx: RunContext, k: int, shard: bytes, keys: Any) -> None:
     """Validated shard k's dedup keys, after its shard file and headed by a hash of both: a cache that finalize uses
     only if it matches the shard as written (so it needs no fsync: a torn or missing file is recomputed)."""
+    from speakrl.pipeline.stages import validate as validate_stage
+
     payload = keys.tobytes()
     path, tmp = _keys_path(ctx, k), _keys_path(ctx, k).with_name(f".keys-{k:05d}.u64.tmp")
     tmp.write_bytes(validate_stage.hash64(shard + payload).to_bytes(8, "little") + payload)
@@ -294,6 +319,8 @@ def _shard_keys(ctx: RunContext, k: int, shard: bytes, rows: int) -> Any:
     none (a shard validated by an older version, a worker killed before writing them) or they do not match the
     shard: then finalize computes them."""
     import numpy as np
+
+    from speakrl.pipeline.stages import validate as validate_stage
 
     path = _keys_path(ctx, k)
     if not rows or not path.is_file():
@@ -402,6 +429,8 @@ def run_shards(ctx: RunContext, stage: str, progress: Progress | None = None, ll
 
 def finalize(ctx: RunContext) -> dict[str, Any]:
     """Deduplicate the validated shards in run order, write accepted.jsonl, rejected.jsonl and stats.json."""
+    from speakrl.pipeline.stages import validate as validate_stage
+
     cfg = ctx.cfg
     dedup = validate_stage.Deduplicator(cfg.validate_.near_duplicate_threshold, cfg.validate_.num_perm)
     tally = Tally()

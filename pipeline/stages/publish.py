@@ -43,7 +43,7 @@ import re
 import shutil
 import sys
 import tempfile
-from collections import Counter, defaultdict
+from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -890,6 +890,18 @@ def _pool(workers: int) -> Any:
     return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context(method))
 
 
+def _encoded(pool: Any, jobs: list[tuple], window: int) -> Iterator[list[Entry]]:
+    """`encode_part` of each job, run in `pool`, in order; at most `window` jobs ahead, each result dropped once
+    used (the Entries of every part held at once, as Python objects, cost ~0.35 KB a row)."""
+    pending: deque[Any] = deque()
+    for job in jobs:
+        pending.append(pool.submit(encode_part, *job))
+        if len(pending) >= window:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
+
+
 def read_run(run_dir: Path, num_perm: int = 64, parts: Path | None = None, pool: Any = None) -> RunData:
     """Entries of the accepted rows, the rejected rows, config, manifest and stats of a run directory. With `parts`
     (a directory), the accepted rows are also encoded there as Arrow tables, one file per piece of accepted.jsonl;
@@ -908,7 +920,7 @@ def read_run(run_dir: Path, num_perm: int = 64, parts: Path | None = None, pool:
     if pool is None or len(jobs) < 2:
         results = (encode_part(*job) for job in jobs)
     else:
-        results = (future.result() for future in [pool.submit(encode_part, *job) for job in jobs])
+        results = _encoded(pool, jobs, window=2 * (os.cpu_count() or 1))
     builder, n = _EntriesBuilder(num_perm), 0
     minhashes = None if parts is None else open(parts / "minhashes.u32", "wb")
     try:

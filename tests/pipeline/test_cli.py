@@ -29,6 +29,21 @@ def test_main_command_prints_summary(tmp_path):
     assert "accepted" in proc.stdout and "generated" in proc.stdout
     stats = json.loads((tmp_path / "out/demo/stats.json").read_text())
     assert stats["generated"] == 120
+    mtimes = {p: p.stat().st_mtime_ns for p in (tmp_path / "out/demo").rglob("*") if p.is_file()}
+    again = speakrl("run", "--n", "120", "--seed", "1", "--out", "out/demo", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert "nothing to do" in again.stdout and "generated" in again.stdout
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "out/demo").rglob("*") if p.is_file()} == mtimes
+
+
+def test_an_unfinished_run_whose_catalog_is_gone_ends_in_one_sentence(tmp_path):
+    tools = [{"type": "function", "function": {"name": "find_cafe", "description": "Find a cafe.", "parameters": {
+        "type": "object", "properties": {"city": {"type": "string", "enum": ["Paris", "Rome"]}}, "required": ["city"]}}}]
+    (tmp_path / "tools.json").write_text(json.dumps(tools))
+    args = ["--n", "20", "--shard-size", "10", "--catalog", "tools.json", "--out", "r"]
+    assert speakrl("scenarios", *args, cwd=tmp_path).returncode == 0
+    (tmp_path / "tools.json").unlink()
+    assert_clean_error(speakrl("run", *args, cwd=tmp_path), "tools.json", "does not exist")
 
 
 def test_stage_subcommands_run_one_stage_each(tmp_path):

@@ -352,3 +352,31 @@ def test_offline_card_lists_no_endpoint_or_mode(small_run):
     config = (small_run / "dataset" / "README.md").read_text().split("```yaml\n", 1)[1].split("```", 1)[0]
     assert "endpoint" not in config and "paraphrase" not in config and "gpt-4o-mini" not in config
     assert yaml.safe_load(config)["dialogues"] == {"backend": "offline"}
+
+
+def test_encoded_parts_run_a_bounded_window_ahead_and_come_in_order(monkeypatch):
+    """A build holds at most `window` encoded parts at once, whatever the run's size."""
+    from concurrent.futures import Future
+
+    from speakrl.pipeline.stages import publish
+
+    monkeypatch.setattr(publish, "encode_part", lambda k: [k])
+
+    class Pool:
+        def __init__(self):
+            self.pending = self.most = 0
+
+        def submit(self, fn, *args):
+            future = Future()
+            future.set_result(fn(*args))
+            self.pending += 1
+            self.most = max(self.most, self.pending)
+            return future
+
+    pool = Pool()
+    results = []
+    for result in publish._encoded(pool, [(k,) for k in range(10)], window=3):
+        pool.pending -= 1  # the caller has this part; the build keeps no other reference to it
+        results.append(result)
+    assert results == [[k] for k in range(10)]
+    assert pool.most == 3
