@@ -374,8 +374,10 @@ def _object(thing: str, own: str) -> str:
 
 
 def _a(word: str) -> str:
-    """The indefinite article a word takes: "an event", "a one-way flight", "a unisex salon"."""
-    return "an" if word[:1] in "aeiou" and not word.startswith(("one", "uni", "use", "eu")) else "a"
+    """The indefinite article a word takes: "an event", "a one-way flight"."""
+    from speakrl.pipeline.quality import article_error
+
+    return "an" if article_error(word, "a") else "a"
 
 
 def task(tool: ToolDef, own: str = "your") -> str:
@@ -511,7 +513,7 @@ def mention(rng: random.Random | None, domain: Domain, name: str, value: Any, an
     kind = name.lower().rsplit("_", 1)[-1]
     if "_" in name and kind in ("type", "category", "kind") and not said.endswith(kind):  # "with event type Music"
         said = f"{said} {kind}"
-    if said.rsplit(" ", 1)[-1] in ("by", "from", "to", "with", "for", "at", "in", "on"):  # "directed by Alfred Hitchcock"
+    if said.rsplit(" ", 1)[-1] in _TRAILING_PREPOSITIONS:  # "directed by Alfred Hitchcock"
         return f"{said} {fmt(value)}"
     if rng is None:
         template = GENERIC_MENTIONS[0]
@@ -784,6 +786,8 @@ def _plural(noun: str, n: int) -> str:
 
 FACT_LABELS = {"from": "origin", "to": "destination", "number_of_adults": "number of adults"}
 _PREPOSITION = re.compile(r"^(on|at|in|for|from|to|with) ")
+# A slot named for its preposition ("directed_by") takes its value right after it.
+_TRAILING_PREPOSITIONS = ("by", "from", "to", "with", "for", "at", "in", "on")
 
 
 def _fact(name: str, value: str) -> str:
@@ -808,7 +812,7 @@ def _fact(name: str, value: str) -> str:
     elif head and last in _UNITS and value[:1].isdigit():
         said, value = " ".join(head), f"{value} {last.upper() if last in ('usd', 'eur') else last}"
         last = head[-1]
-    if last in ("by", "from", "to", "with", "for", "at", "in", "on"):  # "it is directed by X", not "the directed by is X"
+    if last in _TRAILING_PREPOSITIONS:  # "it is directed by X", not "the directed by is X"
         return f"it is {said} {value}"
     if " of " in said:  # the head noun comes before "of": "the number of adults is 5"
         last = said.split(" of ")[0].split(" ")[-1]
