@@ -283,7 +283,7 @@ def link(rng: random.Random, items: Sequence[str]) -> str:
 _ARTICLE = re.compile(r"\b(a|an|A|An)(\s+)([A-Za-z][\w'-]*)")
 # A word said twice, but not inside a name, where both are capitalized ("C C Beauty Salon", "Naya Naya").
 _DOUBLED = re.compile(r"\b(?!(?-i:[A-Z][a-z]*\s+[A-Z]))([A-Za-z]+)\s+(\1)\b", re.I)
-_SENTENCE_START = re.compile(r"(^|[.!?]\s+)([a-z])")
+_SENTENCE_START = re.compile(r"(^|(?<![A-Z])[.!?]\s+)([a-z])")  # not after "M.D.": "Anne Han, M.D. or ..."
 
 
 def _fix_article(m: re.Match[str]) -> str:
@@ -304,6 +304,8 @@ def tidy(text: str, question: bool = False) -> str:
 
     >>> tidy("i found a Audi in hyper class class ,  ok"), tidy("at C C Beauty Salon"), tidy("with A A Dental and Kelly A MD")
     ('I found an Audi in hyper class, ok', 'At C C Beauty Salon', 'With A A Dental and Kelly A MD')
+    >>> tidy("Aaron Tward, M.D. or Anne Han, M.D. which one?")
+    'Aaron Tward, M.D. or Anne Han, M.D. which one?'
     >>> tidy("which one", question=True)
     'Which one?'
     """
