@@ -19,6 +19,7 @@ It runs its own event loop on a background thread, so the pipeline's synchronous
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import email.utils
 import functools
 import hashlib
@@ -627,9 +628,13 @@ class LLM:
     # ------------------------------------------------------------------ sync bridge
     def run_sync(self, awaitable: Coroutine[Any, Any, T]) -> T:
         """Run a coroutine on the LLM's loop and wait for its result (from any other thread)."""
+        return self.submit(awaitable).result()
+
+    def submit(self, awaitable: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        """Start a coroutine on the LLM's loop (from any other thread); its future."""
         if self._closed:
             raise RuntimeError("this LLM is closed")
-        return asyncio.run_coroutine_threadsafe(awaitable, self._loop).result()
+        return asyncio.run_coroutine_threadsafe(awaitable, self._loop)
 
     def close(self) -> None:
         """Close the HTTP client, the loop and the cache. Idempotent."""

@@ -9,6 +9,8 @@ of where the run was interrupted.
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import hashlib
 import itertools
 import json
@@ -20,8 +22,8 @@ import shutil
 import signal
 import threading
 import time
-from collections import Counter
-from collections.abc import Callable, Iterator
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, CancelledError, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -248,39 +250,51 @@ def _read_shard(ctx: RunContext, k: int, path: Path, model: type) -> list:
         raise corrupt_shard(ctx, k, e) from None
 
 
-def _scenarios_for(ctx: RunContext, k: int, indices: range) -> list[Scenario]:
+def _scenarios_for(ctx: RunContext, k: int, indices: range) -> Iterator[Scenario]:
+    """Shard k's scenarios as a stream: read from its shard file, or made as they are pulled (the file is written
+    once the last one has been)."""
     path = ctx.path("scenarios", k)
     if path.exists():
-        return _read_shard(ctx, k, path, Scenario)
+        yield from _read_shard(ctx, k, path, Scenario)
+        return
     from speakrl.pipeline.stages import scenarios as scenarios_stage
 
-    rows = list(scenarios_stage.run(ctx.cfg, ctx.catalog, indices, ctx.sim))
+    rows = []
+    for row in scenarios_stage.run(ctx.cfg, ctx.catalog, indices, ctx.sim):
+        rows.append(row)
+        yield row
     write_jsonl(path, rows)
-    return rows
 
 
-def _dialogues_for(ctx: RunContext, k: int, indices: range, llm: Any = None) -> tuple[list[Dialogue], list[Rejection]]:
+def _dialogues_for(ctx: RunContext, k: int, indices: range, llm: Any = None) -> Iterator[Dialogue]:
+    """Shard k's dialogues as a stream: read from its shard file, or made as they are pulled (offline drafts, then
+    the LLM's rows, whose requests go out while the rows before them are validated). The shard's files are
+    written once its last row has been pulled: a shard left unfinished writes nothing."""
     path, rejected_path = ctx.path("dialogues", k), ctx.path("dialogues", k, "rejected")
     if path.exists():
-        rejected = _read_shard(ctx, k, rejected_path, Rejection) if rejected_path.exists() else []
-        return _read_shard(ctx, k, path, Dialogue), rejected
+        yield from _read_shard(ctx, k, path, Dialogue)
+        return
     from speakrl.pipeline.stages import dialogues as dialogues_stage
 
-    scenarios = _scenarios_for(ctx, k, indices)
-    drafts = list(dialogues_stage.run(ctx.cfg, ctx.catalog, scenarios, ctx.sim, ctx.versions))
-    rejected: list[Rejection] = []
+    scenarios, for_drafts = itertools.tee(_scenarios_for(ctx, k, indices))
+    rows: Iterable[Dialogue | Rejection] = dialogues_stage.run(ctx.cfg, ctx.catalog, for_drafts, ctx.sim, ctx.versions)
     if llm is not None:
         from speakrl.pipeline.stages import llm_dialogues
 
         if ctx.cfg.dialogues.backend == "openai":
-            rows = llm_dialogues.run(ctx.cfg, scenarios, drafts, llm, ctx.sim, ctx.catalog)
+            rows = llm_dialogues.run_stream(ctx.cfg, scenarios, rows, llm, ctx.sim, ctx.catalog)
         else:  # offline dialogues, judged by the LLM (validate.judge)
-            rows = llm_dialogues.judge(ctx.cfg, drafts, llm)
-        drafts = [r for r in rows if isinstance(r, Dialogue)]
-        rejected = [r for r in rows if isinstance(r, Rejection)]
+            rows = llm_dialogues.judge_stream(ctx.cfg, rows, llm)
+    kept: list[Dialogue] = []
+    rejected: list[Rejection] = []
+    for row in rows:
+        if isinstance(row, Rejection):
+            rejected.append(row)
+        else:
+            kept.append(row)
+            yield row
     write_jsonl(rejected_path, rejected)  # first: the shard file marks the shard done
-    write_jsonl(path, drafts)
-    return drafts, rejected
+    write_jsonl(path, kept)
 
 
 def _validated_for(ctx: RunContext, k: int, indices: range, llm: Any = None) -> tuple[int, int]:
@@ -288,14 +302,25 @@ def _validated_for(ctx: RunContext, k: int, indices: range, llm: Any = None) -> 
 
     path, rejected_path = ctx.path("validated", k), ctx.path("validated", k, "rejected")
     if not path.exists():
-        rows, _ = _dialogues_for(ctx, k, indices, llm)
-        out = list(validate_stage.run(rows, validate_stage.Context.build(ctx.catalog, ctx.sim)))
-        accepted = [r for r in out if isinstance(r, Dialogue)]
-        write_jsonl(rejected_path, [r for r in out if isinstance(r, Rejection)])
-        write_jsonl(path, accepted)  # the shard file marks the shard done
-        # The dedup keys too, here in the workers, so the ordered pass (`finalize`) only looks them up.
+        checked = validate_stage.run(_dialogues_for(ctx, k, indices, llm), validate_stage.Context.build(ctx.catalog, ctx.sim))
+        accepted: list[Dialogue] = []
+        rejected: list[Rejection] = []
+
+        def kept() -> Iterator[Dialogue]:
+            for row in checked:
+                if isinstance(row, Dialogue):
+                    accepted.append(row)
+                    yield row
+                else:
+                    rejected.append(row)
+
+        # Each row is checked, and its dedup keys computed, as it arrives: in LLM runs, while later requests are in
+        # flight. The keys are computed here in the workers, so the ordered pass (`finalize`) only looks them up.
         v = ctx.cfg.validate_
-        _write_keys(ctx, k, path.read_bytes(), validate_stage.dedup_keys(accepted, v.near_duplicate_threshold, v.num_perm))
+        keys = validate_stage.dedup_keys(kept(), v.near_duplicate_threshold, v.num_perm)
+        write_jsonl(rejected_path, rejected)
+        write_jsonl(path, accepted)  # the shard file marks the shard done
+        _write_keys(ctx, k, path.read_bytes(), keys)
     return k, len(indices)
 
 
@@ -335,9 +360,9 @@ def _shard_keys(ctx: RunContext, k: int, shard: bytes, rows: int) -> Any:
 
 def _run_shard(ctx: RunContext, stage: str, k: int, indices: range, llm: Any = None) -> None:
     if stage == "scenarios":
-        _scenarios_for(ctx, k, indices)
+        deque(_scenarios_for(ctx, k, indices), maxlen=0)  # run to the end: writes the shard
     elif stage == "dialogues":
-        _dialogues_for(ctx, k, indices, llm)
+        deque(_dialogues_for(ctx, k, indices, llm), maxlen=0)  # run to the end: writes the shard
     else:
         _validated_for(ctx, k, indices, llm)
 
@@ -538,6 +563,7 @@ def generate(cfg: RunConfig, progress: Progress | None = None, llm: Any = None, 
             record_usage(ctx)
         t1 = time.perf_counter()
         stats = finalize(ctx)
+        release_freed_memory()  # finalize's dedup index: ~150 MB at a million rows, kept by the allocator otherwise
         t2 = time.perf_counter()
         if stats["accepted"]:
             build_local_dataset(ctx)
@@ -563,6 +589,17 @@ def generate(cfg: RunConfig, progress: Progress | None = None, llm: Any = None, 
         if opened:
             ctx.release()
     return ctx.dir
+
+
+def release_freed_memory() -> None:
+    """Return the heap memory Python has freed to the OS. glibc keeps freed memory for reuse, and after a pass that
+    grew and dropped large arrays it can be most of the process (as Dask's workers do, via `malloc_trim`); a no-op
+    where there is no glibc."""
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def record_usage(ctx: RunContext) -> None:

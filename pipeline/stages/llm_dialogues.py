@@ -22,16 +22,19 @@ import asyncio
 import hashlib
 import json
 import logging
-from collections.abc import Iterable
+import concurrent.futures
+import threading
+from collections import deque
+from collections.abc import Coroutine, Generator, Iterable, Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import openai
 from pydantic import BaseModel, ConfigDict
 
 from speakrl.pipeline.catalog.sim import Simulator
 from speakrl.pipeline.catalog.specs import catalog_specs
-from speakrl.pipeline.checks import call_matches, leaf_values, mentioned, normalize, question_targets, slot_label
+from speakrl.pipeline.checks import call_matches, leaf_values, mentioned, mentioned_values, normalize, question_targets, slot_label
 from speakrl.pipeline.errors import BudgetExceeded, LLMError
 from speakrl.pipeline.llm import (
     CACHE_FILE,
@@ -66,6 +69,7 @@ from speakrl.schemas.dialogue import (
 log = logging.getLogger(__name__)
 
 STAGE = "dialogues"
+T = TypeVar("T")
 JUDGE_STAGE = "judge"
 MAX_TURNS = 10  # assistant turns in full mode before the dialogue is given up
 TEMPLATES = {
@@ -250,7 +254,8 @@ def paraphrase_problem(result: Paraphrase, lines: list[dict[str, Any]], slots: d
         text = got[line["index"]]
         if not text.strip():
             return f"line [{line['index']}] is empty"
-        lost = [v for v in line["keep"] if not mentioned(v, [text])]
+        kept = mentioned_values(line["keep"], text)
+        lost = [v for v in line["keep"] if v not in kept]
         if lost:
             return f'line [{line["index"]}] must contain "{lost[0]}" exactly as written'
         targets = line.get("targets") or []
@@ -297,7 +302,7 @@ def paraphrase_prompt(scenario: Scenario, draft: Dialogue) -> tuple[Prompt, list
     keep = keep_values(scenario, draft)
     targets = {lab.message_index: lab.target_slots for lab in draft.labels if lab.act == "clarify"}
     lines = [
-        {"index": i, "role": m.role, "text": m.content, "keep": [v for v in keep if mentioned(v, [m.content])],
+        {"index": i, "role": m.role, "text": m.content, "keep": mentioned_values(keep, m.content),
          "targets": targets.get(i, [])}
         for i, m in enumerate(draft.messages)
         if m.role in ("user", "assistant") and m.content
@@ -466,33 +471,25 @@ def run(cfg: RunConfig, scenarios: list[Scenario], drafts: list[Dialogue], llm: 
     Raises `LLMError` (the endpoint refuses requests: bad key, unknown model, bad request; or it kept failing
     after every retry) and `BudgetExceeded`; everything answered before is cached, so a re-run resumes.
     """
-    by_scenario = {d.scenario_id: d for d in drafts}
-    return _rows(llm, [_one(cfg, llm, s, by_scenario.get(s.id), simulator, catalog) for s in scenarios])
+    return list(run_stream(cfg, scenarios, drafts, llm, simulator, catalog))
 
 
-def _rows(llm: LLM, jobs: list[Any]) -> list[Any]:
-    """Run the row jobs concurrently on the LLM's loop; raise the first run-stopping error, after every
-    request in flight has finished (and been cached)."""
-
-    async def all_rows() -> list[Any]:
-        return await asyncio.gather(*jobs, return_exceptions=True)
-
-    results = llm.run_sync(all_rows())
-    for r in results:
-        if isinstance(r, (LLMError, BudgetExceeded)):
-            raise r
-    for r in results:
-        if isinstance(r, LLMUnavailable):
-            raise LLMError(f"{llm.base_url} kept failing: {r.reason}; the answers received so far are cached, "
-                           "so running the same command again resumes")
-        if isinstance(r, BaseException):
-            raise r
-    return results
+def run_stream(cfg: RunConfig, scenarios: Iterable[Scenario], drafts: Iterable[Dialogue], llm: LLM, simulator: Simulator,
+               catalog: Catalog) -> Iterator[Dialogue | Rejection]:
+    """`run` as a pipeline (`stream`): each scenario and its offline draft (one each, in the same order) are pulled
+    as requests go out, and each row is yielded as soon as it and the rows before it are done."""
+    jobs = (_one(cfg, llm, s, d, simulator, catalog) for s, d in zip(scenarios, drafts, strict=True))
+    return stream(llm, jobs)
 
 
 def judge(cfg: RunConfig, dialogues: list[Dialogue], llm: LLM) -> list[Dialogue | Rejection]:
     """The LLM judge as a validator over any dialogues (offline ones too): each comes back with its verdict
     kept on the row, or as a `judge_rejected` Rejection. Same errors as `run`."""
+    return list(judge_stream(cfg, dialogues, llm))
+
+
+def judge_stream(cfg: RunConfig, dialogues: Iterable[Dialogue], llm: LLM) -> Iterator[Dialogue | Rejection]:
+    """`judge` as a pipeline (`stream`): dialogues are pulled as requests go out."""
 
     async def one(d: Dialogue) -> Dialogue | Rejection:
         try:
@@ -508,7 +505,69 @@ def judge(cfg: RunConfig, dialogues: list[Dialogue], llm: LLM) -> list[Dialogue 
                              row=judged.model_dump(mode="json"), raw=raw)
         return judged
 
-    return _rows(llm, [one(d) for d in dialogues])
+    return stream(llm, (one(d) for d in dialogues))
+
+
+def stream(llm: LLM, jobs: Iterable[Coroutine[Any, Any, T]], window: int | None = None) -> Iterator[T]:
+    """Run row jobs on the LLM's loop and yield their results in order, as a pipeline: the next jobs are made
+    (scenarios, drafts, prompts) and the results used (validation) in this thread while the requests of up to
+    `window` jobs are in flight (default: twice the endpoint's concurrency, so no slot waits on this thread).
+
+    A run-stopping error (`LLMError`, `BudgetExceeded`, an outage) starts no new job; it is raised once every job
+    started has finished (and been cached): the first `LLMError` or `BudgetExceeded` in job order, else the outage."""
+    window = window or 2 * llm.endpoint.max_concurrency
+    pending: deque[concurrent.futures.Future[T]] = deque()
+    stopped = threading.Event()  # set from the loop thread as soon as any job fails
+
+    def note(future: concurrent.futures.Future[T]) -> None:
+        if not future.cancelled() and future.exception() is not None:
+            stopped.set()
+
+    errors: list[BaseException] = []
+    jobs = iter(jobs)
+    try:
+        while not stopped.is_set() and not errors:
+            job = next(jobs, None)
+            if job is None:
+                break
+            future = llm.submit(job)
+            future.add_done_callback(note)
+            pending.append(future)
+            while pending and (len(pending) >= window or pending[0].done()):
+                error = pending[0].exception()
+                if error is not None:
+                    errors.append(error)
+                    break
+                yield pending.popleft().result()
+        while pending and not errors:
+            error = pending[0].exception()
+            if error is None:
+                yield pending.popleft().result()
+            else:
+                errors.append(error)
+    except (KeyboardInterrupt, SystemExit):
+        for future in pending:  # stopped by the user: drop what is still queued, answered requests stay cached
+            future.cancel()
+        raise
+    finally:
+        if isinstance(jobs, Generator):
+            jobs.close()
+        concurrent.futures.wait(pending)  # every request in flight finishes (and is cached) before we go on
+        errors += [e for f in pending if not f.cancelled() and (e := f.exception()) is not None and e not in errors]
+    if errors:
+        raise _run_stopping(errors, llm)
+
+
+def _run_stopping(errors: list[BaseException], llm: LLM) -> BaseException:
+    """The error a run stops with, of the errors of its failed jobs (in job order)."""
+    for e in errors:
+        if isinstance(e, (LLMError, BudgetExceeded)):
+            return e
+    for e in errors:
+        if isinstance(e, LLMUnavailable):
+            return LLMError(f"{llm.base_url} kept failing: {e.reason}; the answers received so far are cached, "
+                            "so running the same command again resumes")
+    return errors[0]
 
 
 def dry_run(cfg: RunConfig, cache_dir: str | Path | None = None) -> dict[str, Any]:

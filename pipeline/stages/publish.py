@@ -437,14 +437,14 @@ class Entries:
     def minhash(self, i: int) -> np.ndarray:
         return self.minhashes[int(self.base["minhash_row"][i if self.index is None else self.index[i]])]
 
-    def band_hashes(self, bands: list[slice], chunk: int = 65_536) -> np.ndarray:
-        """(rows, bands) uint64: a 64-bit hash of each row's MinHash values in each band (equal bands, equal
+    def band_hashes(self, bands: list[slice], b: int, chunk: int = 65_536) -> np.ndarray:
+        """uint64, a row each: a 64-bit hash of each row's MinHash values in band `b` of `bands` (equal bands, equal
         hashes; a shared hash is then checked value by value). Read in pieces: the values stay on disk."""
         key = tuple((band.start, band.stop) for band in bands)
         if key not in self.cache:
             self.cache.clear()
             self.cache[key] = self._band_hashes(bands, chunk)
-        return self.cache[key][self.columns["minhash_row"]]
+        return self.cache[key][:, b][self.columns["minhash_row"]]  # one band at a time: a copy of 8 bytes a row
 
     def _band_hashes(self, bands: list[slice], chunk: int) -> np.ndarray:
         total = len(self.minhashes)
@@ -552,10 +552,9 @@ def _goal_key(d: Dialogue) -> str:
 def _pairs_sharing_a_band(entries: Entries, bands: list[slice]) -> list[tuple[int, int]]:
     """Index pairs (earlier, later) of rows whose MinHash values are equal in at least one band, in order of the
     later row, then the earlier."""
-    hashes = entries.band_hashes(bands)
     pairs: set[tuple[int, int]] = set()
     for b, band in enumerate(bands):
-        column = hashes[:, b]
+        column = entries.band_hashes(bands, b)
         order = np.argsort(column, kind="stable")
         ordered = column[order]
         same = np.flatnonzero(ordered[1:] == ordered[:-1])  # (rare) runs of rows with one hash
@@ -720,6 +719,7 @@ def assign_splits(dialogues: Sequence[Dialogue | Entry] | Entries, options: Publ
     codes[order] = split_of
     rows_of = {name: np.flatnonzero(split_of == n) for n, name in enumerate(SPLITS)}  # in id order
     check_no_leakage({name: entries.take(rows) for name, rows in rows_of.items()}, threshold, options.num_perm)
+    entries.cache.clear()  # the band hashes (24 bytes a row): nothing after the splits needs them
     return SplitResult({name: _picked(dialogues, order[rows]) for name, rows in rows_of.items()}, sorted(ood_domains),
                        sorted(ood_tools), _picked(dialogues, order[np.flatnonzero(dropped)]), threshold, codes)
 

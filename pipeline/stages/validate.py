@@ -418,8 +418,8 @@ def deduplicate(rows: Iterable[Dialogue | dict], dedup: Deduplicator,
         yield row if reason is None else rejection(row, "dedup", reason)
 
 
-def dedup_keys(rows: Sequence[Dialogue | dict], threshold: float, num_perm: int) -> np.ndarray:
+def dedup_keys(rows: Iterable[Dialogue | dict], threshold: float, num_perm: int) -> np.ndarray:
     """Each row's `Deduplicator.keys`, as a (rows, 1 + bands) uint64 array."""
     dedup = Deduplicator(threshold, num_perm)
     width = 1 + len(lsh_bands(threshold, num_perm))
-    return np.array([dedup.keys(dialogue_text(row)) for row in rows], dtype=np.uint64).reshape(len(rows), width)
+    return np.array([dedup.keys(dialogue_text(row)) for row in rows], dtype=np.uint64).reshape(-1, width)

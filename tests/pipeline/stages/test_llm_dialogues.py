@@ -159,6 +159,30 @@ def test_fatal_errors_stop_the_shard_with_one_clear_sentence(world, tmp_path):
     assert "HTTP 401" in str(err.value) and FAKE_KEY not in str(err.value)
 
 
+def test_the_stream_sends_requests_while_later_scenarios_are_still_being_made(world, tmp_path):
+    catalog, sim, scen, drafts = world
+    events: list[str] = []
+
+    def pulled(rows, name):  # what the stream takes from its inputs, in order
+        for r in rows:
+            events.append(name)
+            yield r
+
+    with OpenAIServer(ReplayResponder(scen, drafts, catalog)) as server:
+        cfg = config(server, "paraphrase", max_concurrency=2)  # a window of 2 x 2 rows in flight
+        with LLM(cfg.endpoint, tmp_path, api_key=FAKE_KEY) as llm:
+            rows = []
+            for row in llm_dialogues.run_stream(cfg, pulled(scen, "scenario"), drafts, llm, sim, catalog):
+                events.append("row")
+                rows.append(row)
+    assert [r.id for r in rows] == [d.id for d in drafts]
+    assert all(isinstance(r, Dialogue) for r in rows)
+    # Rows come out while scenarios are still being pulled, never more than the window ahead of them.
+    assert events.index("row") < len(events) - 1 - events[::-1].index("scenario")
+    for i in range(len(events)):
+        assert events[: i + 1].count("scenario") - events[: i + 1].count("row") <= 2 * 2 + 1
+
+
 def test_an_outage_stops_the_shard_instead_of_rejecting_rows(world, tmp_path):
     catalog, sim, scen, drafts = world
     with OpenAIServer(ReplayResponder(scen, drafts, catalog)) as server:
