@@ -7,7 +7,7 @@ split. Prints the evaluation table for the three models and the reward curve; wr
 stdout is the JSON summary alone (`| jq .table`); the trainers' logs and the rich table go to stderr.
 
 The baselines (always-act, always-ask, oracle) are scored by the same harness on the same test split, so each number
-has its floor and ceiling beside it. The numbers are what a ~4M-parameter model learns in minutes on a CPU; they show
+has its floor and ceiling beside it. The numbers are what a 2.4M-parameter model learns in minutes on a CPU; they show
 the pipeline works end to end and which way each stage moves the metrics, not what a real model reaches.
 """
 
