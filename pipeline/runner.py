@@ -302,7 +302,8 @@ def _validated_for(ctx: RunContext, k: int, indices: range, llm: Any = None) -> 
 
     path, rejected_path = ctx.path("validated", k), ctx.path("validated", k, "rejected")
     if not path.exists():
-        checked = validate_stage.run(_dialogues_for(ctx, k, indices, llm), validate_stage.Context.build(ctx.catalog, ctx.sim))
+        checks = validate_stage.Context.build(ctx.catalog, ctx.sim)
+        checked = validate_stage.run(_dialogues_for(ctx, k, indices, llm), checks)
         accepted: list[Dialogue] = []
         rejected: list[Rejection] = []
 
@@ -592,9 +593,9 @@ def generate(cfg: RunConfig, progress: Progress | None = None, llm: Any = None, 
 
 
 def release_freed_memory() -> None:
-    """Return the heap memory Python has freed to the OS. glibc keeps freed memory for reuse, and after a pass that
-    grew and dropped large arrays it can be most of the process (as Dask's workers do, via `malloc_trim`); a no-op
-    where there is no glibc."""
+    """Give the heap memory Python has freed back to the OS (glibc's `malloc_trim`, as Dask's workers do): after a
+    pass that grew and dropped large arrays, glibc keeps it for reuse, and it can be most of the process. A no-op
+    without glibc."""
     gc.collect()
     try:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
