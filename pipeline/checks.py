@@ -56,7 +56,6 @@ def normalize(value: Any) -> str:
 
 
 @lru_cache(maxsize=1 << 16)  # values repeat across a run; re's own cache is too small for them
-@lru_cache(maxsize=1 << 16)  # more distinct values than `re`'s own cache holds (512): it would compile each again
 def _phrase_pattern(phrase: str) -> re.Pattern[str]:
     # a colon or point ends a phrase unless a digit follows ("7" is not said in "7:30", "Seattle" is in "Seattle:")
     return re.compile(r"(?<![\w.:-])" + re.escape(phrase) + r"(?!\w|[:.]\d)")

@@ -18,11 +18,10 @@ so far are cached, so the next run resumes without paying for them again.
 
 from __future__ import annotations
 
-import asyncio
+import concurrent.futures
 import hashlib
 import json
 import logging
-import concurrent.futures
 import threading
 from collections import deque
 from collections.abc import Coroutine, Generator, Iterable, Iterator
@@ -34,7 +33,15 @@ from pydantic import BaseModel, ConfigDict
 
 from speakrl.pipeline.catalog.sim import Simulator
 from speakrl.pipeline.catalog.specs import catalog_specs
-from speakrl.pipeline.checks import call_matches, leaf_values, mentioned, mentioned_values, normalize, question_targets, slot_label
+from speakrl.pipeline.checks import (
+    call_matches,
+    leaf_values,
+    mentioned,
+    mentioned_values,
+    normalize,
+    question_targets,
+    slot_label,
+)
 from speakrl.pipeline.errors import BudgetExceeded, LLMError
 from speakrl.pipeline.llm import (
     CACHE_FILE,
@@ -471,11 +478,12 @@ def run(cfg: RunConfig, scenarios: list[Scenario], drafts: list[Dialogue], llm: 
     Raises `LLMError` (the endpoint refuses requests: bad key, unknown model, bad request; or it kept failing
     after every retry) and `BudgetExceeded`; everything answered before is cached, so a re-run resumes.
     """
-    return list(run_stream(cfg, scenarios, drafts, llm, simulator, catalog))
+    by_scenario = {d.scenario_id: d for d in drafts}  # a scenario without a draft is rejected (`no_draft`)
+    return list(run_stream(cfg, scenarios, [by_scenario.get(s.id) for s in scenarios], llm, simulator, catalog))
 
 
-def run_stream(cfg: RunConfig, scenarios: Iterable[Scenario], drafts: Iterable[Dialogue], llm: LLM, simulator: Simulator,
-               catalog: Catalog) -> Iterator[Dialogue | Rejection]:
+def run_stream(cfg: RunConfig, scenarios: Iterable[Scenario], drafts: Iterable[Dialogue | None], llm: LLM,
+               simulator: Simulator, catalog: Catalog) -> Iterator[Dialogue | Rejection]:
     """`run` as a pipeline (`stream`): each scenario and its offline draft (one each, in the same order) are pulled
     as requests go out, and each row is yielded as soon as it and the rows before it are done."""
     jobs = (_one(cfg, llm, s, d, simulator, catalog) for s, d in zip(scenarios, drafts, strict=True))
