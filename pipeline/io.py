@@ -1,8 +1,10 @@
 """Run-directory I/O: JSONL shards and atomic writes (temp file + rename), so a killed run never leaves a
-file that looks complete but is not."""
+file that looks complete but is not; and giving freed memory back between the passes of a large run."""
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import json
 import os
 import shutil
@@ -134,3 +136,14 @@ def read_shards(directory: Path, model: type[M] | None = None, pattern: str = "s
     """Yield the rows of every shard in `directory`, in shard order."""
     for path in sorted(Path(directory).glob(pattern)):
         yield from read_jsonl(path, model)
+
+
+def release_freed_memory() -> None:
+    """Give the heap memory Python has freed back to the OS (glibc's `malloc_trim`, as Dask's workers do): after a
+    pass that grew and dropped large arrays, glibc keeps it for reuse, and it can be most of the process. A no-op
+    without glibc."""
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass

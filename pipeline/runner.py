@@ -9,8 +9,6 @@ of where the run was interrupted.
 
 from __future__ import annotations
 
-import ctypes
-import gc
 import hashlib
 import itertools
 import json
@@ -37,7 +35,14 @@ import yaml
 
 from speakrl.pipeline import secrets
 from speakrl.pipeline.errors import ConfigError, RunDirError
-from speakrl.pipeline.io import atomic_write_text, build_dir_atomically, dump_row, read_jsonl, write_jsonl
+from speakrl.pipeline.io import (
+    atomic_write_text,
+    build_dir_atomically,
+    dump_row,
+    read_jsonl,
+    release_freed_memory,
+    write_jsonl,
+)
 from speakrl.schemas.catalog import Catalog
 from speakrl.schemas.config import RunConfig
 from speakrl.schemas.dialogue import Dialogue, Rejection, Scenario
@@ -590,17 +595,6 @@ def generate(cfg: RunConfig, progress: Progress | None = None, llm: Any = None, 
         if opened:
             ctx.release()
     return ctx.dir
-
-
-def release_freed_memory() -> None:
-    """Give the heap memory Python has freed back to the OS (glibc's `malloc_trim`, as Dask's workers do): after a
-    pass that grew and dropped large arrays, glibc keeps it for reuse, and it can be most of the process. A no-op
-    without glibc."""
-    gc.collect()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
 
 
 def record_usage(ctx: RunContext) -> None:
