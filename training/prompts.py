@@ -100,10 +100,9 @@ def as_episode(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def render_episode_example(tokenizer: Any, row: dict[str, Any], tools: list[Any]) -> tuple[str, str]:
-    """(prompt, completion) of a decision row in the episode protocol: native tool calls with the environment's tools
-    (`ask_user` + the domain's), questions as `ask_user` calls. What SFT must teach before episode GRPO, whose
-    prompts TRL renders from the same conversation and tools."""
+def episode_example(row: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """(conversation, gold assistant message) of a decision row in the episode protocol: native tool calls, questions
+    as `ask_user` calls, earlier questions and replies as `ask_user` calls and results."""
     history = with_instructions(as_episode(_loads(row["history"])), "native")
     if row["act"] == "clarify":
         call = {"type": "function", "function": {"name": "ask_user", "arguments": {"question": row.get("gold_content") or ""}}}
@@ -113,6 +112,14 @@ def render_episode_example(tokenizer: Any, row: dict[str, Any], tools: list[Any]
         message = {"role": "assistant", "content": "", "tool_calls": [call]}
     else:
         message = {"role": "assistant", "content": row.get("gold_content") or ""}
+    return history, message
+
+
+def render_episode_example(tokenizer: Any, row: dict[str, Any], tools: list[Any]) -> tuple[str, str]:
+    """(prompt, completion) of a decision row in the episode protocol (`episode_example`) with the environment's tools
+    (`ask_user` + the domain's): what SFT must teach before episode GRPO, whose prompts TRL renders from the same
+    conversation and tools."""
+    history, message = episode_example(row)
     prompt = tokenizer.apply_chat_template(history, tools=tools, tokenize=False, add_generation_prompt=True)
     full = tokenizer.apply_chat_template(history + [message], tools=tools, tokenize=False)
     return prompt, _completion(tokenizer, prompt, full, message)

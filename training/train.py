@@ -42,7 +42,7 @@ def resolve_model(name_or_path: str | None) -> str:
 def build_base(cfg: SpeakrlConfig, model_name: str | None, dialogues: list[Dialogue], out: Path) -> str:
     """The starting checkpoint: the tiny model built on the training text, or the recipe's model."""
     if model_name == "tiny":
-        from speakrl.training.tiny import build_tiny, training_texts
+        from speakrl.training.tiny import build_tiny, episode_texts, training_texts
 
         kwargs = dict(cfg.tiny_model)
         vocab = int(kwargs.pop("vocab_size", 4096))
@@ -50,7 +50,12 @@ def build_base(cfg: SpeakrlConfig, model_name: str | None, dialogues: list[Dialo
         if not (base / "config.json").is_file():
             # Train the BPE on what the model will read: rendered prompts (template boilerplate, instructions, tool
             # specs) and gold turns, plus the raw dialogue text.
-            texts = training_texts(decision_rows(dialogues), cfg.protocol, style=cfg.prompt_style) + list(corpus_texts(dialogues))
+            rows = decision_rows(dialogues)
+            if cfg.mode == "episode":  # what the episodes read: the tools' JSON block, native calls, ask_user
+                texts = episode_texts(rows, episode_tools(cfg, sorted({r["domain"] for r in rows})))
+            else:
+                texts = training_texts(rows, cfg.protocol, style=cfg.prompt_style)
+            texts += list(corpus_texts(dialogues))
             build_tiny(base, texts, vocab_size=vocab, **kwargs)
             save_settings(cfg, base)
         return str(base)
@@ -102,16 +107,22 @@ def environment_tools(env_class: type) -> list[Any]:
             if name not in ("reset", "get_reward") and not name.startswith("_")]
 
 
+def episode_tools(cfg: SpeakrlConfig, domains: list[str]) -> dict[str, list[Any]]:
+    """Each domain's episode tools (`environment_tools` of its environment in the recipe's catalog)."""
+    from speakrl.pipeline.catalog import load_catalog
+    from speakrl.training.env import environment_factories
+
+    envs = environment_factories(load_catalog(cfg.catalog), domains, cfg.turn_cost)
+    return {name: environment_tools(cls) for name, cls in envs.items()}
+
+
 def episode_sft_dataset(rows: list[dict[str, Any]], tokenizer: Any, cfg: SpeakrlConfig) -> Any:
     """SFT data for episode mode: decision rows in the protocol the episodes use (`prompts.render_episode_example`)."""
     from datasets import Dataset
 
-    from speakrl.pipeline.catalog import load_catalog
-    from speakrl.training.env import environment_factories
     from speakrl.training.prompts import render_episode_example
 
-    envs = environment_factories(load_catalog(cfg.catalog), sorted({r["domain"] for r in rows}), cfg.turn_cost)
-    tools = {name: environment_tools(cls) for name, cls in envs.items()}
+    tools = episode_tools(cfg, sorted({r["domain"] for r in rows}))
     examples = [render_episode_example(tokenizer, r, tools[r["domain"]]) for r in rows]
     return Dataset.from_list([{"prompt": p, "completion": c} for p, c in examples])
 

@@ -51,3 +51,21 @@ def test_word_split_spells_values_alike_in_prompt_and_call(splits, rows):
 def test_unknown_split_is_an_error():
     with pytest.raises(TrainingError, match="unknown tokenizer split"):
         build_tokenizer(["a b"], vocab_size=300, split="gpt2")
+
+
+def test_episode_texts_are_what_episode_prompts_render(splits, catalog):
+    """In episode mode the BPE learns from episode turns: the environment's tools as the template's JSON block, and
+    questions as ask_user calls (native tool calls, not the speakrl protocol)."""
+    from speakrl.training.data import decision_rows
+    from speakrl.training.env import environment_factories
+    from speakrl.training.tiny import episode_texts
+    from speakrl.training.train import environment_tools
+
+    rows = decision_rows(splits["train"])[:40]
+    envs = environment_factories(catalog, sorted({r["domain"] for r in rows}))
+    texts = episode_texts(rows, {name: environment_tools(cls) for name, cls in envs.items()})
+    assert len(texts) == len(rows)
+    for row, text in zip(rows, texts):
+        assert "<tools>" in text and '"name": "ask_user"' in text
+        if row["act"] == "clarify":
+            assert '<tool_call>\n{"name": "ask_user"' in text and "<clarify>" not in text
