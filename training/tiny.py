@@ -53,24 +53,24 @@ def training_texts(rows: Iterable[dict[str, Any]], protocol: str, limit: int = 3
     return texts
 
 
-
 def episode_texts(rows: Iterable[dict[str, Any]], tools: dict[str, list[Any]], limit: int = 3000) -> list[str]:
     """The texts a tiny model reads in episode mode: decision rows as whole episode turns (`prompts.episode_example`:
     the environment's tools as the template's JSON block, native calls, `ask_user`), rendered through the Qwen3 template.
     `tools`: each domain's environment methods."""
+    from itertools import islice
+
     from transformers.utils.chat_template_utils import render_jinja_template
 
     from speakrl.training.prompts import episode_example
 
     texts = []
-    for i, row in enumerate(rows):
-        if i >= limit:
-            break
+    for row in islice(rows, limit):
         history, message = episode_example(row)
         rendered, _ = render_jinja_template(conversations=[history + [message]], tools=tools[row["domain"]],
                                             chat_template=qwen3_chat_template())
         texts.append(rendered[0])
     return texts
+
 
 # Pre-splits for the BPE. `words`: a word (letters, digits, `_`) is a piece of its own, without the space before it, so
 # a value or a tool name is spelled with the same tokens in the user's text, in a tool signature and inside a call's

@@ -437,8 +437,9 @@ class Entries:
 
     def band_hashes(self, bands: list[slice], b: int, chunk: int = 8_192) -> np.ndarray:
         """uint64, a row each: a 64-bit hash of each row's MinHash values in band `b` of `bands` (equal bands, equal
-        hashes; a shared hash is then checked value by value). The store is read in pieces and one band is hashed at
-        a time, so this holds 8 bytes a row, not the values."""
+        hashes; a shared hash is then checked value by value). The store is read 8,192 rows at a time (a larger read
+        buffer stays under glibc's mmap threshold and is kept) and one band is hashed per call: 16 bytes a row while
+        it runs, not the values."""
         band, total = bands[b], len(self.minhashes)
         hashes = np.empty(total, dtype=np.uint64)
         for start in range(0, total, chunk):

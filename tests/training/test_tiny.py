@@ -69,3 +69,22 @@ def test_episode_texts_are_what_episode_prompts_render(splits, catalog):
         assert "<tools>" in text and '"name": "ask_user"' in text
         if row["act"] == "clarify":
             assert '<tool_call>\n{"name": "ask_user"' in text and "<clarify>" not in text
+
+
+def test_an_episode_mode_base_learns_its_tokens_from_episode_turns(splits, tmp_path):
+    """build_base in episode mode trains the BPE on episode turns: `ask_user` and the JSON call keys are single
+    tokens, as they never are for a decision-mode base (whose texts are speakrl-protocol prompts)."""
+    from transformers import AutoTokenizer
+
+    from speakrl.training.config import load_recipe
+    from speakrl.training.train import build_base
+
+    pieces = {}
+    for mode in ("episode", "decision"):
+        overrides = ["tiny_model={vocab_size: 1024, hidden_size: 32, num_layers: 1, num_heads: 2, intermediate_size: 64}"]
+        if mode == "episode":
+            overrides += ["mode=episode", "reward_funcs=[]", "reward_weights=null"]
+        cfg, _ = load_recipe("tiny-cpu", output_dir=str(tmp_path / mode), overrides=overrides)
+        tok = AutoTokenizer.from_pretrained(build_base(cfg, "tiny", splits["train"], tmp_path / mode))
+        pieces[mode] = tok.tokenize('{"name": "ask_user", "arguments": {"question": "')
+    assert "ask_user" in pieces["episode"] and len(pieces["episode"]) < len(pieces["decision"]), pieces

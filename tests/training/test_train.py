@@ -63,4 +63,3 @@ def test_eval_on_the_tiny_model(trained, run_dir):
         assert key in metrics
     assert 1 <= metrics["avg_turns"] <= 2
     assert 0.0 <= metrics["task_completion"] <= 1.0
-
