@@ -167,7 +167,15 @@ def parse_time(value: Any) -> tuple[int, int] | None:
 
 def parse_date(value: Any, now: datetime | None) -> date | None:
     """The calendar date of "June 4th", "Saturday, June 6th", "2026-06-04" (a date without a year is the next one
-    on or after `now`)."""
+    on or after `now`), and, given `now`, of "today", "tomorrow", "Tuesday" (the next one on or after today) and
+    "next Tuesday" (the one in next week).
+
+    >>> now = datetime(2026, 8, 13)  # a Thursday
+    >>> [str(parse_date(v, now)) for v in ("today", "tomorrow", "Tuesday", "Thursday", "next Thursday", "next week")]
+    ['2026-08-13', '2026-08-14', '2026-08-18', '2026-08-13', '2026-08-20', 'None']
+    >>> parse_date("Tuesday", None) is None
+    True
+    """
     text = str(value).strip().lower()
     m = re.fullmatch(r"(\d{4})-(\d{2})-(\d{2})", text)
     if m:
@@ -177,7 +185,7 @@ def parse_date(value: Any, now: datetime | None) -> date | None:
             return None
     m = re.search(r"\b(" + "|".join(_MONTHS) + r")\s+(\d{1,2})(?:st|nd|rd|th)?(?:,?\s+(\d{4}))?", text)
     if not m:
-        return None
+        return _relative_day(text, now.date()) if now else None
     month, day = _MONTHS.index(m.group(1)) + 1, int(m.group(2))
     year = int(m.group(3)) if m.group(3) else (now.year if now else 2026)
     try:
@@ -187,6 +195,23 @@ def parse_date(value: Any, now: datetime | None) -> date | None:
     if not m.group(3) and now and found < now.date():
         found = found.replace(year=year + 1)
     return found
+
+
+_WEEKDAYS = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
+
+
+def _relative_day(text: str, today: date) -> date | None:
+    """The day that "today", "tomorrow", "Tuesday" or "next Tuesday" names, said on `today`."""
+    if text in ("today", "tonight"):
+        return today
+    if text == "tomorrow":
+        return today + timedelta(days=1)
+    m = re.fullmatch(r"(next |this )?(" + "|".join(_WEEKDAYS) + ")", text)
+    if not m:
+        return None
+    if m.group(1) == "next ":  # the named day of next week (Monday to Sunday)
+        return today + timedelta(days=7 - today.weekday() + _WEEKDAYS.index(m.group(2)))
+    return today + timedelta(days=(_WEEKDAYS.index(m.group(2)) - today.weekday()) % 7)
 
 
 def _in(hour: int, lo: int, hi: int) -> bool:
@@ -219,6 +244,10 @@ def vague_contradiction(phrase: str, value: Any, now: datetime | None) -> bool:
     (True, False)
     >>> vague_contradiction("me and the kids", 1, None), vague_contradiction("early next month", "June 4th", datetime(2026, 5, 20))
     (True, False)
+    >>> thursday = datetime(2026, 8, 13)
+    >>> [vague_contradiction(p, v, thursday) for p, v in [("this weekend", "Tuesday"), ("this weekend", "Saturday"),
+    ...                                                   ("later this week", "Tuesday"), ("later this week", "Friday")]]
+    [True, False, True, False]
     """
     p = phrase.lower()
     t = parse_time(value)
@@ -241,7 +270,10 @@ def vague_contradiction(phrase: str, value: Any, now: datetime | None) -> bool:
             return True
         if re.search(r"\btoday\b|\btonight\b", p) and day != today:
             return True
-        if re.search(r"this weekend|this week\b", p) and not 0 <= (day - today).days <= 7:
+        if "this weekend" in p and not 0 <= (day - today).days <= 6:
+            return True
+        soonest = 1 if "later" in p else 0  # "later this week" is not today
+        if re.search(r"this week\b", p) and not ((day - today).days >= soonest and day.isocalendar()[:2] == today.isocalendar()[:2]):
             return True
         if re.search(r"next week\b", p):
             start = today + timedelta(days=7 - today.weekday())

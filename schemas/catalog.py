@@ -33,6 +33,9 @@ class SlotSpec(Strict):
     invalid: list[str] = Field(default_factory=list)  # plausible values the tool does not offer (enum slots)
     mention: str | None = None  # how a user says it, with {value}: "for {value} people"
     mentions: list[str] = Field(default_factory=list)  # other ways to say it, each with {value}: "a party of {value}"
+    # other slot -> its value -> this slot's pool in a tool result then: kelvin temperatures when the units are
+    # kelvin, no snow showers at 97 degrees (the first key with a value in the result so far wins)
+    values_for: dict[str, dict[str, list[str]]] = Field(default_factory=dict)
 
     def pool(self) -> list[str]:
         """Values to draw from: the enum if categorical, else the pool."""
@@ -89,6 +92,13 @@ class Domain(Strict):
         for slot in [*self.attributes, *([self.entity_slot] if self.entity_slot else [])]:
             if slot not in names:
                 raise ValueError(f"domain {self.name!r} names undeclared slot {slot!r}")
+        for spec in self.slots:
+            for key, pools in spec.values_for.items():
+                if key not in names:
+                    raise ValueError(f"slot {spec.name!r} takes its values_for from undeclared slot {key!r}")
+                if not all(pools.values()):
+                    raise ValueError(f"slot {spec.name!r} has an empty values_for list under {key!r}; give it values "
+                                     "or remove the entry")
         return self
 
     def slot(self, name: str) -> SlotSpec:

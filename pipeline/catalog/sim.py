@@ -14,7 +14,7 @@ from typing import Any
 import fastjsonschema
 
 from speakrl.pipeline.catalog.specs import catalog_specs, coerce
-from speakrl.schemas.catalog import Catalog, Domain, ToolDef
+from speakrl.schemas.catalog import Catalog, Domain, SlotSpec, ToolDef
 
 ROWS_PER_DOMAIN = 60
 MAX_RESULTS = 5
@@ -241,7 +241,21 @@ class Simulator:
             elif name in row:
                 out[name] = row[name]
             else:
-                pool = domain.slot(name).pool()
+                pool = _pool_given(domain.slot(name), {**row, **args, **out})
                 if pool:
                     out[name] = coerce(domain.slot(name), rng.choice(pool))
         return out
+
+
+def _pool_given(slot: SlotSpec, known: dict[str, Any]) -> list[str]:
+    """The values `slot` may take in a result whose other values are `known` (`SlotSpec.values_for`).
+
+    >>> temperature = SlotSpec(name="temperature", description="", values=["55 degrees"],
+    ...                        values_for={"units": {"kelvin": ["286 kelvin"]}})
+    >>> _pool_given(temperature, {"units": "kelvin"}), _pool_given(temperature, {"units": "fahrenheit"})
+    (['286 kelvin'], ['55 degrees'])
+    """
+    for key, pools in slot.values_for.items():
+        if key in known and str(known[key]) in pools:
+            return pools[str(known[key])]
+    return slot.pool()

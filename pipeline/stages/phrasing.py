@@ -574,10 +574,8 @@ def _time_phrases(hour: int) -> list[str]:
 def _date_phrases(day: date, today: date) -> list[str]:
     month = day.strftime("%B")
     diff = (day - today).days
-    if diff == 0:
-        return ["today", "later today"]
-    if diff == 1:
-        return ["tomorrow"]
+    if diff in (0, 1):  # "today" and "tomorrow" name one day: nothing to clarify
+        return []
     week_start = today + timedelta(days=7 - today.weekday())
     if day.weekday() >= 5 and diff <= 6:
         return ["this weekend", "sometime this weekend"]
@@ -856,14 +854,35 @@ def _bool_fact(name: str, value: bool) -> str:
     return f"{name.replace('_', ' ')} is {'on' if value else 'off'}"
 
 
+# Entities that are people: a doctor "isn't accepting new patients" as "they", not "it".
+_PERSON_NOUNS = {"doctor", "dentist", "therapist", "stylist", "payee", "contact", "attendee", "artist", "agent"}
+
+
+def _about_person(sentence: str) -> str:
+    """A fact about an "it" said about a person.
+
+    >>> _about_person("it doesn't accept new patients"), _about_person("it accepts new patients"), _about_person("it is booked")
+    ("they don't accept new patients", 'they accept new patients', 'they are booked')
+    """
+    head, _, rest = sentence.partition(" ")
+    if head != "it":
+        return sentence
+    verb, _, tail = rest.partition(" ")
+    said = {"is": "are", "isn't": "aren't", "has": "have", "doesn't": "don't"}.get(verb)
+    if said is None and re.fullmatch(r"[a-z]+[^s]s", verb):  # "accepts" -> "accept"
+        said = verb[:-1]
+    return f"they {said or verb} {tail}".rstrip()
+
+
 def _facts(domain: Domain, facts: dict[str, Any]) -> str:
     """Looked-up values as a person reads them: "the genre is horror and the daily rate is $57 a day"."""
+    person = bool(domain.entity_slot) and domain.entity_slot.split("_")[0] in _PERSON_NOUNS
     said = []
     for k, v in facts.items():
         if v is None:
             continue
         if isinstance(v, bool):
-            said.append(_bool_fact(k, v))
+            said.append(_about_person(_bool_fact(k, v)) if person else _bool_fact(k, v))
             continue
         if k == "seats" and isinstance(v, int):
             said.append(f"it seats {v}")  # not "the seats are 5"

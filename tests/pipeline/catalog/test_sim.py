@@ -80,6 +80,23 @@ def test_results_agree_with_the_arguments_and_defaults() -> None:
     assert checked > 500
 
 
+def test_results_draw_from_the_values_that_fit_what_is_known() -> None:
+    """`values_for`: a forecast in kelvin says kelvin, no snow at 97 degrees, no 90% rain on a sunny day."""
+    weather = CATALOG.domain("weather")
+    temperature, conditions, rain = (weather.slot(n) for n in ("temperature", "conditions", "chance_of_rain"))
+    seen = set()
+    for city in weather.slot("city").pool():
+        for date in weather.slot("date").pool():
+            for units in weather.slot("units").pool():
+                forecast = SIM.execute("get_weather", {"city": city, "date": date, "units": units})
+                t, c = forecast["temperature"], forecast["conditions"]
+                assert t in temperature.values_for["units"].get(units, temperature.values), (units, t)
+                assert c in conditions.values_for["temperature"][t], (t, c)
+                assert str(forecast["chance_of_rain"]) in rain.values_for["conditions"][c], (c, forecast["chance_of_rain"])
+                seen.add((units, c))
+    assert {u for u, _ in seen} == {"fahrenheit", "celsius", "kelvin"} and len({c for _, c in seen}) >= 5  # still varied
+
+
 def test_count_is_what_is_listed() -> None:
     listed = 0
     for domain in CATALOG.domains:
@@ -123,7 +140,7 @@ def test_actions_and_lookups() -> None:
     args = {"hotel_name": row["hotel_name"], "check_in_date": "April 9th", "nights": 3}
     booked = SIM.execute("book_hotel", args)
     assert booked["status"] == "confirmed" and booked["confirmation_id"].startswith("BOO-")
-    assert booked["rooms"] == 1 and booked["room_type"] == "standard"  # defaults filled in
+    assert booked["rooms"] == 1 and booked["room_type"] == "standard room"  # defaults filled in
     assert booked["phone_number"] == row["phone_number"]  # facts come from the database row
     assert SIM.execute("book_hotel", args) == booked
     other = SIM.execute("book_hotel", {**args, "nights": 4})
