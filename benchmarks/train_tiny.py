@@ -1,4 +1,4 @@
-"""Base → SFT → SFT+GRPO with the `tiny-cpu` recipe on a freshly generated SpeakER, evaluated on the held-out test
+"""Base → (pretrain) → SFT → SFT+GRPO with the `tiny-cpu` recipe on a freshly generated SpeakER, evaluated on the held-out test
 split. Prints the evaluation table for the three models and the reward curve; writes everything as JSON.
 
     python benchmarks/train_tiny.py --out outputs/bench-tiny            # one command, prints JSON; target <= 15 min on 2 cores
@@ -68,7 +68,7 @@ def run() -> tuple[dict, Path]:
     t = time.time()
     summary = train(cfg, model_args, str(run_dir))
     timings["train_s"] = round(time.time() - t, 1)
-    timings["sft_s"], timings["grpo_s"] = summary.get("sft_seconds"), summary.get("grpo_seconds")
+    timings["pretrain_s"], timings["sft_s"], timings["grpo_s"] = (summary.get(f"{stage}_seconds") for stage in ("pretrain", "sft", "grpo"))
 
     results = {}
     for name in BASELINES:

@@ -33,7 +33,7 @@ def train_command(
     max_steps: int | None = typer.Option(None, "--max-steps", min=1, max=10_000_000, help="GRPO steps.", show_default="the recipe's"),
     model: str | None = typer.Option(None, "--model", help="Model path or Hub id.", show_default="the recipe's model_name_or_path"),
     protocol: str | None = typer.Option(None, "--protocol", help="speakrl or native.", show_default="the recipe's"),
-    set_: list[str] | None = typer.Option(None, "--set", help="Override a recipe setting: KEY=VALUE (sft.KEY for the warm start)."),
+    set_: list[str] | None = typer.Option(None, "--set", help="Override a recipe setting: KEY=VALUE (sft.KEY for the warm start, pretrain.KEY for pretraining)."),
 ) -> None:
     """Train on SpeakER with TRL: SFT warm start, then GRPO with the recipe's rewards."""
     _check_output_dir(output_dir)

@@ -22,7 +22,7 @@ from speakrl.training.protocols import PROTOCOLS
 from speakrl.training.rewards import REWARDS, get_rewards
 
 MODES = ("decision", "episode")
-STAGES = ("sft", "grpo")
+STAGES = ("pretrain", "sft", "grpo")
 
 
 @dataclass
@@ -40,7 +40,10 @@ class SpeakrlConfig(GRPOConfig):
         default_factory=lambda: ["format", "clarify", "question", "tool_call", "answer", "turn_efficiency"],
         metadata={"help": f"Rewards by name: {', '.join(REWARDS)}. Weights go in `reward_weights`."},
     )
-    stages: list[str] = field(default_factory=lambda: ["sft", "grpo"], metadata={"help": "sft and/or grpo."})
+    stages: list[str] = field(
+        default_factory=lambda: ["sft", "grpo"],
+        metadata={"help": "pretrain (language modelling on whole training dialogues, for a model built from scratch), sft and/or grpo."},
+    )
     prompt_style: str = field(
         default="chat_template",
         metadata={"help": f"How prompts are rendered: {', '.join(PROMPT_STYLES)} (tool signatures, no boilerplate)."},
@@ -54,6 +57,7 @@ class SpeakrlConfig(GRPOConfig):
         metadata={"help": "Times each clarify row appears among decision-mode GRPO prompts (balances the ask/act mix)."},
     )
     sft: dict[str, Any] = field(default_factory=dict, metadata={"help": "SFTConfig overrides for the warm start."})
+    pretrain: dict[str, Any] = field(default_factory=dict, metadata={"help": "SFTConfig overrides for the pretrain stage."})
     tiny_model: dict[str, Any] = field(
         default_factory=dict, metadata={"help": "Size of the model built when model_name_or_path is 'tiny'."}
     )
@@ -172,6 +176,7 @@ def validate(cfg: SpeakrlConfig) -> None:
     from trl import SFTConfig
 
     sft_fields = {f.name for f in dataclasses.fields(SFTConfig)}
-    unknown = sorted(set(cfg.sft) - sft_fields)
-    if unknown:
-        raise ConfigError(f"unknown SFT setting(s) {', '.join(unknown)} under sft")
+    for stage in ("sft", "pretrain"):
+        unknown = sorted(set(getattr(cfg, stage)) - sft_fields)
+        if unknown:
+            raise ConfigError(f"unknown SFT setting(s) {', '.join(unknown)} under {stage}")

@@ -171,7 +171,7 @@ def slots_of(tools: Iterable[ToolSpec | Mapping[str, Any]]) -> list[SlotSpec]:
     return list(seen.values())
 
 
-def _messages(messages: Iterable[Any]) -> list[dict[str, Any]]:
+def chat_messages(messages: Iterable[Any]) -> list[dict[str, Any]]:
     """Chat-template-ready dicts (no None fields; reasoning of past turns dropped to keep prompts short)."""
     out = []
     for m in messages:
@@ -196,7 +196,7 @@ def decision_rows(dialogues: Iterable[Dialogue]) -> list[dict[str, Any]]:
                     "id": dp.id,
                     "dialogue_id": dp.dialogue_id,
                     "domain": dp.domain,
-                    "history": json.dumps(_messages(dp.prompt), ensure_ascii=False),
+                    "history": json.dumps(chat_messages(dp.prompt), ensure_ascii=False),
                     "tools": json.dumps(tools, ensure_ascii=False),
                     "act": dp.act,
                     "target_slots": list(dp.target_slots),
@@ -233,7 +233,7 @@ def episode_rows(dialogues: Iterable[Dialogue]) -> list[dict[str, Any]]:
                 "id": d.id,
                 "environment": d.domain,
                 "domain": d.domain,
-                "history": json.dumps(_messages(d.messages[: first_user + 1]), ensure_ascii=False),
+                "history": json.dumps(chat_messages(d.messages[: first_user + 1]), ensure_ascii=False),
                 "tools": json.dumps([t.model_dump() for t in d.tools], ensure_ascii=False),
                 "goal_tool": final.name,
                 "goal_args": final.arguments,

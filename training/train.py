@@ -1,6 +1,7 @@
-"""The bundled trainer: (tiny model build) → SFT warm start (TRL SFTTrainer) → GRPO (TRL GRPOTrainer).
+"""The bundled trainer: (tiny model build) → (pretraining on whole dialogues) → SFT warm start (TRL SFTTrainer) →
+GRPO (TRL GRPOTrainer).
 
-Layout of the output dir: `base/` (the tiny model, when built), `sft/`, `grpo/` (checkpoints with tokenizer),
+Layout of the output dir: `base/` (the tiny model, when built), `pretrain/`, `sft/`, `grpo/` (checkpoints with tokenizer),
 `reward_curve.json` + `reward_curve.png`, `train_summary.json`, `runs/` (tensorboard, when reported).
 """
 
@@ -146,28 +147,46 @@ def grpo_dataset(rows: list[dict[str, Any]], tokenizer: Any, cfg: SpeakrlConfig)
     return Dataset.from_list(data)
 
 
-def run_sft(cfg: SpeakrlConfig, model_path: str, rows: list[dict[str, Any]], out: Path) -> str:
-    from transformers import AutoTokenizer
+def pretrain_texts(dialogues: list[Dialogue], tokenizer: Any, cfg: SpeakrlConfig) -> list[str]:
+    """Whole training dialogues as the prompts render their history (the system line, the tools, every turn with
+    native calls and results): what a model built from scratch reads before SFT, as a real base model read text
+    before anyone fine-tuned it. No protocol turns: `<clarify>` and the decision token are left to SFT."""
+    from speakrl.training.data import chat_messages
+    from speakrl.training.prompts import as_episode, compact_messages
+
+    env_tools = episode_tools(cfg, sorted({d.domain for d in dialogues})) if cfg.mode == "episode" else {}
+    texts = []
+    for d in dialogues:
+        messages, tools = chat_messages(d.messages), [t.model_dump() for t in d.tools]
+        if cfg.mode == "episode":  # as episodes read them: the environment's tools, questions as ask_user calls
+            text = tokenizer.apply_chat_template(with_instructions(as_episode(messages), "native"), tools=env_tools[d.domain],
+                                                 tokenize=False)
+        elif cfg.prompt_style == "compact":
+            text = tokenizer.apply_chat_template(compact_messages(messages, tools, cfg.protocol), tokenize=False)
+        else:
+            text = tokenizer.apply_chat_template(with_instructions(messages, cfg.protocol), tools=tools, tokenize=False)
+        texts.append(text.rstrip("\n"))  # ends with the end-of-turn token, so TRL adds no second one
+    return texts
+
+
+def _fit(cfg: SpeakrlConfig, model_path: str, tokenizer: Any, dataset: Any, out_dir: Path, overrides: dict[str, Any],
+         **fixed: Any) -> str:
+    """Train `model_path` on `dataset` with TRL's SFTTrainer and save the result (weights, tokenizer, speakrl.json,
+    log history) in `out_dir`."""
     from trl import SFTConfig, SFTTrainer
 
-    tokenizer = AutoTokenizer.from_pretrained(model_path)
-    rows = repeat_clarify(rows, cfg.sft_clarify_repeat, cfg.seed)
-    if cfg.mode == "episode":  # warm start in the episodes' own protocol: native calls, questions through ask_user
-        dataset = episode_sft_dataset(rows, tokenizer, cfg)
-    else:
-        dataset = sft_dataset(rows, tokenizer, cfg.protocol, cfg.sft_reasoning, cfg.prompt_style)
     settings = {
-        "output_dir": str(out / "sft"),
+        "output_dir": str(out_dir),
         "report_to": cfg.report_to,
         "seed": cfg.seed,
         "bf16": cfg.bf16,
         "activation_checkpointing": cfg.activation_checkpointing,
         "logging_steps": cfg.logging_steps,
         "save_strategy": "no",
-        "completion_only_loss": True,
         "dataloader_num_workers": cfg.dataloader_num_workers,
         "dataloader_pin_memory": cfg.dataloader_pin_memory,
-        **cfg.sft,
+        **fixed,
+        **overrides,
     }
     args = SFTConfig(**settings)
     trainer = SFTTrainer(model=model_path, args=args, train_dataset=dataset, processing_class=tokenizer)
@@ -175,8 +194,30 @@ def run_sft(cfg: SpeakrlConfig, model_path: str, rows: list[dict[str, Any]], out
     trainer.save_model(args.output_dir)
     tokenizer.save_pretrained(args.output_dir)
     save_settings(cfg, args.output_dir)
-    _save_history(trainer.state.log_history, out / "sft" / "log_history.json")
+    _save_history(trainer.state.log_history, out_dir / "log_history.json")
     return args.output_dir
+
+
+def run_pretrain(cfg: SpeakrlConfig, model_path: str, dialogues: list[Dialogue], out: Path) -> str:
+    """Language modelling (loss on every token) on whole training dialogues (`pretrain_texts`)."""
+    from datasets import Dataset
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    dataset = Dataset.from_list([{"text": t} for t in pretrain_texts(dialogues, tokenizer, cfg)])
+    return _fit(cfg, model_path, tokenizer, dataset, out / "pretrain", cfg.pretrain, dataset_text_field="text")
+
+
+def run_sft(cfg: SpeakrlConfig, model_path: str, rows: list[dict[str, Any]], out: Path) -> str:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    rows = repeat_clarify(rows, cfg.sft_clarify_repeat, cfg.seed)
+    if cfg.mode == "episode":  # warm start in the episodes' own protocol: native calls, questions through ask_user
+        dataset = episode_sft_dataset(rows, tokenizer, cfg)
+    else:
+        dataset = sft_dataset(rows, tokenizer, cfg.protocol, cfg.sft_reasoning, cfg.prompt_style)
+    return _fit(cfg, model_path, tokenizer, dataset, out / "sft", cfg.sft, completion_only_loss=True)
 
 
 def build_grpo_trainer(cfg: SpeakrlConfig, model_path: str, rows: list[dict[str, Any]], peft_config: Any = None) -> Any:
@@ -303,12 +344,17 @@ def train(cfg: SpeakrlConfig, model_args: Any, dataset: str, config: str | None 
     init_kwargs = model_init_kwargs(model_args)
     if init_kwargs:
         cfg.model_init_kwargs = {**init_kwargs, **(cfg.model_init_kwargs or {})}
-        cfg.sft.setdefault("model_init_kwargs", dict(cfg.model_init_kwargs))
+        for stage in (cfg.pretrain, cfg.sft):
+            stage.setdefault("model_init_kwargs", dict(cfg.model_init_kwargs))
     peft_config = None
     if model_args.use_peft:
         from trl import get_peft_config
 
         peft_config = get_peft_config(model_args)
+    if "pretrain" in cfg.stages:
+        t = time.time()
+        model_path = run_pretrain(cfg, model_path, _limit(train_dialogues, cfg.max_train_samples, cfg.seed), out)
+        summary.update(pretrain=model_path, pretrain_seconds=round(time.time() - t, 1))
     if "sft" in cfg.stages:
         t = time.time()
         model_path = run_sft(cfg, model_path, rows, out)

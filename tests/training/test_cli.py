@@ -59,7 +59,7 @@ def test_dataset_without_the_needed_columns(tmp_path):
 def test_train_and_eval_commands(tmp_path, run_dir):
     out = tmp_path / "tiny"
     proc = speakrl("train", "--recipe", "tiny-cpu", "--dataset", str(run_dir), "--output-dir", str(out), "--max-steps", "1",
-                   "--set", "sft.max_steps=1", "--set", "report_to=none", "--set", "max_train_samples=16",
+                   "--set", "pretrain.max_steps=1", "--set", "sft.max_steps=1", "--set", "report_to=none", "--set", "max_train_samples=16",
                    "--set", "per_device_train_batch_size=4", "--set", "num_generations=2", "--set", "max_completion_length=16",
                    "--set", "tiny_model={vocab_size: 512, hidden_size: 32, num_layers: 1, num_heads: 2, intermediate_size: 64}",
                    timeout=600)

@@ -35,7 +35,7 @@ def published(tmp_path_factory) -> Path:
 def test_train_and_eval_on_the_sgd_config(published, tmp_path):
     out = tmp_path / "tiny"
     proc = speakrl("train", "--recipe", "tiny-cpu", "--dataset", str(published), "--config", "sgd", "--output-dir", str(out),
-                   "--max-steps", "2", "--set", "sft.max_steps=1", "--set", "report_to=none", "--set", "max_train_samples=16",
+                   "--max-steps", "2", "--set", "pretrain.max_steps=1", "--set", "sft.max_steps=1", "--set", "report_to=none", "--set", "max_train_samples=16",
                    "--set", "per_device_train_batch_size=4", "--set", "num_generations=2", "--set", "max_completion_length=16",
                    "--set", "tiny_model={vocab_size: 512, hidden_size: 32, num_layers: 1, num_heads: 2, intermediate_size: 64}")
     assert proc.returncode == 0, proc.stderr[-3000:]

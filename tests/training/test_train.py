@@ -12,6 +12,7 @@ from speakrl.training.rewards import REWARDS
 TINY = [
     "report_to=none",
     "tiny_model={vocab_size: 1024, hidden_size: 64, num_layers: 1, num_heads: 2, intermediate_size: 128}",
+    "pretrain.max_steps=3", "pretrain.per_device_train_batch_size=8",
     "sft.max_steps=4", "sft.per_device_train_batch_size=8",
     "per_device_train_batch_size=8", "num_generations=4", "max_completion_length=48", "max_train_samples=48",
     # A hot, flat start so the group has distinct completions and the rewards have something to tell apart.
@@ -33,10 +34,12 @@ def trained(run_dir, tmp_path_factory):
 def test_sft_then_grpo_logs_every_reward(trained):
     out, summary = trained
     assert Path(summary["sft"]).name == "sft" and Path(summary["final"]).name == "grpo"
-    for stage in ("base", "sft", "grpo"):
+    assert Path(summary["pretrain"]).name == "pretrain"
+    for stage in ("base", "pretrain", "sft", "grpo"):
         assert (out / stage / "config.json").is_file()
-    sft_log = json.loads((out / "sft" / "log_history.json").read_text())
-    assert any("loss" in h and math.isfinite(h["loss"]) for h in sft_log)
+    for stage in ("pretrain", "sft"):
+        log = json.loads((out / stage / "log_history.json").read_text())
+        assert any("loss" in h and math.isfinite(h["loss"]) for h in log), stage
     history = json.loads((out / "grpo" / "log_history.json").read_text())
     steps = [h for h in history if "reward" in h]
     assert len(steps) == 3
@@ -63,3 +66,24 @@ def test_eval_on_the_tiny_model(trained, run_dir):
         assert key in metrics
     assert 1 <= metrics["avg_turns"] <= 2
     assert 0.0 <= metrics["task_completion"] <= 1.0
+
+
+def test_pretraining_reads_whole_dialogues_with_no_protocol_turns(splits, tiny_dir):
+    """The pretrain stage's texts are the training dialogues as prompts render history: every user turn and every
+    gold call's arguments are in them, and none of SFT's protocol (`<clarify>`, the decision token) is."""
+    from transformers import AutoTokenizer
+
+    from speakrl.training.train import pretrain_texts
+
+    cfg, _ = load_recipe("tiny-cpu", output_dir="unused")
+    dialogues = splits["train"][:20]
+    texts = pretrain_texts(dialogues, AutoTokenizer.from_pretrained(tiny_dir), cfg)
+    assert len(texts) == len(dialogues)
+    for text, d in zip(texts, dialogues):
+        assert "<clarify>" not in text.split("<|im_end|>", 1)[1]  # only the system line names the protocol
+        for m in d.messages:
+            if m.role == "user":
+                assert m.content in text
+            for call in m.tool_calls or []:
+                for value in json.loads(call.function.arguments).values():
+                    assert json.dumps(value, ensure_ascii=False) in text
