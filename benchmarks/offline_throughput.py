@@ -27,10 +27,18 @@ from speakrl.pipeline import runner
 from speakrl.schemas import RunConfig
 n, out, workers = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
 peaks = {}  # the main process's peak RSS at the end of each stage (a running maximum: a stage's own peak shows as a rise)
+busy = {}  # CPU of the main process and of the children reaped during each stage, over the stage's wall time
+
+def cpu():
+    me, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + children.ru_utime + children.ru_stime
 
 def measured(stage, step):
     def run(*args, **kwargs):
+        started, cpu_before = time.perf_counter(), cpu()
         result = step(*args, **kwargs)
+        # a stage's worker pool is closed (its processes reaped) before the stage returns, so its CPU counts here
+        busy[stage] = 100 * (cpu() - cpu_before) / max(time.perf_counter() - started, 1e-9)
         peaks[stage] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         return result
     return run
@@ -46,8 +54,7 @@ stats = json.loads((run_dir / "stats.json").read_text())
 stages = {k: v["seconds"] for k, v in json.loads((run_dir / "manifest.json").read_text())["stages"].items()}
 me, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
 print(json.dumps({"wall": wall, "accepted": stats["accepted"], "rejected": stats["rejected"], "stages": stages,
-                  # workers run during the generate stage only: their CPU over its wall time is how busy the cores were
-                  "generate_worker_cpu_percent": 100 * (children.ru_utime + children.ru_stime) / stages["generate"],
+                  "cpu_percent_by_stage": busy,
                   "cpu_percent": 100 * (me.ru_utime + me.ru_stime + children.ru_utime + children.ru_stime) / wall,
                   "peak_rss_mb_main": me.ru_maxrss / 1024, "peak_rss_mb_worker": children.ru_maxrss / 1024,
                   "peak_rss_mb_main_after_stage": peaks}))
@@ -125,7 +132,9 @@ def main() -> None:
                                              for k in runs[0]["peak_rss_mb_main_after_stage"]},
             "median_cost_ratio_vs_parquet_serialization": round(statistics.median(ratios), 2),
             "median_stage_seconds": {k: round(statistics.median(r["stages"][k] for r in runs), 2) for k in runs[0]["stages"]},
-            "median_generate_worker_cpu_percent": round(statistics.median(r["generate_worker_cpu_percent"] for r in runs)),
+            # how busy the cores were in each stage (200 = both of 2 cores); generate is the issue's >= 170% target
+            "median_cpu_percent_by_stage": {k: round(statistics.median(r["cpu_percent_by_stage"][k] for r in runs))
+                                            for k in runs[0]["cpu_percent_by_stage"]},
             "median_cpu_percent": round(statistics.median(r["cpu_percent"] for r in runs)),
             "median_rerun_command_seconds": round(statistics.median(r["rerun_command_s"] for r in runs), 2),
             "rerun_files_rewritten": max(r["rerun_files_rewritten"] for r in runs),
