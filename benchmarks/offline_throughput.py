@@ -55,7 +55,7 @@ stages = {k: v["seconds"] for k, v in json.loads((run_dir / "manifest.json").rea
 me, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
 print(json.dumps({"wall": wall, "accepted": stats["accepted"], "rejected": stats["rejected"], "stages": stages,
                   "cpu_percent_by_stage": busy,
-                  "cpu_percent": 100 * (me.ru_utime + me.ru_stime + children.ru_utime + children.ru_stime) / wall,
+                  "cpu_percent": 100 * cpu() / wall,
                   "peak_rss_mb_main": me.ru_maxrss / 1024, "peak_rss_mb_worker": children.ru_maxrss / 1024,
                   "peak_rss_mb_main_after_stage": peaks}))
 """

@@ -167,12 +167,12 @@ def parse_time(value: Any) -> tuple[int, int] | None:
 
 def parse_date(value: Any, now: datetime | None) -> date | None:
     """The calendar date of "June 4th", "Saturday, June 6th", "2026-06-04" (a date without a year is the next one
-    on or after `now`), and, given `now`, of "today", "tomorrow", "Tuesday" (the next one on or after today) and
-    "next Tuesday" (the one in next week).
+    on or after `now`), and, given `now`, of "today", "tomorrow" and "Tuesday" or "this Tuesday" (the next one on
+    or after today). "next Tuesday" is left alone: `checks._date_forms` hears it as the coming one, people as either.
 
     >>> now = datetime(2026, 8, 13)  # a Thursday
-    >>> [str(parse_date(v, now)) for v in ("today", "tomorrow", "Tuesday", "Thursday", "next Thursday", "next week")]
-    ['2026-08-13', '2026-08-14', '2026-08-18', '2026-08-13', '2026-08-20', 'None']
+    >>> [str(parse_date(v, now)) for v in ("today", "tomorrow", "Tuesday", "this Thursday", "next Thursday", "next week")]
+    ['2026-08-13', '2026-08-14', '2026-08-18', '2026-08-13', 'None', 'None']
     >>> parse_date("Tuesday", None) is None
     True
     """
@@ -201,17 +201,15 @@ _WEEKDAYS = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday",
 
 
 def _relative_day(text: str, today: date) -> date | None:
-    """The day that "today", "tomorrow", "Tuesday" or "next Tuesday" names, said on `today`."""
+    """The day that "today", "tomorrow", "Tuesday" or "this Tuesday" names, said on `today`."""
     if text in ("today", "tonight"):
         return today
     if text == "tomorrow":
         return today + timedelta(days=1)
-    m = re.fullmatch(r"(next |this )?(" + "|".join(_WEEKDAYS) + ")", text)
+    m = re.fullmatch(r"(?:this )?(" + "|".join(_WEEKDAYS) + ")", text)
     if not m:
         return None
-    if m.group(1) == "next ":  # the named day of next week (Monday to Sunday)
-        return today + timedelta(days=7 - today.weekday() + _WEEKDAYS.index(m.group(2)))
-    return today + timedelta(days=(_WEEKDAYS.index(m.group(2)) - today.weekday()) % 7)
+    return today + timedelta(days=(_WEEKDAYS.index(m.group(1)) - today.weekday()) % 7)
 
 
 def _in(hour: int, lo: int, hi: int) -> bool:

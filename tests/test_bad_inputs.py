@@ -54,6 +54,13 @@ def empty_pool() -> dict:
     return d
 
 
+def values_for(pools: dict) -> dict:
+    """The restaurants domain with `cuisine` drawing its result values from `pools` (`SlotSpec.values_for`)."""
+    d = domain()
+    next(s for s in d["slots"] if s["name"] == "cuisine")["values_for"] = pools
+    return d
+
+
 def empty_enum() -> dict:
     d = domain()
     slot = next(s for s in d["slots"] if s["enum"])
@@ -144,6 +151,10 @@ CASES = [
          files={"c.json": [domain(tools=[])]}),
     Case("catalog-slot-without-values", ["run", *RUN, "--catalog", "c.json", "--out", "o"], ["no values"],
          files={"c.json": [empty_pool()]}),
+    Case("catalog-values-for-undeclared-slot", ["run", *RUN, "--catalog", "c.json", "--out", "o"], ["values_for", "weather"],
+         files={"c.json": [values_for({"weather": {"rainy": ["Thai"]}})]}),
+    Case("catalog-values-for-empty-list", ["run", *RUN, "--catalog", "c.json", "--out", "o"], ["empty values_for list"],
+         files={"c.json": [values_for({"city": {"Boston": []}})]}),
     Case("catalog-not-json", ["run", *RUN, "--catalog", "c.json", "--out", "o"], ["JSON"], files={"c.json": "{not json"}),
     Case("catalog-not-utf8", ["run", *RUN, "--catalog", "c.json", "--out", "o"], ["c.json"], files={"c.json": b"\xff\xfe["}),
     Case("catalog-missing", ["run", *RUN, "--catalog", "nope.json", "--out", "o"], ["does not exist"]),

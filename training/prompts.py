@@ -66,15 +66,16 @@ def compact_messages(history: list[dict[str, Any]], tools: list[dict[str, Any]] 
     return [{"role": "system", "content": system}] + [dict(m) for m in history if m.get("role") != "system"]
 
 
-def render_prompt(tokenizer: Any, history: Any, tools: Any, protocol: str, style: str = "chat_template") -> str:
+def render_prompt(tokenizer: Any, history: Any, tools: Any, protocol: str, style: str = "chat_template",
+                  add_generation_prompt: bool = True) -> str:
     """The prompt text a policy continues, ending with the assistant header: the chat template over history + tools
-    (`chat_template`), or over the compact conversation with no tool block (`compact`)."""
+    (`chat_template`), or over the compact conversation with no tool block (`compact`). Without the generation
+    prompt: a whole conversation as the same prompts would show it as history."""
     if style == "compact":
         messages = compact_messages(_loads(history), _loads(tools), protocol)
-        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    return tokenizer.apply_chat_template(
-        with_instructions(_loads(history), protocol), tools=_loads(tools) or None, tokenize=False, add_generation_prompt=True
-    )
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+    return tokenizer.apply_chat_template(with_instructions(_loads(history), protocol), tools=_loads(tools) or None,
+                                         tokenize=False, add_generation_prompt=add_generation_prompt)
 
 
 def as_episode(history: list[dict[str, Any]]) -> list[dict[str, Any]]:

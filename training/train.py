@@ -152,19 +152,17 @@ def pretrain_texts(dialogues: list[Dialogue], tokenizer: Any, cfg: SpeakrlConfig
     native calls and results): what a model built from scratch reads before SFT, as a real base model read text
     before anyone fine-tuned it. No protocol turns: `<clarify>` and the decision token are left to SFT."""
     from speakrl.training.data import chat_messages
-    from speakrl.training.prompts import as_episode, compact_messages
+    from speakrl.training.prompts import as_episode
 
     env_tools = episode_tools(cfg, sorted({d.domain for d in dialogues})) if cfg.mode == "episode" else {}
     texts = []
     for d in dialogues:
-        messages, tools = chat_messages(d.messages), [t.model_dump() for t in d.tools]
+        messages = chat_messages(d.messages)
         if cfg.mode == "episode":  # as episodes read them: the environment's tools, questions as ask_user calls
-            text = tokenizer.apply_chat_template(with_instructions(as_episode(messages), "native"), tools=env_tools[d.domain],
-                                                 tokenize=False)
-        elif cfg.prompt_style == "compact":
-            text = tokenizer.apply_chat_template(compact_messages(messages, tools, cfg.protocol), tokenize=False)
+            text = render_prompt(tokenizer, as_episode(messages), env_tools[d.domain], "native", add_generation_prompt=False)
         else:
-            text = tokenizer.apply_chat_template(with_instructions(messages, cfg.protocol), tools=tools, tokenize=False)
+            text = render_prompt(tokenizer, messages, [t.model_dump() for t in d.tools], cfg.protocol, cfg.prompt_style,
+                                 add_generation_prompt=False)
         texts.append(text.rstrip("\n"))  # ends with the end-of-turn token, so TRL adds no second one
     return texts
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import random
-from collections.abc import Iterable
+from collections import ChainMap
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import fastjsonschema
@@ -241,13 +242,13 @@ class Simulator:
             elif name in row:
                 out[name] = row[name]
             else:
-                pool = _pool_given(domain.slot(name), {**row, **args, **out})
+                pool = _pool_given(domain.slot(name), ChainMap(out, args, row))
                 if pool:
                     out[name] = coerce(domain.slot(name), rng.choice(pool))
         return out
 
 
-def _pool_given(slot: SlotSpec, known: dict[str, Any]) -> list[str]:
+def _pool_given(slot: SlotSpec, known: Mapping[str, Any]) -> list[str]:
     """The values `slot` may take in a result whose other values are `known` (`SlotSpec.values_for`).
 
     >>> temperature = SlotSpec(name="temperature", description="", values=["55 degrees"],

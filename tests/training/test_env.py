@@ -146,4 +146,3 @@ def test_a_dialogue_that_spans_services_gets_one_environment_with_all_their_tool
     assert "error" not in result and env.turns == 2
     with pytest.raises(TrainingError, match="nowhere"):
         environment_factories(catalog, ["hotels+nowhere"])
-

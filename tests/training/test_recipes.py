@@ -70,6 +70,10 @@ def test_bad_recipes(tmp_path):
         load_recipe("tiny-cpu", overrides=["grpo_clarify_repeat=0.5"])
     with pytest.raises(ConfigError, match="SFT setting"):
         load_recipe("tiny-cpu", overrides=["sft.epochz=3"])
+    with pytest.raises(ConfigError, match="unknown SFT setting.*epochz under pretrain"):
+        load_recipe("tiny-cpu", overrides=["pretrain.epochz=3"])
+    with pytest.raises(ConfigError, match="stages must be"):
+        load_recipe("tiny-cpu", overrides=["stages=[pretraining]"])
     with pytest.raises(ConfigError, match="episode mode is scored by the environment"):
         load_recipe("tiny-cpu", overrides=["mode=episode"])
 
