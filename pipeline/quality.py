@@ -223,7 +223,7 @@ _TIME_PHRASES: list[tuple[str, Callable[[int], bool]]] = [
     (r"after lunch|afternoon", lambda h: _in(h, 12, 18)),
     (r"lunch|midday|noon", lambda h: _in(h, 11, 15)),
     (r"evening|dinner|after work|tonight", lambda h: _in(h, 17, 24)),
-    (r"late at night|late night|night", lambda h: h >= 20 or h < 4),
+    (r"late at night|late night|late (show|screening)|night", lambda h: h >= 20 or h < 4),
 ]
 _COUNT_PHRASES: list[tuple[str, Callable[[int], bool]]] = [
     (r"\bjust me\b|\bonly me\b|\bmyself\b|\bsolo\b|\bon my own\b", lambda n: n == 1),
@@ -241,6 +241,8 @@ def vague_contradiction(phrase: str, value: Any, now: datetime | None) -> bool:
     >>> vague_contradiction("in the afternoon", "7:45 am", None), vague_contradiction("in the afternoon", "3:15 pm", None)
     (True, False)
     >>> vague_contradiction("me and the kids", 1, None), vague_contradiction("early next month", "June 4th", datetime(2026, 5, 20))
+    (True, False)
+    >>> vague_contradiction("a late show", "5:30 pm", None), vague_contradiction("a late show", "10:55 pm", None)
     (True, False)
     >>> thursday = datetime(2026, 8, 13)
     >>> [vague_contradiction(p, v, thursday) for p, v in [("this weekend", "Tuesday"), ("this weekend", "Saturday"),
