@@ -50,7 +50,7 @@ def run() -> tuple[dict, Path]:
     from speakrl.pipeline.runner import generate
     from speakrl.schemas.config import RunConfig
     from speakrl.training.config import load_recipe
-    from speakrl.training.evaluate import BASELINES, BaselinePolicy, LocalPolicy, evaluate, metrics_table
+    from speakrl.training.evaluate import BASELINES, BaselinePolicy, LocalPolicy, evaluate, f1_interval, metrics_table
     from speakrl.training.train import reward_curve, train
 
     console = Console(stderr=True)
@@ -89,12 +89,20 @@ def run() -> tuple[dict, Path]:
         """Mean of the first and of the last fifth of the steps (None where a reward did not apply)."""
         head, tail = [v for v in values[:k] if v is not None], [v for v in values[-k:] if v is not None]
         return [round(sum(head) / len(head), 4) if head else None, round(sum(tail) / len(tail), 4) if tail else None]
+    # GRPO against its own warm start on the same dialogues: the F1 difference and its paired bootstrap interval.
+    sft_decisions, grpo_decisions = results["sft"]["decisions"], results["sft+grpo"]["decisions"]
+    ids = sorted(sft_decisions)
+    grpo_vs_sft = {
+        "clarify_f1_difference": round(results["sft+grpo"]["clarify_f1"] - results["sft"]["clarify_f1"], 4),
+        "ci95": f1_interval([grpo_decisions[i] for i in ids], baseline=[sft_decisions[i] for i in ids]),
+    }
     report = {
         "recipe": "tiny-cpu",
         "n_scenarios": args.n,
         "torch_threads": torch.get_num_threads(),
         "sft_epochs": cfg.sft.get("num_train_epochs"),
         "grpo_steps": cfg.max_steps,
+        "grpo_vs_sft": grpo_vs_sft,
         "results": results,
         "reward_curve": {
             "first_steps_mean": round(sum(rewards[:k]) / k, 4) if rewards else None,
@@ -113,7 +121,7 @@ def run() -> tuple[dict, Path]:
     }
     (out / "bench.json").write_text(json.dumps(report, indent=1))
     console.print(metrics_table(results, title=f"SpeakER test split — tiny-cpu ({results['base']['dialogues']} dialogues)"))
-    headline = ("clarify_f1", "p_ask_auc", "clarify_precision", "clarify_recall", "task_completion", "avg_turns",
+    headline = ("clarify_f1", "clarify_f1_ci95", "p_ask_auc", "clarify_precision", "clarify_recall", "task_completion", "avg_turns",
                 "tool_call_exact_match", "format_score")
     summary_table = {name: {k: m.get(k) for k in headline} for name, m in results.items()}
     summary_report = {**{k: v for k, v in report.items() if k not in ("results", "reward_curve")},

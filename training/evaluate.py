@@ -250,6 +250,45 @@ def auc(scores: Sequence[float], positives: Sequence[bool]) -> float | None:
     return round(wins / (len(pos) * len(neg)), 4)
 
 
+def f1_interval(dialogues: Sequence[Sequence[tuple[bool, bool]]], baseline: Sequence[Sequence[tuple[bool, bool]]] | None = None,
+                resamples: int = 1000, seed: int = 0) -> list[float] | None:
+    """95% bootstrap interval of clarify F1: each dialogue is its turns' (needed, asked) pairs, and whole dialogues are
+    resampled (turns of one dialogue are not independent). With `baseline`, the same dialogues' pairs under another
+    policy, the interval of the difference F1 - F1(baseline), resampled together (a paired comparison). None without
+    any turn that needs a question.
+
+    >>> f1_interval([[(True, True), (False, False)]] * 5)
+    [1.0, 1.0]
+    >>> lo, hi = f1_interval([[(True, True)], [(True, False)], [(False, True)], [(False, False)]] * 10)
+    >>> lo < 0.5 < hi
+    True
+    >>> f1_interval([[(True, True)]] * 4, baseline=[[(True, False)]] * 4)
+    [1.0, 1.0]
+    >>> f1_interval([[(False, False)]]) is None
+    True
+    """
+    import random
+
+    if not any(needed for turns in dialogues for needed, _ in turns):
+        return None
+
+    def counts(turns: Sequence[tuple[bool, bool]]) -> tuple[int, int, int]:
+        return sum(n and a for n, a in turns), sum(a and not n for n, a in turns), sum(n and not a for n, a in turns)
+
+    def f1(c: list[tuple[int, int, int]], picks: list[int]) -> float:
+        tp, fp, fn = (sum(c[i][j] for i in picks) for j in range(3))
+        return 2 * tp / (2 * tp + fp + fn) if tp else 0.0
+
+    ours = [counts(t) for t in dialogues]
+    theirs = [counts(t) for t in baseline] if baseline is not None else None
+    rng, scores = random.Random(seed), []
+    for _ in range(resamples):
+        picks = rng.choices(range(len(ours)), k=len(ours))
+        scores.append(f1(ours, picks) - (f1(theirs, picks) if theirs else 0.0))
+    scores.sort()
+    return [round(scores[int(0.025 * resamples)], 4), round(scores[int(0.975 * resamples) - 1], 4)]
+
+
 def _ratio(a: float, b: float) -> float | None:
     return round(a / b, 4) if b else None
 
@@ -265,10 +304,12 @@ def decision_metrics(policy: Policy, rows: list[dict[str, Any]]) -> dict[str, An
     arg_f1: list[float] = []
     answers: list[float] = []
     formats: list[float] = []
+    by_dialogue: dict[str, list[tuple[bool, bool]]] = {}
     for row, turn in zip(rows, turns, strict=True):
         p = parse(turn.text, policy.protocol, turn.tool_calls)
         formats.append(p.format_score)
         asked, needed = p.act == "clarify", row["act"] == "clarify"
+        by_dialogue.setdefault(row.get("dialogue_id") or row["id"], []).append((needed, asked))
         # Without the decision token's probability (API models, a turn with no `<clarify>`), the hard decision.
         scores.append(turn.p_ask if turn.p_ask is not None else float(asked))
         if needed:
@@ -298,6 +339,9 @@ def decision_metrics(policy: Policy, rows: list[dict[str, Any]]) -> dict[str, An
         "clarify_precision": precision,
         "clarify_recall": recall,
         "clarify_f1": f1,
+        "clarify_f1_ci95": f1_interval(list(by_dialogue.values())),
+        # Each dialogue's (needed, asked) per turn, for paired comparisons of two policies (`f1_interval`).
+        "decisions": by_dialogue,
         "p_ask_auc": auc(scores, [r["act"] == "clarify" for r in rows]),
         "over_asking_rate": _ratio(fp, fp + tn),
         "under_asking_rate": _ratio(fn, tp + fn),
@@ -383,6 +427,7 @@ TABLE_ROWS = [
     ("task_completion", "task completion"),
     ("avg_turns", "avg turns (gold: {avg_gold_turns})"),
     ("clarify_f1", "clarify F1 (greedy)"),
+    ("clarify_f1_ci95", "clarify F1 95% interval (dialogues resampled)"),
     ("p_ask_auc", "P(ask) AUC (at the decision token, after the greedy prefix)"),
     ("clarify_precision", "clarify precision"),
     ("clarify_recall", "clarify recall"),
@@ -410,6 +455,8 @@ def metrics_table(results: dict[str, dict[str, Any]], title: str = "SpeakER eval
         cells = []
         for m in results.values():
             v = m.get(key)
+            if isinstance(v, list):  # an interval
+                v = "–".join(f"{x:.3f}" for x in v)
             cells.append("—" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v))
         table.add_row(label.format(**{k: first.get(k) for k in ("avg_gold_turns",)}), *cells)
     return table

@@ -73,6 +73,7 @@ def test_baseline_policies_score_what_they_must(run_dir):
     for key in ("clarify_f1", "p_ask_auc", "tool_call_exact_match", "answer_accuracy", "format_score", "task_completion"):
         assert oracle[key] == 1.0, key
     assert oracle["avg_turns"] == oracle["avg_gold_turns"]
+    assert oracle["clarify_f1_ci95"] == [1.0, 1.0]  # resampling cannot move a perfect score
     act = evaluate(BaselinePolicy("always-act"), str(run_dir), "test")
     assert act["clarify_recall"] == 0.0 and act["clarify_f1"] == 0.0 and act["over_asking_rate"] == 0.0
     assert act["p_ask_auc"] == 0.5 and act["avg_turns"] < oracle["avg_turns"]
@@ -83,4 +84,6 @@ def test_baseline_policies_score_what_they_must(run_dir):
     assert ask["clarify_recall"] == 1.0 and ask["over_asking_rate"] == 1.0 and ask["p_ask_auc"] == 0.5
     precision = ask["clarify_precision"]
     assert ask["clarify_f1"] == pytest.approx(2 * precision / (1 + precision), abs=1e-3)
+    low, high = ask["clarify_f1_ci95"]
+    assert low < ask["clarify_f1"] < high and act["clarify_f1_ci95"] == [0.0, 0.0]
     assert ask["task_completion"] == 0.0 and ask["avg_turns"] == 3.0
