@@ -309,7 +309,7 @@ def decision_metrics(policy: Policy, rows: list[dict[str, Any]]) -> dict[str, An
         p = parse(turn.text, policy.protocol, turn.tool_calls)
         formats.append(p.format_score)
         asked, needed = p.act == "clarify", row["act"] == "clarify"
-        by_dialogue.setdefault(row.get("dialogue_id") or row["id"], []).append((needed, asked))
+        by_dialogue.setdefault(row["dialogue_id"], []).append((needed, asked))
         # Without the decision token's probability (API models, a turn with no `<clarify>`), the hard decision.
         scores.append(turn.p_ask if turn.p_ask is not None else float(asked))
         if needed:

@@ -171,8 +171,7 @@ def test_episode_grpo_from_an_episode_warm_start_has_reward_spread(tmp_path):
     dialogues = [d for d in load_dialogues(str(run))["train"] if d.domain == "fitness"][:4]
     assert len(dialogues) == 4
     cfg, _ = load_recipe("tiny-cpu", output_dir=str(tmp_path / "model"), max_steps=2, overrides=[
-        "mode=episode", f"catalog={catalog}", "reward_funcs=[]", "reward_weights=null", "report_to=none",
-        "stages=[sft, grpo]", "seed=0",
+        "mode=episode", f"catalog={catalog}", "reward_funcs=[]", "reward_weights=null", "report_to=none", "seed=0",
         "tiny_model={vocab_size: 1024, hidden_size: 64, num_layers: 2, num_heads: 2, intermediate_size: 128}",
         "sft.max_steps=300", "sft.learning_rate=1e-2", "sft.per_device_train_batch_size=8", "sft.lr_scheduler_type=constant",
         "per_device_train_batch_size=16", "num_generations=8", "temperature=1.5", "max_completion_length=96",
