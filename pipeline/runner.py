@@ -271,44 +271,63 @@ def _scenarios_for(ctx: RunContext, k: int, indices: range) -> Iterator[Scenario
     write_jsonl(path, rows)
 
 
-def _dialogues_for(ctx: RunContext, k: int, indices: range, llm: Any = None) -> Iterator[Dialogue]:
+def _llm_rows(ctx: RunContext, shards: Iterable[tuple[int, range]], llm: Any) -> Iterator[Dialogue | Rejection]:
+    """The LLM's rows of several shards, one per scenario and in order, from one stream: offline drafts of each shard's
+    scenarios, paraphrased or judged. The requests of the next shard go out while the last answers of the one before
+    arrive and are validated, so the endpoint's slots do not empty at every shard boundary."""
+    from speakrl.pipeline.stages import dialogues as dialogues_stage
+    from speakrl.pipeline.stages import llm_dialogues
+
+    def drafts(scenarios: Iterable[Scenario]) -> Iterator[Dialogue]:
+        return dialogues_stage.run(ctx.cfg, ctx.catalog, scenarios, ctx.sim, ctx.versions)
+
+    if ctx.cfg.dialogues.backend != "openai":  # offline dialogues, judged by the LLM (validate.judge)
+        return llm_dialogues.judge_stream(ctx.cfg, (d for k, r in shards for d in drafts(_scenarios_for(ctx, k, r))), llm)
+    per_shard = (itertools.tee(_scenarios_for(ctx, k, r)) for k, r in shards)  # made as the stream reaches the shard
+    pairs = ((s, d) for scenarios, for_drafts in per_shard for s, d in zip(scenarios, drafts(for_drafts)))
+    for_scenarios, for_drafts = itertools.tee(pairs)
+    return llm_dialogues.run_stream(ctx.cfg, (s for s, _ in for_scenarios), (d for _, d in for_drafts), llm, ctx.sim,
+                                    ctx.catalog)
+
+
+def _dialogues_for(ctx: RunContext, k: int, indices: range, llm: Any = None,
+                   made: Iterable[Dialogue | Rejection] | None = None) -> Iterator[Dialogue]:
     """Shard k's dialogues as a stream: read from its shard file, or made as they are pulled (offline drafts, then
-    the LLM's rows, whose requests go out while the rows before them are validated). The shard's files are
-    written once its last row has been pulled: a shard left unfinished writes nothing."""
+    the LLM's rows, whose requests go out while the rows before them are validated; `made`: this shard's rows of a
+    stream through several shards, `_llm_rows`). The shard's files are written once its last row has been pulled:
+    a shard left unfinished writes nothing."""
     path, rejected_path = ctx.path("dialogues", k), ctx.path("dialogues", k, "rejected")
     if path.exists():
         yield from _read_shard(ctx, k, path, Dialogue)
         return
-    from speakrl.pipeline.stages import dialogues as dialogues_stage
+    if made is None and llm is not None:
+        made = _llm_rows(ctx, [(k, indices)], llm)
+    elif made is None:
+        from speakrl.pipeline.stages import dialogues as dialogues_stage
 
-    scenarios, for_drafts = itertools.tee(_scenarios_for(ctx, k, indices))
-    rows: Iterable[Dialogue | Rejection] = dialogues_stage.run(ctx.cfg, ctx.catalog, for_drafts, ctx.sim, ctx.versions)
-    if llm is not None:
-        from speakrl.pipeline.stages import llm_dialogues
-
-        if ctx.cfg.dialogues.backend == "openai":
-            rows = llm_dialogues.run_stream(ctx.cfg, scenarios, rows, llm, ctx.sim, ctx.catalog)
-        else:  # offline dialogues, judged by the LLM (validate.judge)
-            rows = llm_dialogues.judge_stream(ctx.cfg, rows, llm)
+        made = dialogues_stage.run(ctx.cfg, ctx.catalog, _scenarios_for(ctx, k, indices), ctx.sim, ctx.versions)
     kept: list[Dialogue] = []
     rejected: list[Rejection] = []
-    for row in rows:
+    for row in made:
         if isinstance(row, Rejection):
             rejected.append(row)
         else:
             kept.append(row)
             yield row
+    if len(kept) + len(rejected) != len(indices):  # a programming error: rows of another shard would be filed here
+        raise RuntimeError(f"shard {k} got {len(kept) + len(rejected)} rows for {len(indices)} scenarios")
     write_jsonl(rejected_path, rejected)  # first: the shard file marks the shard done
     write_jsonl(path, kept)
 
 
-def _validated_for(ctx: RunContext, k: int, indices: range, llm: Any = None) -> tuple[int, int]:
+def _validated_for(ctx: RunContext, k: int, indices: range, llm: Any = None,
+                   made: Iterable[Dialogue | Rejection] | None = None) -> None:
     from speakrl.pipeline.stages import validate as validate_stage
 
     path, rejected_path = ctx.path("validated", k), ctx.path("validated", k, "rejected")
     if not path.exists():
         checks = validate_stage.Context.build(ctx.catalog, ctx.sim)
-        checked = validate_stage.run(_dialogues_for(ctx, k, indices, llm), checks)
+        checked = validate_stage.run(_dialogues_for(ctx, k, indices, llm, made), checks)
         accepted: list[Dialogue] = []
         rejected: list[Rejection] = []
 
@@ -327,7 +346,6 @@ def _validated_for(ctx: RunContext, k: int, indices: range, llm: Any = None) -> 
         write_jsonl(rejected_path, rejected)
         write_jsonl(path, accepted)  # the shard file marks the shard done
         _write_keys(ctx, k, path.read_bytes(), keys)
-    return k, len(indices)
 
 
 def _keys_path(ctx: RunContext, k: int) -> Path:
@@ -364,20 +382,47 @@ def _shard_keys(ctx: RunContext, k: int, shard: bytes, rows: int) -> Any:
     return np.frombuffer(payload, dtype=np.uint64).reshape(rows, width)
 
 
-def _run_shard(ctx: RunContext, stage: str, k: int, indices: range, llm: Any = None) -> None:
+def _run_shard(ctx: RunContext, stage: str, k: int, indices: range, llm: Any = None,
+               made: Iterable[Dialogue | Rejection] | None = None) -> None:
     if stage == "scenarios":
         deque(_scenarios_for(ctx, k, indices), maxlen=0)  # run to the end: writes the shard
     elif stage == "dialogues":
-        deque(_dialogues_for(ctx, k, indices, llm), maxlen=0)  # run to the end: writes the shard
+        deque(_dialogues_for(ctx, k, indices, llm, made), maxlen=0)  # run to the end: writes the shard
     else:
-        _validated_for(ctx, k, indices, llm)
+        _validated_for(ctx, k, indices, llm, made)
 
 
-def _shard_job(stage: str, k: int, start: int, stop: int) -> tuple[int, int, Any]:
+def _run_shards(ctx: RunContext, stage: str, shards: Iterable[tuple[int, range]], llm: Any = None,
+                done: Callable[[int], None] | None = None) -> None:
+    """Run `stage` on `shards` in this process, calling `done(rows)` after each. In LLM runs the shards' new rows come
+    from one stream (`_llm_rows`), so the endpoint stays busy from one shard into the next."""
+    if llm is None or stage == "scenarios":
+        for k, r in shards:
+            _run_shard(ctx, stage, k, r, llm)
+            if done:
+                done(len(r))
+        return
+    # Whether a shard's dialogues are still to make is decided once, where the stream reaches it (ahead of the loop
+    # below); only this loop writes them, so the answer holds when the loop gets there.
+    for_stream, todo = itertools.tee((k, r, not ctx.path("dialogues", k).exists()) for k, r in shards)
+    made = _llm_rows(ctx, ((k, r) for k, r, new in for_stream if new), llm)
+    try:
+        for k, r, new in todo:
+            _run_shard(ctx, stage, k, r, llm, itertools.islice(made, len(r)) if new else None)
+            if done:
+                done(len(r))
+    finally:
+        made.close()  # waits for the requests in flight: their answers are cached for the next run
+
+
+def _shards_job(stage: str, shards: list[tuple[int, int, int]]) -> tuple[int, Any]:
     assert _WORKER is not None
-    _run_shard(_WORKER, stage, k, range(start, stop), _WORKER_LLM)
+    _run_shards(_WORKER, stage, [(k, range(start, stop)) for k, start, stop in shards], _WORKER_LLM)
     usage = (_WORKER_LLM.index, _WORKER_LLM.usage_summary()) if _WORKER_LLM is not None else None
-    return k, stop - start, usage
+    return sum(stop - start for _, start, stop in shards), usage
+
+
+LLM_SHARDS_PER_JOB = 4  # consecutive shards a worker streams as one; the parent hears of them when all are done
 
 
 def run_shards(ctx: RunContext, stage: str, progress: Progress | None = None, llm: Any = None) -> None:
@@ -385,7 +430,8 @@ def run_shards(ctx: RunContext, stage: str, progress: Progress | None = None, ll
 
     Shards run in `workers` processes. In LLM runs each process gets its share of the endpoint's limits
     (they add up to the limits) and they spend from one cost limit: one core cannot keep up with the SDK's
-    per-request work at high concurrency, nor with prompt rendering and checks besides.
+    per-request work at high concurrency, nor with prompt rendering and checks besides. A worker then takes
+    a few consecutive shards at a time and streams them as one (`_run_shards`).
     """
     out_dir = {"scenarios": "scenarios", "dialogues": "dialogues", "validate": "validated"}[stage]
 
@@ -395,6 +441,10 @@ def run_shards(ctx: RunContext, stage: str, progress: Progress | None = None, ll
                 yield k, r
             elif progress:
                 progress(stage, len(r))
+
+    def done(rows: int) -> None:
+        if progress:
+            progress(stage, rows)
 
     workers = ctx.cfg.workers or os.cpu_count() or 1
     if llm is not None:
@@ -406,11 +456,12 @@ def run_shards(ctx: RunContext, stage: str, progress: Progress | None = None, ll
     workers = min(workers, len(head))
     todo = itertools.chain(head, todo)
     if workers <= 1:
-        for k, r in todo:
-            _run_shard(ctx, stage, k, r, llm)
-            if progress:
-                progress(stage, len(r))
+        _run_shards(ctx, stage, todo, llm, done)
         return
+    per_job = 1
+    if llm is not None and stage != "scenarios":  # enough jobs to go round the workers, a few shards each
+        per_job = max(1, min(LLM_SHARDS_PER_JOB, -(-ctx.cfg.n // ctx.cfg.shard_size) // workers))
+    jobs = iter(lambda: list(itertools.islice(todo, per_job)), [])
     pool_args: dict[str, Any] = {"initializer": _init_worker, "initargs": (ctx.cfg,)}
     if llm is not None:
         # A fresh interpreter per worker: forking a process whose threads (the LLM's loop, the progress
@@ -418,15 +469,15 @@ def run_shards(ctx: RunContext, stage: str, progress: Progress | None = None, ll
         pool_args = {"initializer": _init_worker, "initargs": (ctx.cfg, llm.share(workers)),
                      "mp_context": multiprocessing.get_context("spawn")}
     with ProcessPoolExecutor(max_workers=workers, **pool_args) as pool:
-        futures: dict[Any, int] = {}
+        futures: dict[Any, int] = {}  # a job's future -> its first shard
         failures: dict[int, BaseException] = {}
 
-        def submit_next() -> None:  # a bounded window of queued shards, so planning stays lazy
+        def submit_next() -> None:  # a bounded window of queued jobs, so planning stays lazy
             while not failures and len(futures) < 2 * workers:
-                nxt = next(todo, None)
-                if nxt is None:
+                job = next(jobs, None)
+                if job is None:
                     return
-                futures[pool.submit(_shard_job, stage, nxt[0], nxt[1].start, nxt[1].stop)] = nxt[0]
+                futures[pool.submit(_shards_job, stage, [(k, r.start, r.stop) for k, r in job])] = job[0][0]
 
         submit_next()
         while futures:
@@ -434,7 +485,7 @@ def run_shards(ctx: RunContext, stage: str, progress: Progress | None = None, ll
             for future in finished:
                 k = futures.pop(future)
                 try:
-                    _, rows, usage = future.result()
+                    rows, usage = future.result()
                 except CancelledError:
                     continue
                 except BaseException as e:  # noqa: BLE001 - re-raised below, once the running shards are done

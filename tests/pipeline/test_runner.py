@@ -182,6 +182,45 @@ def test_an_llm_run_in_two_processes_splits_the_endpoint_and_gives_the_same_rows
     assert strip(two / "accepted.jsonl") == strip(one / "accepted.jsonl") != []
 
 
+def test_an_llm_run_sends_the_next_shards_requests_before_this_shard_is_written(tmp_path):
+    """One stream runs through the shards: the endpoint is not left idle while a shard's last rows are validated and
+    written. Then the rows are those of a run whose shards each had a stream of their own (row order included)."""
+    from speakrl.pipeline import runner
+    from speakrl.pipeline.llm import LLM
+    from speakrl.schemas.config import EndpointConfig, StageLLMConfig
+    from speakrl_testing.llm_replay import ReplayResponder
+    from speakrl_testing.openai_server import OpenAIServer
+
+    first_shard = tmp_path / "one" / "dialogues" / "shard-00000.jsonl"
+    before_first_shard_written = []
+    replay = ReplayResponder()
+
+    def responder(body):
+        before_first_shard_written.append(not first_shard.exists())
+        return replay(body)
+
+    with OpenAIServer(responder, latency=0.05) as server:
+        one, _ = _llm_run(tmp_path, "one", server, workers=1, max_concurrency=4)
+    # Shards of 6, up to 8 jobs in the stream: some of shard 1's requests went out while shard 0 was unfinished.
+    assert sum(before_first_shard_written) > 6
+    with OpenAIServer(ReplayResponder(), latency=0.05) as server:  # each shard its own stream, as before
+        cfg = RunConfig(n=24, seed=4, out=str(tmp_path / "apart"), workers=1, shard_size=6,
+                        dialogues=StageLLMConfig(backend="openai", mode="paraphrase"),
+                        endpoint=EndpointConfig(base_url=server.base_url, model="local-test", timeout=5.0, max_concurrency=4))
+        with LLM.from_config(cfg, Path(cfg.out) / "cache") as llm:
+            ctx = runner.open_run(cfg)
+            try:
+                for k, r in ctx.shards():
+                    runner._run_shards(ctx, "validate", [(k, r)], llm)
+            finally:
+                ctx.release()
+            apart = generate(cfg, llm=llm)  # the shards are done: finalize and the dataset
+    strip = lambda path: [d.model_dump(exclude={"provenance"}) for d in read_jsonl(path, Dialogue)]  # noqa: E731
+    assert strip(apart / "accepted.jsonl") == strip(one / "accepted.jsonl") != []
+    rejected = lambda path: [(r.id, r.check) for r in read_jsonl(path, Rejection)]  # noqa: E731
+    assert rejected(apart / "rejected.jsonl") == rejected(one / "rejected.jsonl")
+
+
 def test_processes_share_one_cost_limit(tmp_path):
     from speakrl.pipeline.errors import BudgetExceeded
     from speakrl_testing.llm_replay import ReplayResponder
