@@ -218,6 +218,28 @@ def run_sft(cfg: SpeakrlConfig, model_path: str, rows: list[dict[str, Any]], out
     return _fit(cfg, model_path, tokenizer, dataset, out / "sft", cfg.sft, completion_only_loss=True)
 
 
+def length_grouped_order(lengths: list[int], batch_size: int, seed: int) -> list[int]:
+    """An order of rows in which each batch of `batch_size` consecutive rows has similar lengths (transformers'
+    length grouping: sorted within random mega-batches), with the full batches shuffled, so training does not run
+    from the longest rows to the shortest, and a partial batch last (GRPO's sampler drops it).
+
+    >>> lengths = [10 + 90 * (i % 2) for i in range(64)]  # short and long rows, alternating
+    >>> order = length_grouped_order(lengths, batch_size=4, seed=0)
+    >>> padded = lambda order: sum(max(lengths[i] for i in order[j: j + 4]) for j in range(0, 64, 4))
+    >>> sorted(order) == list(range(64)), padded(list(range(64))), padded(order)
+    (True, 1600, 1060)
+    """
+    import torch
+    from transformers.trainer_pt_utils import get_length_grouped_indices
+
+    generator = torch.Generator().manual_seed(seed)
+    grouped = get_length_grouped_indices(lengths, batch_size, mega_batch_mult=4, generator=generator)
+    batches = [grouped[i: i + batch_size] for i in range(0, len(grouped), batch_size)]
+    partial = [batches.pop()] if len(batches[-1]) < batch_size else []
+    shuffled = [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
+    return [i for batch in shuffled + partial for i in batch]
+
+
 def build_grpo_trainer(cfg: SpeakrlConfig, model_path: str, rows: list[dict[str, Any]], peft_config: Any = None) -> Any:
     """A GRPOTrainer for the recipe (decision or episode mode), not yet trained: the 'dry start'."""
     from transformers import AutoTokenizer
@@ -229,6 +251,13 @@ def build_grpo_trainer(cfg: SpeakrlConfig, model_path: str, rows: list[dict[str,
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "left"
     dataset = grpo_dataset(rows, tokenizer, cfg)
+    if cfg.train_sampling_strategy == "group_by_length" and cfg.mode == "decision":
+        # GRPOTrainer's own sampler ignores this setting; a step's prompts are padded to the longest of them, so
+        # prompts of similar length make a step's generation and backward pass shorter.
+        prompts_per_step = cfg.generation_batch_size // cfg.num_generations
+        lengths = [len(ids) for ids in tokenizer(list(dataset["prompt"]), add_special_tokens=False)["input_ids"]]
+        dataset = dataset.select(length_grouped_order(lengths, prompts_per_step, cfg.seed))
+        cfg.shuffle_dataset = False  # the order above is already shuffled
     kwargs: dict[str, Any] = {}
     reward_funcs = get_rewards(cfg.reward_funcs)
     if cfg.mode == "episode":

@@ -87,3 +87,27 @@ def test_pretraining_reads_whole_dialogues_with_no_protocol_turns(splits, tiny_d
             for call in m.tool_calls or []:
                 for value in json.loads(call.function.arguments).values():
                     assert json.dumps(value, ensure_ascii=False) in text
+
+
+def test_grpo_groups_a_steps_prompts_by_length_when_the_recipe_asks(splits, tiny_dir, tmp_path):
+    """TRL's GRPO sampler ignores `train_sampling_strategy`; speakrl orders the prompts so that each step's are of
+    similar length (less padding), keeps every row once, and leaves TRL's shuffle off only then."""
+    from speakrl.training.data import decision_rows
+    from speakrl.training.train import build_grpo_trainer
+
+    rows = decision_rows(splits["train"])[:96]
+    settings = ["report_to=none", "per_device_train_batch_size=8", "num_generations=2", "max_completion_length=16"]
+    plain, _ = load_recipe("tiny-cpu", output_dir=str(tmp_path / "a"), overrides=[*settings, "train_sampling_strategy=random"])
+    grouped, _ = load_recipe("tiny-cpu", output_dir=str(tmp_path / "b"), overrides=settings)
+    assert grouped.train_sampling_strategy == "group_by_length"  # the recipe's setting
+    as_given = build_grpo_trainer(plain, str(tiny_dir), rows)
+    ordered = build_grpo_trainer(grouped, str(tiny_dir), rows)
+    assert as_given.args.shuffle_dataset and not ordered.args.shuffle_dataset
+    assert sorted(ordered.train_dataset["id"]) == sorted(as_given.train_dataset["id"]) == sorted(r["id"] for r in rows)
+    tokens = lambda dataset: [len(ordered.processing_class(p)["input_ids"]) for p in dataset["prompt"]]  # noqa: E731
+    per_step = 4  # prompts a step: 8 completions, 2 of each
+
+    def padded(lengths):  # every prompt of a step is padded to its longest
+        return sum(per_step * max(lengths[i: i + per_step]) for i in range(0, len(lengths) - per_step + 1, per_step))
+
+    assert padded(tokens(ordered.train_dataset)) < 0.95 * padded(tokens(as_given.train_dataset))
