@@ -271,20 +271,23 @@ def _scenarios_for(ctx: RunContext, k: int, indices: range) -> Iterator[Scenario
     write_jsonl(path, rows)
 
 
+def _drafts(ctx: RunContext, scenarios: Iterable[Scenario]) -> Iterator[Dialogue]:
+    """The offline dialogues of `scenarios`, one each, in order."""
+    from speakrl.pipeline.stages import dialogues as dialogues_stage
+
+    return dialogues_stage.run(ctx.cfg, ctx.catalog, scenarios, ctx.sim, ctx.versions)
+
+
 def _llm_rows(ctx: RunContext, shards: Iterable[tuple[int, range]], llm: Any) -> Iterator[Dialogue | Rejection]:
     """The LLM's rows of several shards, one per scenario and in order, from one stream: offline drafts of each shard's
     scenarios, paraphrased or judged. The requests of the next shard go out while the last answers of the one before
     arrive and are validated, so the endpoint's slots do not empty at every shard boundary."""
-    from speakrl.pipeline.stages import dialogues as dialogues_stage
     from speakrl.pipeline.stages import llm_dialogues
 
-    def drafts(scenarios: Iterable[Scenario]) -> Iterator[Dialogue]:
-        return dialogues_stage.run(ctx.cfg, ctx.catalog, scenarios, ctx.sim, ctx.versions)
-
     if ctx.cfg.dialogues.backend != "openai":  # offline dialogues, judged by the LLM (validate.judge)
-        return llm_dialogues.judge_stream(ctx.cfg, (d for k, r in shards for d in drafts(_scenarios_for(ctx, k, r))), llm)
+        return llm_dialogues.judge_stream(ctx.cfg, (d for k, r in shards for d in _drafts(ctx, _scenarios_for(ctx, k, r))), llm)
     per_shard = (itertools.tee(_scenarios_for(ctx, k, r)) for k, r in shards)  # made as the stream reaches the shard
-    pairs = ((s, d) for scenarios, for_drafts in per_shard for s, d in zip(scenarios, drafts(for_drafts)))
+    pairs = ((s, d) for scenarios, for_drafts in per_shard for s, d in zip(scenarios, _drafts(ctx, for_drafts)))
     for_scenarios, for_drafts = itertools.tee(pairs)
     return llm_dialogues.run_stream(ctx.cfg, (s for s, _ in for_scenarios), (d for _, d in for_drafts), llm, ctx.sim,
                                     ctx.catalog)
@@ -303,9 +306,7 @@ def _dialogues_for(ctx: RunContext, k: int, indices: range, llm: Any = None,
     if made is None and llm is not None:
         made = _llm_rows(ctx, [(k, indices)], llm)
     elif made is None:
-        from speakrl.pipeline.stages import dialogues as dialogues_stage
-
-        made = dialogues_stage.run(ctx.cfg, ctx.catalog, _scenarios_for(ctx, k, indices), ctx.sim, ctx.versions)
+        made = _drafts(ctx, _scenarios_for(ctx, k, indices))
     kept: list[Dialogue] = []
     rejected: list[Rejection] = []
     for row in made:

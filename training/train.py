@@ -229,6 +229,8 @@ def length_grouped_order(lengths: list[int], batch_size: int, seed: int) -> list
     >>> sorted(order) == list(range(64)), padded(list(range(64))), padded(order)
     (True, 1600, 1060)
     """
+    if not lengths:  # transformers' grouping fails on no rows
+        return []
     import torch
     from transformers.trainer_pt_utils import get_length_grouped_indices
 
@@ -258,6 +260,8 @@ def build_grpo_trainer(cfg: SpeakrlConfig, model_path: str, rows: list[dict[str,
         lengths = [len(ids) for ids in tokenizer(list(dataset["prompt"]), add_special_tokens=False)["input_ids"]]
         dataset = dataset.select(length_grouped_order(lengths, prompts_per_step, cfg.seed))
         cfg.shuffle_dataset = False  # the order above is already shuffled
+    elif cfg.train_sampling_strategy == "group_by_length":
+        logger.info("episode mode: GRPO draws prompts at random (train_sampling_strategy applies to decision mode)")
     kwargs: dict[str, Any] = {}
     reward_funcs = get_rewards(cfg.reward_funcs)
     if cfg.mode == "episode":
