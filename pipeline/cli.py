@@ -83,6 +83,8 @@ def _run_opened(stage: str, cfg: Any, ctx: Any, uses_llm: bool) -> None:
 
     llm = None
     if uses_llm:
+        if runner.worker_count(cfg, uses_llm) > 1 and cfg.n > cfg.shard_size:  # the workers' fork server imports meanwhile
+            runner.llm_workers_context(start=True)
         from speakrl.pipeline.llm import LLM
 
         llm = LLM.from_config(cfg, Path(cfg.out) / "cache")

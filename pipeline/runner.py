@@ -14,6 +14,7 @@ import itertools
 import json
 import logging
 import multiprocessing
+import multiprocessing.forkserver
 import multiprocessing.util
 import os
 import shutil
@@ -426,6 +427,36 @@ def _shards_job(stage: str, shards: list[tuple[int, int, int]]) -> tuple[int, An
 LLM_SHARDS_PER_JOB = 4  # consecutive shards a worker streams as one; the parent hears of them when all are done
 
 
+def worker_count(cfg: RunConfig, uses_llm: bool) -> int:
+    """The most worker processes a run's stages use: `workers` (0: one per core), and in LLM runs no more than the
+    endpoint's limits can be split between."""
+    workers = cfg.workers or os.cpu_count() or 1
+    if uses_llm:
+        from speakrl.pipeline.llm import max_processes
+
+        workers = min(workers, max_processes(cfg.endpoint))
+    return workers
+
+
+# What an LLM run's worker imports before its first request (datasketch: before checking its first answer).
+LLM_WORKER_MODULES = ("speakrl.pipeline.runner", "speakrl.pipeline.llm", "speakrl.pipeline.stages.scenarios",
+                      "speakrl.pipeline.stages.dialogues", "speakrl.pipeline.stages.llm_dialogues",
+                      "speakrl.pipeline.stages.validate", "datasketch")
+
+
+def llm_workers_context(start: bool = False) -> Any:
+    """How an LLM run starts its worker processes: forked from a fork server. Forking the main process itself
+    could deadlock a worker (its threads, the LLM's loop and the progress display, may hold locks); the fork
+    server is a fresh single-threaded interpreter that imports `LLM_WORKER_MODULES` once and forks each worker with
+    them loaded, where a spawned worker would spend ~1.5 s importing them before its first request.
+    `start`: start the server now, so that it imports while the caller sets up the run."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(list(LLM_WORKER_MODULES))
+    if start:
+        multiprocessing.forkserver.ensure_running()
+    return context
+
+
 def run_shards(ctx: RunContext, stage: str, progress: Progress | None = None, llm: Any = None) -> None:
     """Run `stage` (and whatever it needs before it) on every shard whose output is missing.
 
@@ -447,11 +478,7 @@ def run_shards(ctx: RunContext, stage: str, progress: Progress | None = None, ll
         if progress:
             progress(stage, rows)
 
-    workers = ctx.cfg.workers or os.cpu_count() or 1
-    if llm is not None:
-        from speakrl.pipeline.llm import max_processes
-
-        workers = min(workers, max_processes(llm.endpoint))
+    workers = worker_count(ctx.cfg, llm is not None)
     todo = pending()
     head = list(itertools.islice(todo, workers))  # enough to know whether a pool is worth starting
     workers = min(workers, len(head))
@@ -465,10 +492,7 @@ def run_shards(ctx: RunContext, stage: str, progress: Progress | None = None, ll
     jobs = iter(lambda: list(itertools.islice(todo, per_job)), [])
     pool_args: dict[str, Any] = {"initializer": _init_worker, "initargs": (ctx.cfg,)}
     if llm is not None:
-        # A fresh interpreter per worker: forking a process whose threads (the LLM's loop, the progress
-        # display) may hold locks can deadlock the child.
-        pool_args = {"initializer": _init_worker, "initargs": (ctx.cfg, llm.share(workers)),
-                     "mp_context": multiprocessing.get_context("spawn")}
+        pool_args = {"initializer": _init_worker, "initargs": (ctx.cfg, llm.share(workers)), "mp_context": llm_workers_context()}
     with ProcessPoolExecutor(max_workers=workers, **pool_args) as pool:
         futures: dict[Any, int] = {}  # a job's future -> its first shard
         failures: dict[int, BaseException] = {}

@@ -263,7 +263,7 @@ class MinHasher:
     """MinHash of a dialogue's shingles, with the permutations drawn once rather than per dialogue."""
 
     def __init__(self, num_perm: int = 64):
-        from datasketch import MinHash  # here: datasketch imports scipy (a second), which workers never need
+        from datasketch import MinHash  # here, at first use: datasketch imports scipy (~0.5 s)
 
         first = MinHash(num_perm=num_perm, seed=1)
         self.new = MinHash
@@ -421,5 +421,5 @@ def deduplicate(rows: Iterable[Dialogue | dict], dedup: Deduplicator,
 def dedup_keys(rows: Iterable[Dialogue | dict], threshold: float, num_perm: int) -> np.ndarray:
     """Each row's `Deduplicator.keys`, as a (rows, 1 + bands) uint64 array."""
     dedup = Deduplicator(threshold, num_perm)
-    width = 1 + len(lsh_bands(threshold, num_perm))
-    return np.array([dedup.keys(dialogue_text(row)) for row in rows], dtype=np.uint64).reshape(-1, width)
+    keys = [dedup.keys(dialogue_text(row)) for row in rows]  # datasketch is imported at the first row, not before it
+    return np.array(keys, dtype=np.uint64).reshape(-1, 1 + len(lsh_bands(threshold, num_perm)))

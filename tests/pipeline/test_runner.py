@@ -182,6 +182,20 @@ def test_an_llm_run_in_two_processes_splits_the_endpoint_and_gives_the_same_rows
     assert strip(two / "accepted.jsonl") == strip(one / "accepted.jsonl") != []
 
 
+def test_llm_workers_are_forked_from_a_server_that_has_imported_what_they_need():
+    # The fork server skips a preload module it cannot import, silently; a worker would then import it on its own
+    # critical path (or, for a typo, never). Ask a worker which of them it started without.
+    import os
+    from concurrent.futures import ProcessPoolExecutor
+
+    from speakrl.pipeline import runner
+
+    missing = f"[m for m in {list(runner.LLM_WORKER_MODULES)!r} if m not in __import__('sys').modules]"
+    with ProcessPoolExecutor(max_workers=1, mp_context=runner.llm_workers_context(start=True)) as pool:
+        assert pool.submit(eval, missing).result() == []
+        assert pool.submit(os.getppid).result() != os.getpid()  # forked by the server, not by this process
+
+
 def test_an_llm_run_sends_the_next_shards_requests_before_this_shard_is_written(tmp_path):
     """One stream runs through the shards: the endpoint is not left idle while a shard's last rows are validated and
     written. Then the rows are those of a run whose shards each had a stream of their own (row order included)."""

@@ -190,6 +190,23 @@ def test_near_duplicates_are_the_candidates_of_datasketch_lsh(catalog, sim):
     assert {"near_duplicate", None} <= set(codes)
 
 
+def test_dedup_keys_take_the_first_row_before_building_the_minhash(catalog, sim, monkeypatch):
+    # In an LLM run the rows come from a stream whose first requests go out when the first row is pulled; building
+    # the MinHash imports datasketch and scipy (~0.5 s), which must not hold those requests back.
+    events = []
+    for name in ("MinHasher", "lsh_bands"):  # what uses datasketch
+        monkeypatch.setattr(validate, name, lambda *a, f=getattr(validate, name): events.append("datasketch") or f(*a))
+
+    def rows():
+        events.append("first row")
+        yield _one(catalog, sim, "none")
+
+    keys = validate.dedup_keys(rows(), threshold=0.7, num_perm=64)
+    assert events[0] == "first row" and "datasketch" in events
+    assert keys.shape == (1, 1 + len(validate.lsh_bands(0.7, 64)))
+    assert validate.dedup_keys(iter([]), threshold=0.7, num_perm=64).shape == (0, keys.shape[1])
+
+
 def test_rejections_keep_the_row_and_a_readable_reason(catalog, sim, ctx):
     d = _without_questions(_one(catalog, sim, "missing_slot"))
     (r,) = list(validate.run([d], ctx))
