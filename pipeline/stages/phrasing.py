@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import random
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -214,6 +214,8 @@ def label(name: str) -> str:
     ('weight in kg', 'date of journey', 'tracking number', 'destination', 'restaurant')
     >>> label("number_stops"), label("number_of_rooms"), label("number_of_days")
     ('number of stops', 'number of rooms', 'number of days')
+    >>> label("car_type"), label("ride_id"), label("car_model")
+    ('car type', 'ride ID', 'car model')
     """
     words = name.lower().split("_")
     if name.lower() in _BARE_LABELS:
@@ -224,6 +226,8 @@ def label(name: str) -> str:
         return f"{label('_'.join(words[:-1]))} in {words[-1]}"
     if len(words) == 2 and words[1] == "number" and words[0] not in ("flight", "trip"):
         return " ".join(words)
+    if len(words) == 2 and words[1] in ("type", "id"):  # "the car" could be car_model or car_type: "car type"
+        return f"{words[0]} {'ID' if words[1] == 'id' else 'type'}"
     if len(words) > 1 and words[0] in ("number", "num"):  # SGD's "number_stops": "number of stops"
         return f"number of {label('_'.join(words[1:]))}"
     return slot_label(name)
@@ -702,8 +706,20 @@ def styled(rng: random.Random, text: str, style: str, hour: int | None = None) -
 
 # --- the assistant's questions ---------------------------------------------------------------------------------
 
-def question_missing(rng: random.Random, names: list[str]) -> str:
-    return tidy(rng.choice(Q_MISSING).format(labels=join([label(n) for n in names])), question=True)
+def question_missing(rng: random.Random, names: list[str], counts: Iterable[str] = ()) -> str:
+    """A question for the missing slots `names`; a count among them (`counts`) is asked for its number ("the number of
+    travelers", not "the travelers").
+
+    >>> question_missing(random.Random(0), ["travelers", "travel_date"], counts=["travelers"])
+    'Before I do that, can you tell me the number of travelers and travel date?'
+    """
+    said = [f"number of {label(n)}" if n in counts and _count_noun(label(n)) else label(n) for n in names]
+    return tidy(rng.choice(Q_MISSING).format(labels=join(said)), question=True)
+
+
+def _count_noun(noun: str) -> bool:
+    """Whether a slot's label is one plural noun, whose value is a count of it ("travelers", not "amount")."""
+    return " " not in noun and noun.endswith("s") and not noun.endswith("ss")
 
 
 Q_VAGUE_COUNT = [  # not "how many": question_targets reads it as any *_number slot too ("trip number")
@@ -715,6 +731,7 @@ Q_VAGUE_COUNT = [  # not "how many": question_targets reads it as any *_number s
 
 def question_vague(rng: random.Random, name: str, vague: str, count: bool = False) -> str:
     """A question that asks to narrow `vague`; a count is asked for its number (not "which tickets")."""
+    count = count and _count_noun(label(name))  # "the exact number of nights", but not "the exact number of amount"
     return tidy(rng.choice(Q_VAGUE_COUNT if count else Q_VAGUE).format(vague=vague, label=label(name)), question=True)
 
 
