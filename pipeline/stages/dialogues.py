@@ -116,9 +116,9 @@ def _question(rng: random.Random, amb: list[Ambiguity], domain: Domain, tool: To
     label = phrasing.label(first.slot)
     if first.type == "missing_slot":
         names = [a.slot for a in amb]
-        labels = phrasing.join([phrasing.label(n) for n in names])
-        why = f"{tool.name} requires the {labels}, which the user hasn't given, so I should ask instead of guessing."
         counts = [n for n in names if domain.slot(n).type in ("integer", "number")]
+        why = (f"{tool.name} requires the {phrasing.missing_labels(names, counts)}, which the user hasn't given, so I "
+               "should ask instead of guessing.")
         return phrasing.question_missing(rng, names, counts), f"The user wants to {intent}. {_known_text(known)} {why}"
     if first.type == "underspecified_value":
         why = f"\"{first.detail}\" does not pin down an exact {label}, and {tool.name} needs one, so I'll ask them to narrow it."

@@ -713,8 +713,16 @@ def question_missing(rng: random.Random, names: list[str], counts: Iterable[str]
     >>> question_missing(random.Random(0), ["travelers", "travel_date"], counts=["travelers"])
     'Before I do that, can you tell me the number of travelers and travel date?'
     """
-    said = [f"number of {label(n)}" if n in counts and _count_noun(label(n)) else label(n) for n in names]
-    return tidy(rng.choice(Q_MISSING).format(labels=join(said)), question=True)
+    return tidy(rng.choice(Q_MISSING).format(labels=missing_labels(names, counts)), question=True)
+
+
+def missing_labels(names: list[str], counts: Iterable[str] = ()) -> str:
+    """How the assistant names the missing slots `names` (`question_missing`), in its question and its reasoning.
+
+    >>> missing_labels(["travelers", "amount"], counts=["travelers", "amount"])
+    'number of travelers and amount'
+    """
+    return join([f"number of {label(n)}" if n in counts and _count_noun(label(n)) else label(n) for n in names])
 
 
 def _count_noun(noun: str) -> bool:
