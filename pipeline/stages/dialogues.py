@@ -109,6 +109,11 @@ def _known_text(known: dict[str, Any]) -> str:
     return "They gave " + phrasing.join([f"{phrasing.label(k)} {v}" for k, v in known.items()]) + "."
 
 
+def _is_count(domain: Domain, name: str) -> bool:
+    """Whether a slot holds a number, which a question asks for as one ("the number of travelers")."""
+    return domain.slot(name).type in ("integer", "number")
+
+
 def _question(rng: random.Random, amb: list[Ambiguity], domain: Domain, tool: ToolDef, intent: str,
               known: dict[str, Any]) -> tuple[str, str]:
     """The clarification question about `amb` (one ambiguity, or several missing slots) and the reasoning behind it."""
@@ -116,14 +121,13 @@ def _question(rng: random.Random, amb: list[Ambiguity], domain: Domain, tool: To
     label = phrasing.label(first.slot)
     if first.type == "missing_slot":
         names = [a.slot for a in amb]
-        counts = [n for n in names if domain.slot(n).type in ("integer", "number")]
+        counts = [n for n in names if _is_count(domain, n)]
         why = (f"{tool.name} requires the {phrasing.missing_labels(names, counts)}, which the user hasn't given, so I "
                "should ask instead of guessing.")
         return phrasing.question_missing(rng, names, counts), f"The user wants to {intent}. {_known_text(known)} {why}"
     if first.type == "underspecified_value":
         why = f"\"{first.detail}\" does not pin down an exact {label}, and {tool.name} needs one, so I'll ask them to narrow it."
-        count = domain.slot(first.slot).type in ("integer", "number")
-        return phrasing.question_vague(rng, first.slot, first.detail, count), f"The user wants to {intent}. {why}"
+        return phrasing.question_vague(rng, first.slot, first.detail, _is_count(domain, first.slot)), f"The user wants to {intent}. {why}"
     if first.type == "invalid_value":
         why = (f"\"{first.detail}\" is not a valid {label} for {tool.name}; the valid options are "
                f"{phrasing.join(first.candidates)}. I'll offer them rather than pick one myself.")
