@@ -196,7 +196,7 @@ def test_llm_workers_are_forked_from_a_server_that_has_imported_what_they_need()
         assert pool.submit(os.getppid).result() != os.getpid()  # forked by the server, not by this process
 
 
-def test_an_llm_run_sends_the_next_shards_requests_before_this_shard_is_written(tmp_path):
+def test_an_llm_run_sends_the_next_shards_requests_before_this_shard_is_written(tmp_path, monkeypatch):
     """One stream runs through the shards: the endpoint is not left idle while a shard's last rows are validated and
     written. Then the rows are those of a run whose shards each had a stream of their own (row order included)."""
     from speakrl.pipeline import runner
@@ -206,17 +206,22 @@ def test_an_llm_run_sends_the_next_shards_requests_before_this_shard_is_written(
     from speakrl_testing.openai_server import OpenAIServer
 
     first_shard = tmp_path / "one" / "dialogues" / "shard-00000.jsonl"
-    before_first_shard_written = []
-    replay = ReplayResponder()
+    arrived_before_first_shard = []
+    write_jsonl = runner.write_jsonl
 
-    def responder(body):
-        before_first_shard_written.append(not first_shard.exists())
-        return replay(body)
+    def noting_write_jsonl(path, rows):
+        if Path(path) == first_shard:
+            arrived_before_first_shard.append(server.requests)  # counted as each request arrives
+        return write_jsonl(path, rows)
 
-    with OpenAIServer(responder, latency=0.05) as server:
+    monkeypatch.setattr(runner, "write_jsonl", noting_write_jsonl)
+    with OpenAIServer(ReplayResponder(), latency=0.05, slow_seconds=0.5) as server:
+        # Every 6th request to arrive takes 0.5 s: shard 0 (6 rows) cannot be written before its slow answer, and a
+        # stream that runs on into shard 1 sends shard 1's requests meanwhile (3 slots are free). Shard by shard, it
+        # would send none.
+        server.fault_every("slow", 6)
         one, _ = _llm_run(tmp_path, "one", server, workers=1, max_concurrency=4)
-    # Shards of 6, up to 8 jobs in the stream: some of shard 1's requests went out while shard 0 was unfinished.
-    assert sum(before_first_shard_written) > 6
+    assert arrived_before_first_shard[0] > 6
     with OpenAIServer(ReplayResponder(), latency=0.05) as server:  # each shard its own stream, as before
         cfg = RunConfig(n=24, seed=4, out=str(tmp_path / "apart"), workers=1, shard_size=6,
                         dialogues=StageLLMConfig(backend="openai", mode="paraphrase"),
