@@ -534,25 +534,20 @@ def stream(llm: LLM, jobs: Iterable[Coroutine[Any, Any, T]], window: int | None 
     errors: list[BaseException] = []
     jobs = iter(jobs)
     try:
-        while not stopped.is_set() and not errors:
-            job = next(jobs, None)
-            if job is None:
+        while not errors:
+            # Fill the window before each row is used: rows that finished together are validated one by one, and
+            # the slots each one frees are taken again at once.
+            while len(pending) < window and not stopped.is_set() and (job := next(jobs, None)) is not None:
+                future = llm.submit(job)
+                future.add_done_callback(note)
+                pending.append(future)
+            if not pending:
                 break
-            future = llm.submit(job)
-            future.add_done_callback(note)
-            pending.append(future)
-            while pending and (len(pending) >= window or pending[0].done()):
-                error = pending[0].exception()
-                if error is not None:
-                    errors.append(error)
-                    break
-                yield pending.popleft().result()
-        while pending and not errors:
-            error = pending[0].exception()
-            if error is None:
-                yield pending.popleft().result()
-            else:
+            error = pending[0].exception()  # waits for the next row in order
+            if error is not None:
                 errors.append(error)
+            else:
+                yield pending.popleft().result()
     except (KeyboardInterrupt, SystemExit):
         for future in pending:  # stopped by the user: drop what is still queued, answered requests stay cached
             future.cancel()
