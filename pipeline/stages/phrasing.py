@@ -106,9 +106,13 @@ CONFLICT_JOINS = [("{a}, but also {b}", None), ("{a} — though {b} would be bet
                   ("either {a} or {b}, I can't decide", None)]
 
 Q_MISSING = [
-    "Could you tell me the {labels}?", "What {labels} would you like?", "Which {labels} should I use?",
+    "Could you tell me the {labels}?", "What {labels} would you like?", "What {labels} should I use?",
     "I'll need the {labels} — what should I put?", "Sure! What's the {labels}?", "Happy to help. What {labels} do you have in mind?",
     "Before I do that, can you tell me the {labels}?", "Got it. Can you give me the {labels}?", "One thing first: the {labels}?",
+]
+Q_MISSING_WHICH = [  # the label is a thing the value names: "Which doctor do you mean?", never "What's the doctor?"
+    "Which {labels} do you mean?", "Which {labels} should I use?", "Happy to help. Which {labels} do you have in mind?",
+    "Before I do that, which {labels} do you want?", "One thing first: which {labels}?", "Sure! Which {labels} would you like?",
 ]
 Q_VAGUE = [
     "When you say \"{vague}\", which {label} exactly do you mean?", "Could you narrow \"{vague}\" down to a specific {label}?",
@@ -572,7 +576,9 @@ def _time_phrases(hour: int) -> list[str]:
         return ["in the afternoon", "sometime in the afternoon", "after lunch"]
     if hour < 20:
         return ["in the evening", "after work", "around dinnertime"]
-    return ["late in the evening", "late at night"]
+    if hour < 22:  # 8 pm is late in the evening, not late at night
+        return ["late in the evening", "later in the evening"]
+    return ["late at night", "late in the evening"]
 
 
 def _date_phrases(day: date, today: date) -> list[str]:
@@ -713,7 +719,19 @@ def question_missing(rng: random.Random, names: list[str], counts: Iterable[str]
     >>> question_missing(random.Random(0), ["travelers", "travel_date"], counts=["travelers"])
     'Before I do that, can you tell me the number of travelers and travel date?'
     """
-    return tidy(rng.choice(Q_MISSING).format(labels=missing_labels(names, counts)), question=True)
+    templates = Q_MISSING_WHICH if any(names_an_entity(n) for n in names) else Q_MISSING
+    return tidy(rng.choice(templates).format(labels=missing_labels(names, counts)), question=True)
+
+
+def names_an_entity(name: str) -> bool:
+    """Whether a slot's label is the thing its value names ("doctor" for doctor_name, "flight" for flight_number):
+    the assistant asks which one, not for "the doctor".
+
+    >>> names_an_entity("doctor_name"), names_an_entity("flight_number"), names_an_entity("movie_title")
+    (True, True, False)
+    """
+    words = name.lower().split("_")
+    return len(words) > 1 and words[-1] in ("name", "number") and label(name) == " ".join(words[:-1])
 
 
 def missing_labels(names: list[str], counts: Iterable[str] = ()) -> str:
@@ -824,9 +842,13 @@ def _fact(name: str, value: str) -> str:
     ('the number of adults is 5', 'the account ending is 2847', 'the number of days is 2')
     >>> _fact("number_stops", "1"), _fact("to_location", "New York"), _fact("directed_by", "Greta Gerwig")
     ('the number of stops is 1', 'the destination is New York', 'it is directed by Greta Gerwig')
+    >>> _fact("recipient_name", "Carl Cummings"), _fact("clinic_name", "Summit Clinic")
+    ('the recipient is Carl Cummings', 'the clinic is Summit Clinic')
     """
     words = name.lower().split("_")
-    said = FACT_LABELS.get(name) or (label(name) if words[0] in ("number", "num") else name.replace("_", " "))
+    if len(words) > 1 and words[-1] == "name":  # "the recipient is Carl Cummings", not "the recipient name is ..."
+        words = words[:-1]
+    said = FACT_LABELS.get(name) or (label(name) if words[0] in ("number", "num") else " ".join(words))
     if len(words) == 2 and words[0] in ("from", "to"):  # SGD's "from_location": "the origin"
         said = "origin" if words[0] == "from" else "destination"
     *head, last = said.split(" ")

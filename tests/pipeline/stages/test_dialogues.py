@@ -182,7 +182,8 @@ def test_messages_read_without_the_slips_reviewers_found(catalog, sim):
 
     slips = re.compile(r"\bat \d{3}-\d{3}-\d{4}|number of of|\bwith (has|is) |\bnot \w+ allowed|\bthe an? |musics|"
                        r"\bthe number \w+s are|\bthe (from|to) location is|[.!?] Hey, so|have a (wifi|live music)|a selected|\ban [ou]n[ei]|availables|the directed by|"
-                       r"\bI'm looking for (bus|list)\b|movies movies|what's the \w+ times\b")
+                       r"\bI'm looking for (bus|list)\b|movies movies|what's the \w+ times\b|with the (note|memo) \w|\bas an? by |"
+                       r"\bthe \w+ name is\b|\b(return|returning|bringing it back|dropping it off) [^,.]*, at \d")
     sgd = load_catalog(str(Path(__file__).resolve().parents[3] / "data/sgd/train_schema.json"))
     read = 0
     for cat, simulator in ((catalog, sim), (sgd, Simulator(sgd))):
@@ -192,3 +193,21 @@ def test_messages_read_without_the_slips_reviewers_found(catalog, sim):
                 assert not slips.search(m.content or ""), (d.id, m.content)
                 read += 1
     assert read > 2000
+
+
+def test_a_missing_name_is_asked_for_as_which_one(catalog, sim):
+    """A slot whose label is the thing its value names (doctor_name: "doctor") is asked for as "which doctor", never
+    as "What's the doctor?" or "Could you tell me the doctor?"."""
+    import random
+
+    from speakrl.pipeline.stages import phrasing
+
+    entities = {s.name for d in catalog.domains for s in d.slots if phrasing.names_an_entity(s.name)}
+    assert {"doctor_name", "hotel_name"} <= entities
+    for name in entities:
+        for seed in range(len(phrasing.Q_MISSING_WHICH) * 3):
+            question = phrasing.question_missing(random.Random(seed), [name, "date"])
+            assert f"which {phrasing.label(name)} and date" in question.lower(), question
+    asked = [m.content for d in _dialogues(catalog, sim, n=500)[1] for m in d.messages if m.role == "assistant"]
+    bare = [q for q in asked if q and any(f"the {phrasing.label(n)}?" in q for n in entities)]
+    assert bare == []
