@@ -241,7 +241,7 @@ def call_allowed(name: str | None, args: dict[str, Any] | None, gold_name: str, 
 
 def benchmark_metrics(policy: Any, name: str, items: list[dict[str, Any]]) -> dict[str, Any]:
     """Score `policy` (a `training.evaluate.Policy`) on converted benchmark items."""
-    from speakrl.training.evaluate import Conversation
+    from speakrl.training.evaluate import Conversation, f1_score
 
     turns = policy.respond([Conversation(i["messages"], i["tools"], gold={"benchmark": name, **i}) for i in items])
     predicted = []
@@ -267,7 +267,7 @@ def benchmark_metrics(policy: Any, name: str, items: list[dict[str, Any]]) -> di
             tp = sum(p == c and g == c for p, g in zip(predicted, gold))
             fp = sum(p == c and g != c for p, g in zip(predicted, gold))
             fn = sum(p != c and g == c for p, g in zip(predicted, gold))
-            f1s[c] = round(2 * tp / (2 * tp + fp + fn), 4) if tp + fp + fn else 0.0
+            f1s[c] = round(f1_score(tp, fp, fn), 4)
         not_call = [p for p, g in zip(predicted, gold) if g != "tool_call"]
         out.update({f"f1_{c}": f for c, f in f1s.items()})
         out["macro_f1"] = round(sum(f1s.values()) / len(f1s), 4)

@@ -276,8 +276,7 @@ def f1_interval(dialogues: Sequence[Sequence[tuple[bool, bool]]], baseline: Sequ
         return sum(n and a for n, a in turns), sum(a and not n for n, a in turns), sum(n and not a for n, a in turns)
 
     def f1(c: list[tuple[int, int, int]], picks: list[int]) -> float:
-        tp, fp, fn = (sum(c[i][j] for i in picks) for j in range(3))
-        return 2 * tp / (2 * tp + fp + fn) if tp else 0.0
+        return f1_score(*(sum(c[i][j] for i in picks) for j in range(3)))
 
     ours = [counts(t) for t in dialogues]
     theirs = [counts(t) for t in baseline] if baseline is not None else None
@@ -291,6 +290,15 @@ def f1_interval(dialogues: Sequence[Sequence[tuple[bool, bool]]], baseline: Sequ
 
 def _ratio(a: float, b: float) -> float | None:
     return round(a / b, 4) if b else None
+
+
+def f1_score(tp: int, fp: int, fn: int) -> float:
+    """F1 from counts of true positives, false positives and false negatives; 0 when none was right.
+
+    >>> round(f1_score(3, 1, 2), 4), f1_score(0, 4, 0), f1_score(0, 0, 0)
+    (0.6667, 0.0, 0.0)
+    """
+    return 2 * tp / (2 * tp + fp + fn) if tp else 0.0
 
 
 def decision_metrics(policy: Policy, rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -331,7 +339,7 @@ def decision_metrics(policy: Policy, rows: list[dict[str, Any]]) -> dict[str, An
             answers.append(answer_reward([turn.text], act=["answer"], gold_content=[row["gold_content"]],
                                          last_tool_result=[row["last_tool_result"]], protocol=[policy.protocol])[0] or 0.0)
     precision, recall = _ratio(tp, tp + fp), _ratio(tp, tp + fn)
-    f1 = round(2 * precision * recall / (precision + recall), 4) if precision and recall else 0.0
+    f1 = round(f1_score(tp, fp, fn), 4)
     mean = lambda xs: round(sum(xs) / len(xs), 4) if xs else None
     return {
         "decision_points": len(rows),
