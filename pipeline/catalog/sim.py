@@ -44,8 +44,13 @@ def build_database(domain: Domain) -> list[dict[str, Any]]:
     rng.shuffle(names)
     searchable = {s for t in domain.tools if t.kind == "search" for s in t.slots}
 
-    def draw(attrs: list[str]) -> dict[str, Any]:
-        return {a: coerce(domain.slot(a), rng.choice(domain.slot(a).pool())) for a in attrs if domain.slot(a).pool()}
+    def draw(attrs: list[str], known: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        drawn: dict[str, Any] = {}
+        for a in attrs:  # in order, each from the values that fit those already known (a film's rating its genre)
+            pool = _pool_given(domain.slot(a), ChainMap(drawn, known or {}))
+            if pool:
+                drawn[a] = coerce(domain.slot(a), rng.choice(pool))
+        return drawn
 
     def fixed(name: str) -> dict[str, Any]:
         return {k: coerce(domain.slot(k), v) for k, v in domain.entities.get(name, {}).items()}
@@ -65,7 +70,8 @@ def build_database(domain: Domain) -> list[dict[str, Any]]:
         shared = order_span(draw([a for a in others if a in searchable and a not in own]), span, pools, rng)
         for name in pair:
             own = fixed(name)
-            row = {domain.entity_slot: name, **shared, **draw([a for a in others if a not in searchable and a not in own]), **own}
+            rest = draw([a for a in others if a not in searchable and a not in own], ChainMap(own, shared))
+            row = {domain.entity_slot: name, **shared, **rest, **own}
             row = order_span(row, span, pools, rng, fixed=[k for k in (span or ()) if k in own or k in shared])
             rows.append(_arrival_after_departure(row, rng))
         ends = trip_ends(others)

@@ -97,6 +97,15 @@ def test_results_draw_from_the_values_that_fit_what_is_known() -> None:
     assert {u for u, _ in seen} == {"fahrenheit", "celsius", "kelvin"} and len({c for _, c in seen}) >= 5  # still varied
 
 
+def test_entities_draw_from_the_values_that_fit_their_other_attributes() -> None:
+    """`values_for` holds in the databases too: no animated film rated NC-17, no horror film rated G."""
+    movies = CATALOG.domain("movies")
+    fits = movies.slot("age_rating").values_for["genre"]
+    rows = build_database(movies)
+    assert all(row["age_rating"] in fits[row["genre"]] for row in rows), [(r["genre"], r["age_rating"]) for r in rows]
+    assert len({row["age_rating"] for row in rows}) >= 4  # still varied
+
+
 def test_count_is_what_is_listed() -> None:
     listed = 0
     for domain in CATALOG.domains:
