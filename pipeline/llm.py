@@ -1019,6 +1019,7 @@ def prompt_env() -> Any:
         trim_blocks=True,
         lstrip_blocks=True,
         autoescape=False,  # prompts are not HTML
+        auto_reload=False,  # a run renders thousands of prompts; their hashes (hash_template) are read once anyway
     )
     env.filters["label"] = slot_label  # "party_size" -> "party size"
     env.filters["value"] = lambda v: ("yes" if v else "no") if isinstance(v, bool) else v

@@ -62,6 +62,27 @@ def test_wrong_or_unsaid_values_are_not_mentioned(value, text, today):
     assert not mentioned(value, [text], today)
 
 
+def test_a_whole_phrase_is_found_as_the_regex_that_defines_it_finds_it():
+    """`_is_phrase_in` (no regex, for speed) against the pattern it replaced, on random texts built from the
+    characters its boundaries turn on."""
+    import random
+    import re
+
+    from speakrl.pipeline.checks import _is_phrase_in
+
+    rng = random.Random(0)
+    alphabet = ["a", "b", "1", "2", " ", ".", ":", "-", "_", "é", ","]
+    checked = found = 0
+    for _ in range(20000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12)))
+        phrase = "".join(rng.choice(alphabet[:4] + [" "]) for _ in range(rng.randint(1, 3))).strip() or "a"
+        pattern = re.compile(r"(?<![\w.:-])" + re.escape(phrase) + r"(?!\w|[:.]\d)")
+        expected = pattern.search(text) is not None
+        assert _is_phrase_in(phrase, text) == expected, (phrase, text, expected)
+        checked, found = checked + 1, found + expected
+    assert found > 500 and checked - found > 500  # both answers were tried often
+
+
 def test_yes_no_slots_are_named_with_or_without_their_verb():
     assert ungrounded_args({"has_live_music": True}, ["a place with live music"], {}) == []
     assert ungrounded_args({"serves_alcohol": True}, ["somewhere that serves alcohol"], {}) == []
