@@ -564,6 +564,11 @@ def _count_phrases(n: int) -> list[str]:
 
 
 def _time_phrases(hour: int) -> list[str]:
+    """How a user says a time of day vaguely.
+
+    >>> _time_phrases(20), _time_phrases(22)[0]
+    (['late in the evening', 'later in the evening'], 'late at night')
+    """
     if hour < 9:
         return ["early in the morning", "first thing in the morning"]
     if hour < 11:
