@@ -89,6 +89,50 @@ def test_pretraining_reads_whole_dialogues_with_no_protocol_turns(splits, tiny_d
                     assert json.dumps(value, ensure_ascii=False) in text
 
 
+def test_the_fused_head_projects_only_labelled_positions_on_cpu_with_trls_results(tiny_dir, monkeypatch):
+    """TRL's fused LM head projects every position on CPU; speakrl makes it project only those with a label (a
+    prompt's and the padding's are not), with the same log-probabilities, entropies, loss and gradients."""
+    import torch
+    from transformers import AutoModelForCausalLM
+    from trl.trainer import utils
+
+    from speakrl.training.train import score_labelled_positions_only
+
+    # TRL's own check (training earlier in the session has wrapped it), and the wrapper back after this test
+    monkeypatch.setattr(utils, "_use_triton", getattr(utils._use_triton, "trl_check", utils._use_triton))
+    projected = []
+    apply = utils._ChunkedLogProbFunction.apply
+
+    def counting_apply(hidden, *args):
+        projected.append(hidden.shape[0])
+        return apply(hidden, *args)
+
+    monkeypatch.setattr(utils._ChunkedLogProbFunction, "apply", counting_apply)
+    model = AutoModelForCausalLM.from_pretrained(tiny_dir)
+    utils.add_fused_lm_head(model, outputs=("log_probs", "entropy"))
+    ids = torch.randint(3, model.config.vocab_size, (4, 40), generator=torch.Generator().manual_seed(0))
+    attention = torch.ones_like(ids)
+    attention[0, :12] = 0  # a left-padded prompt
+    labels = ids.masked_fill(attention == 0, -100)
+    labels[:, :30] = -100  # the completion: the last 10 tokens of each row
+
+    def forward_backward():
+        model.zero_grad()
+        out = model(input_ids=ids, attention_mask=attention, labels=labels, fused_lm_head=True)
+        out.loss.backward()
+        return out, [p.grad.clone() for p in model.parameters()]
+
+    full, full_grads = forward_backward()
+    score_labelled_positions_only()
+    score_labelled_positions_only()  # idempotent: wraps TRL's check once
+    compact, compact_grads = forward_backward()
+    assert projected == [4 * 39, 4 * 10]  # every next-token position, then the 40 labelled ones
+    for name in ("log_probs", "entropy", "loss"):
+        torch.testing.assert_close(getattr(compact, name), getattr(full, name))
+    for a, b in zip(compact_grads, full_grads, strict=True):
+        torch.testing.assert_close(a, b)
+
+
 def test_grpo_groups_a_steps_prompts_by_length_when_the_recipe_asks(splits, tiny_dir, tmp_path):
     """TRL's GRPO sampler ignores `train_sampling_strategy`; speakrl orders the prompts so that each step's are of
     similar length (less padding), keeps every row once, and leaves TRL's shuffle off only then."""
