@@ -193,8 +193,12 @@ def test_messages_read_without_the_slips_reviewers_found(catalog, sim):
         bare = re.compile(r"\bthe (" + "|".join(map(re.escape, entities)) + r")\?")
         _, rows = _dialogues(cat, simulator, n=500)
         for d in rows:
+            # a rescheduled event's new date said as its current one is ("the event on August 10th, also on August 16th")
+            moved_to = [json.loads(c.function.arguments).get("new_date") for m in d.messages for c in m.tool_calls or []
+                        if c.function.name.startswith("reschedule")]
             for m in d.messages[1:]:
                 assert not slips.search(m.content or ""), (d.id, m.content)
+                assert m.role != "user" or not any(f"on {day}" in (m.content or "") for day in moved_to if day), (d.id, m.content)
                 assert m.role != "assistant" or not bare.search(m.content or ""), (d.id, m.content)
                 read += 1
     assert read > 2000
