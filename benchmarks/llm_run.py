@@ -11,7 +11,8 @@ not inferred.
     python benchmarks/llm_run.py --n 1000 --repeats 1
 
 Prints one JSON document: per concurrency and worker count, medians of the generate stage's seconds (from the run's
-manifest), its ratio to the ideal, the slot utilization, and the whole command's wall time; and, measured just
+manifest), its ratio to the ideal, the slot utilization, the whole command's wall time, when the first request arrived
+after the command started and the span from the first request to the last response over the ideal; and, measured just
 before each run on the same server (so a busy machine slows both alike), the bare-aiohttp floor for the same
 number of requests at the same C, and the run's ratio to it.
 """
@@ -41,8 +42,8 @@ def one_run(base_url: str, n: int, c: int, workers: int, shard_size: int, latenc
         config.write_text(json.dumps({"endpoint": {"base_url": base_url, "model": "bench-model", "max_concurrency": c}}))
         cmd = [sys.executable, "-m", "speakrl", "run", "-c", str(config), "--n", str(n), "--out", f"{tmp}/run",
                "--backend", "openai", "--mode", "paraphrase", "--workers", str(workers), "--shard-size", str(shard_size)]
-        before = spawned_server_stats(base_url)
-        t0 = time.perf_counter()
+        before = spawned_server_stats(base_url, reset_span=True)
+        t0, started = time.perf_counter(), time.time()
         done = subprocess.run(cmd, capture_output=True, text=True)
         wall = time.perf_counter() - t0
         if done.returncode != 0:
@@ -60,6 +61,10 @@ def one_run(base_url: str, n: int, c: int, workers: int, shard_size: int, latenc
         "accepted": stats["accepted"],
         "ideal_s": requests * latency / c,
         "slot_utilization": busy / (c * generate),
+        # Where the time over the ideal goes: before the first request (process start, imports, the first rows'
+        # scenarios and prompts), and between the first request and the last response
+        "first_request_s": after["span_first_request"] - started,
+        "requests_span_s": after["span_last_response"] - after["span_first_request"],
     }
 
 
@@ -93,6 +98,8 @@ def main() -> None:
                 "floor_ratio_median": round(median("floor_s") / runs[-1]["ideal_s"], 3),
                 "generate_vs_floor_median": round(median("vs_floor"), 3),
                 "slot_utilization_median": round(median("slot_utilization"), 3),
+                "first_request_after_command_start_s_median": round(median("first_request_s"), 3),
+                "requests_span_vs_ideal_median": round(median("requests_span_s") / runs[-1]["ideal_s"], 3),
                 "command_wall_s_median": round(median("wall_s"), 3),
             })
             print(json.dumps(results[-1]), file=sys.stderr, flush=True)

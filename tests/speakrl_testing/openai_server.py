@@ -138,6 +138,10 @@ class _App:
         self.in_flight = 0
         self.max_in_flight = 0  # most chat requests being answered at once (tests check client limits)
         self.in_flight_seconds = 0.0  # integral of in_flight over time: busy slot-seconds (benchmarks)
+        # Wall-clock times of the first request and the last response since /stats?reset_span=1 (benchmarks: how long
+        # a client took to send its first request, and whether its requests' span is near the ideal)
+        self.span_first_request: float | None = None
+        self.span_last_response: float | None = None
         self._changed = time.monotonic()
         self.status_counts: dict[int, int] = {}
         self.bodies: list[dict[str, Any]] = []
@@ -169,7 +173,10 @@ class _App:
     async def stats_handler(self, request: web.Request) -> web.Response:
         self._count_in_flight(0)
         stats = {"requests": self.requests, "status_counts": self.status_counts, "cpu_seconds": time.process_time(),
-                 "in_flight_seconds": self.in_flight_seconds, "max_in_flight": self.max_in_flight}
+                 "in_flight_seconds": self.in_flight_seconds, "max_in_flight": self.max_in_flight,
+                 "span_first_request": self.span_first_request, "span_last_response": self.span_last_response}
+        if request.query.get("reset_span"):
+            self.span_first_request = self.span_last_response = None
         return self._json(200, stats)
 
     def _count_in_flight(self, change: int) -> None:
@@ -182,10 +189,13 @@ class _App:
     async def chat(self, request: web.Request) -> web.Response:
         self.requests += 1
         self._count_in_flight(+1)
+        if self.span_first_request is None:
+            self.span_first_request = time.time()
         try:
             return await self._chat(request)
         finally:
             self._count_in_flight(-1)
+            self.span_last_response = time.time()
 
     async def _chat(self, request: web.Request) -> web.Response:
         n = self.requests
@@ -382,9 +392,11 @@ def spawn_server(
             proc.wait()
 
 
-def spawned_server_stats(base_url: str) -> dict[str, Any]:
-    """The statistics of a server started by `spawn_server`: requests, status counts, in-flight time, CPU."""
-    with urllib.request.urlopen(base_url.removesuffix("/v1") + "/stats") as response:
+def spawned_server_stats(base_url: str, reset_span: bool = False) -> dict[str, Any]:
+    """The statistics of a server started by `spawn_server`: requests, status counts, in-flight time, CPU, and the
+    wall-clock times of the first request and the last response since the last `reset_span`."""
+    query = "?reset_span=1" if reset_span else ""
+    with urllib.request.urlopen(base_url.removesuffix("/v1") + "/stats" + query) as response:
         return json.load(response)
 
 
