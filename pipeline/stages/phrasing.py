@@ -1013,7 +1013,7 @@ def final_answer(rng: random.Random, domain: Domain, tool: ToolDef, result: dict
         said = f" {name}, {done}." if name and done else f" {name}." if name else f" That's {done}." if done else ""
         return tidy(f"{_done(rng, tool)}{said}{phone} Your confirmation number is {result.get('confirmation_id')}.")
     found = {k: v for k, v in facts.items() if not (asked and k in asked and normalize(v) == normalize(asked[k]))}
-    facts = found or facts
-    if not facts:
-        return tidy(f"I checked {name or 'that'}, but there are no details to report.")
-    return tidy(f"Here's what I found {subject}: {_facts(domain, facts)}.")
+    if not found:  # the result only repeats what was asked: not "Here's what I found: the tracking number is 1Z..."
+        checked = name or join([str(fmt(v)) for v in facts.values()]) or "that"
+        return tidy(f"I checked {checked}, but there are no details to report.")
+    return tidy(f"Here's what I found {subject}: {_facts(domain, found)}.")
