@@ -238,9 +238,10 @@ def _init_worker(cfg: RunConfig, shared_llm: Any = None) -> None:
         from speakrl.pipeline.llm import LLM
 
         _WORKER_LLM = LLM.from_config(cfg, Path(cfg.out) / "cache", shared=shared_llm)
-        for module in LLM_WORKER_LATER_MODULES:
-            threading.Thread(target=importlib.import_module, args=(module,), name=f"speakrl-import-{module}",
-                             daemon=True).start()
+        # datasketch (it imports scipy) is needed only to check the first answer: imported while the first requests
+        # are in flight, not in the fork server, where every worker would wait for it (about half its ~2 s)
+        threading.Thread(target=importlib.import_module, args=("datasketch",), name="speakrl-import-datasketch",
+                         daemon=True).start()
         # Workers end without running atexit hooks; this closes the HTTP client and the cache cleanly.
         multiprocessing.util.Finalize(_WORKER_LLM, _WORKER_LLM.close, exitpriority=10)
 
@@ -442,13 +443,10 @@ def worker_count(cfg: RunConfig, uses_llm: bool) -> int:
     return workers
 
 
-# What an LLM run's worker imports before its first request.
+# What an LLM run's worker imports before its first request (datasketch later: `_init_worker`).
 LLM_WORKER_MODULES = ("speakrl.pipeline.runner", "speakrl.pipeline.llm", "speakrl.pipeline.stages.scenarios",
                       "speakrl.pipeline.stages.dialogues", "speakrl.pipeline.stages.llm_dialogues",
                       "speakrl.pipeline.stages.validate")
-# What it needs only to check its first answer: imported in the worker while its first requests are in flight, not
-# in the fork server, where every worker would wait for it (datasketch imports scipy: about half the server's ~2 s).
-LLM_WORKER_LATER_MODULES = ("datasketch",)
 
 
 def llm_workers_context(start: bool = False) -> Any:
