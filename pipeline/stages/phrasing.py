@@ -1015,5 +1015,5 @@ def final_answer(rng: random.Random, domain: Domain, tool: ToolDef, result: dict
     found = {k: v for k, v in facts.items() if not (asked and k in asked and normalize(v) == normalize(asked[k]))}
     if not found:  # the result only repeats what was asked: not "Here's what I found: the tracking number is 1Z..."
         checked = name or join([str(fmt(v)) for v in facts.values()]) or "that"
-        return tidy(f"I checked {checked}, but there are no details to report.")
+        return tidy(f"I checked {checked}, but found nothing more to report.")
     return tidy(f"Here's what I found {subject}: {_facts(domain, found)}.")
