@@ -222,11 +222,6 @@ def endpoint_share(endpoint: EndpointConfig, parts: int, index: int) -> Endpoint
     })
 
 
-def max_processes(endpoint: EndpointConfig) -> int:
-    """How many processes the endpoint's limits can be split between (each needs at least one of each)."""
-    return min(x for x in (endpoint.max_concurrency, endpoint.requests_per_minute, endpoint.tokens_per_minute) if x is not None)
-
-
 def merge_usage(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     """Usage added up over processes, or over the sessions of a resumed run (cost stays None when unknown).
 

@@ -436,10 +436,8 @@ def worker_count(cfg: RunConfig, uses_llm: bool) -> int:
     """The most worker processes a run's stages use: `workers` (0: one per core), and in LLM runs no more than the
     endpoint's limits can be split between."""
     workers = cfg.workers or os.cpu_count() or 1
-    if uses_llm:
-        from speakrl.pipeline.llm import max_processes
-
-        workers = min(workers, max_processes(cfg.endpoint))
+    if uses_llm:  # read from the config, not the LLM module: its imports (openai) would delay the fork server
+        workers = min(workers, cfg.endpoint.max_processes)
     return workers
 
 

@@ -70,6 +70,15 @@ class EndpointConfig(Strict):
     def _check_base_url(cls, url: str) -> str:
         return check_url(url)
 
+    @property
+    def max_processes(self) -> int:
+        """How many processes this endpoint's limits can be split between (each needs at least one of each).
+
+        >>> EndpointConfig(max_concurrency=8, requests_per_minute=3).max_processes
+        3
+        """
+        return min(x for x in (self.max_concurrency, self.requests_per_minute, self.tokens_per_minute) if x is not None)
+
 
 class StageLLMConfig(Strict):
     """How one stage uses the LLM backend."""

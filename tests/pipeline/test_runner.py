@@ -196,6 +196,18 @@ def test_llm_workers_are_forked_from_a_server_that_has_imported_what_they_need()
         assert pool.submit(os.getppid).result() != os.getpid()  # forked by the server, not by this process
 
 
+def test_the_worker_count_of_an_llm_run_is_known_before_openai_is_imported():
+    # The CLI starts the workers' fork server once it knows there will be several workers; importing openai first
+    # (~0.7 s) would make every worker wait that much longer for its first request.
+    import subprocess
+    import sys
+
+    code = ("import sys; from speakrl.pipeline import runner; from speakrl.schemas.config import RunConfig; "
+            "print(runner.worker_count(RunConfig(workers=4, endpoint={'max_concurrency': 3}), True), 'openai' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["3", "False"]
+
+
 def test_an_llm_run_sends_the_next_shards_requests_before_this_shard_is_written(tmp_path, monkeypatch):
     """One stream runs through the shards: the endpoint is not left idle while a shard's last rows are validated and
     written. Then the rows are those of a run whose shards each had a stream of their own (row order included)."""

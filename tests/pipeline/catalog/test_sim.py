@@ -182,3 +182,14 @@ def test_a_flight_arrives_after_it_departs() -> None:
     for row in rows:
         leave, arrive = parse_time(row["departure_time"]), parse_time(row["arrival_time"])
         assert leave < arrive, row
+
+
+def test_a_tools_schema_is_compiled_when_first_used_and_checks_the_same() -> None:
+    sim = Simulator(CATALOG)
+    schemas = sim._validators
+    assert "book_flight" in schemas and "teleport" not in schemas and schemas._compiled == {}  # `in` compiles nothing
+    assert sim.argument_error("book_flight", {"flight_number": "AA 1", "departure_date": "May 7th", "passengers": 2}) is None
+    assert "passengers" in sim.argument_error("book_flight", {"flight_number": "AA 1", "departure_date": "May 7th"})
+    assert sim.argument_error("teleport", {}) == "unknown tool 'teleport'"
+    assert list(schemas._compiled) == ["book_flight"]  # only the tool that was checked
+    assert len(schemas) == sum(len(d.tools) for d in CATALOG.domains)
