@@ -408,6 +408,7 @@ def _cues_of(name: str, description: str, type_: str, enum: tuple[str, ...], val
     return {c: rank for c, rank in cues.items() if c}
 
 
+_HYPHENATED = re.compile(r"(?<=[a-z])-(?=[a-z])")  # between letters: a compound word, not a code ("RES-48")
 _QUOTED = re.compile(r'"[^"]*"|“[^”]*”|\bwhen you (?:say|said|mention|mentioned)\b')
 # A sentence that asks: it ends with "?" or opens like a question or request ("What city should I check for events.")
 _ASKING_SENTENCE = re.compile(
@@ -515,9 +516,13 @@ def question_targets(question: str, slots: Iterable[SlotSpec]) -> set[str]:
     >>> restaurant = [SlotSpec(name="city", description="City"), SlotSpec(name="restaurant_name", description="Name of the restaurant")]
     >>> question_targets("What city is the restaurant in?", restaurant), question_targets("Which restaurant?", restaurant)
     ({'city'}, {'restaurant_name'})
+    >>> stay = [SlotSpec(name=n, description="") for n in ("check_in_date", "check_out_date")]
+    >>> question_targets("Which check-in date?", stay), question_targets("And the check-out date?", stay)
+    ({'check_in_date'}, {'check_out_date'})
     """
     slots = list(slots)
-    text = _spelled(normalize(question), {w for slot in slots for w in slot.name.lower().split("_")})
+    # "check-in date" is the check_in_date (the hyphen becomes a space: positions are kept)
+    text = _HYPHENATED.sub(" ", _spelled(normalize(question), {w for slot in slots for w in slot.name.lower().split("_")}))
     # Quoted words are the user's (or a rejected value), not what is asked: blank them, keeping positions.
     text = _QUOTED.sub(lambda m: " " * len(m.group()), text)
     asks = [m.span() for m in _ASKING_SENTENCE.finditer(text)]

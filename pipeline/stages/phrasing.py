@@ -102,7 +102,7 @@ GENERIC_MENTIONS = ["with {label} {value}", "{value} as the {label}", "{value} f
 # How a user states two values for one slot, and which one they lean to (None: no preference): the user's later
 # answer follows the lean, so a resolution never contradicts what they said.
 CONFLICT_JOINS = [("{a}, but also {b}", None), ("{a} — though {b} would be better", 1), ("{a}, or actually {b}", 1),
-                  ("{a}; my friend insists on {b}", None), ("ideally {a}, but {b} could work too", 0),
+                  ("{a} — or {b}, my friend says", None), ("ideally {a}, but {b} could work too", 0),
                   ("either {a} or {b}, I can't decide", None)]
 
 Q_MISSING = [
@@ -207,6 +207,8 @@ CANCELLED = ["Done, that's cancelled.", "All set, it's cancelled.", "That's canc
 _UNITS = {"kg", "lb", "lbs", "km", "mi", "cm", "mm", "minutes", "hours", "days", "usd", "eur"}
 # Slots whose name is a bare preposition (SGD's Trains_1 "from" and "to").
 _BARE_LABELS = {"from": "origin", "to": "destination"}
+# A verb and its particle before a noun are one compound, written with a hyphen: "check-in date", "pick-up time".
+_COMPOUND = re.compile(r"\b(check|move|pick|drop|sign|log|walk|carry|take) (in|out|up|off|on)\b(?= \w)")
 
 
 def label(name: str) -> str:
@@ -220,6 +222,8 @@ def label(name: str) -> str:
     ('number of stops', 'number of rooms', 'number of days')
     >>> label("car_type"), label("ride_id"), label("car_model")
     ('car type', 'ride ID', 'car model')
+    >>> label("check_in_date"), label("move_in_date"), label("check_out")
+    ('check-in date', 'move-in date', 'check out')
     """
     words = name.lower().split("_")
     if name.lower() in _BARE_LABELS:
@@ -234,7 +238,7 @@ def label(name: str) -> str:
         return f"{words[0]} {'ID' if words[1] == 'id' else 'type'}"
     if len(words) > 1 and words[0] in ("number", "num"):  # SGD's "number_stops": "number of stops"
         return f"number of {label('_'.join(words[1:]))}"
-    return slot_label(name)
+    return _COMPOUND.sub(r"\1-\2", slot_label(name))
 
 
 def unit_of(name: str) -> str | None:
@@ -847,13 +851,13 @@ def _fact(name: str, value: str) -> str:
     ('the number of adults is 5', 'the account ending is 2847', 'the number of days is 2')
     >>> _fact("number_stops", "1"), _fact("to_location", "New York"), _fact("directed_by", "Greta Gerwig")
     ('the number of stops is 1', 'the destination is New York', 'it is directed by Greta Gerwig')
-    >>> _fact("recipient_name", "Carl Cummings"), _fact("clinic_name", "Summit Clinic")
-    ('the recipient is Carl Cummings', 'the clinic is Summit Clinic')
+    >>> _fact("recipient_name", "Carl Cummings"), _fact("clinic_name", "Summit Clinic"), _fact("check_in_date", "May 2")
+    ('the recipient is Carl Cummings', 'the clinic is Summit Clinic', 'the check-in date is May 2')
     """
     words = name.lower().split("_")
     if len(words) > 1 and words[-1] == "name":  # "the recipient is Carl Cummings", not "the recipient name is ..."
         words = words[:-1]
-    said = FACT_LABELS.get(name) or (label(name) if words[0] in ("number", "num") else " ".join(words))
+    said = FACT_LABELS.get(name) or (label(name) if words[0] in ("number", "num") else _COMPOUND.sub(r"\1-\2", " ".join(words)))
     if len(words) == 2 and words[0] in ("from", "to"):  # SGD's "from_location": "the origin"
         said = "origin" if words[0] == "from" else "destination"
     *head, last = said.split(" ")
