@@ -207,8 +207,16 @@ CANCELLED = ["Done, that's cancelled.", "All set, it's cancelled.", "That's canc
 _UNITS = {"kg", "lb", "lbs", "km", "mi", "cm", "mm", "minutes", "hours", "days", "usd", "eur"}
 # Slots whose name is a bare preposition (SGD's Trains_1 "from" and "to").
 _BARE_LABELS = {"from": "origin", "to": "destination"}
-# A verb and its particle before a noun are one compound, written with a hyphen: "check-in date", "pick-up time".
 _COMPOUND = re.compile(r"\b(check|move|pick|drop|sign|log|walk|carry|take) (in|out|up|off|on)\b(?= \w)")
+
+
+def _hyphenated(words: str) -> str:
+    """A verb and its particle before a noun written as one compound, as in "check-in date".
+
+    >>> _hyphenated("check in date"), _hyphenated("check out")
+    ('check-in date', 'check out')
+    """
+    return _COMPOUND.sub(r"\1-\2", words)
 
 
 def label(name: str) -> str:
@@ -238,7 +246,7 @@ def label(name: str) -> str:
         return f"{words[0]} {'ID' if words[1] == 'id' else 'type'}"
     if len(words) > 1 and words[0] in ("number", "num"):  # SGD's "number_stops": "number of stops"
         return f"number of {label('_'.join(words[1:]))}"
-    return _COMPOUND.sub(r"\1-\2", slot_label(name))
+    return _hyphenated(slot_label(name))
 
 
 def unit_of(name: str) -> str | None:
@@ -857,7 +865,7 @@ def _fact(name: str, value: str) -> str:
     words = name.lower().split("_")
     if len(words) > 1 and words[-1] == "name":  # "the recipient is Carl Cummings", not "the recipient name is ..."
         words = words[:-1]
-    said = FACT_LABELS.get(name) or (label(name) if words[0] in ("number", "num") else _COMPOUND.sub(r"\1-\2", " ".join(words)))
+    said = FACT_LABELS.get(name) or (label(name) if words[0] in ("number", "num") else _hyphenated(" ".join(words)))
     if len(words) == 2 and words[0] in ("from", "to"):  # SGD's "from_location": "the origin"
         said = "origin" if words[0] == "from" else "destination"
     *head, last = said.split(" ")
