@@ -196,8 +196,19 @@ def argument_error(validators: Mapping[str, Any], tool_name: str, args: Any) -> 
     try:
         validators[tool_name](args)
     except fastjsonschema.JsonSchemaValueException as e:
-        return f"invalid arguments: {e.message}"
+        return f"invalid arguments: {_schema_message(e)}"
     return None
+
+
+def _schema_message(e: fastjsonschema.JsonSchemaValueException) -> str:
+    """fastjsonschema's message, with unexpected properties in sorted order: it names them as a Python set, whose
+    order changes with each process's hash seed, so the same call would read differently from run to run (in a tool
+    result an evaluated policy reads next, or a rejection's reason)."""
+    definition = e.definition if isinstance(e.definition, dict) else {}
+    if e.rule == "additionalProperties" and isinstance(e.value, dict) and "patternProperties" not in definition:
+        extra = sorted(k for k in e.value if k not in definition.get("properties", {}))
+        return f"{e.name} must not contain {{{', '.join(map(repr, extra))}}} properties"
+    return e.message
 
 
 class Simulator:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -193,3 +194,16 @@ def test_a_tools_schema_is_compiled_when_first_used_and_checks_the_same() -> Non
     assert sim.argument_error("teleport", {}) == "unknown tool 'teleport'"
     assert list(schemas._compiled) == ["book_flight"]  # only the tool that was checked
     assert len(schemas) == sum(len(d.tools) for d in CATALOG.domains)
+
+
+def test_an_argument_error_reads_the_same_in_every_process() -> None:
+    # fastjsonschema names unexpected properties as a set, whose order follows the process's hash seed
+    code = (
+        "from speakrl.pipeline.catalog import load_catalog; from speakrl.pipeline.catalog.sim import Simulator;"
+        "print(Simulator(load_catalog('builtin')).argument_error('book_flight', {'flight_number': 'AA 1',"
+        " 'departure_date': 'May 7th', 'passengers': 2, 'tickets': 3, 'fare_class': 'coach', 'new_date': 'May 8th',"
+        " 'new_time': '8:30 pm', 'city': 'Reno'}))"
+    )
+    seen = {subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONHASHSEED": str(seed)}, check=True,
+                           capture_output=True, text=True).stdout.strip() for seed in range(4)}
+    assert seen == {"invalid arguments: data must not contain {'city', 'fare_class', 'new_date', 'new_time', 'tickets'} properties"}
