@@ -219,7 +219,10 @@ def _in(hour: int, lo: int, hi: int) -> bool:
 # Time-of-day phrases and the hours they allow (first match wins).
 _TIME_PHRASES: list[tuple[str, Callable[[int], bool]]] = [
     (r"early (in the )?morning|first thing", lambda h: _in(h, 4, 9)),
+    (r"late (in the )?morning", lambda h: _in(h, 10, 12)),
     (r"morning|before (lunch|noon)", lambda h: _in(h, 4, 12)),
+    (r"early (in the )?afternoon", lambda h: _in(h, 12, 15)),
+    (r"late (in the )?afternoon|end of the (day|afternoon)", lambda h: _in(h, 15, 19)),
     (r"after lunch|afternoon", lambda h: _in(h, 12, 18)),
     (r"lunch|midday|noon", lambda h: _in(h, 11, 15)),
     (r"evening|dinner|after work|tonight", lambda h: _in(h, 17, 24)),
@@ -244,10 +247,14 @@ def vague_contradiction(phrase: str, value: Any, now: datetime | None) -> bool:
     (True, False)
     >>> vague_contradiction("a late show", "5:30 pm", None), vague_contradiction("a late show", "10:55 pm", None)
     (True, False)
+    >>> vague_contradiction("late afternoon", "1:15 pm", None), vague_contradiction("late afternoon", "4:30 pm", None)
+    (True, False)
     >>> thursday = datetime(2026, 8, 13)
     >>> [vague_contradiction(p, v, thursday) for p, v in [("this weekend", "Tuesday"), ("this weekend", "Saturday"),
     ...                                                   ("later this week", "Tuesday"), ("later this week", "Friday")]]
     [True, False, True, False]
+    >>> vague_contradiction("early in the week", "Friday", thursday), vague_contradiction("early in the week", "Tuesday", thursday)
+    (True, False)
     """
     p = phrase.lower()
     t = parse_time(value)
@@ -263,6 +270,8 @@ def vague_contradiction(phrase: str, value: Any, now: datetime | None) -> bool:
     if "weekend" in p and day.weekday() < 5:
         return True
     if re.search(r"weekday|during the week", p) and day.weekday() >= 5:
+        return True
+    if re.search(r"early in the week|start of the week", p) and day.weekday() > 2:  # Monday to Wednesday
         return True
     if now is not None:
         today = now.date()

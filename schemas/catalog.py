@@ -36,6 +36,8 @@ class SlotSpec(Strict):
     # other slot -> its value -> this slot's pool in a tool result then: kelvin temperatures when the units are
     # kelvin, no snow showers at 97 degrees (the first key with a value in the result so far wins)
     values_for: dict[str, dict[str, list[str]]] = Field(default_factory=dict)
+    # an entity's own value (a phone number, an account ending): no two entities of the simulated database share one
+    unique: bool = False
 
     def pool(self) -> list[str]:
         """Values to draw from: the enum if categorical, else the pool."""

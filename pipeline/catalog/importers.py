@@ -204,7 +204,8 @@ def _fake_value(fake: Faker, words: set[str], description: str) -> str:
     if said & {"email", "e-mail", "mail"}:
         return fake.email()
     if said & {"phone", "mobile", "telephone"}:
-        return fake.numerify("(###) ###-####")
+        # a fictional number (555-0100 to 555-0199, as the built-in catalog's): a random one could be someone's
+        return f"({fake.random_int(2, 9)}{fake.numerify('##')}) 555-01{fake.numerify('##')}"
     if words & {"date", "day"}:
         day = fake.date_between_dates(date(2026, 5, 1), date(2026, 8, 31))
         return f"{day.strftime('%B')} {_ordinal(day.day)}"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import re
 from collections import ChainMap
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
@@ -79,7 +80,35 @@ def build_database(domain: Domain) -> list[dict[str, Any]]:
             fixed_route = separate_ends(shared, ends, [coerce(domain.slot(ends[1]), v) for v in domain.slot(ends[1]).pool()], rng)
             for row in rows[-len(pair):]:
                 row.update({k: fixed_route[k] for k in ends})
+    return distinct_values(rows, [s.name for s in domain.slots if s.unique])
+
+
+def distinct_values(rows: list[dict[str, Any]], slots: Iterable[str]) -> list[dict[str, Any]]:
+    """Entities never share a value of the `unique` slots (`SlotSpec.unique`): a value already taken gets other last
+    two digits ("415-555-0134" stays a fictional 555-01XX number, "ending 2847" an account ending).
+
+    >>> rows = [{"phone": "415-555-0134"}, {"phone": "415-555-0134"}, {"phone": "408-555-0134"}]
+    >>> [r["phone"] for r in distinct_values(rows, ["phone"])]
+    ['415-555-0134', '415-555-0171', '408-555-0134']
+    """
+    for slot in slots:
+        taken: set[str] = set()
+        for row in rows:
+            value = row.get(slot)
+            m = _LAST_TWO_DIGITS.fullmatch(value) if isinstance(value, str) else None
+            if m is None:
+                continue
+            head, last = m.group(1), int(m.group(2))
+            for _ in range(100):  # a step of 37 visits all 100 endings, and spreads neighbours apart
+                if f"{head}{last:02d}" not in taken:
+                    break
+                last = (last + 37) % 100
+            row[slot] = f"{head}{last:02d}"
+            taken.add(row[slot])
     return rows
+
+
+_LAST_TWO_DIGITS = re.compile(r"(.*)(\d\d)", re.DOTALL)
 
 
 _START_WORDS = {"from", "origin", "pickup", "departure", "leaving"}

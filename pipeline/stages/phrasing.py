@@ -537,12 +537,15 @@ def mention(rng: random.Random | None, domain: Domain, name: str, value: Any, an
         said = f"{said} {kind}"
     if said.rsplit(" ", 1)[-1] in _TRAILING_PREPOSITIONS:  # "directed by Alfred Hitchcock"
         return f"{said} {fmt(value)}"
+    # "with author Ann Lee" reads; "with format ebook" or "with species rabbit" does not: a category word is said
+    # as "ebook as the format", "rabbit for the species"
+    mentions = GENERIC_MENTIONS[1:] if slot.enum and isinstance(value, str) and value.islower() else GENERIC_MENTIONS
     if rng is None:
-        template = GENERIC_MENTIONS[0]
+        template = mentions[0]
     elif isinstance(value, str) and not value.replace(".", "").isdigit() and rng.random() < 0.5:
         template = "{value}"  # a name, address or e-mail says what it is
     else:
-        template = rng.choice(GENERIC_MENTIONS[:3] if answer else GENERIC_MENTIONS)
+        template = rng.choice(mentions[:3] if answer else mentions)
     return template.format(label=said, value=fmt(value))
 
 
@@ -691,7 +694,8 @@ def opening(rng: random.Random, domain: Domain, tool: ToolDef, stated: dict[str,
         return text + (" " + rest if rest else "")
     else:
         text = rng.choice(QUESTION_JOINS if asks else DETAIL_JOINS).format(head=head, details=link(rng, details))
-    return rng.choice(LEADS) + text + (" " + rest if rest else "")
+    leads = [lead for lead in LEADS if ":" not in lead] if ":" in text else LEADS  # not "Quick one: ...: ..."
+    return rng.choice(leads) + text + (" " + rest if rest else "")
 
 
 def persona(rng: random.Random) -> tuple[str, str]:
@@ -721,10 +725,26 @@ def styled(rng: random.Random, text: str, style: str, hour: int | None = None) -
     if style in ("polite", "chatty") and text.startswith("Hey, so "):  # greeted once: not "Hi there. Hey, so ..."
         text = "So " + text[len("Hey, so "):]
     if style == "polite":
-        text = f"{rng.choice(greetings(hour))} {text} {rng.choice(THANKS)}"
+        greeting = unechoed(rng, greetings(hour), text)
+        text = f"{greeting} {text} {unechoed(rng, THANKS, greeting, text)}"
     elif style == "chatty":
-        text = f"{rng.choice(greetings(hour))} {rng.choice(chatter(hour))} {text}"
+        text = f"{unechoed(rng, greetings(hour), text)} {rng.choice(chatter(hour))} {text}"
     return tidy(text)
+
+
+_ECHO = re.compile(r"\b(quick|thank)", re.I)
+
+
+def unechoed(rng: random.Random, options: list[str], *said: str) -> str:
+    """One of `options` that does not say again what is said ("Hello, quick question. Real quick, ...", or thanks
+    twice); any of them if none fits.
+
+    >>> unechoed(random.Random(0), ["Hello, quick question.", "Hi!"], "Real quick, book a table.")
+    'Hi!'
+    """
+    echoes = {w.lower() for text in said for w in _ECHO.findall(text)}
+    fresh = [o for o in options if not echoes & {w.lower() for w in _ECHO.findall(o)}]
+    return rng.choice(fresh or options)
 
 
 # --- the assistant's questions ---------------------------------------------------------------------------------

@@ -107,6 +107,18 @@ def test_entities_draw_from_the_values_that_fit_their_other_attributes() -> None
     assert len({row["age_rating"] for row in rows}) >= 4  # still varied
 
 
+def test_entities_never_share_a_phone_number_or_an_account_ending() -> None:
+    """`unique` slots: each entity its own value, which still fits what is known (a restaurant's area code its city)."""
+    unique = [(d, s) for d in CATALOG.domains for s in d.slots if s.unique]
+    assert {s.name for _, s in unique} == {"phone_number", "account_ending"} and len(unique) == 5
+    for domain, slot in unique:
+        values = [row[slot.name] for row in build_database(domain)]
+        assert len(values) > 30 and len(set(values)) == len(values), (domain.name, slot.name)
+        for key, pools in slot.values_for.items():  # the area code of the number given for the entity's city
+            for row in build_database(domain):
+                assert row[slot.name][:-2] in {v[:-2] for v in pools[str(row[key])]}, (domain.name, row)
+
+
 def test_count_is_what_is_listed() -> None:
     listed = 0
     for domain in CATALOG.domains:
