@@ -88,7 +88,9 @@ print(json.dumps({"serialize_seconds": seconds, "rows": n}))
 
 
 def child(code: str, *args: str) -> dict:
-    out = subprocess.run([sys.executable, "-c", code, *args], check=True, capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True)
+    if out.returncode:  # say why: the child's own error, not only that it failed
+        sys.exit(f"a measured run ({' '.join(args)}) exited with {out.returncode}:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
