@@ -101,6 +101,11 @@ class Domain(Strict):
                 if not all(pools.values()):
                     raise ValueError(f"slot {spec.name!r} has an empty values_for list under {key!r}; give it values "
                                      "or remove the entry")
+        searched = {s: t.name for t in self.tools if t.kind == "search" for s in t.slots}
+        for spec in self.slots:  # entities found by one search share its values, which a unique slot cannot
+            if spec.unique and spec.name in searched:
+                raise ValueError(f"slot {spec.name!r} is unique, but search tool {searched[spec.name]!r} takes it, "
+                                 "and two entities must match one search; drop `unique` or the search argument")
         return self
 
     def slot(self, name: str) -> SlotSpec:

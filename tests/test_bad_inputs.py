@@ -61,6 +61,13 @@ def values_for(pools: dict) -> dict:
     return d
 
 
+def unique(name: str) -> dict:
+    """The restaurants domain with slot `name` marked `unique` (`SlotSpec.unique`)."""
+    d = domain()
+    next(s for s in d["slots"] if s["name"] == name)["unique"] = True
+    return d
+
+
 def empty_enum() -> dict:
     d = domain()
     slot = next(s for s in d["slots"] if s["enum"])
@@ -155,6 +162,8 @@ CASES = [
          files={"c.json": [values_for({"weather": {"rainy": ["Thai"]}})]}),
     Case("catalog-values-for-empty-list", ["run", *RUN, "--catalog", "c.json", "--out", "o"], ["empty values_for list"],
          files={"c.json": [values_for({"city": {"Boston": []}})]}),
+    Case("catalog-unique-searched-slot", ["run", *RUN, "--catalog", "c.json", "--out", "o"], ["unique", "find_restaurants"],
+         files={"c.json": [unique("city")]}),
     Case("catalog-not-json", ["run", *RUN, "--catalog", "c.json", "--out", "o"], ["JSON"], files={"c.json": "{not json"}),
     Case("catalog-not-utf8", ["run", *RUN, "--catalog", "c.json", "--out", "o"], ["c.json"], files={"c.json": b"\xff\xfe["}),
     Case("catalog-missing", ["run", *RUN, "--catalog", "nope.json", "--out", "o"], ["does not exist"]),

@@ -537,15 +537,15 @@ def mention(rng: random.Random | None, domain: Domain, name: str, value: Any, an
         said = f"{said} {kind}"
     if said.rsplit(" ", 1)[-1] in _TRAILING_PREPOSITIONS:  # "directed by Alfred Hitchcock"
         return f"{said} {fmt(value)}"
-    # "with author Ann Lee" reads; "with format ebook" or "with species rabbit" does not: a category word is said
-    # as "ebook as the format", "rabbit for the species"
-    mentions = GENERIC_MENTIONS[1:] if slot.enum and isinstance(value, str) and value.islower() else GENERIC_MENTIONS
+    mentions = GENERIC_MENTIONS[:3] if answer else GENERIC_MENTIONS  # a reply is not "the speed being overnight"
+    if slot.enum:  # "with author Ann Lee" reads; "with format ebook" or "with utility cable TV" does not
+        mentions = mentions[1:]
     if rng is None:
         template = mentions[0]
     elif isinstance(value, str) and not value.replace(".", "").isdigit() and rng.random() < 0.5:
         template = "{value}"  # a name, address or e-mail says what it is
     else:
-        template = rng.choice(mentions[:3] if answer else mentions)
+        template = rng.choice(mentions)
     return template.format(label=said, value=fmt(value))
 
 

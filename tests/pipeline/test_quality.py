@@ -221,6 +221,9 @@ def _texts(rows: list[Dialogue], role: str) -> list[str]:
     ("user", r"\b1 people\b|\bon (today|tomorrow|this|next)\b"),
     ("user", r"\b[Pp]referably\b|\. Ideally\b(?![^.]*, but)"),  # required values said as a preference
     ("assistant", r"\b(from|to) my\b"),  # closings in the assistant's voice: "your checking account"
+    ("user", r"(?i)\bquick\b.*\bquick\b|\bthank.*\bthank"),  # "Hello, quick question. Real quick, ..."
+    ("user", r"(?<!\d):(?!\d)[^.?!]*(?<!\d):(?!\d)"),  # two colons in a sentence: "Quick one: ...: ...", "reason: other"
+    ("user", r"\bwith (format|species|utility|speed|service|class type) [a-z]"),  # a category word: "with format ebook"
 ])
 def test_no_wart_in_generated_text(accepted, role, pattern):
     found = [t for t in _texts(accepted, role) if re.search(pattern, t)]
@@ -274,6 +277,23 @@ def test_synthesized_cities_are_real_places_and_numbers_are_no_groups():
     shipping = load_catalog(str(DATA / "unseen_tools.json")).domain("shipping")
     tracking = shipping.slot("tracking_number")
     assert not any(re.search(r"\b(us|group|family|people)\b", p) for p in tracking.vague), tracking.vague
+    phones = load_catalog(str(DATA / "unseen_tools.json")).domain("fitness").slot("member_phone").pool()
+    assert phones and all(re.fullmatch(r"\([2-9]\d\d\) 555-01\d\d", p) for p in phones), phones  # fictional numbers
+
+
+def test_a_category_is_not_said_with_its_label_first():
+    """ "with format ebook" and, in a reply, "the speed being overnight" do not read; "with author Ann Lee" does."""
+    import random
+
+    from speakrl.pipeline.stages.phrasing import mention
+
+    catalog = load_catalog(str(DATA / "unseen_tools.json"))
+    said = {(answer, mention(random.Random(seed), catalog.domain(domain), slot, value, answer=answer))
+            for seed in range(200) for answer in (False, True)
+            for domain, slot, value in (("shipping", "speed", "overnight"), ("library", "author", "Ann Lee"))}
+    assert not [s for _, s in said if s.startswith("with speed")]
+    assert not [s for answer, s in said if answer and "being" in s]
+    assert ("with author Ann Lee" in {s for _, s in said}) and any("being" in s for answer, s in said if not answer)
 
 
 def test_a_vague_count_is_asked_for_its_number(accepted):
