@@ -122,12 +122,14 @@ def _question(rng: random.Random, amb: list[Ambiguity], domain: Domain, tool: To
     if first.type == "missing_slot":
         names = [a.slot for a in amb]
         counts = [n for n in names if _is_count(domain, n)]
-        why = (f"{tool.name} requires the {phrasing.missing_labels(names, counts)}, which the user hasn't given, so I "
-               "should ask instead of guessing.")
-        return phrasing.question_missing(rng, names, counts), f"The user wants to {intent}. {_known_text(known)} {why}"
+        why = (f"{tool.name} requires the {phrasing.missing_labels(names, counts, tool)}, which the user hasn't given, "
+               "so I should ask instead of guessing.")
+        question = phrasing.question_missing(rng, names, counts, tool)
+        return question, f"The user wants to {intent}. {_known_text(known)} {why}"
     if first.type == "underspecified_value":
         why = f"\"{first.detail}\" does not pin down an exact {label}, and {tool.name} needs one, so I'll ask them to narrow it."
-        return phrasing.question_vague(rng, first.slot, first.detail, _is_count(domain, first.slot)), f"The user wants to {intent}. {why}"
+        question = phrasing.question_vague(rng, first.slot, first.detail, _is_count(domain, first.slot), tool)
+        return question, f"The user wants to {intent}. {why}"
     if first.type == "invalid_value":
         why = (f"\"{first.detail}\" is not a valid {label} for {tool.name}; the valid options are "
                f"{phrasing.join(first.candidates)}. I'll offer them rather than pick one myself.")
@@ -138,7 +140,7 @@ def _question(rng: random.Random, amb: list[Ambiguity], domain: Domain, tool: To
         return phrasing.question_conflict(rng, first.slot, a, b), why
     why = (f"The search returned {len(first.candidates)} matches and the user didn't say which {label} they mean, "
            f"so I'll ask instead of picking one.")
-    return phrasing.question_reference(rng, first.slot, first.candidates), why
+    return phrasing.question_reference(rng, first.slot, first.candidates, tool), why
 
 
 def converse(cfg: RunConfig, scenario: Scenario, domain: Domain, sim: Simulator) -> tuple[Conversation, bool]:

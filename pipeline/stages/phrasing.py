@@ -98,11 +98,14 @@ NOUN_REQUESTS = ["I need {obj}", "I'd like {obj}", "can I get {obj}", "I want {o
 _QUESTION_HEAD = re.compile(r"^(what|what's|which|when|where|who|how|is|are|am|can|could|would|will|any|anything|do|does)\b", re.I)
 _MASS_OR_PLURAL = re.compile(r"((?<!s)s|tickets|information|info|status|money|music|location|weather|balance|wifi|wi-fi|"
                              r"internet|parking|breakfast|media)$")
-GENERIC_MENTIONS = ["with {label} {value}", "{value} as the {label}", "{value} for the {label}", "the {label} being {value}"]
+# Not "the {label} being {value}": in a list of details it reads as a form ("the book title being Dear Megan",
+# "Also, the service being bath").
+GENERIC_MENTIONS = ["with {label} {value}", "{value} as the {label}", "{value} for the {label}"]
 # How a user states two values for one slot, and which one they lean to (None: no preference): the user's later
-# answer follows the lean, so a resolution never contradicts what they said.
+# answer follows the lean, so a resolution never contradicts what they said. A phrase never ends on an aside: the
+# next detail follows it ("or economy, my friend says and the DL 1478 flight" lacks a comma).
 CONFLICT_JOINS = [("{a}, but also {b}", None), ("{a} — though {b} would be better", 1), ("{a}, or actually {b}", 1),
-                  ("{a} — or {b}, my friend says", None), ("ideally {a}, but {b} could work too", 0),
+                  ("{a} — or, my friend says, {b}", None), ("ideally {a}, but {b} could work too", 0),
                   ("either {a} or {b}, I can't decide", None)]
 
 Q_MISSING = [
@@ -113,6 +116,16 @@ Q_MISSING = [
 Q_MISSING_WHICH = [  # the label is a thing the value names: "Which doctor do you mean?", never "What's the doctor?"
     "Which {labels} do you mean?", "Which {labels} should I use?", "Happy to help. Which {labels} do you have in mind?",
     "Before I do that, which {labels} do you want?", "One thing first: which {labels}?", "Sure! Which {labels} would you like?",
+]
+# A cancellation asks for what was booked, not for a choice ("Which hotel would you like?" cancels nothing).
+Q_MISSING_BOOKED = [
+    "Could you tell me the {labels}?", "Sure, I can cancel that. What's the {labels}?",
+    "To find it, could you tell me the {labels}?", "Before I do that, can you tell me the {labels}?",
+    "Happy to help. What was the {labels}?", "One thing first: the {labels}?",
+]
+Q_MISSING_BOOKED_WHICH = [
+    "Which {labels} do you mean?", "Sure, I can cancel that. Which {labels} was it?", "To find it, which {labels} was it?",
+    "One thing first: which {labels}?", "Happy to help. Which {labels} is it?",
 ]
 Q_VAGUE = [
     "When you say \"{vague}\", which {label} exactly do you mean?", "Could you narrow \"{vague}\" down to a specific {label}?",
@@ -517,7 +530,10 @@ def mention(rng: random.Random | None, domain: Domain, name: str, value: Any, an
     if slot.mention:
         template = slot.mention
         if rng is not None and slot.mentions:
-            template = rng.choice([template, *slot.mentions])
+            options = [template, *slot.mentions]
+            if answer:  # a reply is a phrase, not an infinitive: not "Oops, to move in on May 2nd."
+                options = [o for o in options if not _INFINITIVE.match(o)] or options
+            template = rng.choice(options)
         if rng is not None and template in MENTION_VARIANTS:
             template = rng.choice([t for t, needs in MENTION_VARIANTS[template] if _variant_fits(needs, value, name)])
         if isinstance(value, str) and _SAYS_WHEN.match(value):  # "now", "in 15 minutes": not "at now", "at in 15 ..."
@@ -537,9 +553,8 @@ def mention(rng: random.Random | None, domain: Domain, name: str, value: Any, an
         said = f"{said} {kind}"
     if said.rsplit(" ", 1)[-1] in _TRAILING_PREPOSITIONS:  # "directed by Alfred Hitchcock"
         return f"{said} {fmt(value)}"
-    mentions = GENERIC_MENTIONS[:3] if answer else GENERIC_MENTIONS  # a reply is not "the speed being overnight"
-    if slot.enum:  # "with author Ann Lee" reads; "with format ebook" or "with utility cable TV" does not
-        mentions = mentions[1:]
+    # "with author Ann Lee" reads; "with format ebook" or "with utility cable TV" does not
+    mentions = GENERIC_MENTIONS[1:] if slot.enum else GENERIC_MENTIONS
     if rng is None:
         template = mentions[0]
     elif isinstance(value, str) and not value.replace(".", "").isdigit() and rng.random() < 0.5:
@@ -549,6 +564,7 @@ def mention(rng: random.Random | None, domain: Domain, name: str, value: Any, an
     return template.format(label=said, value=fmt(value))
 
 
+_INFINITIVE = re.compile(r"^to (?!my\b|the\b|\{)[a-z]+ ")  # "to see {value}", not "to {value}" or "to my {value} playlist"
 _SAYS_WHEN = re.compile(r"^(now|right now|today|tonight|tomorrow|in \d|this |next |later)", re.I)
 _LEADS_A_PHRASE = re.compile(r"^(in|from|at|on|with|for|by|to|called|rated|starting|leaving|arriving|moving|checking) ")
 
@@ -663,6 +679,35 @@ def conflict_phrase(rng: random.Random, domain: Domain, slot: str, goal_value: A
     return raw[:1] + tidy(raw)[1:]  # said inside a sentence: "express, ..." stays lower, "Air Canada, ..." upper
 
 
+# Lead-ins that take a noun phrase ("It's 4 people", "Make it a suite"), not a verb phrase or a clause ("Basically
+# called Interview with Casey", "Make it checking in on May 2nd", "It's to see Dr. Rao", "I'd also like it the reason
+# is plans changed"); and "For reference," is not followed by "for".
+_NOUN_LEAD = re.compile(r"\b(It's|it's|Basically|I'm thinking|Make it|It should be|That's|This is|Specifically|It'd be|"
+                        r"Definitely|That would be|Let's say|The details are|I'd also like it) \{details\}")
+_VERB_PHRASE = re.compile(r"(called|named|titled|marked|lasting|done|to (?!my\b|the\b)[a-z]+|"
+                          r"(?!(some|any|no|every)thing\b|during\b)[a-z]+ing|the \w+ (is|are))\b")
+
+
+def fits(template: str, details: str) -> bool:
+    """Whether `details` reads after the words the template puts before it.
+
+    >>> fits("{head}. Basically {details}.", "called Interview with Casey"), fits("{head}, {details}.", "called Interview")
+    (False, True)
+    >>> fits("{head}. Basically {details}.", "for 2 people"), fits("{head}. For reference, {details}.", "for August 16th")
+    (True, False)
+    >>> fits(" I'd also like it {details}.", "the reason is plans changed"), fits(" I'd also like it {details}.", "in kelvin")
+    (False, True)
+    """
+    if _VERB_PHRASE.match(details) and _NOUN_LEAD.search(template):
+        return False
+    return not (details.startswith("for ") and "For reference, {details}" in template)
+
+
+def choose(rng: random.Random, templates: Sequence[str], details: str) -> str:
+    """One of `templates` that `fits` the details (any of them if none does)."""
+    return rng.choice([t for t in templates if fits(t, details)] or templates)
+
+
 def opening(rng: random.Random, domain: Domain, tool: ToolDef, stated: dict[str, Any], ambiguities: list[Ambiguity],
             search_args: dict[str, Any], goal: dict[str, Any] | None = None) -> str:
     """The user's first message: a request head, the stated values, and whatever stands in for the ambiguous ones
@@ -685,15 +730,18 @@ def opening(rng: random.Random, domain: Domain, tool: ToolDef, stated: dict[str,
         return rng.choice(LEADS) + rng.choice(BARE_QUESTIONS if asks else BARE).format(head=head)
     if len(details) >= 3 and rng.random() < 0.25:  # the rest in a second sentence: "..., for 4 people. Oh, and at 7 pm."
         cut = rng.randint(1, len(details) - 1)
-        rest = rng.choice(SECOND_SENTENCES).format(details=link(rng, details[cut:]))
+        said = link(rng, details[cut:])
+        rest = choose(rng, SECOND_SENTENCES, said).format(details=said)
         details = details[:cut]
     else:
         rest = ""
     if rng.random() < 0.15:  # the details first, with no lead-in: "On March 3rd, for 4 people: I need a table."
-        text = rng.choice(DETAILS_FIRST_QUESTIONS if asks else DETAILS_FIRST).format(head=head, details=link(rng, details))
+        said = link(rng, details)
+        text = choose(rng, DETAILS_FIRST_QUESTIONS if asks else DETAILS_FIRST, said).format(head=head, details=said)
         return text + (" " + rest if rest else "")
     else:
-        text = rng.choice(QUESTION_JOINS if asks else DETAIL_JOINS).format(head=head, details=link(rng, details))
+        said = link(rng, details)
+        text = choose(rng, QUESTION_JOINS if asks else DETAIL_JOINS, said).format(head=head, details=said)
     leads = [lead for lead in LEADS if ":" not in lead] if ":" in text else LEADS  # not "Quick one: ...: ..."
     return rng.choice(leads) + text + (" " + rest if rest else "")
 
@@ -749,15 +797,42 @@ def unechoed(rng: random.Random, options: list[str], *said: str) -> str:
 
 # --- the assistant's questions ---------------------------------------------------------------------------------
 
-def question_missing(rng: random.Random, names: list[str], counts: Iterable[str] = ()) -> str:
-    """A question for the missing slots `names`; a count among them (`counts`) is asked for its number ("the number of
-    travelers", not "the travelers").
+def question_missing(rng: random.Random, names: list[str], counts: Iterable[str] = (),
+                     tool: ToolDef | None = None) -> str:
+    """A question for the missing slots `names` of `tool`; a count among them (`counts`) is asked for its number ("the
+    number of travelers", not "the travelers"), and a cancellation asks what was booked.
 
     >>> question_missing(random.Random(0), ["travelers", "travel_date"], counts=["travelers"])
     'Before I do that, can you tell me the number of travelers and travel date?'
+    >>> question_missing(random.Random(1), ["hotel_name"], tool=ToolDef(name="cancel_hotel", description="", kind="action"))
+    'Sure, I can cancel that. Which hotel was it?'
     """
-    templates = Q_MISSING_WHICH if any(names_an_entity(n) for n in names) else Q_MISSING
-    return tidy(rng.choice(templates).format(labels=missing_labels(names, counts)), question=True)
+    which = any(names_an_entity(n) for n in names)
+    if cancels(tool):
+        templates = Q_MISSING_BOOKED_WHICH if which else Q_MISSING_BOOKED
+    else:
+        templates = Q_MISSING_WHICH if which else Q_MISSING
+    return tidy(rng.choice(templates).format(labels=missing_labels(names, counts, tool)), question=True)
+
+
+def cancels(tool: ToolDef | None) -> bool:
+    """Whether a tool cancels something already booked."""
+    return tool is not None and tool.name.lower().startswith("cancel")
+
+
+def tool_label(name: str, tool: ToolDef | None = None) -> str:
+    """`label`, without "new" where everything the tool needs is new (add_calendar_event's new_title, new_date and
+    new_time): nothing old is there to tell it from, and "What's the new title?" reads as a rename.
+
+    >>> add = ToolDef(name="add_event", description="", kind="action", required=["new_title", "new_date"])
+    >>> move = ToolDef(name="move_event", description="", kind="action", required=["event_title", "new_date"])
+    >>> tool_label("new_title", add), tool_label("new_date", move), tool_label("new_date")
+    ('title', 'new date', 'new date')
+    """
+    said = label(name)
+    if tool is not None and tool.required and all(s.lower().startswith("new_") for s in tool.required):
+        return said.removeprefix("new ")
+    return said
 
 
 def names_an_entity(name: str) -> bool:
@@ -771,13 +846,15 @@ def names_an_entity(name: str) -> bool:
     return len(words) > 1 and words[-1] in ("name", "number") and label(name) == " ".join(words[:-1])
 
 
-def missing_labels(names: list[str], counts: Iterable[str] = ()) -> str:
-    """How the assistant names the missing slots `names` (`question_missing`), in its question and its reasoning.
+def missing_labels(names: list[str], counts: Iterable[str] = (), tool: ToolDef | None = None) -> str:
+    """How the assistant names the missing slots `names` of `tool` (`question_missing`), in its question and its
+    reasoning.
 
     >>> missing_labels(["travelers", "amount"], counts=["travelers", "amount"])
     'number of travelers and amount'
     """
-    return join([f"number of {label(n)}" if n in counts and _count_noun(label(n)) else label(n) for n in names])
+    said = [tool_label(n, tool) for n in names]
+    return join([f"number of {s}" if n in counts and _count_noun(s) else s for n, s in zip(names, said)])
 
 
 def _count_noun(noun: str) -> bool:
@@ -792,10 +869,24 @@ Q_VAGUE_COUNT = [  # not "how many": question_targets reads it as any *_number s
 ]
 
 
-def question_vague(rng: random.Random, name: str, vague: str, count: bool = False) -> str:
+def question_vague(rng: random.Random, name: str, vague: str, count: bool = False, tool: ToolDef | None = None) -> str:
     """A question that asks to narrow `vague`; a count is asked for its number (not "which tickets")."""
-    count = count and _count_noun(label(name))  # "the exact number of nights", but not "the exact number of amount"
-    return tidy(rng.choice(Q_VAGUE_COUNT if count else Q_VAGUE).format(vague=vague, label=label(name)), question=True)
+    said = tool_label(name, tool)
+    count = count and _count_noun(said)  # "the exact number of nights", but not "the exact number of amount"
+    templates = _booked(Q_VAGUE_COUNT if count else Q_VAGUE, tool)
+    return tidy(rng.choice(templates).format(vague=vague, label=said), question=True)
+
+
+# How a question offers a choice: a cancellation asks what was booked ("Which hotel is it?"), not "Which hotel should
+# I use?" (the options of an enum, as a cancel reason, are still a choice).
+_CHOOSES = re.compile(r"should I (use|put)|would you like|do you want|do you have in mind")
+
+
+def _booked(templates: list[str], tool: ToolDef | None) -> list[str]:
+    """The `templates` that fit a question about `tool`: for a cancellation, those not offering a choice."""
+    if not cancels(tool):
+        return templates
+    return [t for t in templates if not _CHOOSES.search(t)] or templates
 
 
 def question_invalid(rng: random.Random, name: str, bad: str, options: list[str]) -> str:
@@ -806,9 +897,9 @@ def question_conflict(rng: random.Random, name: str, a: str, b: str) -> str:
     return tidy(rng.choice(Q_CONFLICT).format(a=a, b=b, label=label(name)), question=True)
 
 
-def question_reference(rng: random.Random, name: str, candidates: list[str]) -> str:
-    return tidy(rng.choice(Q_REFERENCE).format(n=len(candidates), names=join(candidates, "or"),
-                                               label=label(name)), question=True)
+def question_reference(rng: random.Random, name: str, candidates: list[str], tool: ToolDef | None = None) -> str:
+    return tidy(rng.choice(_booked(Q_REFERENCE, tool)).format(n=len(candidates), names=join(candidates, "or"),
+                                                              label=label(name)), question=True)
 
 
 def _said_alone(domain: Domain, name: str, value: Any) -> str:
@@ -817,6 +908,18 @@ def _said_alone(domain: Domain, name: str, value: Any) -> str:
     if numeric and (unit_of(name) or set(name.lower().split("_")) & _MONEY_WORDS) and not domain.slot(name).mention:
         return mention(None, domain, name, value)
     return str(fmt(value))
+
+
+def _just_counts(templates: list[str], said: str) -> list[str]:
+    """The reply `templates` that fit `said`: "Just" plays down an amount ("Just 2 kg.", "Just for 4 nights."), not a
+    name or a place ("Just at Luna Trattoria.", "Just family member.").
+
+    >>> _just_counts(["{m}.", "Just {m}."], "for 4 nights"), _just_counts(["{m}.", "Just {m}."], "at Luna Trattoria")
+    (['{m}.', 'Just {m}.'], ['{m}.'])
+    """
+    if re.match(r"(for )?\$?\d", said):
+        return templates
+    return [t for t in templates if not t.startswith("Just ")]
 
 
 def user_answer(rng: random.Random, domain: Domain, answers: dict[str, Any], volunteered: dict[str, Any],
@@ -828,15 +931,19 @@ def user_answer(rng: random.Random, domain: Domain, answers: dict[str, Any], vol
         if kind in A_BY_KIND and rng.random() < 0.7:
             text = rng.choice(A_BY_KIND[kind]).format(value=_said_alone(domain, *single))
         elif rng.random() < 0.3:  # a fragment: "For 4 nights.", "On Sunday."
-            text = rng.choice(["{m}.", "{m}, please.", "Oh, {m}.", "{m}, thanks.", "Just {m}."]).format(
-                m=mention(rng, domain, *single, answer=True))
+            said = mention(rng, domain, *single, answer=True)
+            fragments = ["{m}.", "{m}, please.", "Oh, {m}.", "{m}, thanks.", "Just {m}."]
+            text = rng.choice(_just_counts(fragments, said)).format(m=said)
         else:
-            text = rng.choice(A_VALUE).format(value=_said_alone(domain, *single))
+            said = _said_alone(domain, *single)
+            text = rng.choice(_just_counts(A_VALUE, said)).format(value=said)
     else:
         opens = A_OPEN + A_FORGOT if kind == "missing_slot" else A_OPEN
-        text = rng.choice(opens).format(details=join([mention(rng, domain, k, v, answer=True) for k, v in answers.items()]))
+        said = join([mention(rng, domain, k, v, answer=True) for k, v in answers.items()])
+        text = choose(rng, opens, said).format(details=said)
     if volunteered:
-        text += rng.choice(A_VOLUNTEER).format(details=join([mention(rng, domain, k, v) for k, v in volunteered.items()]))
+        said = join([mention(rng, domain, k, v) for k, v in volunteered.items()])
+        text += choose(rng, A_VOLUNTEER, said).format(details=said)
     return tidy(text)
 
 
@@ -988,14 +1095,33 @@ def _facts(domain: Domain, facts: dict[str, Any]) -> str:
     return join(said)
 
 
+def _counted(facts: dict[str, Any]) -> dict[str, str]:
+    """Counts said with the type of what they count: "2 deluxe rooms", not "2 rooms, a deluxe room" (a `rooms` count
+    and a `room_type`); by the count's slot.
+
+    >>> _counted({"nights": 2, "rooms": 1, "room_type": "suite"}), _counted({"rooms": 3, "room_type": "family room"})
+    ({'rooms': '1 suite'}, {'rooms': '3 family rooms'})
+    """
+    said = {}
+    for name, value in facts.items():
+        count = f"{name.removesuffix('_type')}s" if name.endswith("_type") else ""
+        n = facts.get(count)
+        if isinstance(value, str) and isinstance(n, int) and not isinstance(n, bool):
+            said[count] = f"{n} {_plural(value, n)}"
+    return said
+
+
 def _what_was_done(domain: Domain, facts: dict[str, Any]) -> str:
     """An action's facts in the words a user would use, from the assistant's side: "at The Majestic, on July 12th,
     for 6 tickets", "from your checking account"."""
-    facts = dict(facts)
+    counted = _counted(facts)
+    said_with_count = {f"{k.removesuffix('s')}_type" for k in counted}
+    facts = {k: v for k, v in facts.items() if k not in said_with_count}
     moved = ""
     if facts.get("event_date") and facts.get("new_date"):  # a rescheduled event: "moved from August 10th to August 18th"
         moved = f"moved from {fmt(facts.pop('event_date'))} to {fmt(facts.pop('new_date'))}"
-    said = join([moved] * bool(moved) + [mention(None, domain, k, v) for k, v in facts.items() if v is not None])
+    said = join([moved] * bool(moved) + [counted.get(k) or mention(None, domain, k, v)
+                                         for k, v in facts.items() if v is not None])
     said = re.sub(r"\$(\d{4,})(?=\.\d\d|\b)", lambda m: f"${int(m[1]):,}", said)  # "$1,800", as a closing writes it
     return re.sub(r"\bmy\b", "your", said)
 
@@ -1014,7 +1140,7 @@ def _contact(facts: dict[str, Any]) -> tuple[dict[str, Any], str]:
 
 def _done(rng: random.Random, tool: ToolDef) -> str:
     """How a finished action opens its closing; a cancellation says so, and is no "Great news!"."""
-    return rng.choice(CANCELLED if tool.name.lower().startswith("cancel") else DONE)
+    return rng.choice(CANCELLED if cancels(tool) else DONE)
 
 
 def final_answer(rng: random.Random, domain: Domain, tool: ToolDef, result: dict[str, Any],

@@ -172,3 +172,16 @@ def test_date_and_time_pools_span_the_catalogs_range() -> None:
     returns = [parse_date(v, None) for v in rentals.slot("return_date").pool()]
     assert len(pickups) > 20 and max(pickups) < min(returns)  # pickups still come before returns
     assert len(CATALOG.domain("restaurants").slot("time").pool()) > 30
+
+
+def test_payee_names_fit_the_payee_kind() -> None:
+    """A utility company is a company ("Brightwater Utilities"), a friend or landlord a person: every payee keeps the
+    relationship its name fits (`Domain.entities`), in the catalog and in the simulated database."""
+    banking = CATALOG.domain("banking")
+    companies = {n for n, fixed in banking.entities.items() if fixed["relationship"] == "utility company"}
+    assert set(banking.slot("payee_name").pool()) == set(banking.entities)
+    assert len(companies) >= 4 and all(len(n.split()) >= 2 for n in companies)
+    company_word = ("Utilities", "Power", "Gas", "Water", "Energy", "Internet", "Electric")
+    for row in SIM.databases["banking"]:
+        is_company = any(w in row["payee_name"] for w in company_word)
+        assert is_company == (row["relationship"] == "utility company"), row

@@ -221,3 +221,23 @@ def test_a_missing_name_is_asked_for_as_which_one(catalog):
         for seed in range(len(phrasing.Q_MISSING_WHICH) * 3):
             question = phrasing.question_missing(random.Random(seed), [name, "date"])
             assert f"which {phrasing.label(name)} and date" in question.lower(), question
+
+
+def test_a_new_event_is_asked_for_its_title_not_a_new_title(catalog):
+    """add_calendar_event takes new_title, new_date and new_time: "What's the new title?" reads as a rename, so its
+    questions say "title"; a rescheduled event still has a "new date"."""
+    import random
+
+    from speakrl.schemas.dialogue import Ambiguity
+
+    calendar = catalog.domain("calendar")
+    add, move = calendar.tool("add_calendar_event"), calendar.tool("reschedule_calendar_event")
+    asked = []
+    for seed in range(30):
+        for tool in (add, move):
+            names = ["new_title", "new_date"] if tool is add else ["new_date"]
+            amb = [Ambiguity(type="missing_slot", slot=n, detail="not mentioned") for n in names]
+            question, reasoning = dialogues._question(random.Random(seed), amb, calendar, tool, "add an event", {})
+            asked.append((tool.name, question, reasoning))
+    assert not [q for name, q, r in asked if name == add.name and " new " in f"{q} {r}"]
+    assert all("new date" in q for name, q, _ in asked if name == move.name)
