@@ -122,7 +122,8 @@ def run() -> tuple[dict, Path]:
     (out / "bench.json").write_text(json.dumps(report, indent=1))
     console.print(metrics_table(results, title=f"SpeakER test split — tiny-cpu ({results['base']['dialogues']} dialogues)"))
     headline = ("clarify_f1", "clarify_f1_ci95", "p_ask_auc", "clarify_precision", "clarify_recall", "task_completion", "avg_turns",
-                "tool_call_exact_match", "format_score")
+                "tool_call_exact_match", "forced_call_right_tool", "forced_call_argument_f1", "forced_call_values_in_context",
+                "format_score")
     summary_table = {name: {k: m.get(k) for k in headline} for name, m in results.items()}
     summary_report = {**{k: v for k, v in report.items() if k not in ("results", "reward_curve")},
                       "table": summary_table,

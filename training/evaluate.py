@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 from speakrl.pipeline.checks import argument_f1, call_matches, question_targets
 from speakrl.pipeline.errors import TrainingError
-from speakrl.training.protocols import parse
+from speakrl.training.protocols import parse, render_speakrl
 from speakrl.training.rewards import answer_reward, slot_specs
 
 logger = logging.getLogger(__name__)
@@ -51,6 +51,12 @@ class Policy(Protocol):
     def respond(self, conversations: Sequence[Conversation]) -> list[Turn]: ...
 
 
+# The start of an acting turn in the `speakrl` protocol, up to the decision's closing tag (what follows is the
+# policy's, newline included, so no tokenizer sees a cut it never trained on): a policy that can be handed it
+# (`respond(..., prefix=)`) is scored on its calls apart from its decision (`forced_call_metrics`).
+ACT_PREFIX = render_speakrl("tool_call", "", None, None).rstrip()
+
+
 class LocalPolicy:
     """A transformers checkpoint, greedy decoding, batched, prompts rendered exactly as in training."""
 
@@ -63,6 +69,7 @@ class LocalPolicy:
         if not (path / "config.json").is_file():
             raise TrainingError(f"model path {model_dir!r} does not exist or is not a checkpoint directory (no config.json)")
         self.protocol, self.max_new_tokens, self.batch_size = protocol, max_new_tokens, batch_size
+        self.can_prefill = protocol == "speakrl"  # a turn can be started for it (ACT_PREFIX)
         settings = path / "speakrl.json"  # written by training: the prompt style the checkpoint was trained with
         trained = json.loads(settings.read_text(encoding="utf-8")) if settings.is_file() else {}
         self.prompt_style = prompt_style or trained.get("prompt_style", "chat_template")
@@ -82,14 +89,16 @@ class LocalPolicy:
             k = next(k for k in range(1, len(prefix) + 1) if "<clarify>" in self.tokenizer.decode(prefix[-k:]))
             self._decision = (prefix[-k:], ask, act)
 
-    def respond(self, conversations: Sequence[Conversation]) -> list[Turn]:
+    def respond(self, conversations: Sequence[Conversation], prefix: str = "") -> list[Turn]:
+        """Each conversation's next turn; with `prefix`, the turn starts with it and the text is what follows."""
         from speakrl.training.prompts import render_prompt
 
         out: list[Turn] = []
         limit = getattr(self.model.config, "max_position_embeddings", 4096) - self.max_new_tokens
         for start in range(0, len(conversations), self.batch_size):
             batch = conversations[start : start + self.batch_size]
-            texts = [render_prompt(self.tokenizer, c.messages, c.tools, self.protocol, self.prompt_style) for c in batch]
+            texts = [render_prompt(self.tokenizer, c.messages, c.tools, self.protocol, self.prompt_style) + prefix
+                     for c in batch]
             enc = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
             if enc["input_ids"].shape[1] > limit:  # keep the most recent context (left-truncate)
                 enc = {k: v[:, -limit:] for k, v in enc.items()}
@@ -193,9 +202,11 @@ class BaselinePolicy:
         if kind not in BASELINES:
             raise TrainingError(f"unknown baseline {kind!r}; valid: {', '.join(BASELINES)}")
         self.kind = kind
+        self.can_prefill = kind == "oracle"  # the ceiling of the calls' metrics; the others' turns ignore a prefix
 
-    def respond(self, conversations: Sequence[Conversation]) -> list[Turn]:
-        return [self._one(c) for c in conversations]
+    def respond(self, conversations: Sequence[Conversation], prefix: str = "") -> list[Turn]:
+        turns = [self._one(c) for c in conversations]
+        return [Turn(text=t.text.removeprefix(prefix), p_ask=t.p_ask) for t in turns] if prefix else turns
 
     def _one(self, conv: Conversation) -> Turn:
         from speakrl.pipeline.checks import ungrounded_args
@@ -361,6 +372,39 @@ def decision_metrics(policy: Policy, rows: list[dict[str, Any]]) -> dict[str, An
     }
 
 
+def forced_call_metrics(policy: Policy, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The policy's calls apart from its decision: on the decision rows where a call is due, the turn is started as
+    an acting turn (`ACT_PREFIX`) and the policy writes the call. The right tool, argument F1, exact match, and the
+    share of the call's values that the conversation so far contains (a value from memory is not in it). Empty for a
+    policy that cannot be handed the start of a turn (`can_prefill`)."""
+    from speakrl.pipeline.checks import normalize
+
+    rows = [r for r in rows if r["act"] == "tool_call"]
+    if not rows or not getattr(policy, "can_prefill", False):
+        return {}
+    convs = [Conversation(json.loads(r["history"]), json.loads(r["tools"]), gold=r) for r in rows]
+    right = exact = 0
+    f1s: list[float] = []
+    values = copied = 0
+    for row, conv, turn in zip(rows, convs, policy.respond(convs, prefix=ACT_PREFIX), strict=True):  # type: ignore[call-arg]
+        p = parse(ACT_PREFIX + turn.text, policy.protocol)
+        name, args = p.call_name or "", p.call_args or {}
+        gold_args, defaults = json.loads(row["gold_args"]), json.loads(row["defaults"])
+        right += name == row["gold_name"]
+        f1s.append(argument_f1(args, gold_args, defaults) if name == row["gold_name"] else 0.0)
+        exact += call_matches(name, args, row["gold_name"], gold_args, defaults)
+        said = normalize(" ".join(str(m.get("content") or "") for m in conv.messages))
+        values += len(args)
+        copied += sum(normalize(v) in said for v in args.values())
+    n = len(rows)
+    return {
+        "forced_call_right_tool": round(right / n, 4),
+        "forced_call_argument_f1": round(sum(f1s) / n, 4),
+        "forced_call_exact_match": round(exact / n, 4),
+        "forced_call_values_in_context": _ratio(copied, values),
+    }
+
+
 def episode_metrics(policy: Policy, rows: list[dict[str, Any]], envs: dict[str, type], max_turns: int = 8) -> dict[str, Any]:
     """Roll out episodes (`training.data.episode_rows`) with the user simulator and the tool simulator."""
     states = []
@@ -416,7 +460,9 @@ def evaluate(policy: Policy, dataset: str, split: str = "test", catalog: str | N
     catalog_source = catalog or _run_catalog(dataset) or "builtin"
     envs = environment_factories(load_catalog(catalog_source), sorted({d.domain for d in dialogues}))
     metrics = {"split": split, "dialogues": len(dialogues), "protocol": policy.protocol}
-    metrics.update(decision_metrics(policy, decision_rows(dialogues)))
+    points = decision_rows(dialogues)
+    metrics.update(decision_metrics(policy, points))
+    metrics.update(forced_call_metrics(policy, points))
     metrics.update(episode_metrics(policy, episode_rows(dialogues), envs, max_turns))
     return metrics
 
@@ -444,6 +490,9 @@ TABLE_ROWS = [
     ("control_over_asking_rate", "over-asking on controls"),
     ("tool_call_exact_match", "tool-call exact match"),
     ("argument_f1", "argument F1"),
+    ("forced_call_right_tool", "told to act: right tool"),
+    ("forced_call_argument_f1", "told to act: argument F1"),
+    ("forced_call_values_in_context", "told to act: values found in the conversation"),
     ("answer_accuracy", "answer accuracy"),
     ("format_score", "format"),
 ]

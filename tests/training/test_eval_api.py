@@ -70,11 +70,14 @@ def test_baseline_policies_score_what_they_must(run_dir):
     from speakrl.training.evaluate import BaselinePolicy
 
     oracle = evaluate(BaselinePolicy("oracle"), str(run_dir), "test")
-    for key in ("clarify_f1", "p_ask_auc", "tool_call_exact_match", "answer_accuracy", "format_score", "task_completion"):
+    for key in ("clarify_f1", "p_ask_auc", "tool_call_exact_match", "answer_accuracy", "format_score", "task_completion",
+                "forced_call_right_tool", "forced_call_argument_f1", "forced_call_exact_match",
+                "forced_call_values_in_context"):  # every gold value is said (or returned by a tool) before the call
         assert oracle[key] == 1.0, key
     assert oracle["avg_turns"] == oracle["avg_gold_turns"]
     assert oracle["clarify_f1_ci95"] == [1.0, 1.0]  # resampling cannot move a perfect score
     act = evaluate(BaselinePolicy("always-act"), str(run_dir), "test")
+    assert "forced_call_right_tool" not in act  # its turns ignore a given start: no calls' metrics to report
     assert act["clarify_recall"] == 0.0 and act["clarify_f1"] == 0.0 and act["over_asking_rate"] == 0.0
     assert act["p_ask_auc"] == 0.5 and act["avg_turns"] < oracle["avg_turns"]
     # Acting on what the user said completes the controls; of the ambiguous requests only those whose gold value the

@@ -66,6 +66,42 @@ def test_eval_on_the_tiny_model(trained, run_dir):
         assert key in metrics
     assert 1 <= metrics["avg_turns"] <= 2
     assert 0.0 <= metrics["task_completion"] <= 1.0
+    for key in ("forced_call_right_tool", "forced_call_argument_f1", "forced_call_exact_match"):
+        assert 0.0 <= metrics[key] <= 1.0, key
+
+
+@pytest.mark.slow
+def test_a_turn_handed_its_start_is_scored_on_what_follows(trained, run_dir, monkeypatch):
+    """`forced_call_metrics` hands the policy the start of an acting turn: the prompt the model reads ends with it, the
+    turn returned is what the model wrote after it, and a call written after it is read as the turn's call."""
+    from speakrl.training import evaluate as ev
+    from speakrl.training.data import decision_rows, load_dialogues
+
+    out, _ = trained
+    policy = ev.LocalPolicy(str(out / "sft"), "speakrl", max_new_tokens=8, batch_size=4)
+    read: list[str] = []
+    encode = type(policy.tokenizer).__call__
+
+    def reading(tokenizer, texts, **kwargs):  # the prompts as the model gets them
+        read.extend(texts)
+        return encode(tokenizer, texts, **kwargs)
+
+    monkeypatch.setattr(type(policy.tokenizer), "__call__", reading)
+    rows = [r for r in decision_rows(load_dialogues(str(run_dir))["test"][:4]) if r["act"] == "tool_call"]
+    turns = policy.respond([ev.Conversation(json.loads(r["history"]), json.loads(r["tools"])) for r in rows], prefix=ev.ACT_PREFIX)
+    assert read and all(t.endswith(ev.ACT_PREFIX) for t in read) and len(turns) == len(rows)
+    assert not any(t.text.startswith("<think>") for t in turns)
+
+    class Calls:  # writes the gold call after the start it is handed
+        protocol, can_prefill = "speakrl", True
+
+        def respond(self, convs, prefix=""):
+            from speakrl.training.protocols import render_call
+
+            return [ev.Turn(text="\n" + render_call(c.gold["gold_name"], json.loads(c.gold["gold_args"]))) for c in convs]
+
+    metrics = ev.forced_call_metrics(Calls(), rows)
+    assert metrics["forced_call_exact_match"] == 1.0 and metrics["forced_call_right_tool"] == 1.0
 
 
 def test_pretraining_reads_whole_dialogues_with_no_protocol_turns(splits, tiny_dir):
