@@ -88,9 +88,16 @@ def mentioned(value: Any, texts: Iterable[str], today: date | None = None) -> bo
     (True, False)
     >>> mentioned("2019-03-02", ["tomorrow at 7 pm"], today=date(2019, 3, 1)), mentioned("19:00", ["tomorrow at 7 pm"])
     (True, True)
+
+    A kind said in the plural after a count is said too ("4 family rooms" says "family room"), but not a plural
+    alone ("Bayshore Suites" says no "suite"):
+
+    >>> mentioned("family room", ["4 family rooms"]), mentioned("suite", ["two suites"]), mentioned("suite", ["at Bayshore Suites"])
+    (True, True, False)
     """
-    forms = _forms(normalize(value), today)
-    return bool(forms) and any(_said(forms, normalize(text)) for text in texts)
+    target = normalize(value)
+    forms = _forms(target, today)
+    return bool(forms) and any(_said(forms, low) or _said_counted(target, low) for low in map(normalize, texts))
 
 
 def mentioned_values(values: Iterable[Any], text: str, today: date | None = None) -> list[Any]:
@@ -100,7 +107,7 @@ def mentioned_values(values: Iterable[Any], text: str, today: date | None = None
     ['San Jose', 4, 'jose']
     """
     low = normalize(text)
-    return [v for v in values if _said(_forms(normalize(v), today), low)]
+    return [v for v in values if _said(_forms(normalize(v), today), low) or _said_counted(normalize(v), low)]
 
 
 @lru_cache(maxsize=1 << 16)  # a row's values are looked for in each of its texts, and repeat across rows
@@ -117,6 +124,36 @@ def _forms(target: str, today: date | None) -> tuple[str, ...]:
 def _said(forms: tuple[str, ...], low: str) -> bool:
     """Whether one of `forms` is a whole phrase of the normalized text `low`."""
     return any(_is_phrase_in(form, low) for form in forms)
+
+
+def plural(noun: str) -> str:
+    """A noun in the plural, as the generator writes it after a count: "family rooms", "classes", "parties".
+
+    >>> plural("family room"), plural("bus"), plural("party"), plural("day")
+    ('family rooms', 'buses', 'parties', 'days')
+    """
+    if noun.endswith("y") and noun[-2:-1] not in "aeiou":
+        return noun[:-1] + "ies"
+    return noun + ("es" if noun.endswith(("s", "x", "ch", "sh")) else "s")
+
+
+_COUNT_WORD = re.compile(r"(?<![\w.:-])(?:\d+|" + "|".join(_NUMBER_WORDS.values()) + r") $")  # "4 ", "four "
+
+
+def _said_counted(target: str, low: str) -> bool:
+    """Whether the normalized text `low` says `target`, a kind of thing, in the plural right after a count: a user
+    says "4 family rooms" for a count of rooms and a room_type of "family room". A plural without a count is
+    another thing ("Bayshore Suites" is a hotel, not a suite)."""
+    if not target[-1:].isalpha():
+        return False
+    many = plural(target)
+    start = low.find(many)
+    while start != -1:
+        after = low[start + len(many):start + len(many) + 1]
+        if _COUNT_WORD.search(low, 0, start) and not (after.isalnum() or after == "_"):
+            return True
+        start = low.find(many, start + 1)
+    return False
 
 
 _MONTHS = ["january", "february", "march", "april", "may", "june", "july", "august", "september", "october",
@@ -581,8 +618,8 @@ def _mark(text: str, sentence_start: int, start: int, names: set[str], previous:
 
 def _resolve(phrases: list[set[str]]) -> set[str]:
     """The slots a list of phrases names: a phrase that names several slots goes to those named elsewhere ("luxury or
-    standard: which ride?" is ride_type) or, asking "which X", to the X that is identified rather than classified
-    ("which event?" asks event_name, not event_type)."""
+    standard: which ride?" is ride_type) or, asking "which X", to the X that is identified (by its name, id or title)
+    rather than classified or dated ("which event?" asks event_name, not event_type; event_title, not event_date)."""
     found: set[str] = set()
     shared: list[set[str]] = []
     for names in phrases:
@@ -591,7 +628,6 @@ def _resolve(phrases: list[set[str]]) -> set[str]:
         else:
             found |= (names & found) or names
     for names in shared:
-        identified = {n for n in names if {"name", "id"} & set(n.split("_"))}
-        classified = {n for n in names if _KIND_WORDS & set(n.split("_"))}
-        found |= (names & found) or (names - classified if identified and classified else names)
+        identified = {n for n in names if {"name", "id", "title"} & set(n.split("_"))}
+        found |= (names & found) or identified or names
     return found

@@ -122,7 +122,7 @@ def _question(rng: random.Random, amb: list[Ambiguity], domain: Domain, tool: To
     if first.type == "missing_slot":
         names = [a.slot for a in amb]
         counts = [n for n in names if _is_count(domain, n)]
-        why = (f"{tool.name} requires the {phrasing.missing_labels(names, counts, tool)}, which the user hasn't given, "
+        why = (f"{tool.name} requires the {phrasing.missing_labels(names, counts)}, which the user hasn't given, "
                "so I should ask instead of guessing.")
         question = phrasing.question_missing(rng, names, counts, tool)
         return question, f"The user wants to {intent}. {_known_text(known)} {why}"
@@ -138,7 +138,8 @@ def _question(rng: random.Random, amb: list[Ambiguity], domain: Domain, tool: To
         a, b = first.candidates
         why = f"The user asked for both {a} and {b} as the {label}; a call can take only one, so I'll ask which wins."
         return phrasing.question_conflict(rng, first.slot, a, b), why
-    why = (f"The search returned {len(first.candidates)} matches and the user didn't say which {label} they mean, "
+    why = (f"The search returned {len(first.candidates)} matches and the user didn't say which "
+           f"{phrasing.which_label(first.slot)} they mean, "
            f"so I'll ask instead of picking one.")
     return phrasing.question_reference(rng, first.slot, first.candidates, tool), why
 
@@ -193,7 +194,7 @@ def converse(cfg: RunConfig, scenario: Scenario, domain: Domain, sim: Simulator)
     if unset:
         note = f" The {phrasing.join(unset)} {'keeps its default' if len(unset) == 1 else 'keep their defaults'}."
     conv.assistant("tool_call", f"I have everything {tool.name} needs: {phrasing.describe(args)}.{note}", call=call)
-    result = sim.execute(tool.name, args)
+    result = sim.execute(tool.name, dict(args))  # validating fills the defaults in: `args` stays what the user gave
     conv.tool_result(call, result)
     conv.assistant("answer", "The tool returned a result; I'll report it to the user.",
                    content=phrasing.final_answer(rng, domain, tool, result, asked=args))

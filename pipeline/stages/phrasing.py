@@ -1,6 +1,7 @@
 """The offline backend's grammar: many phrasings per act, so openings and questions are not a handful of templates.
 
-Every phrase that carries a slot value keeps the value verbatim (grounding checks rely on it), and every
+Every phrase that carries a slot value keeps the value verbatim (grounding checks rely on it; a type said after its
+count is in the plural, "4 family rooms", which they read as "family room"), and every
 question names its slot with `slot_label` or lists the enum options (question_targets relies on it).
 """
 
@@ -13,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from speakrl.pipeline.checks import normalize, slot_label
+from speakrl.pipeline.checks import normalize, plural, slot_label
 from speakrl.schemas.catalog import Domain, SlotSpec, ToolDef
 from speakrl.schemas.dialogue import Ambiguity
 
@@ -128,9 +129,9 @@ Q_MISSING_BOOKED_WHICH = [
     "One thing first: which {labels}?", "Happy to help. Which {labels} is it?",
 ]
 Q_VAGUE = [
-    "When you say \"{vague}\", which {label} exactly do you mean?", "Could you narrow \"{vague}\" down to a specific {label}?",
+    "When you say \"{vague}\", which {which} exactly do you mean?", "Could you narrow \"{vague}\" down to a specific {label}?",
     "\"{vague}\" is a bit open — what {label} should I use?", "Can you be more specific about the {label} than \"{vague}\"?",
-    "Which {label} do you mean by \"{vague}\"?",
+    "Which {which} do you mean by \"{vague}\"?",
 ]
 Q_INVALID = [
     "Sorry, \"{bad}\" isn't an option for the {label}. You can choose {options}. Which would you like?",
@@ -140,12 +141,12 @@ Q_INVALID = [
 ]
 Q_CONFLICT = [
     "You mentioned both {a} and {b} for the {label} — which should I go with?",
-    "Just to check: {a} or {b} for the {label}?", "Those conflict: {a} versus {b}. Which {label} do you want?",
+    "Just to check: {a} or {b} for the {label}?", "Those conflict: {a} versus {b}. Which {which} do you want?",
     "Should the {label} be {a} or {b}?",
 ]
-Q_REFERENCE = [
-    "I found {n} options: {names}. Which {label} do you mean?", "There are {n} matches — {names}. Which {label} is it?",
-    "That could be {names}. Which {label} did you have in mind?", "I see {names}. Which {label} should I use?",
+Q_REFERENCE = [  # "{which}": the label after "which" (`which_label`: "Which event is it?", not "Which event title")
+    "I found {n} options: {names}. Which {which} do you mean?", "There are {n} matches — {names}. Which {which} is it?",
+    "That could be {names}. Which {which} did you have in mind?", "I see {names}. Which {which} should I use?",
 ]
 A_OPEN = ["{details}.", "Sure — {details}.", "Oh right, {details}.", "{details}, please.", "Let's say {details}.",
           "Good question. {details}.", "It'd be {details}.", "Definitely {details}.",
@@ -557,11 +558,29 @@ def mention(rng: random.Random | None, domain: Domain, name: str, value: Any, an
     mentions = GENERIC_MENTIONS[1:] if slot.enum else GENERIC_MENTIONS
     if rng is None:
         template = mentions[0]
-    elif isinstance(value, str) and not value.replace(".", "").isdigit() and rng.random() < 0.5:
+    elif isinstance(value, str) and not value.replace(".", "").isdigit() and not _names_other(name, domain.entity_slot) \
+            and rng.random() < 0.5:
         template = "{value}"  # a name, address or e-mail says what it is
     else:
         template = rng.choice(mentions)
     return template.format(label=said, value=fmt(value))
+
+
+def mentions(rng: random.Random | None, domain: Domain, values: dict[str, Any], answer: bool = False) -> list[str]:
+    """How a user says several values, each by `mention`; a count is said with the type of what it counts ("4 family
+    rooms", not "4 rooms total and a family room"; `_counted`), which the grounding check reads as both."""
+    counted = _counted(values)
+    return [counted.get(k) or mention(rng, domain, k, v, answer) for k, v in values.items() if k not in _typed(counted)]
+
+
+def _names_other(name: str, entity_slot: str | None) -> bool:
+    """Whether a slot holds the name of someone or something other than the domain's entity (pet_name next to a
+    groomer_name): said alone, "Amanda" could be anyone ("rabbit as the species, Amanda").
+
+    >>> _names_other("pet_name", "groomer_name"), _names_other("groomer_name", "groomer_name"), _names_other("city", None)
+    (True, False, False)
+    """
+    return name.lower().endswith("_name") and name != entity_slot
 
 
 _INFINITIVE = re.compile(r"^to (?!my\b|the\b|\{)[a-z]+ ")  # "to see {value}", not "to {value}" or "to my {value} playlist"
@@ -682,14 +701,21 @@ def conflict_phrase(rng: random.Random, domain: Domain, slot: str, goal_value: A
 # Lead-ins that take a noun phrase ("It's 4 people", "Make it a suite"), not a verb phrase or a clause ("Basically
 # called Interview with Casey", "Make it checking in on May 2nd", "It's to see Dr. Rao", "I'd also like it the reason
 # is plans changed"); and "For reference," is not followed by "for".
-_NOUN_LEAD = re.compile(r"\b(It's|it's|Basically|I'm thinking|Make it|It should be|That's|This is|Specifically|It'd be|"
-                        r"Definitely|That would be|Let's say|The details are|I'd also like it) \{details\}")
+_NOUN_LEAD = re.compile(r"\b(It's|it's|Basically|I'm thinking|Make it|make it|It should be|That's|This is|Specifically|"
+                        r"It'd be|Definitely|That would be|Let's say|The details are|I'd also like it) \{details\}")
+# "I'd also like it" takes how it should be ("in kelvin", "for 4 people"), not a thing ("I'd also like it the 15th",
+# "I'd also like it 5 seats"); "I'm thinking" takes a thing the user has in mind ("I'm thinking a suite"), not where
+# or when a fact is ("I'm thinking on the toaster", "I'm thinking from Boston") nor a number, a code or an e-mail.
+_PREPOSITION_LEAD = re.compile(r"(in|on|at|for|with|without|by|from|to|over|around|out of|somewhere)\b")
+_NOT_IN_MIND = re.compile(r"(in|on|at|for|with|without|by|from|to|over|around|out of|somewhere)\b|[(\d$]|[^ ,]+@")
+# Lead-ins that sum up a list: "Basically at Juniper Heights." or "Here are the details: at 7 pm." says one detail.
+_SUMS_UP = re.compile(r"Basically|Details:|The details are|Here are the details|Here's the info|Here's what I have|My plan")
 _VERB_PHRASE = re.compile(r"(called|named|titled|marked|lasting|done|to (?!my\b|the\b)[a-z]+|"
                           r"(?!(some|any|no|every)thing\b|during\b)[a-z]+ing|the \w+ (is|are))\b")
 
 
-def fits(template: str, details: str) -> bool:
-    """Whether `details` reads after the words the template puts before it.
+def fits(template: str, details: str, one: bool = False) -> bool:
+    """Whether `details` (`one` detail alone, or several) reads after the words the template puts before it.
 
     >>> fits("{head}. Basically {details}.", "called Interview with Casey"), fits("{head}, {details}.", "called Interview")
     (False, True)
@@ -697,15 +723,25 @@ def fits(template: str, details: str) -> bool:
     (True, False)
     >>> fits(" I'd also like it {details}.", "the reason is plans changed"), fits(" I'd also like it {details}.", "in kelvin")
     (False, True)
+    >>> fits(" I'd also like it {details}.", "the 15th"), fits("{head}. I'm thinking {details}.", "on the toaster")
+    (False, False)
+    >>> fits("{head}. I'm thinking {details}.", "a suite"), fits("{head}. Basically {details}.", "at Juniper Heights", one=True)
+    (True, False)
     """
     if _VERB_PHRASE.match(details) and _NOUN_LEAD.search(template):
+        return False
+    if "I'd also like it {details}" in template and not _PREPOSITION_LEAD.match(details):
+        return False
+    if "I'm thinking {details}" in template and _NOT_IN_MIND.match(details):
+        return False
+    if one and _SUMS_UP.search(template):
         return False
     return not (details.startswith("for ") and "For reference, {details}" in template)
 
 
-def choose(rng: random.Random, templates: Sequence[str], details: str) -> str:
+def choose(rng: random.Random, templates: Sequence[str], details: str, one: bool = False) -> str:
     """One of `templates` that `fits` the details (any of them if none does)."""
-    return rng.choice([t for t in templates if fits(t, details)] or templates)
+    return rng.choice([t for t in templates if fits(t, details, one)] or templates)
 
 
 def opening(rng: random.Random, domain: Domain, tool: ToolDef, stated: dict[str, Any], ambiguities: list[Ambiguity],
@@ -713,9 +749,7 @@ def opening(rng: random.Random, domain: Domain, tool: ToolDef, stated: dict[str,
     """The user's first message: a request head, the stated values, and whatever stands in for the ambiguous ones
     (for an ambiguous reference, the description that a search needs)."""
     details = [a.detail for a in ambiguities if a.type == "ambiguous_reference"]
-    for name, value in stated.items():
-        if name not in search_args:
-            details.append(mention(rng, domain, name, value))
+    details += mentions(rng, domain, {k: v for k, v in stated.items() if k not in search_args})
     for amb in ambiguities:
         if amb.type == "underspecified_value":
             details.append(amb.detail)
@@ -737,12 +771,16 @@ def opening(rng: random.Random, domain: Domain, tool: ToolDef, stated: dict[str,
         rest = ""
     if rng.random() < 0.15:  # the details first, with no lead-in: "On March 3rd, for 4 people: I need a table."
         said = link(rng, details)
-        text = choose(rng, DETAILS_FIRST_QUESTIONS if asks else DETAILS_FIRST, said).format(head=head, details=said)
+        templates = DETAILS_FIRST_QUESTIONS if asks else DETAILS_FIRST
+        text = choose(rng, templates, said, len(details) == 1).format(head=head, details=said)
         return text + (" " + rest if rest else "")
     else:
         said = link(rng, details)
-        text = choose(rng, QUESTION_JOINS if asks else DETAIL_JOINS, said).format(head=head, details=said)
+        templates = QUESTION_JOINS if asks else DETAIL_JOINS
+        text = choose(rng, templates, said, len(details) == 1).format(head=head, details=said)
     leads = [lead for lead in LEADS if ":" not in lead] if ":" in text else LEADS  # not "Quick one: ...: ..."
+    if re.search(r"\bSo\b", text):  # not "So show me my payees. So, my family member."
+        leads = [lead for lead in leads if not re.search(r"(?i)\bso\b", lead)]
     return rng.choice(leads) + text + (" " + rest if rest else "")
 
 
@@ -812,27 +850,12 @@ def question_missing(rng: random.Random, names: list[str], counts: Iterable[str]
         templates = Q_MISSING_BOOKED_WHICH if which else Q_MISSING_BOOKED
     else:
         templates = Q_MISSING_WHICH if which else Q_MISSING
-    return tidy(rng.choice(templates).format(labels=missing_labels(names, counts, tool)), question=True)
+    return tidy(rng.choice(templates).format(labels=missing_labels(names, counts, which)), question=True)
 
 
 def cancels(tool: ToolDef | None) -> bool:
     """Whether a tool cancels something already booked."""
     return tool is not None and tool.name.lower().startswith("cancel")
-
-
-def tool_label(name: str, tool: ToolDef | None = None) -> str:
-    """`label`, without "new" where everything the tool needs is new (add_calendar_event's new_title, new_date and
-    new_time): nothing old is there to tell it from, and "What's the new title?" reads as a rename.
-
-    >>> add = ToolDef(name="add_event", description="", kind="action", required=["new_title", "new_date"])
-    >>> move = ToolDef(name="move_event", description="", kind="action", required=["event_title", "new_date"])
-    >>> tool_label("new_title", add), tool_label("new_date", move), tool_label("new_date")
-    ('title', 'new date', 'new date')
-    """
-    said = label(name)
-    if tool is not None and tool.required and all(s.lower().startswith("new_") for s in tool.required):
-        return said.removeprefix("new ")
-    return said
 
 
 def names_an_entity(name: str) -> bool:
@@ -846,15 +869,38 @@ def names_an_entity(name: str) -> bool:
     return len(words) > 1 and words[-1] in ("name", "number") and label(name) == " ".join(words[:-1])
 
 
-def missing_labels(names: list[str], counts: Iterable[str] = (), tool: ToolDef | None = None) -> str:
-    """How the assistant names the missing slots `names` of `tool` (`question_missing`), in its question and its
-    reasoning.
+def missing_labels(names: list[str], counts: Iterable[str] = (), which: bool = False) -> str:
+    """How the assistant names the missing slots `names` (`question_missing`), in its question and its
+    reasoning (`which`: after "which", where a title is its thing, `which_label`). A label that starts with another
+    one said before it drops the word said ("the recipient and address", not "the recipient and recipient address").
 
     >>> missing_labels(["travelers", "amount"], counts=["travelers", "amount"])
     'number of travelers and amount'
+    >>> missing_labels(["recipient_address", "weight_kg", "recipient_name"]), missing_labels(["song_title"], which=True)
+    ('recipient, address and weight in kg', 'song')
     """
-    said = [tool_label(n, tool) for n in names]
-    return join([f"number of {s}" if n in counts and _count_noun(s) else s for n, s in zip(names, said)])
+    said = {n: which_label(n) if which else label(n) for n in names}
+    ordered: list[str] = []
+    for n in names:  # a label's head first: "recipient, address", never "address ... recipient"
+        head = next((m for m in names if said[n].startswith(said[m] + " ")), None)
+        ordered += [m for m in (head, n) if m and m not in ordered]
+    for n in ordered:
+        head = next((m for m in ordered if said[n].startswith(said[m] + " ")), None)
+        if head:
+            said[n] = said[n][len(said[head]) + 1:]
+    return join([f"number of {said[n]}" if n in counts and _count_noun(said[n]) else said[n] for n in ordered])
+
+
+def which_label(name: str) -> str:
+    """`label` after "which": a title is asked for by the thing it names.
+
+    >>> which_label("event_title"), which_label("book_title"), which_label("new_title"), which_label("doctor_name")
+    ('event', 'book', 'new title', 'doctor')
+    """
+    words = name.lower().split("_")
+    if len(words) == 2 and words[1] == "title" and words[0] not in ("new", "old", "current", "original"):
+        return words[0]
+    return label(name)
 
 
 def _count_noun(noun: str) -> bool:
@@ -871,10 +917,10 @@ Q_VAGUE_COUNT = [  # not "how many": question_targets reads it as any *_number s
 
 def question_vague(rng: random.Random, name: str, vague: str, count: bool = False, tool: ToolDef | None = None) -> str:
     """A question that asks to narrow `vague`; a count is asked for its number (not "which tickets")."""
-    said = tool_label(name, tool)
+    said = label(name)
     count = count and _count_noun(said)  # "the exact number of nights", but not "the exact number of amount"
     templates = _booked(Q_VAGUE_COUNT if count else Q_VAGUE, tool)
-    return tidy(rng.choice(templates).format(vague=vague, label=said), question=True)
+    return tidy(rng.choice(templates).format(vague=vague, label=said, which=which_label(name)), question=True)
 
 
 # How a question offers a choice: a cancellation asks what was booked ("Which hotel is it?"), not "Which hotel should
@@ -894,12 +940,12 @@ def question_invalid(rng: random.Random, name: str, bad: str, options: list[str]
 
 
 def question_conflict(rng: random.Random, name: str, a: str, b: str) -> str:
-    return tidy(rng.choice(Q_CONFLICT).format(a=a, b=b, label=label(name)), question=True)
+    return tidy(rng.choice(Q_CONFLICT).format(a=a, b=b, label=label(name), which=which_label(name)), question=True)
 
 
 def question_reference(rng: random.Random, name: str, candidates: list[str], tool: ToolDef | None = None) -> str:
     return tidy(rng.choice(_booked(Q_REFERENCE, tool)).format(n=len(candidates), names=join(candidates, "or"),
-                                                              label=label(name)), question=True)
+                                                              which=which_label(name)), question=True)
 
 
 def _said_alone(domain: Domain, name: str, value: Any) -> str:
@@ -939,10 +985,10 @@ def user_answer(rng: random.Random, domain: Domain, answers: dict[str, Any], vol
             text = rng.choice(_just_counts(A_VALUE, said)).format(value=said)
     else:
         opens = A_OPEN + A_FORGOT if kind == "missing_slot" else A_OPEN
-        said = join([mention(rng, domain, k, v, answer=True) for k, v in answers.items()])
+        said = join(mentions(rng, domain, answers, answer=True))
         text = choose(rng, opens, said).format(details=said)
     if volunteered:
-        said = join([mention(rng, domain, k, v) for k, v in volunteered.items()])
+        said = join(mentions(rng, domain, volunteered))
         text += choose(rng, A_VOLUNTEER, said).format(details=said)
     return tidy(text)
 
@@ -966,9 +1012,7 @@ def decline(rng: random.Random, wanted: ToolDef, offered: list[ToolDef]) -> str:
 # --- the assistant's closings ----------------------------------------------------------------------------------
 
 def _plural(noun: str, n: int) -> str:
-    if n == 1:
-        return noun
-    return noun[:-1] + "ies" if noun.endswith("y") and noun[-2:-1] not in "aeiou" else noun + ("es" if noun.endswith("s") else "s")
+    return noun if n == 1 else plural(noun)  # as the grounding check reads it after a count ("4 family rooms")
 
 
 FACT_LABELS = {"from": "origin", "to": "destination", "number_of_adults": "number of adults"}
@@ -1111,12 +1155,16 @@ def _counted(facts: dict[str, Any]) -> dict[str, str]:
     return said
 
 
+def _typed(counted: dict[str, str]) -> set[str]:
+    """The type slots that `_counted` says with their counts: "room_type" for "rooms"."""
+    return {f"{k.removesuffix('s')}_type" for k in counted}
+
+
 def _what_was_done(domain: Domain, facts: dict[str, Any]) -> str:
     """An action's facts in the words a user would use, from the assistant's side: "at The Majestic, on July 12th,
     for 6 tickets", "from your checking account"."""
     counted = _counted(facts)
-    said_with_count = {f"{k.removesuffix('s')}_type" for k in counted}
-    facts = {k: v for k, v in facts.items() if k not in said_with_count}
+    facts = {k: v for k, v in facts.items() if k not in _typed(counted)}
     moved = ""
     if facts.get("event_date") and facts.get("new_date"):  # a rescheduled event: "moved from August 10th to August 18th"
         moved = f"moved from {fmt(facts.pop('event_date'))} to {fmt(facts.pop('new_date'))}"
@@ -1136,6 +1184,19 @@ def _contact(facts: dict[str, Any]) -> tuple[dict[str, Any], str]:
     phones = [k for k in facts if "phone" in k.lower().split("_") and isinstance(facts[k], str)]
     rest = {k: v for k, v in facts.items() if k not in phones}
     return rest, "".join(f" The phone number is {facts[k]}." for k in phones)
+
+
+def _read_back(domain: Domain, tool: ToolDef, facts: dict[str, Any], asked: dict[str, Any] | None) -> dict[str, Any]:
+    """The facts of a finished action that its closing reads back, given the `asked` arguments. An imported
+    catalog's closing, with no hand-written mentions to weave them into a sentence, says what the user asked for,
+    not every column of the entity ("..., the city is Acworth and the species is rabbit"); and no closing quotes a
+    default the user never gave as if it were their words (`with the note "transfer"`)."""
+    if asked is None:
+        return facts
+    if domain.source != "builtin":
+        return {k: v for k, v in facts.items() if k in asked}
+    return {k: v for k, v in facts.items()
+            if k in asked or k not in tool.optional or '"{value}"' not in (domain.slot(k).mention or "")}
 
 
 def _done(rng: random.Random, tool: ToolDef) -> str:
@@ -1162,6 +1223,8 @@ def final_answer(rng: random.Random, domain: Domain, tool: ToolDef, result: dict
     name = result.get(domain.entity_slot) if domain.entity_slot else None
     facts = {k: v for k, v in result.items() if k not in ("status", "confirmation_id", domain.entity_slot)}
     subject = f"for {name}" if name else ""
+    if tool.kind == "action":
+        facts = _read_back(domain, tool, facts, asked)
     if tool.kind == "action" and domain.source != "builtin":  # no hand-written mentions: say the facts plainly
         said = f" For {name}: {_facts(domain, facts)}." if name and facts else f" {_facts(domain, facts)}." if facts else ""
         return tidy(f"{_done(rng, tool)}{said} Your confirmation number is {result.get('confirmation_id')}.")
@@ -1170,7 +1233,8 @@ def final_answer(rng: random.Random, domain: Domain, tool: ToolDef, result: dict
         done = _what_was_done(domain, facts)
         said = f" {name}, {done}." if name and done else f" {name}." if name else f" That's {done}." if done else ""
         return tidy(f"{_done(rng, tool)}{said}{phone} Your confirmation number is {result.get('confirmation_id')}.")
-    found = {k: v for k, v in facts.items() if not (asked and k in asked and normalize(v) == normalize(asked[k]))}
+    sent = {**tool.optional, **asked} if asked else {}  # the call as it ran, defaults and all
+    found = {k: v for k, v in facts.items() if not (k in sent and normalize(v) == normalize(sent[k]))}
     if not found:  # the result only repeats what was asked: not "Here's what I found: the tracking number is 1Z..."
         checked = name or join([str(fmt(v)) for v in facts.values()]) or "that"
         return tidy(f"I checked {checked}, but found nothing more to report.")

@@ -39,6 +39,9 @@ FRIDAY = date(2019, 3, 1)
     (2016, "maybe from '16?", None),
     (2017, "something from two years back", FRIDAY),
     ("Seattle", "Basketball events, in Seattle: can you search?", None),  # a colon ends a phrase
+    ("family room", "for 2 nights and 4 family rooms", None),  # a kind in the plural after its count
+    ("suite", "Two suites, please.", None),
+    ("party", "3 parties.", None),
 ])
 def test_values_said_as_people_say_them(value, text, today):
     assert mentioned(value, [text], today)
@@ -57,6 +60,9 @@ def test_values_said_as_people_say_them(value, text, today):
     (2015, "something from two years back", FRIDAY),
     (7, "at 7:30", None),  # a colon followed by a digit continues a time
     (4, "rated 4.5", None),
+    ("suite", "at Bayshore Suites", None),  # a plural with no count before it is another thing
+    ("family room", "family rooms are nice", None),
+    ("family room", "4 family roomsets", None),
 ])
 def test_wrong_or_unsaid_values_are_not_mentioned(value, text, today):
     assert not mentioned(value, [text], today)
@@ -205,6 +211,9 @@ def _slots(*names, enums=None):
         # Quoted user words and listed options are not what is asked.
         ('When you say "in the morning", which hour exactly do you mean?', ("date", "hour"), None, {"hour"}),
         ("I see Sprint planning or Date night. Which event title should I use?", ("event_date", "event_title", "new_date"),
+         None, {"event_title"}),
+        # Asked as "which X", a word several slots share goes to the slot that names the X: its title, not its date.
+        ("I see Sprint planning or Date night. Which event is it?", ("event_date", "event_title", "new_date"),
          None, {"event_title"}),
         # Several slots really asked about are all found.
         ("Which restaurant, and how many people?", ("party_size", "restaurant_name", "city"), None, {"party_size", "restaurant_name"}),
