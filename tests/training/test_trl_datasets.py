@@ -39,17 +39,18 @@ def test_the_cards_trl_snippet_trains_on_every_config_as_loaded(published, tiny_
     assert all(t["function"]["description"] in first for t in json.loads(raw[0]["tools"]))
     assert all(isinstance(x, int) for x in sft_dialogues.train_dataset[0]["labels"])
 
-    # decision_points: prompt-completion, the loss covers the gold turn only.
+    # decision_points: prompt-completion, the loss covers the gold turn only. With the tiny tokenizer, which spells the
+    # JSON tool block in many pieces, many rows pass TRL's max_length: their gold turn is cut, and TRL drops those whose
+    # prompt alone fills it, so the rows no longer line up with the dataset's. Look at the first row that fits, and
+    # find its gold turn among the dataset's.
     points = datasets.load_dataset(str(published), "decision_points", split="train")
-    example = sft_points.train_dataset[0]
+    example = next(e for e in sft_points.train_dataset if len(e["input_ids"]) < sft_points.args.max_length)
     assert "completion_mask" in example or -100 in example.get("labels", [])
     mask = example.get("completion_mask") or [int(x != -100) for x in example["labels"]]
     learned = tokenizer.decode([t for t, m in zip(example["input_ids"], mask) if m])
-    gold = points[0]
-    system = gold["prompt"][0]["content"]
-    assert system not in learned
-    expected = gold["gold_call"]["name"] if gold["act"] == "tool_call" else gold["gold_content"]
-    assert expected and expected in learned
+    assert learned.startswith("<think>") and points[0]["prompt"][0]["content"] not in learned  # no prompt, no system
+    golds = [p["gold_call"]["name"] if p["act"] == "tool_call" else p["gold_content"] for p in points]
+    assert any(g and g in learned for g in golds), learned
 
     # GRPO: every prompt carries its own row's tools, and a step ran with the reward.
     prompts = namespace["prompts"]
