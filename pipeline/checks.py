@@ -107,7 +107,7 @@ def mentioned_values(values: Iterable[Any], text: str, today: date | None = None
     ['San Jose', 4, 'jose']
     """
     low = normalize(text)
-    return [v for v in values if _said(_forms(normalize(v), today), low) or _said_counted(normalize(v), low)]
+    return [v for v in values if _said(_forms(target := normalize(v), today), low) or _said_counted(target, low)]
 
 
 @lru_cache(maxsize=1 << 16)  # a row's values are looked for in each of its texts, and repeat across rows

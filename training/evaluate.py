@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from speakrl.pipeline.checks import argument_f1, call_matches, question_targets
+from speakrl.pipeline.checks import argument_f1, call_matches, normalize, question_targets
 from speakrl.pipeline.errors import TrainingError
 from speakrl.training.protocols import parse, render_speakrl
 from speakrl.training.rewards import answer_reward, slot_specs
@@ -377,8 +377,6 @@ def forced_call_metrics(policy: Policy, rows: list[dict[str, Any]]) -> dict[str,
     an acting turn (`ACT_PREFIX`) and the policy writes the call. The right tool, argument F1, exact match, and the
     share of the call's values that the conversation so far contains (a value from memory is not in it). Empty for a
     policy that cannot be handed the start of a turn (`can_prefill`)."""
-    from speakrl.pipeline.checks import normalize
-
     rows = [r for r in rows if r["act"] == "tool_call"]
     if not rows or not getattr(policy, "can_prefill", False):
         return {}

@@ -222,8 +222,8 @@ def argument_error(validators: Mapping[str, Any], tool_name: str, args: Any) -> 
     """Why a call's arguments break its tool's compiled JSON Schema (`validators[tool_name]`), or None when valid."""
     if tool_name not in validators:
         return f"unknown tool {tool_name!r}"
-    try:
-        validators[tool_name](args)
+    try:  # on a copy: validating fills the schema's defaults into the dict it is given, and the caller's stays as sent
+        validators[tool_name](dict(args) if isinstance(args, dict) else args)
     except fastjsonschema.JsonSchemaValueException as e:
         return f"invalid arguments: {_schema_message(e)}"
     return None

@@ -194,7 +194,7 @@ def converse(cfg: RunConfig, scenario: Scenario, domain: Domain, sim: Simulator)
     if unset:
         note = f" The {phrasing.join(unset)} {'keeps its default' if len(unset) == 1 else 'keep their defaults'}."
     conv.assistant("tool_call", f"I have everything {tool.name} needs: {phrasing.describe(args)}.{note}", call=call)
-    result = sim.execute(tool.name, dict(args))  # validating fills the defaults in: `args` stays what the user gave
+    result = sim.execute(tool.name, args)
     conv.tool_result(call, result)
     conv.assistant("answer", "The tool returned a result; I'll report it to the user.",
                    content=phrasing.final_answer(rng, domain, tool, result, asked=args))

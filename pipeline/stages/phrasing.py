@@ -707,7 +707,7 @@ _NOUN_LEAD = re.compile(r"\b(It's|it's|Basically|I'm thinking|Make it|make it|It
 # "I'd also like it 5 seats"); "I'm thinking" takes a thing the user has in mind ("I'm thinking a suite"), not where
 # or when a fact is ("I'm thinking on the toaster", "I'm thinking from Boston") nor a number, a code or an e-mail.
 _PREPOSITION_LEAD = re.compile(r"(in|on|at|for|with|without|by|from|to|over|around|out of|somewhere)\b")
-_NOT_IN_MIND = re.compile(r"(in|on|at|for|with|without|by|from|to|over|around|out of|somewhere)\b|[(\d$]|[^ ,]+@")
+_NOT_IN_MIND = re.compile(_PREPOSITION_LEAD.pattern + r"|[(\d$]|[^ ,]+@")
 # Lead-ins that sum up a list: "Basically at Juniper Heights." or "Here are the details: at 7 pm." says one detail.
 _SUMS_UP = re.compile(r"Basically|Details:|The details are|Here are the details|Here's the info|Here's what I have|My plan")
 _VERB_PHRASE = re.compile(r"(called|named|titled|marked|lasting|done|to (?!my\b|the\b)[a-z]+|"

@@ -220,3 +220,13 @@ def test_an_argument_error_reads_the_same_in_every_process() -> None:
     seen = {subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONHASHSEED": str(seed)}, check=True,
                            capture_output=True, text=True).stdout.strip() for seed in range(4)}
     assert seen == {"invalid arguments: data must not contain {'city', 'fare_class', 'new_date', 'new_time', 'tickets'} properties"}
+
+
+def test_a_call_leaves_its_arguments_as_sent() -> None:
+    """Validating fills a tool's defaults into the dict it checks; the caller's arguments stay what was sent (a
+    closing read the default memo back as the user's words: `with the note "transfer"`)."""
+    payee = SIM.databases["banking"][0]["payee_name"]
+    args = {"payee_name": payee, "amount": 25.0}
+    result = SIM.execute("transfer_money", args)
+    assert "error" not in result and result.get("memo") == "transfer"  # the default did reach the call
+    assert args == {"payee_name": payee, "amount": 25.0}
