@@ -253,7 +253,9 @@ def _fake_value(fake: Faker, words: set[str], description: str) -> str:
                "attendee", "doctor", "user", "who", "friend"}:
         return fake.name()
     if words & {"name", "salon", "groomer", "company", "business", "restaurant", "hotel", "store", "shop", "gym"}:
-        return fake.company()
+        # Not Faker's "Norman, Hahn and Newton": in a list it reads as several ("2 groomers: Norman, Hahn and Newton
+        # and Smith Ltd").
+        return next(c for c in iter(fake.company, None) if "," not in c and " and " not in c)
     return fake.word().capitalize()
 
 

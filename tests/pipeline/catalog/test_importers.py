@@ -271,3 +271,11 @@ def test_unreadable_catalog_files(tmp_path: Path) -> None:
     with pytest.raises(CatalogError) as err:
         load_catalog(str(bad))
     assert_one_sentence(err, "not valid JSON")
+
+
+def test_a_synthesized_company_name_reads_as_one_in_a_list():
+    """Faker's "Norman, Hahn and Newton" read as several in "I found 2 groomers: Norman, Hahn and Newton and Smith Ltd"."""
+    from speakrl.pipeline.catalog.importers import synthetic_pool
+
+    names = synthetic_pool("groomer_name", "string", 60)
+    assert len(set(names)) > 30 and not [n for n in names if "," in n or " and " in n]
