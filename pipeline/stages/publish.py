@@ -325,8 +325,18 @@ class Entry:
 _TUPLES: dict[tuple[str, ...], tuple[str, ...]] = {}  # few distinct tuples (acts, tools, types), shared by every entry
 
 
-def entry(d: Dialogue, minhash: validate.MinHasher) -> Entry:
-    # Repeated names and tuples are shared and the goal and MinHash kept as hashes.
+def _entries_of(dialogues: Sequence[Dialogue], num_perm: int) -> list[Entry]:
+    """The dialogues' Entries. The MinHash is of the same text and shingles as the validate stage's dedup: one
+    definition of "near-duplicate"."""
+    if not dialogues:
+        return []
+    values = validate.MinHasher(num_perm).hashvalues([validate.dialogue_text(d) for d in dialogues])
+    return [entry(d, v.tobytes()) for d, v in zip(dialogues, values)]
+
+
+def entry(d: Dialogue, hashvalues: bytes) -> Entry:
+    """`d`'s Entry; `hashvalues`: its MinHash values as uint32 bytes."""
+    # Repeated names and tuples are shared and the goal kept as a hash.
     intern = sys.intern
 
     def shared(values: Iterable[str]) -> tuple[str, ...]:
@@ -339,8 +349,7 @@ def entry(d: Dialogue, minhash: validate.MinHasher) -> Entry:
         domain=intern(d.domain),
         tools_called=shared(c.name for c in d.gold_calls),
         goal_key=validate.hash64(_goal_key(d).encode()),
-        # The same text and shingles as the validate stage's dedup: one definition of "near-duplicate".
-        hashvalues=minhash(validate.dialogue_text(d)).hashvalues.astype(np.uint32).tobytes(),
+        hashvalues=hashvalues,
         ambiguity_types=shared(sorted({a.type for a in d.ambiguities})),
         assistant_turns=sum(m.role == "assistant" for m in d.messages),
         clarifications=sum(lab.act == "clarify" for lab in d.labels),
@@ -538,9 +547,10 @@ def _entries(rows: Sequence[Dialogue | Entry] | Entries, num_perm: int, store: M
     """`rows` as Entries (Dialogues are read into Entries; Entries whose MinHash values are row numbers are in `store`)."""
     if isinstance(rows, Entries):
         return rows
-    minhash = validate.MinHasher(num_perm) if any(isinstance(r, Dialogue) for r in rows) else None
+    dialogues = [r for r in rows if isinstance(r, Dialogue)]
+    made = iter(_entries_of(dialogues, num_perm))
     builder = _EntriesBuilder(num_perm)
-    builder.extend([r if isinstance(r, Entry) else entry(r, minhash) for r in rows])
+    builder.extend([r if isinstance(r, Entry) else next(made) for r in rows])
     return builder.build(store)
 
 
@@ -865,13 +875,12 @@ def encode_part(path: Path, start: int, stop: int, num_perm: int, out: Path | No
     with open(path, "rb") as f:
         f.seek(start)
         data = f.read(stop - start)
-    minhash = validate.MinHasher(num_perm)
     try:
         dialogues = [Dialogue.model_validate_json(line) for line in data.splitlines() if line.strip()]
     except ValueError as e:  # pydantic ValidationError and JSON errors are ValueErrors
         raise PublishError(f"{str(path.parent)!r} holds rows that do not match the data contract "
                            f"({str(e).splitlines()[0]})") from None
-    entries = [entry(d, minhash) for d in dialogues]
+    entries = _entries_of(dialogues, num_perm)
     if out is not None:
         # The MinHash values go to disk beside the rows; each Entry keeps its row number in the part instead.
         out.with_suffix(".minhash").write_bytes(b"".join(e.hashvalues for e in entries))

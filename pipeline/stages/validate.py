@@ -255,6 +255,7 @@ def dialogue_text(row: Dialogue | dict) -> str:
 
 
 def shingles(text: str, n: int = 3) -> set[bytes]:
+    """The word n-grams of `text`; one (maybe empty) for a text of fewer than n words."""
     words = _WORD.findall(text.lower())
     return {" ".join(words[i: i + n]).encode() for i in range(max(1, len(words) - n + 1))}
 
@@ -273,6 +274,26 @@ class MinHasher:
         mh = self.new(num_perm=self.num_perm, seed=1, permutations=self.permutations, scheme=self.scheme)
         mh.update_batch(list(shingles(text)))
         return mh
+
+    def hashvalues(self, texts: Sequence[str]) -> np.ndarray:
+        """The MinHash values of each text, a uint32 row each: `self(text).hashvalues`, computed for all the texts
+        at once (per text, datasketch's numpy work costs more than the hashing)."""
+        from datasketch.hashfunc import sha1_hash32  # datasketch's default hash function, as `self(text)` uses
+
+        groups = [shingles(text) for text in texts]
+        if self.scheme not in ("affine32", "legacy") or not groups:  # a scheme this does not know: one at a time
+            return np.array([self(text).hashvalues for text in texts], dtype=np.uint32).reshape(-1, self.num_perm)
+        sizes = np.fromiter((len(g) for g in groups), dtype=np.int64, count=len(groups))  # >= 1: see `shingles`
+        hashes = np.fromiter((sha1_hash32(s) for g in groups for s in g), dtype=np.uint64, count=int(sizes.sum()))
+        a, b = self.permutations
+        if self.scheme == "affine32":  # MurmurHash3's finalizer, then a * h + b in uint32 (it wraps: mod 2**32)
+            from datasketch.minhash import _fmix
+
+            permuted = _fmix(hashes.astype(np.uint32)[:, None], 32) * a + b
+        else:  # (a * h + b) mod the Mersenne prime 2**61 - 1, kept to 32 bits
+            permuted = ((hashes[:, None] * a + b) % np.uint64((1 << 61) - 1)) & np.uint64((1 << 32) - 1)
+        starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+        return np.minimum.reduceat(permuted, starts, axis=0).astype(np.uint32)
 
 
 class HashIndex:
@@ -418,8 +439,13 @@ def deduplicate(rows: Iterable[Dialogue | dict], dedup: Deduplicator,
         yield row if reason is None else rejection(row, "dedup", reason)
 
 
-def dedup_keys(rows: Iterable[Dialogue | dict], threshold: float, num_perm: int) -> np.ndarray:
-    """Each row's `Deduplicator.keys`, as a (rows, 1 + bands) uint64 array."""
-    dedup = Deduplicator(threshold, num_perm)
-    keys = [dedup.keys(dialogue_text(row)) for row in rows]  # datasketch is imported at the first row, not before it
-    return np.array(keys, dtype=np.uint64).reshape(-1, 1 + len(lsh_bands(threshold, num_perm)))
+def dedup_keys(rows: Iterable[Dialogue | dict], threshold: float, num_perm: int, batch: int = 256) -> np.ndarray:
+    """Each row's `Deduplicator.keys`, as a (rows, 1 + bands) uint64 array. The MinHashes are computed `batch` rows
+    at a time, as the rows arrive (in LLM runs, while later requests are in flight)."""
+    keys: list[list[int]] = []
+    rows, minhash, bands = iter(rows), None, None
+    while texts := [dialogue_text(row) for row in itertools.islice(rows, batch)]:
+        if minhash is None:  # at the first row, not before it: datasketch imports scipy
+            minhash, bands = MinHasher(num_perm), lsh_bands(threshold, num_perm)
+        keys += [[hash64(text.encode()), *band_keys(values, bands)] for text, values in zip(texts, minhash.hashvalues(texts))]
+    return np.array(keys, dtype=np.uint64).reshape(-1, 1 + len(bands or lsh_bands(threshold, num_perm)))

@@ -158,6 +158,19 @@ def test_search_filters_and_caps_results() -> None:
     assert all(r["price_range"] == "moderate" for r in omitted["results"])
 
 
+def test_search_gives_every_matching_row_in_database_order() -> None:
+    # Searches look rows up by their first filter's value: the same rows, in the same order, as a scan of all of them.
+    for domain in CATALOG.domains:
+        rows = SIM.databases[domain.name]
+        for row in rows[:40]:
+            for names in ([], list(domain.attributes)[:1], list(domain.attributes)[:2], list(domain.attributes)[1:3]):
+                filters = {k: row[k].upper() if isinstance(row[k], str) else row[k] for k in names if k in row}
+                scanned = [r for r in rows if all(str(r.get(k, "")).lower() == str(v).lower() for k, v in filters.items())]
+                assert SIM.search(domain, filters) == scanned
+    restaurants = CATALOG.domain("restaurants")
+    assert SIM.search(restaurants, {"city": "Atlantis"}) == [] and SIM.search(restaurants, {"city": None}) == SIM.databases["restaurants"]
+
+
 def test_actions_and_lookups() -> None:
     row = SIM.databases["hotels"][3]
     args = {"hotel_name": row["hotel_name"], "check_in_date": "April 9th", "nights": 3}

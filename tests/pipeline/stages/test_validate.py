@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 
 from speakrl.pipeline.stages import dialogues, scenarios, validate
@@ -205,6 +206,27 @@ def test_dedup_keys_take_the_first_row_before_building_the_minhash(catalog, sim,
     assert events[0] == "first row" and "datasketch" in events
     assert keys.shape == (1, 1 + len(validate.lsh_bands(0.7, 64)))
     assert validate.dedup_keys(iter([]), threshold=0.7, num_perm=64).shape == (0, keys.shape[1])
+
+
+@pytest.mark.parametrize("scheme", ["affine32", "legacy"])
+def test_minhashes_computed_together_are_datasketchs(catalog, sim, scheme):
+    from datasketch import MinHash
+
+    texts = [validate.dialogue_text(_one(catalog, sim, kind, seed)) for kind in ("none", "missing_slot") for seed in range(3)]
+    texts += ["", "one", "two words", "exactly three words"]  # fewer shingles than words, or none
+    minhash = validate.MinHasher(64)
+    minhash.scheme, minhash.permutations = scheme, MinHash(num_perm=64, seed=1, scheme=scheme).permutations
+    together = minhash.hashvalues(texts)
+    assert together.shape == (len(texts), 64) and together.dtype == np.uint32
+    assert [list(row) for row in together] == [list(minhash(text).hashvalues) for text in texts]
+    assert len({row.tobytes() for row in together}) == len(set(texts))  # distinct texts, distinct MinHashes
+
+
+def test_dedup_keys_in_batches_are_each_rows_keys(catalog, sim):
+    rows = [_one(catalog, sim, kind, seed) for kind in ("none", "missing_slot") for seed in range(3)]
+    dedup = validate.Deduplicator(threshold=0.7, num_perm=64)
+    expected = [dedup.keys(validate.dialogue_text(row)) for row in rows]
+    assert validate.dedup_keys(iter(rows), threshold=0.7, num_perm=64, batch=4).tolist() == expected  # 4 + 2 rows
 
 
 def test_rejections_keep_the_row_and_a_readable_reason(catalog, sim, ctx):
