@@ -320,22 +320,29 @@ class Entry:
     n_points: int
     backend: str
     model: str | None
+    chars: int  # its messages and tool specs as JSON text: what a chat template renders, less the template's own
 
 
 _TUPLES: dict[tuple[str, ...], tuple[str, ...]] = {}  # few distinct tuples (acts, tools, types), shared by every entry
 
 
-def _entries_of(dialogues: Sequence[Dialogue], num_perm: int) -> list[Entry]:
-    """The dialogues' Entries. The MinHash is of the same text and shingles as the validate stage's dedup: one
-    definition of "near-duplicate"."""
+def row_chars(row: dict[str, Any]) -> int:
+    """Characters of an encoded `default` row's messages and tool specs (`Entry.chars`)."""
+    return sum(map(len, row["messages"])) + len(row["tools"])
+
+
+def _entries_of(dialogues: Sequence[Dialogue], num_perm: int, rows: Sequence[dict[str, Any]] | None = None) -> list[Entry]:
+    """The dialogues' Entries; `rows`: their `encoded_rows` rows, when made already. The MinHash is of the same text
+    and shingles as the validate stage's dedup: one definition of "near-duplicate"."""
     if not dialogues:
         return []
+    rows = rows if rows is not None else [encoded_rows(d)[0] for d in dialogues]
     values = validate.MinHasher(num_perm).hashvalues([validate.dialogue_text(d) for d in dialogues])
-    return [entry(d, v.tobytes()) for d, v in zip(dialogues, values)]
+    return [entry(d, v.tobytes(), row_chars(row)) for d, v, row in zip(dialogues, values, rows)]
 
 
-def entry(d: Dialogue, hashvalues: bytes) -> Entry:
-    """`d`'s Entry; `hashvalues`: its MinHash values as uint32 bytes."""
+def entry(d: Dialogue, hashvalues: bytes, chars: int) -> Entry:
+    """`d`'s Entry; `hashvalues`: its MinHash values as uint32 bytes; `chars`: its `row_chars`."""
     # Repeated names and tuples are shared and the goal kept as a hash.
     intern = sys.intern
 
@@ -357,6 +364,7 @@ def entry(d: Dialogue, hashvalues: bytes) -> Entry:
         n_points=len(d.labels),
         backend=intern(d.provenance.backend),
         model=intern(d.provenance.model) if d.provenance.model else None,
+        chars=chars,
     )
 
 
@@ -411,7 +419,7 @@ class Entries:
             hashvalues=row if isinstance(self.minhashes, MinHashFile) else self.minhashes[row].tobytes(),
             ambiguity_types=v["ambiguity_types"][c["ambiguity_types"][i]], assistant_turns=int(c["assistant_turns"][i]),
             clarifications=int(c["clarifications"][i]), acts=v["acts"][c["acts"][i]], n_points=int(c["n_points"][i]),
-            backend=v["backend"][c["backend"][i]], model=v["model"][c["model"][i]],
+            backend=v["backend"][c["backend"][i]], model=v["model"][c["model"][i]], chars=int(c["chars"][i]),
         )
 
     def __iter__(self) -> Iterator[Entry]:
@@ -513,7 +521,7 @@ class _EntriesBuilder:
             "goal_key": np.fromiter((e.goal_key for e in entries), dtype=np.uint64, count=n),
             "minhash_row": rows,
             **{name: code(name) for name in Entries.CODED},
-            **{name: count(name) for name in ("assistant_turns", "clarifications", "n_points")},
+            **{name: count(name) for name in ("assistant_turns", "clarifications", "n_points", "chars")},
         })
 
     def build(self, store: MinHashFile | None = None) -> Entries:
@@ -880,18 +888,16 @@ def encode_part(path: Path, start: int, stop: int, num_perm: int, out: Path | No
     except ValueError as e:  # pydantic ValidationError and JSON errors are ValueErrors
         raise PublishError(f"{str(path.parent)!r} holds rows that do not match the data contract "
                            f"({str(e).splitlines()[0]})") from None
-    entries = _entries_of(dialogues, num_perm)
+    encoded = [encoded_rows(d) for d in dialogues]
+    entries = _entries_of(dialogues, num_perm, [row for row, _ in encoded])
     if out is not None:
         # The MinHash values go to disk beside the rows; each Entry keeps its row number in the part instead.
         out.with_suffix(".minhash").write_bytes(b"".join(e.hashvalues for e in entries))
         for i, e in enumerate(entries):
             e.hashvalues = i
         feats = features()
-        default_rows, point_rows = [], []
-        for d in dialogues:
-            row, points = encoded_rows(d)
-            default_rows.append(row)
-            point_rows.extend(points)
+        default_rows = [row for row, _ in encoded]
+        point_rows = [point for _, points in encoded for point in points]
         with pa.OSFile(str(out), "wb") as sink:
             for name, rows in (("default", default_rows), ("decision_points", point_rows)):
                 table = storage_table(rows, feats[name], encoded=True)
@@ -1065,6 +1071,8 @@ def statistics(split: SplitResult, rejected: Rejections | list[Rejection], n_poi
         "acts": _table(acts, sum(acts.values())),
         "rejections": _table(checks, generated),
         "controls": int(n - ambiguous.sum()),
+        "longest_row_chars": int(cols["chars"].max()) if n else 0,
+        "median_row_chars": int(np.median(cols["chars"])) if n else 0,
         # For the figure: what the tables above do not show.
         "acts_by_position": [dict(c) for c in by_position],
         "clarifications_by_kind": {

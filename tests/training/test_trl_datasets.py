@@ -39,18 +39,23 @@ def test_the_cards_trl_snippet_trains_on_every_config_as_loaded(published, tiny_
     assert all(t["function"]["description"] in first for t in json.loads(raw[0]["tools"]))
     assert all(isinstance(x, int) for x in sft_dialogues.train_dataset[0]["labels"])
 
-    # decision_points: prompt-completion, the loss covers the gold turn only. With the tiny tokenizer, which spells the
-    # JSON tool block in many pieces, many rows pass TRL's max_length: their gold turn is cut, and TRL drops those whose
-    # prompt alone fills it, so the rows no longer line up with the dataset's. Look at the first row that fits, and
-    # find its gold turn among the dataset's.
+    # Every row reaches TRL whole (the card's max_length=None): TRL's default 1,024 would cut the tiny tokenizer's
+    # longer rows and drop the decision points whose prompt alone fills it.
     points = datasets.load_dataset(str(published), "decision_points", split="train")
-    example = next(e for e in sft_points.train_dataset if len(e["input_ids"]) < sft_points.args.max_length)
-    assert "completion_mask" in example or -100 in example.get("labels", [])
-    mask = example.get("completion_mask") or [int(x != -100) for x in example["labels"]]
-    learned = tokenizer.decode([t for t, m in zip(example["input_ids"], mask) if m])
-    assert learned.startswith("<think>") and points[0]["prompt"][0]["content"] not in learned  # no prompt, no system
-    golds = [p["gold_call"]["name"] if p["act"] == "tool_call" else p["gold_content"] for p in points]
-    assert any(g and g in learned for g in golds), learned
+    assert len(sft_dialogues.train_dataset) == len(raw) and len(sft_points.train_dataset) == len(points)
+    assert max(len(e["input_ids"]) for e in sft_points.train_dataset) > 1024
+    last = sft_dialogues.train_dataset[len(raw) - 1]
+    final = raw[len(raw) - 1]["messages"][-1]["content"]
+    assert tokenizer.decode(last["input_ids"]).rstrip().endswith(final + "<|im_end|>")
+
+    # decision_points: prompt-completion, the loss covers the gold turn only (no prompt, no system text).
+    for example, point in zip(sft_points.train_dataset.select(range(20)), points):
+        assert "completion_mask" in example or -100 in example.get("labels", [])
+        mask = example.get("completion_mask") or [int(x != -100) for x in example["labels"]]
+        learned = tokenizer.decode([t for t, m in zip(example["input_ids"], mask) if m])
+        gold = point["gold_call"]["name"] if point["act"] == "tool_call" else point["gold_content"]
+        assert learned.startswith("<think>") and point["prompt"][0]["content"] not in learned
+        assert gold in learned, (gold, learned)
 
     # GRPO: every prompt carries its own row's tools, and a step ran with the reward.
     prompts = namespace["prompts"]

@@ -226,6 +226,22 @@ def test_card_metadata_is_complete_and_matches_the_files(built, run):
     assert str(run) not in card.content and "/tmp" not in card.content  # no local path (config.yaml has one)
 
 
+def test_card_gives_the_length_of_the_longest_row(built):
+    """What the card's TRL advice (max_length) rests on: the longest and median row, in characters of its messages
+    and tool specs as published."""
+    import statistics as stat
+
+    import pyarrow.parquet as pq
+
+    lengths = []
+    for path in (built / "data" / "default").glob("*.parquet"):
+        table = pq.read_table(path, columns=["messages", "tools"]).to_pydict()  # the JSON texts, as stored
+        lengths += [sum(map(len, messages)) + len(tools) for messages, tools in zip(table["messages"], table["tools"])]
+    text = DatasetCard.load(built / "README.md").text
+    assert f"{max(lengths):,} characters at most in this\ndataset (median {int(stat.median(lengths)):,}), before" in text
+    assert 'SFTConfig(output_dir="sft-points", max_length=None)' in text
+
+
 def test_figure_is_a_png(built):
     png = (built / "assets" / "distributions.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
