@@ -539,6 +539,9 @@ class LLM:
         self._thread.start()
         self.run_sync(self._setup())
         self._publishes = shared is not None  # a worker publishes its counters; the parent reads them
+        # Held while counters are published, so the stats thread's last snapshot cannot land after the final one
+        self._publish_lock = threading.Lock()
+        self._published_final = False
         if self._publishes:
             threading.Thread(target=self._publish_stats, name="speakrl-llm-stats", daemon=True).start()
 
@@ -586,9 +589,12 @@ class LLM:
         return merged
 
     def _publish_stats(self) -> None:
-        while not self._closed:
-            assert self.shared is not None
-            self.shared.publish(self.index, self.stats.snapshot())
+        assert self.shared is not None
+        while True:
+            with self._publish_lock:
+                if self._published_final:
+                    return
+                self.shared.publish(self.index, self.stats.snapshot())
             time.sleep(0.5)
 
     def _spent(self) -> float:
@@ -636,7 +642,9 @@ class LLM:
         if self._closed:
             return
         if self._publishes:
-            self.shared.publish(self.index, self.stats.snapshot())  # the final counts
+            with self._publish_lock:  # the final counts: after the stats thread's publish in progress, none after them
+                self._published_final = True
+                self.shared.publish(self.index, self.stats.snapshot())
         if self.ledger is not None:
             for (stage, model), u in self.usage.items():  # answers from the cache are free: one line per process
                 if u.cached:

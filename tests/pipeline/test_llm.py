@@ -343,3 +343,28 @@ def test_the_test_server_lists_models_through_the_sdk(make_llm):
             return [m.id for m in page.data]
 
         assert llm.run_sync(names()) == ["alpha", "beta"]
+
+
+def test_a_workers_final_counts_are_the_last_it_publishes(server, monkeypatch):
+    # A worker's stats thread publishes its counters every 0.5 s, and close() publishes the final ones, which the
+    # parent reads once its workers have exited. A snapshot the thread took before the last answer must not land
+    # after them (a flaky `done` count under load).
+    from speakrl.pipeline.llm import SharedLLMState
+
+    shared = SharedLLMState(1)
+    llm = LLM(EndpointConfig(base_url=server.base_url, model="test-model"), None, api_key=FAKE_KEY, shared=shared)
+    taken, snapshot = threading.Event(), llm.stats.snapshot
+
+    def preempted_snapshot():
+        counts = snapshot()
+        if threading.current_thread().name == "speakrl-llm-stats":
+            taken.set()
+            time.sleep(0.3)  # the thread loses the CPU between its snapshot and its publish
+        return counts
+
+    monkeypatch.setattr(llm.stats, "snapshot", preempted_snapshot)
+    assert taken.wait(timeout=5)
+    llm.stats.done = 24  # the last answers arrive while the stale snapshot waits to be published
+    llm.close()
+    time.sleep(0.4)
+    assert shared.totals()["done"] == 24
