@@ -583,6 +583,10 @@ def question_targets(question: str, slots: Iterable[SlotSpec]) -> set[str]:
         if not any(s < end and start < e for s, e, _ in claimed):
             claimed.append((start, end, names))
     claimed.sort(key=lambda c: c[0])
+    # "how many travelers" asks for the travelers: a way of asking right before a phrase that names a slot is that
+    # phrase's ("how many" is also a cue of any *_number slot, such as a trip number)
+    claimed = [c for c, after in zip(claimed, [*claimed[1:], None])
+               if not (after and _WH_CUE.match(text, c[0]) and text[c[1]:after[0]] == " " and not c[2] & after[2])]
     sentences = [m.span() for m in _SENTENCE.finditer(text)]
     sentence_of = [next(((s, e) for s, e in sentences if s <= c[0] < e), (0, len(text))) for c in claimed]
     marks = [_mark(text, sentence_of[i][0], c[0], c[2], claimed[i - 1] if i else None) for i, c in enumerate(claimed)]

@@ -128,6 +128,17 @@ Q_MISSING_BOOKED_WHICH = [
     "Which {labels} do you mean?", "Sure, I can cancel that. Which {labels} was it?", "To find it, which {labels} was it?",
     "One thing first: which {labels}?", "Happy to help. Which {labels} is it?",
 ]
+# Some missing slots name a thing and others do not: "Which property, and what date and time?", not "Which visit
+# time, visit date and property?" ("{rest}": what else is missing, asked with "what" and, for a count, "how many").
+Q_MISSING_MIXED = [
+    "Which {which} do you mean, and {rest}?", "Sure! Which {which} would you like, and {rest}?",
+    "Happy to help. Which {which}, and {rest}?", "One thing first: which {which}, and {rest}?",
+    "Before I do that, which {which} do you want, and {rest}?",
+]
+Q_MISSING_BOOKED_MIXED = [
+    "Which {which} was it, and {rest}?", "Sure, I can cancel that. Which {which} was it, and {rest}?",
+    "To find it, which {which} was it, and {rest}?",
+]
 Q_VAGUE = [
     "When you say \"{vague}\", which {which} exactly do you mean?", "Could you narrow \"{vague}\" down to a specific {label}?",
     "\"{vague}\" is a bit open — what {label} should I use?", "Can you be more specific about the {label} than \"{vague}\"?",
@@ -526,6 +537,8 @@ def mention(rng: random.Random | None, domain: Domain, name: str, value: Any, an
         if fact.startswith("it ") and not fact.startswith(("it is", "it has")):  # a verb
             return "that" + fact[2:]  # "that offers cosmetic services", not "with offers cosmetic services"
         return f"with {said}" if value else f"without {said}"
+    if answer and isinstance(value, str) and names_an_entity(name):  # "Which hotel?": "The Whitmore", not "at The Whitmore"
+        return value
     if slot.mention and normalize(value) == "none":  # not "with none insurance", "with a reminder none"
         return f"{said} set to none"
     if slot.mention:
@@ -539,6 +552,8 @@ def mention(rng: random.Random | None, domain: Domain, name: str, value: Any, an
             template = rng.choice([t for t, needs in MENTION_VARIANTS[template] if _variant_fits(needs, value, name)])
         if isinstance(value, str) and _SAYS_WHEN.match(value):  # "now", "in 15 minutes": not "at now", "at in 15 ..."
             template = _PREPOSITION.sub("", template)
+        if isinstance(value, str) and _PLURAL_END.search(value):  # "for new symptoms", not "for a new symptoms"
+            template = re.sub(r"\ban? (?=\{value\}$)", "", template)
         money_value = isinstance(value, float) and "${value}" in template
         return template.format(value=money(value) if money_value else fmt(value))  # "$8.50", not "$8.5"
     numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
@@ -559,8 +574,8 @@ def mention(rng: random.Random | None, domain: Domain, name: str, value: Any, an
     if rng is None:
         template = mentions[0]
     elif isinstance(value, str) and not value.replace(".", "").isdigit() and not _names_other(name, domain.entity_slot) \
-            and rng.random() < 0.5:
-        template = "{value}"  # a name, address or e-mail says what it is
+            and (answer or not slot.enum) and rng.random() < 0.5:
+        template = "{value}"  # a name, address or e-mail says what it is; an option ("cat") does only when asked for
     else:
         template = rng.choice(mentions)
     return template.format(label=said, value=fmt(value))
@@ -583,6 +598,8 @@ def _names_other(name: str, entity_slot: str | None) -> bool:
     return name.lower().endswith("_name") and name != entity_slot
 
 
+# A value whose last word is a plural ("new symptoms"), which takes no "a"; not "bus", "class" or "status".
+_PLURAL_END = re.compile(r"\b[a-z]+[^sui'\W]s$")
 _INFINITIVE = re.compile(r"^to (?!my\b|the\b|\{)[a-z]+ ")  # "to see {value}", not "to {value}" or "to my {value} playlist"
 _SAYS_WHEN = re.compile(r"^(now|right now|today|tonight|tomorrow|in \d|this |next |later)", re.I)
 _LEADS_A_PHRASE = re.compile(r"^(in|from|at|on|with|for|by|to|called|rated|starting|leaving|arriving|moving|checking) ")
@@ -684,6 +701,9 @@ def vague_phrases(slot: SlotSpec, value: Any, now: datetime | None) -> list[str]
     return [*derived_vague(slot, value, now), *slot.vague_for.get(str(value), []), *generic]
 
 
+_CLAUSE = re.compile(r"the [\w ]+ (is|are) \{value\}$")  # a mention that is a clause: "the reason is {value}"
+
+
 def conflict_phrase(rng: random.Random, domain: Domain, slot: str, goal_value: Any, other: Any) -> str:
     """Two values for one slot; when the template leans to one, the goal value is the one leaned to."""
     template, lean = rng.choice(CONFLICT_JOINS)
@@ -692,8 +712,11 @@ def conflict_phrase(rng: random.Random, domain: Domain, slot: str, goal_value: A
         rng.shuffle(pair)
     elif lean == 1:
         pair.reverse()
-    # options of a slot with no phrasing of its own are said bare ("express — though standard would be better")
+    # options of a slot with no phrasing of its own are said bare ("express — though standard would be better"), and
+    # so is the second of a slot said as a clause ("the reason is other, or actually plans changed")
     a, b = (mention(rng, domain, slot, v) if domain.slot(slot).mention else str(fmt(v)) for v in pair)
+    if _CLAUSE.match(domain.slot(slot).mention or ""):
+        b = str(fmt(pair[1]))
     raw = template.format(a=a, b=b)
     return raw[:1] + tidy(raw)[1:]  # said inside a sentence: "express, ..." stays lower, "Air Canada, ..." upper
 
@@ -710,6 +733,12 @@ _PREPOSITION_LEAD = re.compile(r"(in|on|at|for|with|without|by|from|to|over|arou
 _NOT_IN_MIND = re.compile(_PREPOSITION_LEAD.pattern + r"|[(\d$]|[^ ,]+@")
 # Lead-ins that sum up a list: "Basically at Juniper Heights." or "Here are the details: at 7 pm." says one detail.
 _SUMS_UP = re.compile(r"Basically|Details:|The details are|Here are the details|Here's the info|Here's what I have|My plan")
+# A question's head takes after a comma or dash what qualifies it ("what cars can I rent, at LAX Airport?"), not a bare
+# name ("what cars can I rent, LAX Airport?", "what's a restaurant rated, Sakura Garden?").
+_APPOSED = re.compile(r"\{head\}(,| —) \{details\}\?")
+_MODIFIES = re.compile(_PREPOSITION_LEAD.pattern + r"|(this|next|today|tomorrow|tonight|sometime|ideally|either|"
+                       r"(?!\w*thing\b)[a-z]+ing)\b")
+_AT_A_NAME = re.compile(r"(at|with) [A-Z]")
 _VERB_PHRASE = re.compile(r"(called|named|titled|marked|lasting|done|to (?!my\b|the\b)[a-z]+|"
                           r"(?!(some|any|no|every)thing\b|during\b)[a-z]+ing|the \w+ (is|are))\b")
 
@@ -727,6 +756,8 @@ def fits(template: str, details: str, one: bool = False) -> bool:
     (False, False)
     >>> fits("{head}. I'm thinking {details}.", "a suite"), fits("{head}. Basically {details}.", "at Juniper Heights", one=True)
     (True, False)
+    >>> fits("{head}, {details}?", "LAX Airport"), fits("{head}, {details}?", "at LAX Airport, leaving June 13th")
+    (False, True)
     """
     if _VERB_PHRASE.match(details) and _NOUN_LEAD.search(template):
         return False
@@ -735,6 +766,10 @@ def fits(template: str, details: str, one: bool = False) -> bool:
     if "I'm thinking {details}" in template and _NOT_IN_MIND.match(details):
         return False
     if one and _SUMS_UP.search(template):
+        return False
+    if _APPOSED.search(template) and not _MODIFIES.match(details):
+        return False
+    if "I mean {details}" in template and _AT_A_NAME.match(details):  # "a restaurant? I mean The Copper Pot", no "at"
         return False
     return not (details.startswith("for ") and "For reference, {details}" in template)
 
@@ -845,12 +880,32 @@ def question_missing(rng: random.Random, names: list[str], counts: Iterable[str]
     >>> question_missing(random.Random(1), ["hotel_name"], tool=ToolDef(name="cancel_hotel", description="", kind="action"))
     'Sure, I can cancel that. Which hotel was it?'
     """
-    which = any(names_an_entity(n) for n in names)
+    entities = [n for n in names if names_an_entity(n)]
+    if entities and len(entities) < len(names):
+        templates = Q_MISSING_BOOKED_MIXED if cancels(tool) else Q_MISSING_MIXED
+        which, rest = _which_and_rest(names, entities, counts, "what was the" if cancels(tool) else "what")
+        return tidy(rng.choice(templates).format(which=which, rest=rest), question=True)
     if cancels(tool):
-        templates = Q_MISSING_BOOKED_WHICH if which else Q_MISSING_BOOKED
+        templates = Q_MISSING_BOOKED_WHICH if entities else Q_MISSING_BOOKED
     else:
-        templates = Q_MISSING_WHICH if which else Q_MISSING
-    return tidy(rng.choice(templates).format(labels=missing_labels(names, counts, which)), question=True)
+        templates = Q_MISSING_WHICH if entities else Q_MISSING
+    return tidy(rng.choice(templates).format(labels=missing_labels(names, counts, bool(entities))), question=True)
+
+
+def _which_and_rest(names: list[str], entities: list[str], counts: Iterable[str], what: str) -> tuple[str, str]:
+    """The things asked for with "which", and the rest of the missing slots asked with `what` ("what date") and, for
+    a count, "how many" ("how many tickets"); a label drops a word said before it, as in `missing_labels`.
+
+    >>> _which_and_rest(["tickets", "event_name", "event_date"], ["event_name"], ["tickets"], "what")
+    ('event', 'what date and how many tickets')
+    >>> _which_and_rest(["visit_time", "property_name", "visit_date"], ["property_name"], [], "what")
+    ('property', 'what visit time and visit date')
+    """
+    said = _said_labels(names, counts, {n: which_label(n) if n in entities else label(n) for n in names})
+    counted = {n: s.removeprefix("number of ") for n, s in said if n in counts and s.startswith("number of ")}
+    others = [s for n, s in said if n not in entities and n not in counted]
+    asks = [f"{what} {join(others)}"] * bool(others) + [f"how many {c}" for c in counted.values()]
+    return join([s for n, s in said if n in entities]), join(asks)
 
 
 def cancels(tool: ToolDef | None) -> bool:
@@ -879,7 +934,11 @@ def missing_labels(names: list[str], counts: Iterable[str] = (), which: bool = F
     >>> missing_labels(["recipient_address", "weight_kg", "recipient_name"]), missing_labels(["song_title"], which=True)
     ('recipient, address and weight in kg', 'song')
     """
-    said = {n: which_label(n) if which else label(n) for n in names}
+    return join([s for _, s in _said_labels(names, counts, {n: which_label(n) if which else label(n) for n in names})])
+
+
+def _said_labels(names: list[str], counts: Iterable[str], said: dict[str, str]) -> list[tuple[str, str]]:
+    """(slot, how it is named) for `missing_labels`, a label's head first and dropped from the labels after it."""
     ordered: list[str] = []
     for n in names:  # a label's head first: "recipient, address", never "address ... recipient"
         head = next((m for m in names if said[n].startswith(said[m] + " ")), None)
@@ -888,7 +947,7 @@ def missing_labels(names: list[str], counts: Iterable[str] = (), which: bool = F
         head = next((m for m in ordered if said[n].startswith(said[m] + " ")), None)
         if head:
             said[n] = said[n][len(said[head]) + 1:]
-    return join([f"number of {said[n]}" if n in counts and _count_noun(said[n]) else said[n] for n in ordered])
+    return [(n, f"number of {said[n]}" if n in counts and _count_noun(said[n]) else said[n]) for n in ordered]
 
 
 def which_label(name: str) -> str:
@@ -1189,14 +1248,26 @@ def _contact(facts: dict[str, Any]) -> tuple[dict[str, Any], str]:
 def _read_back(domain: Domain, tool: ToolDef, facts: dict[str, Any], asked: dict[str, Any] | None) -> dict[str, Any]:
     """The facts of a finished action that its closing reads back, given the `asked` arguments. An imported
     catalog's closing, with no hand-written mentions to weave them into a sentence, says what the user asked for,
-    not every column of the entity ("..., the city is Acworth and the species is rabbit"); and no closing quotes a
-    default the user never gave as if it were their words (`with the note "transfer"`)."""
+    not every column of the entity ("..., the city is Acworth and the species is rabbit"); and no closing states a
+    default the user never gave as if it were their words (`with the note "transfer"`, "the reason is plans changed")."""
     if asked is None:
         return facts
     if domain.source != "builtin":
         return {k: v for k, v in facts.items() if k in asked}
-    return {k: v for k, v in facts.items()
-            if k in asked or k not in tool.optional or '"{value}"' not in (domain.slot(k).mention or "")}
+    return {k: v for k, v in facts.items() if k in asked or k not in tool.optional or not _users_own(domain.slot(k))}
+
+
+# Words of a slot whose value is the user's own account (a reason, a note): its default is no fact of the booking.
+_OWN_WORDS = {"reason", "memo", "note", "purpose", "message", "comment"}
+
+
+def _users_own(slot: SlotSpec) -> bool:
+    """Whether a slot holds the user's own words: quoted when said, or a reason or note.
+
+    >>> _users_own(SlotSpec(name="cancel_reason", description="")), _users_own(SlotSpec(name="seating", description=""))
+    (True, False)
+    """
+    return '"{value}"' in (slot.mention or "") or bool(set(slot.name.lower().split("_")) & _OWN_WORDS)
 
 
 def _done(rng: random.Random, tool: ToolDef) -> str:

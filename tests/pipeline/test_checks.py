@@ -218,6 +218,9 @@ def _slots(*names, enums=None):
         # Several slots really asked about are all found.
         ("Which restaurant, and how many people?", ("party_size", "restaurant_name", "city"), None, {"party_size", "restaurant_name"}),
         ("What date and time work for you?", ("date", "time", "city"), None, {"date", "time"}),
+        # "how many" names any *_number slot, but "how many travelers" asks for the travelers, not the trip number
+        ("Which trip, and how many travelers?", ("trip_number", "travelers", "travel_date"), None, {"trip_number", "travelers"}),
+        ("How many travelers?", ("trip_number", "travelers"), None, {"travelers"}),
         ("Anything else?", ("date", "time"), None, set()),
     ],
 )

@@ -240,6 +240,16 @@ def _texts(rows: list[Dialogue], role: str) -> list[str]:
     ("assistant", r"(?i)\bwhich \w+ title\b"),  # "Which event title is it?": "Which event is it?"
     ("assistant", r'\bnote "transfer"'),  # the default memo read back as if the user had given it
     ("user", r"(?i)(^|[.!?] )(\w+,? )?so\b(?! bear)[^.?!]*[.?!] So\b"),  # "So show me my payees. So, my family member."
+    # a name asked for with "which" beside what is asked with "what": not "Which visit time, visit date and property?"
+    ("assistant", r"(?i)\bwhich (?![^?]*\b(what|how many)\b)[^?]*(,| and) [^?]*\b(date|time|number of|nights|kg|address|amount)\b"),
+    ("user", r"(?i)\bhow (do|can) I call\b"),  # "how do I call a restaurant?": a user wants its number
+    ("user", r"\bdone as an?\b|\b[Aa] new symptoms\b"),  # "done as a video call", "for a new symptoms"
+    # a bare name after a question's head: "what cars can I rent, LAX Airport?"
+    ("user", r"(?i)(?:^|[.!:] )(?:what|what's|which|when|where|who|how|is|are|can|could|would|will|any|do|does)\b[^.?!,—]*"
+             r"(?:,| —) (?!(?:in|on|at|for|with|without|by|from|to|over|around|out of|somewhere|this|next|today|tomorrow|"
+             r"tonight|sometime|ideally|either)\b|(?!\w*thing\b)[a-z]+ing\b)[^?]*\?"),
+    ("user", r"\b(Let's say|Say|I mean) (at|with) [A-Z]"),  # "Let's say at Koi Pond." answers "Which restaurant?"
+    ("user", r"\bthe reason is\b[^.?!]*\bthe reason is\b"),  # "the reason is other, or actually the reason is ..."
 ])
 def test_no_wart_in_generated_text(accepted, role, pattern):
     found = [t for t in _texts(accepted, role) if re.search(pattern, t)]
@@ -419,3 +429,71 @@ def test_a_pet_is_not_named_alone():
     groomers = {mention(random.Random(seed), grooming, "groomer_name", "Wall Group") for seed in range(50)}
     assert "Amanda" not in pets and all("Amanda" in p for p in pets), pets
     assert "Wall Group" in groomers
+
+
+def test_catalog_requests_and_mentions_read_as_a_user_says_them(catalog):
+    """A user after a restaurant's number asks for it ("can I get the phone number of a restaurant"), not "how do I
+    call a restaurant?"; a visit is "a video call" or "as a video call", not "done as a video call"."""
+    phrasings = [p for d in catalog.domains for t in d.tools for p in t.phrasings]
+    said = [m for d in catalog.domains for s in d.slots for m in [s.mention or "", *s.mentions]]
+    assert not [p for p in phrasings if re.search(r"\bhow (do|can) I call\b", p)]
+    assert not [m for m in said if m.startswith("done ")]
+
+
+def test_a_plural_value_takes_no_article():
+    """ "for new symptoms", "as a video call": a mention's "a" goes before a value in the singular only."""
+    import random
+
+    from speakrl.pipeline.stages.phrasing import mention
+
+    medical = load_catalog("builtin").domain("medical")
+    said = {mention(random.Random(seed), medical, "reason", value) for seed in range(30)
+            for value in ("new symptoms", "second opinion")}
+    assert "for new symptoms" in said and "for a second opinion" in said, said
+    assert not [s for s in said if re.search(r"\ba new symptoms\b", s)], said
+
+
+def test_a_named_thing_is_answered_by_its_name():
+    """ "Which hotel should I use?" is answered "The Whitmore." (or "Let's say The Whitmore."), not "Let's say at The
+    Whitmore."; an opening may still say "at The Whitmore"."""
+    import random
+
+    from speakrl.pipeline.stages.phrasing import mention
+
+    hotels = load_catalog("builtin").domain("hotels")
+    answers = {mention(random.Random(seed), hotels, "hotel_name", "The Whitmore", answer=True) for seed in range(30)}
+    opening = {mention(random.Random(seed), hotels, "hotel_name", "The Whitmore") for seed in range(30)}
+    assert answers == {"The Whitmore"} and "at The Whitmore" in opening, (answers, opening)
+
+
+def test_an_option_is_said_bare_only_when_asked_for():
+    """ "I mean in Davis, cat.": an option of an imported slot says what it is for in a list ("cat as the species"),
+    and is said bare only in a reply to a question about it ("Oh, cat.")."""
+    import random
+
+    from speakrl.pipeline.stages.phrasing import mention
+
+    grooming = load_catalog(str(DATA / "unseen_tools.json")).domain("pet_grooming")
+    listed = {mention(random.Random(seed), grooming, "species", "cat") for seed in range(50)}
+    answers = {mention(random.Random(seed), grooming, "species", "cat", answer=True) for seed in range(50)}
+    assert "cat" not in listed and all("cat" in s for s in listed), listed
+    assert "cat" in answers
+
+
+def test_a_default_reason_is_not_read_back_and_a_clause_is_said_once():
+    """A cancelled ride's closing gives a reason only when the user gave one ("the reason is plans changed" is the
+    default, not theirs); two reasons are "the reason is other, or actually plans changed", not the clause twice."""
+    import random
+
+    from speakrl.pipeline.stages import phrasing
+
+    rides = load_catalog("builtin").domain("ride_sharing")
+    tool = rides.tool("cancel_ride")
+    result = {"status": "confirmed", "confirmation_id": "CAN-1", "ride_id": "RIDE-9046", "cancel_reason": "plans changed"}
+    said = phrasing.final_answer(random.Random(0), rides, tool, result, asked={"ride_id": "RIDE-9046"})
+    assert "RIDE-9046" in said and "reason" not in said, said
+    given = {"ride_id": "RIDE-9046", "cancel_reason": "plans changed"}
+    assert "plans changed" in phrasing.final_answer(random.Random(0), rides, tool, result, asked=given)
+    conflicts = {phrasing.conflict_phrase(random.Random(seed), rides, "cancel_reason", "plans changed", "other")
+                 for seed in range(30)}
+    assert all(c.count("the reason is") == 1 and "plans changed" in c and "other" in c for c in conflicts), conflicts

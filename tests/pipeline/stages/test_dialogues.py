@@ -1,4 +1,5 @@
 import json
+import re
 
 from speakrl.pipeline.stages import dialogues, scenarios, validate
 from speakrl.schemas import RunConfig
@@ -218,9 +219,46 @@ def test_a_missing_name_is_asked_for_as_which_one(catalog):
     entities = {s.name for d in catalog.domains for s in d.slots if phrasing.names_an_entity(s.name)}
     assert {"doctor_name", "hotel_name"} <= entities
     for name in entities:
-        for seed in range(len(phrasing.Q_MISSING_WHICH) * 3):
+        for seed in range(len(phrasing.Q_MISSING_MIXED) * 3):
             question = phrasing.question_missing(random.Random(seed), [name, "date"])
-            assert f"which {phrasing.label(name)} and date" in question.lower(), question
+            assert re.search(rf"which {phrasing.label(name)}\b.*, and what date\?", question.lower()), question
+
+
+def test_a_name_asked_with_other_slots_is_asked_as_which_and_the_rest_as_what():
+    """ "Which property, and what visit date and visit time?" / "Which trip, and what travel date and how many
+    travelers?", never "Which visit time, visit date and property?"; and `question_targets` (the validator's, the
+    rewards' and the user simulator's reader) reads each such question as exactly the slots it asks, against all the
+    domain's slots, for every tool and every set of missing slots it can have (built-in and imported catalogs)."""
+    import itertools
+    import random
+    from pathlib import Path
+
+    from speakrl.pipeline.catalog import load_catalog
+    from speakrl.pipeline.catalog.specs import catalog_specs
+    from speakrl.pipeline.checks import question_targets
+    from speakrl.pipeline.stages import phrasing
+    from speakrl.training.data import slots_of
+
+    listed = re.compile(r"(?i)\bwhich (?![^?]*\b(what|how many)\b)[^?]*(,| and) ")
+    asked = 0
+    for source in ("builtin", str(Path(__file__).resolve().parents[2] / "data/unseen_tools.json")):
+        catalog = load_catalog(source)
+        specs = catalog_specs(catalog)
+        for domain in catalog.domains:
+            slots = slots_of(specs[domain.name])
+            for tool in domain.tools:
+                for k in (2, 3):
+                    for names in map(list, itertools.permutations(tool.required, k)):
+                        entities = [n for n in names if phrasing.names_an_entity(n)]
+                        if not entities or len(entities) == len(names):
+                            continue
+                        counts = [n for n in names if domain.slot(n).type in ("integer", "number")]
+                        for seed in range(8):
+                            question = phrasing.question_missing(random.Random(seed), names, counts, tool)
+                            assert not listed.search(question), question
+                            assert question_targets(question, slots) == set(names), (question, names)
+                            asked += 1
+    assert asked > 300
 
 
 def test_a_new_events_title_is_asked_for_as_its_new_title(catalog):
