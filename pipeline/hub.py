@@ -19,7 +19,7 @@ from pathlib import Path
 from speakrl.pipeline import secrets
 from speakrl.pipeline.errors import PublishError
 from speakrl.pipeline.io import remove_stale
-from speakrl.pipeline.stages.publish import PublishOptions, build_dataset_dir
+from speakrl.pipeline.stages.publish import PublishOptions, build_dataset_dir, require_run
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +93,16 @@ def _hub_error(e: BaseException, repo_id: str, endpoint: str) -> PublishError:
     return PublishError(f"pushing to {repo_id} failed: {name}: {str(e).splitlines()[0] if str(e) else ''}".rstrip(": "))
 
 
+def hub_token(token: str | None = None) -> str:
+    """The token to push with: `token`, else $HF_TOKEN or the saved login (`hf auth login`)."""
+    from huggingface_hub.utils import get_token
+
+    token = token or get_token()
+    if not token:
+        raise PublishError("no Hugging Face token found; set HF_TOKEN or run `hf auth login`")
+    return token
+
+
 def push(
     run_dir: Path | str,
     repo_id: str,
@@ -105,12 +115,10 @@ def push(
 ) -> PushResult:
     """Build the dataset of `run_dir` and push it to dataset repo `repo_id` in one commit."""
     from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
-    from huggingface_hub.utils import get_token
 
     check_repo_id(repo_id)
-    token = token or get_token()
-    if not token:
-        raise PublishError("no Hugging Face token found; set HF_TOKEN or run `hf auth login`")
+    require_run(Path(run_dir))  # before the token: a mistyped path is the first thing to fix
+    token = hub_token(token)
     secrets.register(token)  # never in a file or a log line, whatever echoes it
     endpoint = _endpoint()
     options = options or PublishOptions()

@@ -34,7 +34,7 @@ def publish(
                                        "sgd_decision_points configs (SGD's splits, CC BY-SA 4.0)."),
 ) -> None:
     """Split, write parquet and the dataset card; push them to the Hugging Face Hub and/or a local directory."""
-    from speakrl.pipeline.stages.publish import PublishOptions, build_dataset_dir
+    from speakrl.pipeline.stages.publish import PublishOptions, build_dataset_dir, require_run
 
     if not repo_id and not to_dir:
         raise PublishError("nothing to do: pass --repo-id OWNER/NAME to push to the Hub, or --to-dir DIR to write locally")
@@ -53,10 +53,12 @@ def publish(
             sgd_run=sgd,
         )
 
-    if repo_id:
-        from speakrl.pipeline.hub import check_repo_id
+    require_run(run_dir)
+    if repo_id:  # before any work, so a typo or a missing login fails at once, not after a local build
+        from speakrl.pipeline.hub import check_repo_id, hub_token
 
-        check_repo_id(repo_id)  # before any work, so a typo fails at once
+        check_repo_id(repo_id)
+        hub_token()
     if to_dir:
         if not to_dir.exists() or {p.name for p in to_dir.iterdir()} <= {"README.md", "data", "assets"}:
             # New, or only what a build writes: swap a whole new build in, so a killed build changes nothing.

@@ -938,6 +938,14 @@ def _encoded(pool: Any, jobs: list[tuple], window: int) -> Iterator[list[Entry]]
         yield pending.popleft().result()
 
 
+def require_run(run_dir: Path) -> None:
+    """Raise the error that says why `run_dir` is not a finished run's directory, if it is not."""
+    if not run_dir.is_dir():
+        raise RunDirError(f"run directory {str(run_dir)!r} does not exist")
+    if not (run_dir / "accepted.jsonl").is_file():
+        raise PublishError(f"{str(run_dir)!r} has no accepted.jsonl; run `speakrl run` first")
+
+
 def read_run(run_dir: Path, num_perm: int = 64, parts: Path | None = None, pool: Any = None) -> RunData:
     """Entries of the accepted rows, the rejected rows, config, manifest and stats of a run directory. With `parts`
     (a directory), the accepted rows are also encoded there as Arrow tables, one file per piece of accepted.jsonl;
@@ -945,11 +953,8 @@ def read_run(run_dir: Path, num_perm: int = 64, parts: Path | None = None, pool:
     import yaml
 
     run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise RunDirError(f"run directory {str(run_dir)!r} does not exist")
+    require_run(run_dir)
     accepted_path = run_dir / "accepted.jsonl"
-    if not accepted_path.is_file():
-        raise PublishError(f"{str(run_dir)!r} has no accepted.jsonl; run `speakrl run` first")
     pieces = _pieces(accepted_path, PART_BYTES)
     outs = [None if parts is None else parts / f"part-{i:06d}.arrow" for i in range(len(pieces))]
     jobs = [(accepted_path, start, stop, num_perm, out) for (start, stop), out in zip(pieces, outs)]

@@ -9,7 +9,7 @@ import datasets
 import pytest
 from huggingface_hub import DatasetCard
 
-from speakrl.pipeline.errors import PublishError
+from speakrl.pipeline.errors import PublishError, RunDirError
 from speakrl.pipeline.hub import check_repo_id, push
 from speakrl.pipeline.stages.publish import PublishOptions, build_dataset_dir
 from speakrl_testing.hub_server import HubServer, hub_environment
@@ -176,6 +176,20 @@ def test_missing_token(hub, run, repo_id, tmp_path):
         with pytest.raises(PublishError, match="no Hugging Face token"):
             push(run, repo_id)
     assert ("dataset", repo_id) not in hub.repos
+
+
+def test_a_missing_run_directory_is_reported_before_a_missing_token(hub, repo_id, tmp_path):
+    with hub_environment(hub, tmp_path, token=None):
+        with pytest.raises(RunDirError, match="does not exist"):
+            push(tmp_path / "no-such-run", repo_id)
+
+
+def test_publish_without_a_token_fails_before_building_anything(hub, run, repo_id, tmp_path, monkeypatch, capsys):
+    # --to-dir and --repo-id together: the local build would take minutes on a large run before the push found
+    # there is no login.
+    with hub_environment(hub, tmp_path, token=None):
+        assert run_cli(monkeypatch, "publish", str(run), "--to-dir", str(tmp_path / "out"), "--repo-id", repo_id) == 2
+    assert "no Hugging Face token" in capsys.readouterr().err and not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize("bad", ["SpeakER", "a/b/c", "me/", "me/bad name", "me/x..y", "-me/x", ""])
