@@ -723,9 +723,10 @@ def conflict_phrase(rng: random.Random, domain: Domain, slot: str, goal_value: A
 
 # Lead-ins that take a noun phrase ("It's 4 people", "Make it a suite"), not a verb phrase or a clause ("Basically
 # called Interview with Casey", "Make it checking in on May 2nd", "It's to see Dr. Rao", "I'd also like it the reason
-# is plans changed"); and "For reference," is not followed by "for".
+# is plans changed", "For context, titled Budget kickoff"); and "For reference," is not followed by "for".
 _NOUN_LEAD = re.compile(r"\b(It's|it's|Basically|I'm thinking|Make it|make it|It should be|That's|This is|Specifically|"
-                        r"It'd be|Definitely|That would be|Let's say|The details are|I'd also like it) \{details\}")
+                        r"It'd be|Definitely|That would be|Let's say|The details are|I'd also like it|For reference,|"
+                        r"For context,) \{details\}")
 # "I'd also like it" takes how it should be ("in kelvin", "for 4 people"), not a thing ("I'd also like it the 15th",
 # "I'd also like it 5 seats"); "I'm thinking" takes a thing the user has in mind ("I'm thinking a suite"), not where
 # or when a fact is ("I'm thinking on the toaster", "I'm thinking from Boston") nor a number, a code or an e-mail.
@@ -757,6 +758,8 @@ def fits(template: str, details: str, one: bool = False) -> bool:
     >>> fits("{head}. I'm thinking {details}.", "a suite"), fits("{head}. Basically {details}.", "at Juniper Heights", one=True)
     (True, False)
     >>> fits("{head}, {details}?", "LAX Airport"), fits("{head}, {details}?", "at LAX Airport, leaving June 13th")
+    (False, True)
+    >>> fits("{head}? For context, {details}.", "titled Budget kickoff"), fits("{head}. For reference, {details}.", "Dr. Rao")
     (False, True)
     """
     if _VERB_PHRASE.match(details) and _NOUN_LEAD.search(template):

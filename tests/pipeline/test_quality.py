@@ -227,6 +227,8 @@ def _texts(rows: list[Dialogue], role: str) -> list[str]:
     ("assistant", r"\b\d+ rooms?, an? [\w -]*\b(room|suite)\b"),  # "1 room, a deluxe room": "1 deluxe room"
     ("user", r"\b(Basically|I'm thinking|Make it|It's|That would be) (called|named|titled)\b"),  # "Basically called X"
     ("user", r"\bFor reference, for\b"),
+    # a verb phrase after a lead-in for a fact: "For context, titled Budget kickoff", "For reference, to see Dr. Dahl"
+    ("user", r"\bFor (reference|context), (to [a-z]+|called|named|titled|marked|lasting|(?!\w*thing\b)[a-z]+ing)\b"),
     ("user", r"\bJust (at|in|on|to|with|by|from|called) "),  # "Just at Luna Trattoria." answers "Which restaurant?"
     ("user", r"\bmy friend says(?![,.!?])"),  # "or economy, my friend says and the DL 1478 flight"
     ("user", r"\bthe [\w -]+ being\b"),  # a form's wording: "the book title being Dear Megan", "Also, the service being bath"
