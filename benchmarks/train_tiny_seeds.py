@@ -15,15 +15,14 @@ import json
 import statistics
 from pathlib import Path
 
-from speakrl.training.evaluate import f1_interval, f1_score
+from speakrl.training.evaluate import clarify_counts, f1_interval, f1_score
 
 SHOWN = ("clarify_f1", "p_ask_auc", "task_completion", "avg_turns", "forced_call_right_tool", "forced_call_argument_f1")
 
 
 def pooled_f1(dialogues: list) -> float:
     """Clarify F1 over every turn of `dialogues` (each a list of (needed, asked) pairs)."""
-    turns = [turn for dialogue in dialogues for turn in dialogue]
-    return f1_score(sum(n and a for n, a in turns), sum(a and not n for n, a in turns), sum(n and not a for n, a in turns))
+    return f1_score(*clarify_counts([turn for dialogue in dialogues for turn in dialogue]))
 
 
 def main() -> None:

@@ -283,14 +283,11 @@ def f1_interval(dialogues: Sequence[Sequence[tuple[bool, bool]]], baseline: Sequ
     if not any(needed for turns in dialogues for needed, _ in turns):
         return None
 
-    def counts(turns: Sequence[tuple[bool, bool]]) -> tuple[int, int, int]:
-        return sum(n and a for n, a in turns), sum(a and not n for n, a in turns), sum(n and not a for n, a in turns)
-
     def f1(c: list[tuple[int, int, int]], picks: list[int]) -> float:
         return f1_score(*(sum(c[i][j] for i in picks) for j in range(3)))
 
-    ours = [counts(t) for t in dialogues]
-    theirs = [counts(t) for t in baseline] if baseline is not None else None
+    ours = [clarify_counts(t) for t in dialogues]
+    theirs = [clarify_counts(t) for t in baseline] if baseline is not None else None
     rng, scores = random.Random(seed), []
     for _ in range(resamples):
         picks = rng.choices(range(len(ours)), k=len(ours))
@@ -301,6 +298,15 @@ def f1_interval(dialogues: Sequence[Sequence[tuple[bool, bool]]], baseline: Sequ
 
 def _ratio(a: float, b: float) -> float | None:
     return round(a / b, 4) if b else None
+
+
+def clarify_counts(turns: Sequence[tuple[bool, bool]]) -> tuple[int, int, int]:
+    """True positives, false positives and false negatives of asking, over (needed, asked) turns.
+
+    >>> clarify_counts([(True, True), (False, True), (True, False), (False, False)])
+    (1, 1, 1)
+    """
+    return sum(n and a for n, a in turns), sum(a and not n for n, a in turns), sum(n and not a for n, a in turns)
 
 
 def f1_score(tp: int, fp: int, fn: int) -> float:

@@ -404,10 +404,13 @@ def _verb_and_thing(tool: ToolDef) -> tuple[str, str]:
 
 
 def _plural_thing(thing: str) -> str:
-    """ "songs", but "music" and "cars available", not "musics" and "cars availables"."""
-    if thing.endswith("bus"):
-        return thing + "es"
-    return thing if _MASS_OR_PLURAL.search(thing) or re.match(r"\w*[^su]s ", thing) else thing + "s"
+    """ "songs", but "music" and "cars available", not "musics" and "cars availables".
+
+    >>> _plural_thing("song"), _plural_thing("music"), _plural_thing("cars available"), _plural_thing("pharmacy")
+    ('songs', 'music', 'cars available', 'pharmacies')
+    """
+    unchanged = _MASS_OR_PLURAL.search(thing) or re.match(r"\w*[^su]s ", thing)
+    return plural(thing) if thing.endswith("bus") or not unchanged else thing
 
 
 _OWN = ("location", "balance", "account")

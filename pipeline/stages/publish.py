@@ -336,7 +336,7 @@ def _entries_of(dialogues: Sequence[Dialogue], num_perm: int, rows: Sequence[dic
     and shingles as the validate stage's dedup: one definition of "near-duplicate"."""
     if not dialogues:
         return []
-    rows = rows if rows is not None else [encoded_rows(d)[0] for d in dialogues]
+    rows = rows if rows is not None else [encoded_row(d) for d in dialogues]
     values = validate.MinHasher(num_perm).hashvalues([validate.dialogue_text(d) for d in dialogues])
     return [entry(d, v.tobytes(), row_chars(row)) for d, v, row in zip(dialogues, values, rows)]
 
@@ -888,9 +888,9 @@ def encode_part(path: Path, start: int, stop: int, num_perm: int, out: Path | No
     except ValueError as e:  # pydantic ValidationError and JSON errors are ValueErrors
         raise PublishError(f"{str(path.parent)!r} holds rows that do not match the data contract "
                            f"({str(e).splitlines()[0]})") from None
-    encoded = [encoded_rows(d) for d in dialogues]
-    entries = _entries_of(dialogues, num_perm, [row for row, _ in encoded])
-    if out is not None:
+    encoded = [encoded_rows(d) for d in dialogues] if out is not None else None  # rows only when they are written
+    entries = _entries_of(dialogues, num_perm, [row for row, _ in encoded] if encoded is not None else None)
+    if encoded is not None:
         # The MinHash values go to disk beside the rows; each Entry keeps its row number in the part instead.
         out.with_suffix(".minhash").write_bytes(b"".join(e.hashvalues for e in entries))
         for i, e in enumerate(entries):
@@ -1298,13 +1298,19 @@ def storage_table(rows: list[dict[str, Any]], feats: Any, encoded: bool = False)
     return pa.Table.from_pylist(rows, schema=storage_schema(feats.arrow_schema))
 
 
+def encoded_row(d: Dialogue) -> dict[str, Any]:
+    """`dialogue_row(d)` with each message already the JSON text `storage_table(..., encoded=True)` takes."""
+    row = dialogue_row(d)
+    row["messages"] = [_json(m) for m in row["messages"]]
+    return row
+
+
 def encoded_rows(d: Dialogue) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """`dialogue_row(d)` and the `decision_point_row` of each of its decision points, with each message already the
     JSON text `storage_table(..., encoded=True)` takes. A decision point's prompt is the dialogue's messages before
     its turn: each message is encoded once, not once per later turn."""
-    row = dialogue_row(d)
-    texts = [_json(m) for m in row["messages"]]
-    row["messages"] = texts
+    row = encoded_row(d)
+    texts = row["messages"]
     points = []
     for p, label in zip(decision_points(d), d.labels):
         point = decision_point_row(p, row["tools"], messages=False)
