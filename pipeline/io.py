@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import ctypes
 import gc
-import json
 import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
+import orjson
 from pydantic import BaseModel
 
 from speakrl.pipeline.secrets import scrub_bytes
@@ -111,10 +111,21 @@ def append_line(path: Path, line: str) -> None:
         os.close(fd)
 
 
+def json_text(value: Any) -> str:
+    """`value` as compact JSON text, non-ASCII kept: the text of `json.dumps(value, ensure_ascii=False,
+    separators=(",", ":"))` by orjson, ~7x faster (every build encodes its rows and their messages so). Only a float
+    below 1e-4 is spelled differently, as the same value ("1e-7", not "1e-07").
+
+    >>> json_text({"city": "Zürich", "n": 2, "ok": [True, None]})
+    '{"city":"Zürich","n":2,"ok":[true,null]}'
+    """
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
 def dump_row(row: BaseModel | dict) -> str:
     if isinstance(row, BaseModel):
         return row.model_dump_json(exclude_none=False)
-    return json.dumps(row, ensure_ascii=False, separators=(",", ":"))
+    return json_text(row)
 
 
 def write_jsonl(path: Path, rows: Iterable[BaseModel | dict]) -> int:
@@ -129,7 +140,7 @@ def read_jsonl(path: Path, model: type[M] | None = None) -> Iterator[M | dict]:
     with open(path, encoding="utf-8") as f:
         for line in f:
             if line.strip():
-                yield model.model_validate_json(line) if model else json.loads(line)
+                yield model.model_validate_json(line) if model else orjson.loads(line)
 
 
 def read_shards(directory: Path, model: type[M] | None = None, pattern: str = "shard-*.jsonl") -> Iterator[M | dict]:

@@ -33,6 +33,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import orjson
 import yaml
 
 from speakrl.pipeline import secrets
@@ -555,12 +556,12 @@ def finalize(ctx: RunContext) -> dict[str, Any]:
                         path = ctx.path(stage_dir, k, "rejected")
                         if path.exists():
                             for line in path.read_text(encoding="utf-8").splitlines(keepends=True):
-                                rejected_counts[json.loads(line)["check"]] += 1
+                                rejected_counts[orjson.loads(line)["check"]] += 1
                                 rej.write(line)
                     # Rows stay JSON here: they were validated when written, and re-parsing them costs more than the dedup.
                     # An accepted row is copied as the line it was read from, not serialized again.
                     lines = ctx.path("validated", k).read_text(encoding="utf-8").splitlines(keepends=True)
-                    rows = (json.loads(line) for line in lines)
+                    rows = (orjson.loads(line) for line in lines)
                     keys = _shard_keys(ctx, k, "".join(lines).encode("utf-8"), len(lines))
                     for line, out in zip(lines, validate_stage.deduplicate(rows, dedup, keys)):  # one output per row, in order
                         if isinstance(out, Rejection):

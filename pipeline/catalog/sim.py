@@ -314,7 +314,7 @@ class Simulator:
 
     def _project(self, domain: Domain, tool: ToolDef, args: dict[str, Any], row: dict[str, Any]) -> dict[str, Any]:
         """The tool's result slots: from the entity row, else the arguments, else a value derived from the arguments."""
-        rng = random.Random(stable_seed(tool.name, sorted((k, str(v)) for k, v in args.items()), row.get(domain.entity_slot or "")))
+        rng = None  # made at the first derived value: most results need none, and seeding costs more than the rest
         out: dict[str, Any] = {}
         for name in tool.result_slots or tool.slots:
             if args.get(name) is not None:  # a result agrees with what was asked for
@@ -324,6 +324,8 @@ class Simulator:
             else:
                 pool = _pool_given(domain.slot(name), ChainMap(out, args, row))
                 if pool:
+                    rng = rng or random.Random(stable_seed(tool.name, sorted((k, str(v)) for k, v in args.items()),
+                                                           row.get(domain.entity_slot or "")))
                     out[name] = coerce(domain.slot(name), rng.choice(pool))
         return out
 

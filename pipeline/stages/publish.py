@@ -54,7 +54,7 @@ import numpy as np
 
 from speakrl.pipeline.decision_points import DecisionPoint, decision_points
 from speakrl.pipeline.errors import PublishError, RunDirError
-from speakrl.pipeline.io import atomic_write_text, read_jsonl, release_freed_memory
+from speakrl.pipeline.io import atomic_write_text, json_text, read_jsonl, release_freed_memory
 from speakrl.pipeline.stages import validate
 from speakrl.schemas.dialogue import Dialogue, Message, Rejection
 
@@ -185,10 +185,6 @@ def features() -> dict[str, Any]:
             **{name: {"default": default, "decision_points": points}[like] for name, like in SGD_CONFIGS.items()}}
 
 
-def _json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-
-
 def chat_message(message: Message | dict[str, Any]) -> dict[str, Any]:
     """A contract message in the shape chat templates expect: unused fields left out (templates test
     `'tool_calls' in message` or take `length` of it), tool-call arguments a JSON object (templates `tojson` or
@@ -227,19 +223,19 @@ def dialogue_row(d: Dialogue) -> dict[str, Any]:
         "id": d.id,
         "scenario_id": d.scenario_id,
         "domain": d.domain,
-        "tools": _json(dump["tools"]),
+        "tools": json_text(dump["tools"]),
         "messages": [chat_message(m) for m in dump["messages"]],
         "turn_labels": dump["labels"],
         "gold_calls": dump["gold_calls"],
-        "goal": _json(d.goal),
+        "goal": json_text(d.goal),
         "ambiguities": dump["ambiguities"],
         "ambiguity_types": sorted({a.type for a in d.ambiguities}),
         "needs_clarification": d.needs_clarification,
         "outcome": d.outcome,
         "num_assistant_turns": sum(m.role == "assistant" for m in d.messages),
         "num_clarifications": sum(label.act == "clarify" for label in d.labels),
-        "provenance": {**dump["provenance"], "versions": _json(d.provenance.versions), "usage": _json(d.provenance.usage)},
-        "aliases": _json(d.aliases),
+        "provenance": {**dump["provenance"], "versions": json_text(d.provenance.versions), "usage": json_text(d.provenance.usage)},
+        "aliases": json_text(d.aliases),
         "informs": dump["informs"],
     }
 
@@ -276,9 +272,9 @@ def decision_point_row(p: DecisionPoint, tools_json: str | None = None, messages
         **dump,
         **({"prompt": [chat_message(m) for m in dump["prompt"]],
             "completion": [chat_message(m) for m in dump["completion"]]} if messages else {}),
-        "tools": tools_json if tools_json is not None else _json(dump["tools"]),
-        "goal": _json(p.goal),
-        "defaults": _json(p.defaults),
+        "tools": tools_json if tools_json is not None else json_text(dump["tools"]),
+        "goal": json_text(p.goal),
+        "defaults": json_text(p.defaults),
     }
 
 
@@ -291,7 +287,7 @@ def rejection_row(r: Rejection) -> dict[str, Any]:
         "check": r.check,
         "reason": r.reason,
         "domain": domain,
-        "row": None if r.row is None else _json(r.row),
+        "row": None if r.row is None else json_text(r.row),
         "raw": r.raw,
     }
 
@@ -568,7 +564,7 @@ def _scenario_key(scenario_id: str) -> int:
 
 def _goal_key(d: Dialogue) -> str:
     tool = d.gold_calls[-1].name if d.gold_calls else ""
-    return _json([d.domain, tool, sorted(d.goal.items(), key=lambda kv: kv[0])])
+    return json_text([d.domain, tool, sorted(d.goal.items(), key=lambda kv: kv[0])])
 
 
 def _pairs_sharing_a_band(entries: Entries, bands: list[slice]) -> list[tuple[int, int]]:
@@ -1294,14 +1290,14 @@ def storage_table(rows: list[dict[str, Any]], feats: Any, encoded: bool = False)
     if any(isinstance(f, Json) for f in feats.values()):
         raise PublishError("storage_table encodes Json features only as lists of messages")  # a programming error
     if not encoded:
-        rows = [{**row, **{k: [_json(m) for m in row[k]] for k in json_lists}} for row in rows]
+        rows = [{**row, **{k: [json_text(m) for m in row[k]] for k in json_lists}} for row in rows]
     return pa.Table.from_pylist(rows, schema=storage_schema(feats.arrow_schema))
 
 
 def encoded_row(d: Dialogue) -> dict[str, Any]:
     """`dialogue_row(d)` with each message already the JSON text `storage_table(..., encoded=True)` takes."""
     row = dialogue_row(d)
-    row["messages"] = [_json(m) for m in row["messages"]]
+    row["messages"] = [json_text(m) for m in row["messages"]]
     return row
 
 
