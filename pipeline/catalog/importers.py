@@ -109,9 +109,13 @@ _MENTIONS: list[tuple[tuple[str, ...], str]] = [
 # Plausible-sounding options no tool offers: for "invalid value" ambiguities on any enum slot.
 _INVALID = ["platinum plus", "ultra deluxe", "experimental tier", "members-only special"]
 # Plausible mistakes for enum slots, by what the slot holds (first match wins): an option of the same kind that a
-# user might expect but the tool does not offer. Slots matching none get the generic tiers above.
+# user might expect but the tool does not offer. Slots matching none get the generic tiers above. A key "a+b" needs
+# both words in the slot's name.
 _INVALID_BY_KIND: list[tuple[tuple[str, ...], list[str]]] = [
     (("species", "pet", "animal"), ["hamster", "parrot", "iguana", "goldfish"]),
+    # a kind of class one attends ("class_type": yoga, spin), not a class of travel
+    (("class+type", "class+kind", "class+style", "lesson", "course", "workshop"),
+     ["private lesson", "drop-in workshop", "kids' session"]),
     (("class", "cabin", "tier", "plan", "level", "seat", "seating", "package"), ["first class", "VIP", "premium plus"]),
     (("format", "media", "edition"), ["vinyl", "DVD", "microfilm"]),
     (("speed", "delivery", "shipping"), ["same-day", "drone delivery", "two-hour"]),
@@ -127,8 +131,13 @@ def _words(name: str) -> list[str]:
 
 
 def _matching(name: str, table: list[tuple[tuple[str, ...], Any]]) -> Any:
+    """The value of the first row of `table` with a key among the words of `name` ("a+b": both words).
+
+    >>> _matching("class_type", _INVALID_BY_KIND)[0], _matching("seating_class", _INVALID_BY_KIND)[0]
+    ('private lesson', 'first class')
+    """
     words = set(_words(name))
-    return next((value for keys, value in table if words & set(keys)), None)
+    return next((value for keys, value in table if any(set(k.split("+")) <= words for k in keys)), None)
 
 
 def snake(name: str) -> str:

@@ -169,7 +169,7 @@ A_OPEN = ["{details}.", "Sure — {details}.", "Oh right, {details}.", "{details
 A_FORGOT = ["Ah, I forgot: {details}.", "Oops, {details}.", "Sorry, I should have said: {details}.", "My bad, {details}."]
 A_VALUE = ["{value}.", "{value}, please.", "Let's go with {value}.", "{value} works.", "Hmm, {value}.",
            "I'll take {value}.", "{value}, I think.", "Go with {value}.", "{value} sounds right.", "Pick {value}.",
-           "{value} is perfect.", "Make that {value}.", "Definitely {value}.", "Um, {value}.", "{value}, thanks.",
+           "{value} is perfect.", "Make it {value}.", "Definitely {value}.", "Um, {value}.", "{value}, thanks.",
            "Oh, {value}.", "That'd be {value}.", "{value} would be great.", "Use {value}.", "Just {value}.",
            "I'd say {value}.", "Let's do {value}.", "{value}, if that's okay.", "Put {value}."]
 # Replies by what was asked: picking one of the offered options, pointing at a search result, narrowing a vague phrase.
@@ -532,10 +532,14 @@ def described_requests(tool: ToolDef) -> list[str]:
     return [t.format(act=f"{verb} {obj}") for t in DERIVED_ACTION if "for me" not in t][:4]
 
 
-def request(rng: random.Random, tool: ToolDef) -> str:
+def request(rng: random.Random, tool: ToolDef, named: bool = False) -> str:
     """How the user asks for the tool: the catalog's own phrasings, else heads derived from its name and from its
-    description's verb and object (never the description pasted)."""
-    return rng.choice(tool.phrasings or [*derived_requests(tool), *described_requests(tool)])
+    description's verb and object (never the description pasted). A user who `named` the place does not ask for a
+    table "somewhere"."""
+    heads = tool.phrasings or [*derived_requests(tool), *described_requests(tool)]
+    if named:
+        heads = [h for h in heads if "somewhere" not in h] or heads
+    return rng.choice(heads)
 
 
 _MONEY_WORDS = {"amount", "price", "fare", "cost", "total", "fee", "balance", "budget", "rent", "payment"}
@@ -577,6 +581,8 @@ def mention(rng: random.Random | None, domain: Domain, name: str, value: Any, an
             template = rng.choice([t for t, needs in MENTION_VARIANTS[template] if _variant_fits(needs, value, name)])
         if isinstance(value, str) and _SAYS_WHEN.match(value):  # "now", "in 15 minutes": not "at now", "at in 15 ..."
             template = _PREPOSITION.sub("", template)
+        if isinstance(value, str) and _STREET_ADDRESS.match(value) and template.endswith("in {value}"):
+            template = "at {value}"  # a street address: "at 559 Brooks Pass", not "in" or "somewhere in" it
         if isinstance(value, str) and _PLURAL_END.search(value):  # "for new symptoms", not "for a new symptoms"
             template = re.sub(r"\ban? (?=\{value\}$)", "", template)
         money_value = isinstance(value, float) and "${value}" in template
@@ -626,6 +632,7 @@ def _names_other(name: str, entity_slot: str | None) -> bool:
 # A value whose last word is a plural ("new symptoms"), which takes no "a"; not "bus", "class" or "status".
 _PLURAL_END = re.compile(r"\b[a-z]+[^sui'\W]s$")
 _INFINITIVE = re.compile(r"^to (?!my\b|the\b|\{)[a-z]+ ")  # "to see {value}", not "to {value}" or "to my {value} playlist"
+_STREET_ADDRESS = re.compile(r"^\d+[A-Za-z]? [A-Z]")  # "559 Brooks Pass", "12B Elm Street"; not "15 minutes", "2 people"
 _SAYS_WHEN = re.compile(r"^(now|right now|today|tonight|tomorrow|in \d|this |next |later)", re.I)
 _LEADS_A_PHRASE = re.compile(r"^(in|from|at|on|with|for|by|to|called|rated|starting|leaving|arriving|moving|checking) ")
 
@@ -758,7 +765,7 @@ _NOUN_LEAD = re.compile(r"\b(It's|it's|Basically|I'm thinking|Make it|make it|It
 _PREPOSITION_LEAD = re.compile(r"(in|on|at|for|with|without|by|from|to|over|around|out of|somewhere)\b")
 _NOT_IN_MIND = re.compile(_PREPOSITION_LEAD.pattern + r"|[(\d$]|[^ ,]+@")
 # Lead-ins that sum up a list: "Basically at Juniper Heights." or "Here are the details: at 7 pm." says one detail.
-_SUMS_UP = re.compile(r"Basically|Details:|The details are|Here are the details|Here's the info|Here's what I have|My plan")
+_SUMS_UP = re.compile(r"Basically|[Dd]etails:|The details are|Here are the details|Here's the info|Here's what I have|My plan")
 # A question's head takes after a comma or dash what qualifies it ("what cars can I rent, at LAX Airport?"), not a bare
 # name ("what cars can I rent, LAX Airport?", "what's a restaurant rated, Sakura Garden?").
 _APPOSED = re.compile(r"\{head\}(,| —) \{details\}\?")
@@ -821,7 +828,7 @@ def opening(rng: random.Random, domain: Domain, tool: ToolDef, stated: dict[str,
         elif amb.type == "conflicting_constraints":
             details.append(amb.detail)
     rng.shuffle(details)
-    head = request(rng, tool)
+    head = request(rng, tool, named=domain.entity_slot in stated)
     asks = bool(_QUESTION_HEAD.match(head))
     if not details:
         return rng.choice(LEADS) + rng.choice(BARE_QUESTIONS if asks else BARE).format(head=head)
@@ -1060,11 +1067,14 @@ def user_answer(rng: random.Random, domain: Domain, answers: dict[str, Any], vol
     """The user's reply to a question of `kind` about the slots in `answers`: the bare value or a fragment ("For 4
     nights."), in the words that fit what was asked ("Oh, then coach." after the options)."""
     single = next(iter(answers.items())) if len(answers) == 1 else None
+    # The one slot asked about, said without a label of its own ("Full groom.", not "Full groom as the service."):
+    # only a slot's own way of saying it adds anything ("For 4 nights.")
+    bare = single is not None and not isinstance(single[1], bool) and not domain.slot(single[0]).mention
     if single and not isinstance(single[1], bool) and rng.random() < 0.6:
         if kind in A_BY_KIND and rng.random() < 0.7:
             text = rng.choice(A_BY_KIND[kind]).format(value=_said_alone(domain, *single))
         elif rng.random() < 0.3:  # a fragment: "For 4 nights.", "On Sunday."
-            said = mention(rng, domain, *single, answer=True)
+            said = _said_alone(domain, *single) if bare else mention(rng, domain, *single, answer=True)
             fragments = ["{m}.", "{m}, please.", "Oh, {m}.", "{m}, thanks.", "Just {m}."]
             text = rng.choice(_just_counts(fragments, said)).format(m=said)
         else:
@@ -1072,7 +1082,9 @@ def user_answer(rng: random.Random, domain: Domain, answers: dict[str, Any], vol
             text = rng.choice(_just_counts(A_VALUE, said)).format(value=said)
     else:
         opens = A_OPEN + A_FORGOT if kind == "missing_slot" else A_OPEN
-        said = join(mentions(rng, domain, answers, answer=True))
+        said = _said_alone(domain, *single) if bare else join(mentions(rng, domain, answers, answer=True))
+        if volunteered:  # not "Business. That's all. Also, for 5."
+            opens = [t for t in opens if "That's all" not in t]
         text = choose(rng, opens, said).format(details=said)
     if volunteered:
         said = join(mentions(rng, domain, volunteered))

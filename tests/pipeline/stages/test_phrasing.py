@@ -29,3 +29,55 @@ CASES = [
 @pytest.mark.parametrize("text, expected", CASES)
 def test_tidy(text, expected):
     assert tidy(text) == expected
+
+
+# --- what users say -----------------------------------------------------------------------------------------------
+
+import random  # noqa: E402
+
+from speakrl.pipeline.catalog import load_catalog  # noqa: E402
+from speakrl.pipeline.stages import phrasing  # noqa: E402
+from speakrl.schemas.catalog import Domain, SlotSpec, ToolDef  # noqa: E402
+
+SHARING = Domain(
+    name="messaging", description="Share things with contacts",
+    slots=[SlotSpec(name="location", description="Where", mention="in {value}", values=["559 Brooks Pass", "Denver"]),
+           SlotSpec(name="contact_name", description="Who", values=["Mary Smith"]),
+           SlotSpec(name="service", description="Service", enum=["bath", "full groom"])],
+    tools=[ToolDef(name="share_location", description="Share my location", kind="action",
+                   required=["location", "contact_name", "service"])],
+)
+
+
+def test_a_street_address_is_said_at_it():
+    said = {phrasing.mention(random.Random(seed), SHARING, "location", "559 Brooks Pass") for seed in range(50)}
+    assert said == {"at 559 Brooks Pass"}
+    assert "in Denver" in {phrasing.mention(random.Random(seed), SHARING, "location", "Denver") for seed in range(50)}
+
+
+def test_the_one_slot_asked_about_is_answered_without_its_label():
+    for seed in range(200):
+        reply = phrasing.user_answer(random.Random(seed), SHARING, {"service": "full groom"}, {})
+        assert "as the service" not in reply and "for the service" not in reply and "with service" not in reply, reply
+    labelled = {phrasing.user_answer(random.Random(seed), SHARING, {"service": "bath", "contact_name": "Mary Smith"}, {})
+                for seed in range(200)}
+    assert any("the service" in r or "with service" in r for r in labelled)  # two slots: each says which it fills
+
+
+def test_a_reply_that_adds_a_detail_does_not_first_say_that_is_all():
+    for seed in range(300):
+        reply = phrasing.user_answer(random.Random(seed), SHARING, {"contact_name": "Mary Smith", "service": "bath"},
+                                     {"location": "Denver"})
+        assert "That's all" not in reply, reply
+
+
+def test_a_named_place_is_not_asked_for_somewhere():
+    restaurants = load_catalog("builtin").domain("restaurants")
+    reserve = restaurants.tool("reserve_table")
+    assert any("somewhere" in h for h in reserve.phrasings)
+    assert not any("somewhere" in phrasing.request(random.Random(seed), reserve, named=True) for seed in range(100))
+
+
+def test_one_detail_is_not_the_details():
+    assert not phrasing.fits("{head}? The details: {details}.", "at The Oakmont", one=True)
+    assert phrasing.fits("{head}? The details: {details}.", "at The Oakmont and for 2 people")
