@@ -177,13 +177,13 @@ def parse_date(value: Any, now: datetime | None) -> date | None:
     True
     """
     text = str(value).strip().lower()
-    m = re.fullmatch(r"(\d{4})-(\d{2})-(\d{2})", text)
+    m = _ISO_DAY.fullmatch(text)
     if m:
         try:
             return date(int(m.group(1)), int(m.group(2)), int(m.group(3)))
         except ValueError:
             return None
-    m = re.search(r"\b(" + "|".join(_MONTHS) + r")\s+(\d{1,2})(?:st|nd|rd|th)?(?:,?\s+(\d{4}))?", text)
+    m = _MONTH_DAY.search(text)
     if not m:
         return _relative_day(text, now.date()) if now else None
     month, day = _MONTHS.index(m.group(1)) + 1, int(m.group(2))
@@ -198,6 +198,11 @@ def parse_date(value: Any, now: datetime | None) -> date | None:
 
 
 _WEEKDAYS = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
+# Compiled once: `re`'s own cache holds 512 patterns, and the question checks compile more, so a pattern passed as a
+# string was compiled again and again in a long run.
+_ISO_DAY = re.compile(r"(\d{4})-(\d{2})-(\d{2})")
+_MONTH_DAY = re.compile(r"\b(" + "|".join(_MONTHS) + r")\s+(\d{1,2})(?:st|nd|rd|th)?(?:,?\s+(\d{4}))?")
+_THIS_WEEKDAY = re.compile(r"(?:this )?(" + "|".join(_WEEKDAYS) + ")")
 
 
 def _relative_day(text: str, today: date) -> date | None:
@@ -206,7 +211,7 @@ def _relative_day(text: str, today: date) -> date | None:
         return today
     if text == "tomorrow":
         return today + timedelta(days=1)
-    m = re.fullmatch(r"(?:this )?(" + "|".join(_WEEKDAYS) + ")", text)
+    m = _THIS_WEEKDAY.fullmatch(text)
     if not m:
         return None
     return today + timedelta(days=(_WEEKDAYS.index(m.group(1)) - today.weekday()) % 7)
