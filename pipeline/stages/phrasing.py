@@ -96,6 +96,12 @@ DERIVED_ACTION = ["I'd like to {act}", "can you {act} for me", "I need to {act}"
                   "I'd love to {act}", "can I {act} through you"]
 NOUN_REQUESTS = ["I need {obj}", "I'd like {obj}", "can I get {obj}", "I want {obj}", "I'm after {obj}",
                  "I'm hoping to get {obj}", "could you set me up with {obj}", "I'd love {obj}"]
+# A head that says what happened rather than asks ("I can't make my flight", "that event isn't happening anymore"):
+# it takes no "please" or "if possible", nor the words of a plan ("My plan:", "I'm thinking"); "we won't make it,
+# cancel the booking" asks, after its comma.
+_STATEMENT_HEAD = re.compile(r"^(I can't|I don't|I won't|I'm not|[Ww]e can't|[Ww]e won't|that \w+ isn't)\b[^,]*$")
+_ASKING = re.compile(r"please|if possible|if you don't mind|if you can|if that works|when you get a chance|"
+                     r"Can we do that|My plan|I'm thinking|It should be|What I need|Make it")
 _QUESTION_HEAD = re.compile(r"^(what|what's|which|when|where|who|how|is|are|am|can|could|would|will|any|anything|do|does)\b", re.I)
 _MASS_OR_PLURAL = re.compile(r"((?<!s)s|tickets|information|info|status|money|music|location|weather|balance|wifi|wi-fi|"
                              r"internet|parking|breakfast|media)$")
@@ -814,6 +820,18 @@ def choose(rng: random.Random, templates: Sequence[str], details: str, one: bool
     return rng.choice([t for t in templates if fits(t, details, one)] or templates)
 
 
+def _told(templates: list[str], head: str) -> list[str]:
+    """The `templates` that fit `head`: after a statement, none that asks or plans ("I can't make my flight, please",
+    "I'm not flying after all. My plan: on flight UA 1549").
+
+    >>> _told(["{head}.", "{head}, please."], "I can't make my flight"), _told(["{head}, please."], "book me a table")
+    (['{head}.'], ['{head}, please.'])
+    """
+    if _STATEMENT_HEAD.match(head):
+        return [t for t in templates if not _ASKING.search(t)] or templates
+    return templates
+
+
 def opening(rng: random.Random, domain: Domain, tool: ToolDef, stated: dict[str, Any], ambiguities: list[Ambiguity],
             search_args: dict[str, Any], goal: dict[str, Any] | None = None) -> str:
     """The user's first message: a request head, the stated values, and whatever stands in for the ambiguous ones
@@ -831,7 +849,7 @@ def opening(rng: random.Random, domain: Domain, tool: ToolDef, stated: dict[str,
     head = request(rng, tool, named=domain.entity_slot in stated)
     asks = bool(_QUESTION_HEAD.match(head))
     if not details:
-        return rng.choice(LEADS) + rng.choice(BARE_QUESTIONS if asks else BARE).format(head=head)
+        return rng.choice(LEADS) + rng.choice(BARE_QUESTIONS if asks else _told(BARE, head)).format(head=head)
     if len(details) >= 3 and rng.random() < 0.25:  # the rest in a second sentence: "..., for 4 people. Oh, and at 7 pm."
         cut = rng.randint(1, len(details) - 1)
         said = link(rng, details[cut:])
@@ -841,12 +859,12 @@ def opening(rng: random.Random, domain: Domain, tool: ToolDef, stated: dict[str,
         rest = ""
     if rng.random() < 0.15:  # the details first, with no lead-in: "On March 3rd, for 4 people: I need a table."
         said = link(rng, details)
-        templates = DETAILS_FIRST_QUESTIONS if asks else DETAILS_FIRST
+        templates = DETAILS_FIRST_QUESTIONS if asks else _told(DETAILS_FIRST, head)
         text = choose(rng, templates, said, len(details) == 1).format(head=head, details=said)
         return text + (" " + rest if rest else "")
     else:
         said = link(rng, details)
-        templates = QUESTION_JOINS if asks else DETAIL_JOINS
+        templates = QUESTION_JOINS if asks else _told(DETAIL_JOINS, head)
         text = choose(rng, templates, said, len(details) == 1).format(head=head, details=said)
     leads = [lead for lead in LEADS if ":" not in lead] if ":" in text else LEADS  # not "Quick one: ...: ..."
     if re.search(r"\bSo\b", text):  # not "So show me my payees. So, my family member."

@@ -81,3 +81,19 @@ def test_a_named_place_is_not_asked_for_somewhere():
 def test_one_detail_is_not_the_details():
     assert not phrasing.fits("{head}? The details: {details}.", "at The Oakmont", one=True)
     assert phrasing.fits("{head}? The details: {details}.", "at The Oakmont and for 2 people")
+
+
+def test_a_statement_of_what_happened_is_not_followed_by_please_or_a_plan():
+    """"I can't make my flight, please." and "I'm not flying after all. My plan: ..." do not read."""
+    flights = load_catalog("builtin").domain("flights")
+    cancel = flights.tool("cancel_flight_booking")
+    statements = [h for h in cancel.phrasings if phrasing._STATEMENT_HEAD.match(h)]
+    assert statements  # "I can't make my flight", "I'm not flying after all"
+    seen = 0
+    for seed in range(300):
+        for stated in ({}, {"flight_number": "UA 1549"}, {"flight_number": "UA 1549", "departure_date": "May 9th"}):
+            text = phrasing.opening(random.Random(seed), flights, cancel, stated, [], {})
+            if any(h in text for h in statements):
+                seen += 1
+                assert not phrasing._ASKING.search(text), text
+    assert seen > 50
