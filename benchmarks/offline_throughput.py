@@ -62,22 +62,19 @@ print(json.dumps({"wall": wall, "accepted": stats["accepted"], "rejected": stats
 
 SERIALIZE = r"""
 import itertools, json, sys, time
-import pyarrow as pa, pyarrow.parquet as pq
+import pyarrow.parquet as pq
 from datasets import Features
 from speakrl.pipeline.io import read_jsonl
 from speakrl.pipeline.stages import publish
 from speakrl.schemas import Dialogue
 feats = Features(publish.features()["default"])
 schema = feats.arrow_schema
-# As the dataset build writes them: `Json` columns (lists of messages) as JSON text, cast to the extension type.
-json_lists = [k for k, f in feats.items() if getattr(f, "feature", None).__class__.__name__ == "Json"]
 # In pieces of 10,000 rows, timing only the serialization: a 1M-row run does not fit in memory as Dialogue objects.
 rows, writer, seconds, n = read_jsonl(sys.argv[1], Dialogue), None, 0.0, 0
 while chunk := list(itertools.islice(rows, 10_000)):
     t = time.perf_counter()
-    dumped = [publish.dialogue_row(d) for d in chunk]
-    dumped = [{**r, **{k: [json.dumps(m, ensure_ascii=False) for m in r[k]] for k in json_lists}} for r in dumped]
-    table = pa.Table.from_pylist(dumped, schema=publish.storage_schema(schema)).cast(schema)
+    # As the dataset build writes them (`storage_table`): `Json` columns as JSON text, cast to the extension type.
+    table = publish.storage_table([publish.dialogue_row(d) for d in chunk], feats).cast(schema)
     writer = writer or pq.ParquetWriter(sys.argv[2], table.schema)
     writer.write_table(table)
     seconds += time.perf_counter() - t

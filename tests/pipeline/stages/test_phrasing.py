@@ -1,10 +1,16 @@
-"""tidy: each fix applies where its pattern matches (the substring guards in front of them must not hide one)."""
+"""tidy: each fix applies where its pattern matches (the substring guards in front of them must not hide one); and
+what users say reads as people say it."""
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
+from speakrl.pipeline.catalog import load_catalog
+from speakrl.pipeline.stages import phrasing
 from speakrl.pipeline.stages.phrasing import tidy
+from speakrl.schemas.catalog import Domain, SlotSpec, ToolDef
 
 CASES = [
     ("I booked a 8-hour shift", "I booked an 8-hour shift"),
@@ -32,12 +38,6 @@ def test_tidy(text, expected):
 
 
 # --- what users say -----------------------------------------------------------------------------------------------
-
-import random  # noqa: E402
-
-from speakrl.pipeline.catalog import load_catalog  # noqa: E402
-from speakrl.pipeline.stages import phrasing  # noqa: E402
-from speakrl.schemas.catalog import Domain, SlotSpec, ToolDef  # noqa: E402
 
 SHARING = Domain(
     name="messaging", description="Share things with contacts",
