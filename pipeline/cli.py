@@ -92,6 +92,7 @@ def _run_opened(stage: str, cfg: Any, ctx: Any, uses_llm: bool) -> None:
     with Progress(*_progress_columns(), console=console, transient=False) as bar:
         tasks: dict[str, int] = {}
         stop = threading.Event()
+        stats_thread = None
         if llm is not None:  # live LLM counters, refreshed while a shard's requests are in flight
             llm_task = bar.add_task("llm", total=None)
 
@@ -103,16 +104,28 @@ def _run_opened(stage: str, cfg: Any, ctx: Any, uses_llm: bool) -> None:
                         f"llm done {s['done']} failed {s['failed']} cached {s['cached']} in flight {s['in_flight']} "
                         f"| {s['requests_per_minute']} req/min {s['tokens_per_minute']} tok/min | cost {cost}"))
 
-            threading.Thread(target=show_llm_stats, daemon=True).start()
+            stats_thread = threading.Thread(target=show_llm_stats, daemon=True)
+            stats_thread.start()
 
         def progress(name: str, rows: int) -> None:
             if name not in tasks:
                 tasks[name] = bar.add_task(name, total=cfg.n)
             bar.advance(tasks[name], rows)
 
+        def before_build() -> None:
+            # The rows are final: stop this process's other threads (the LLM client's, the live counters, the
+            # display's refresh), so the dataset build forks its workers instead of spawning them (runner.generate).
+            stop.set()
+            if stats_thread is not None:
+                stats_thread.join()
+            if llm is not None:
+                llm.close()
+            bar.stop()
+            console.print("dataset: building the Hub layout (parquet, decision points, card) ...")
+
         try:
             if stage == "run":
-                run_dir = runner.generate(cfg, progress, llm, ctx)
+                run_dir = runner.generate(cfg, progress, llm, ctx, before_build)
             else:
                 runner.run_shards(ctx, stage, progress, llm)
                 if stage == "validate":

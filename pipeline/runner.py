@@ -633,8 +633,14 @@ class Tally:
         return stats
 
 
-def generate(cfg: RunConfig, progress: Progress | None = None, llm: Any = None, ctx: RunContext | None = None) -> Path:
-    """Run every stage (resuming whatever is already done) and return the run directory."""
+def generate(cfg: RunConfig, progress: Progress | None = None, llm: Any = None, ctx: RunContext | None = None,
+             before_build: Callable[[], None] | None = None) -> Path:
+    """Run every stage (resuming whatever is already done) and return the run directory.
+
+    `before_build` is called once the rows are final, before the dataset build: the build forks its worker
+    processes only if this process runs no other thread (a fork could deadlock on a lock one holds), and spawns
+    them otherwise, each importing datasets and pyarrow again (~2 s of CPU each). A caller with a progress display or
+    an LLM client stops them there."""
     opened = ctx is None
     ctx = ctx or open_run(cfg)
     try:
@@ -652,6 +658,8 @@ def generate(cfg: RunConfig, progress: Progress | None = None, llm: Any = None, 
         release_freed_memory()  # finalize's dedup index: ~150 MB at a million rows, kept by the allocator otherwise
         t2 = time.perf_counter()
         if stats["accepted"]:
+            if before_build is not None:
+                before_build()
             build_local_dataset(ctx)
         t3 = time.perf_counter()
         manifest = read_manifest(ctx)

@@ -1,4 +1,5 @@
-"""Bad input: one clear sentence on stderr, exit code 2, no traceback, nothing that looks complete."""
+"""`speakrl run` and the stage commands: bad input ends in one clear sentence on stderr, exit code 2, no traceback,
+nothing that looks complete; the dataset build forks its workers."""
 
 import json
 import os
@@ -104,3 +105,39 @@ def test_unwritable_output_dir(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
     assert_clean_error(speakrl("run", "--n", "5", "--out", str(blocker / "run"), cwd=tmp_path), "cannot write")
+
+
+# --- the dataset build forks its workers -----------------------------------------------------------------------
+
+BUILD_PROBE = """
+import sys
+from speakrl.pipeline.stages import publish
+from speakrl.cli import main
+publish.PART_BYTES = 8_000  # a worker pool even for a small run
+real = publish._pool
+def pool(workers):
+    made = real(workers)
+    print("start method:", made._mp_context.get_start_method(), file=sys.stderr)
+    return made
+publish._pool = pool
+main()
+"""
+
+
+@pytest.mark.parametrize("backend", ["offline", "openai"])
+def test_the_dataset_build_forks_its_workers(tmp_path, backend):
+    """The build forks its worker processes only when no other thread runs (a fork could deadlock on a lock one
+    holds), and spawns them otherwise, each importing datasets and pyarrow again (~2 s of CPU): `speakrl run` stops
+    its progress display, its live LLM counters and its LLM client first."""
+    from speakrl_testing.openai_server import spawn_server
+
+    args = ["run", "--n", "40", "--seed", "3", "--out", str(tmp_path / "run")]
+    with spawn_server(replay=True) as base_url:
+        if backend == "openai":
+            args += ["--backend", "openai", "--mode", "paraphrase", "--model", "local-test", "--base-url", base_url,
+                     "--workers", "1"]
+        proc = subprocess.run([sys.executable, "-c", BUILD_PROBE, *args], cwd=tmp_path, capture_output=True, text=True,
+                              timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "start method: fork" in proc.stderr, proc.stderr
+    assert (tmp_path / "run" / "dataset" / "README.md").is_file()
