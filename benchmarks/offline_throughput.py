@@ -1,6 +1,6 @@
 """Offline backend, end to end: accepted dialogues per second, peak RSS, and cost relative to parquet serialization.
 
-Each (size, repeat) runs `speakrl run` logic in a fresh process so peak RSS is that run's alone. The serialization
+Each (size, repeat) runs the `speakrl run` command in a fresh process so peak RSS is that run's alone. The serialization
 baseline writes the same accepted dialogues to parquet (the published row encoding) and nothing else. Reported too:
 the manifest's stage seconds (generate, finalize, dataset), the main process's peak RSS at the end of each, how
 busy the cores were, and the same command re-run on the finished run (its wall time and how many files it rewrote).
@@ -24,7 +24,6 @@ from pathlib import Path
 CHILD = r"""
 import json, resource, sys, time
 from speakrl.pipeline import runner
-from speakrl.schemas import RunConfig
 n, out, workers = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
 peaks = {}  # the main process's peak RSS at the end of each stage (a running maximum: a stage's own peak shows as a rise)
 busy = {}  # CPU of the main process and of the children reaped during each stage, over the stage's wall time
@@ -46,10 +45,18 @@ def measured(stage, step):
 runner.run_shards = measured("generate", runner.run_shards)
 runner.finalize = measured("finalize", runner.finalize)
 runner.build_local_dataset = measured("dataset", runner.build_local_dataset)
-generate = runner.generate
+# The command as a user runs it (its progress display and summary included), in this process so its stages are timed.
+from pathlib import Path
+from speakrl.cli import main
+sys.argv = ["speakrl", "run", "--n", str(n), "--seed", "0", "--out", out, "--workers", str(workers)]
 t = time.perf_counter()
-run_dir = generate(RunConfig(n=n, seed=0, out=out, workers=workers))
+try:
+    main()
+except SystemExit as e:
+    if e.code:
+        raise
 wall = time.perf_counter() - t
+run_dir = Path(out)
 stats = json.loads((run_dir / "stats.json").read_text())
 stages = {k: v["seconds"] for k, v in json.loads((run_dir / "manifest.json").read_text())["stages"].items()}
 me, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
