@@ -495,6 +495,10 @@ def run_shards(ctx: RunContext, stage: str, progress: Progress | None = None, ll
         per_job = max(1, min(LLM_SHARDS_PER_JOB, -(-ctx.cfg.n // ctx.cfg.shard_size) // workers))
     jobs = iter(lambda: list(itertools.islice(todo, per_job)), [])
     pool_args: dict[str, Any] = {"initializer": _init_worker, "initargs": (ctx.cfg,)}
+    if llm is None and stage == "validate":
+        # Validation's MinHash needs datasketch (it imports scipy, ~0.6 s of CPU): imported once here, the forked
+        # workers inherit it instead of each importing it, and finalize and the dataset build find it loaded.
+        importlib.import_module("datasketch")
     if llm is not None:
         pool_args = {"initializer": _init_worker, "initargs": (ctx.cfg, llm.share(workers)), "mp_context": llm_workers_context()}
     with ProcessPoolExecutor(max_workers=workers, **pool_args) as pool:
