@@ -97,14 +97,17 @@ def _run_opened(stage: str, cfg: Any, ctx: Any, uses_llm: bool) -> None:
             llm_task = bar.add_task("llm", total=None)
 
             def show_llm_stats() -> None:
-                while not stop.wait(1.0):
-                    s = llm.snapshot()  # this process's and its worker processes' counters
-                    cost = "n/a" if s["cost"] is None else f"${s['cost']:.4f}"
-                    bar.update(llm_task, description=(
-                        f"llm done {s['done']} failed {s['failed']} cached {s['cached']} in flight {s['in_flight']} "
-                        f"| {s['requests_per_minute']} req/min {s['tokens_per_minute']} tok/min | cost {cost}"))
+                s = llm.snapshot()  # this process's and its worker processes' counters
+                cost = "n/a" if s["cost"] is None else f"${s['cost']:.4f}"
+                bar.update(llm_task, description=(
+                    f"llm done {s['done']} failed {s['failed']} cached {s['cached']} in flight {s['in_flight']} "
+                    f"| {s['requests_per_minute']} req/min {s['tokens_per_minute']} tok/min | cost {cost}"))
 
-            stats_thread = threading.Thread(target=show_llm_stats, daemon=True)
+            def keep_showing_llm_stats() -> None:
+                while not stop.wait(1.0):
+                    show_llm_stats()
+
+            stats_thread = threading.Thread(target=keep_showing_llm_stats, daemon=True)
             stats_thread.start()
 
         def progress(name: str, rows: int) -> None:
@@ -119,6 +122,7 @@ def _run_opened(stage: str, cfg: Any, ctx: Any, uses_llm: bool) -> None:
             if stats_thread is not None:
                 stats_thread.join()
             if llm is not None:
+                show_llm_stats()  # the final counts: the workers have published theirs
                 llm.close()
             bar.stop()
             console.print("dataset: building the Hub layout (parquet, decision points, card) ...")
