@@ -143,7 +143,8 @@ class Dialogue(Strict):
     provenance: Provenance
     judge: JudgeVerdict | None = None  # set when validate.judge is on (LLM backend)
     # The user's own words for a value they gave in other words ("Philly" for "Philadelphia"): value -> words, from
-    # human annotation (SGD's slot spans). Grounding accepts the words, where the user said them, for the value.
+    # human annotation (SGD's slot spans), or from the generator ("no reminder" for "none"). Grounding accepts the
+    # words, where the user said them, for the value.
     aliases: dict[str, list[str]] = Field(default_factory=dict)
     # Values of closed-set slots the user expressed in other words, with the user turn, from human annotation (SGD's
     # INFORM acts on categorical slots). Grounding accepts such a value for that slot, from that turn on.

@@ -231,4 +231,5 @@ def run(cfg: RunConfig, catalog: Catalog, scenarios: Iterable[Scenario], sim: Si
             needs_clarification=scenario.needs_clarification,
             outcome="completed" if reached else "failed",
             provenance=Provenance(backend="offline", seed=scenario.seed, versions=versions or {}),
+            aliases=phrasing.aliases(domain, scenario.goal),
         )

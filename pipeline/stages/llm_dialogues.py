@@ -235,7 +235,7 @@ def turn_problem(turn: AssistantTurn, domain: Domain, tool_names: set[str]) -> s
 
 def keep_values(scenario: Scenario, draft: Dialogue) -> list[str]:
     """Values that must survive a paraphrase verbatim: goal and stated values, ambiguity details and
-    candidates, tool arguments and results."""
+    candidates, tool arguments and results, and the words the draft says a value in (`Dialogue.aliases`)."""
     values: list[Any] = [*scenario.goal.values(), *scenario.stated.values(), *scenario.search_args.values()]
     for a in scenario.ambiguities:
         values += [a.detail, *a.candidates]
@@ -244,6 +244,7 @@ def keep_values(scenario: Scenario, draft: Dialogue) -> list[str]:
             values += list(m.tool_calls[0].function.args().values())
         if m.role == "tool" and m.content:
             values += leaf_values(json.loads(m.content))
+    values += [words for said in draft.aliases.values() for words in said]  # "no reminder" for reminder="none"
     out: list[str] = []
     for v in values:
         if isinstance(v, (bool, dict, list)) or v is None or not normalize(v) or str(v) in out:

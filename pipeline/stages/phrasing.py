@@ -551,6 +551,19 @@ def request(rng: random.Random, tool: ToolDef, named: bool = False) -> str:
 _MONEY_WORDS = {"amount", "price", "fare", "cost", "total", "fee", "balance", "budget", "rent", "payment"}
 
 
+def no_value(name: str) -> str:
+    """How a user says a closed-set slot's "none": "no reminder", "no insurance"."""
+    return f"no {label(name)}"
+
+
+def aliases(domain: Domain, values: dict[str, Any]) -> dict[str, list[str]]:
+    """The words `mention` says some of `values` in instead of the value itself, as `Dialogue.aliases` (value ->
+    words), so grounding accepts them: "no reminder" for reminder="none"."""
+    said = [no_value(name) for name, value in values.items()
+            if isinstance(value, str) and normalize(value) == "none" and domain.slot(name).mention]
+    return {"none": said} if said else {}
+
+
 def mention(rng: random.Random | None, domain: Domain, name: str, value: Any, answer: bool = False) -> str:
     """How a user says a slot's value; the value itself stays verbatim. An `answer` to a question about the slot
     says it without "the X being"."""
@@ -574,8 +587,8 @@ def mention(rng: random.Random | None, domain: Domain, name: str, value: Any, an
         return f"with {said}" if value else f"without {said}"
     if answer and isinstance(value, str) and names_an_entity(name):  # "Which hotel?": "The Whitmore", not "at The Whitmore"
         return value
-    if slot.mention and normalize(value) == "none":  # not "with none insurance", "with a reminder none"
-        return f"{said} set to none"
+    if slot.mention and normalize(value) == "none":  # not "with none insurance" or "reminder set to none"
+        return no_value(name)
     if slot.mention:
         template = slot.mention
         if rng is not None and slot.mentions:

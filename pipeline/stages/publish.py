@@ -143,7 +143,7 @@ def features() -> dict[str, Any]:
                 "versions": string,  # JSON object: package -> version
                 "usage": string,  # JSON object: token counts
             },
-            "aliases": string,  # JSON object: value -> the user's own words for it (SpeakER-SGD); {} elsewhere
+            "aliases": string,  # JSON object: value -> the user's own words for it (SGD's annotation; "no reminder" for "none")
             # user turn, slot, value: closed-set values the user gave in other words (SpeakER-SGD); [] elsewhere
             "informs": List({"message_index": Value("int32"), "slot": string, "value": string}),
         }

@@ -79,6 +79,19 @@ def test_paraphrase_rewrites_utterances_and_keeps_everything_else(world, tmp_pat
         assert prov.usage["requests"] == 1 and prov.usage["prompt_tokens"] > 0
 
 
+def test_a_paraphrase_keeps_the_words_a_value_was_said_in():
+    """reminder="none" is said "no reminder" (`Dialogue.aliases`): the paraphrase must keep those words, which
+    ground the call's "none"."""
+    catalog = load_catalog()
+    sim = Simulator(catalog)
+    cfg = RunConfig(n=400, seed=5)
+    scenario = next(s for s in scenarios.run(cfg, catalog, range(400), sim) if s.goal.get("reminder") == "none")
+    draft = next(offline.run(cfg, catalog, [scenario], sim))
+    assert "no reminder" in llm_dialogues.keep_values(scenario, draft)
+    _, lines = llm_dialogues.paraphrase_prompt(scenario, draft)
+    assert any("no reminder" in line["keep"] for line in lines)
+
+
 def test_paraphrase_that_loses_a_value_is_reasked_then_rejected_with_raw(world, tmp_path):
     catalog, sim, scen, drafts = world
 

@@ -97,3 +97,25 @@ def test_a_statement_of_what_happened_is_not_followed_by_please_or_a_plan():
                 seen += 1
                 assert not phrasing._ASKING.search(text), text
     assert seen > 50
+
+
+def test_none_is_said_no_reminder_and_stays_grounded(catalog, sim):
+    """"no reminder", "no insurance": not "reminder set to none". The words go to `Dialogue.aliases`, so the call's
+    "none" is grounded by them."""
+    from speakrl.pipeline.stages import dialogues, scenarios, validate
+    from speakrl.schemas import RunConfig
+
+    calendar = catalog.domain("calendar")
+    assert {phrasing.mention(random.Random(seed), calendar, "reminder", "none") for seed in range(20)} == {"no reminder"}
+    cfg = RunConfig(n=400, seed=5)
+    rows = [s for s in scenarios.run(cfg, catalog, range(400), sim) if "none" in s.goal.values()]
+    assert len(rows) >= 5
+    ctx = validate.Context.build(catalog, sim)
+    for d in dialogues.run(cfg, catalog, rows, sim):
+        users = " ".join(m.content or "" for m in d.messages if m.role == "user")
+        assert "set to none" not in users, users
+        words = d.aliases["none"]
+        assert words and all(w.startswith("no ") for w in words)
+        assert validate.grounded(d, ctx) is None
+        if not any(w in users for w in words):  # said as the bare value instead ("Fine, none.")
+            assert "none" in users.lower()
