@@ -551,6 +551,11 @@ def request(rng: random.Random, tool: ToolDef, named: bool = False) -> str:
 _MONEY_WORDS = {"amount", "price", "fare", "cost", "total", "fee", "balance", "budget", "rent", "payment"}
 
 
+def _says_no(slot: SlotSpec, value: Any) -> bool:
+    """Whether `mention` says this value as "no <slot>" rather than verbatim: a closed-set slot's "none"."""
+    return bool(slot.mention) and isinstance(value, str) and normalize(value) == "none"
+
+
 def no_value(name: str) -> str:
     """How a user says a closed-set slot's "none": "no reminder", "no insurance"."""
     return f"no {label(name)}"
@@ -559,8 +564,7 @@ def no_value(name: str) -> str:
 def aliases(domain: Domain, values: dict[str, Any]) -> dict[str, list[str]]:
     """The words `mention` says some of `values` in instead of the value itself, as `Dialogue.aliases` (value ->
     words), so grounding accepts them: "no reminder" for reminder="none"."""
-    said = [no_value(name) for name, value in values.items()
-            if isinstance(value, str) and normalize(value) == "none" and domain.slot(name).mention]
+    said = [no_value(name) for name, value in values.items() if _says_no(domain.slot(name), value)]
     return {"none": said} if said else {}
 
 
@@ -587,7 +591,7 @@ def mention(rng: random.Random | None, domain: Domain, name: str, value: Any, an
         return f"with {said}" if value else f"without {said}"
     if answer and isinstance(value, str) and names_an_entity(name):  # "Which hotel?": "The Whitmore", not "at The Whitmore"
         return value
-    if slot.mention and normalize(value) == "none":  # not "with none insurance" or "reminder set to none"
+    if _says_no(slot, value):  # not "with none insurance" or "reminder set to none"
         return no_value(name)
     if slot.mention:
         template = slot.mention

@@ -1,6 +1,7 @@
 """`speakrl run` and the stage commands: bad input ends in one clear sentence on stderr, exit code 2, no traceback,
 nothing that looks complete; the dataset build forks its workers."""
 
+import contextlib
 import json
 import os
 import subprocess
@@ -8,6 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from speakrl_testing.openai_server import spawn_server
 
 
 def speakrl(*args: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -129,11 +132,9 @@ def test_the_dataset_build_forks_its_workers(tmp_path, backend):
     """The build forks its worker processes only when no other thread runs (a fork could deadlock on a lock one
     holds), and spawns them otherwise, each importing datasets and pyarrow again (~2 s of CPU): `speakrl run` stops
     its progress display, its live LLM counters and its LLM client first."""
-    from speakrl_testing.openai_server import spawn_server
-
     args = ["run", "--n", "40", "--seed", "3", "--out", str(tmp_path / "run")]
-    with spawn_server(replay=True) as base_url:
-        if backend == "openai":
+    with spawn_server(replay=True) if backend == "openai" else contextlib.nullcontext() as base_url:
+        if base_url is not None:
             args += ["--backend", "openai", "--mode", "paraphrase", "--model", "local-test", "--base-url", base_url,
                      "--workers", "1"]
         proc = subprocess.run([sys.executable, "-c", BUILD_PROBE, *args], cwd=tmp_path, capture_output=True, text=True,

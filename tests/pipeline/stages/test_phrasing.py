@@ -8,8 +8,9 @@ import random
 import pytest
 
 from speakrl.pipeline.catalog import load_catalog
-from speakrl.pipeline.stages import phrasing
+from speakrl.pipeline.stages import dialogues, phrasing, scenarios, validate
 from speakrl.pipeline.stages.phrasing import tidy
+from speakrl.schemas import RunConfig
 from speakrl.schemas.catalog import Domain, SlotSpec, ToolDef
 
 CASES = [
@@ -102,9 +103,6 @@ def test_a_statement_of_what_happened_is_not_followed_by_please_or_a_plan():
 def test_none_is_said_no_reminder_and_stays_grounded(catalog, sim):
     """"no reminder", "no insurance": not "reminder set to none". The words go to `Dialogue.aliases`, so the call's
     "none" is grounded by them."""
-    from speakrl.pipeline.stages import dialogues, scenarios, validate
-    from speakrl.schemas import RunConfig
-
     calendar = catalog.domain("calendar")
     assert {phrasing.mention(random.Random(seed), calendar, "reminder", "none") for seed in range(20)} == {"no reminder"}
     cfg = RunConfig(n=400, seed=5)
