@@ -917,7 +917,9 @@ def styled(rng: random.Random, text: str, style: str, hour: int | None = None) -
         text = "So " + text[len("Hey, so "):]
     if style == "polite":
         greeting = unechoed(rng, greetings(hour), text)
-        text = f"{greeting} {text} {unechoed(rng, THANKS, greeting, text)}"
+        # "That would be great." thanks for a request; after a question ("Where do I start?") it does not read
+        thanks = [t for t in THANKS if not t.startswith("That")] if text.endswith("?") else THANKS
+        text = f"{greeting} {text} {unechoed(rng, thanks, greeting, text)}"
     elif style == "chatty":
         text = f"{unechoed(rng, greetings(hour), text)} {rng.choice(chatter(hour))} {text}"
     return tidy(text)

@@ -117,3 +117,11 @@ def test_none_is_said_no_reminder_and_stays_grounded(catalog, sim):
         assert validate.grounded(d, ctx) is None
         if not any(w in users for w in words):  # said as the bare value instead ("Fine, none.")
             assert "none" in users.lower()
+
+
+def test_a_question_is_not_thanked_with_that_would():
+    """"Where do I start? That would save me a lot of time." does not read; after a request it does."""
+    after_question = {phrasing.styled(random.Random(seed), "Where do I start?", "polite") for seed in range(300)}
+    assert not any("? That" in text for text in after_question)
+    after_request = {phrasing.styled(random.Random(seed), "Book me a table.", "polite") for seed in range(300)}
+    assert any(". That would" in text or ". That'd" in text for text in after_request)
