@@ -599,6 +599,8 @@ def mention(rng: random.Random | None, domain: Domain, name: str, value: Any, an
             options = [template, *slot.mentions]
             if answer:  # a reply is a phrase, not an infinitive: not "Oops, to move in on May 2nd."
                 options = [o for o in options if not _INFINITIVE.match(o)] or options
+                if _COUNTED_THING.fullmatch(slot.mention):  # nor a thing counted without "a": "Make it phone call."
+                    options = [o for o in options if o != "{value}"]
             template = rng.choice(options)
         if rng is not None and template in MENTION_VARIANTS:
             template = rng.choice([t for t, needs in MENTION_VARIANTS[template] if _variant_fits(needs, value, name)])
@@ -1080,11 +1082,18 @@ def question_reference(rng: random.Random, name: str, candidates: list[str], too
 
 
 def _said_alone(domain: Domain, name: str, value: Any) -> str:
-    """A value as a one-word reply says it: "2 kg", "$40", else the value itself."""
+    """A value as a one-word reply says it: "2 kg", "$40", "a deluxe room" (a thing counted, whose slot says it with
+    "a": not "I'll take deluxe room"), else the value itself."""
     numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if numeric and (unit_of(name) or set(name.lower().split("_")) & _MONEY_WORDS) and not domain.slot(name).mention:
+    slot = domain.slot(name)
+    if numeric and (unit_of(name) or set(name.lower().split("_")) & _MONEY_WORDS) and not slot.mention:
         return mention(None, domain, name, value)
+    if isinstance(value, str) and _COUNTED_THING.fullmatch(slot.mention or "") and not _PLURAL_END.search(value):
+        return f"a {value}"  # "an" where it is due: the reply is tidied
     return str(fmt(value))
+
+
+_COUNTED_THING = re.compile(r"(as )?an? \{value\}")  # a slot said "a {value}" holds things counted one by one
 
 
 def _just_counts(templates: list[str], said: str) -> list[str]:

@@ -125,3 +125,15 @@ def test_a_question_is_not_thanked_with_that_would():
     assert not any("? That" in text for text in after_question)
     after_request = {phrasing.styled(random.Random(seed), "Book me a table.", "polite") for seed in range(300)}
     assert any(". That would" in text or ". That'd" in text for text in after_request)
+
+
+@pytest.mark.parametrize("domain, slot, value, said", [("hotels", "room_type", "deluxe room", "a deluxe room"),
+                                                     ("medical", "visit_type", "in-person visit", "an in-person visit"),
+                                                     ("rental_cars", "car_model", "Audi Q5", "an Audi Q5")])
+def test_a_thing_counted_is_answered_with_its_article(catalog, domain, slot, value, said):
+    """"I'll take a deluxe room", "Make it an in-person visit": not "I'll take deluxe room"; the value stays verbatim."""
+    where = catalog.domain(domain)
+    for kind in ("missing_slot", "invalid_value"):
+        replies = {phrasing.user_answer(random.Random(seed), where, {slot: value}, {}, kind) for seed in range(200)}
+        assert all(said.lower() in r.lower() for r in replies), [r for r in replies if said.lower() not in r.lower()]
+        assert any(r.lower().startswith(("i'll take", "i'll settle", "let's do", "make it", "it'd be")) for r in replies)
