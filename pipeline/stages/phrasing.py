@@ -798,7 +798,7 @@ _MODIFIES = re.compile(_PREPOSITION_LEAD.pattern + r"|(this|next|today|tomorrow|
                        r"(?!\w*thing\b)[a-z]+ing)\b")
 _AT_A_NAME = re.compile(r"(at|with) [A-Z]")
 _VERB_PHRASE = re.compile(r"(called|named|titled|marked|lasting|done|to (?!my\b|the\b)[a-z]+|"
-                          r"(?!(some|any|no|every)thing\b|during\b)[a-z]+ing|the \w+ (is|are))\b")
+                          r"(?!(some|any|no|every)thing\b|during\b)[a-z]+ing|((ideally|either) )?the \w+ (is|are))\b")
 
 
 def fits(template: str, details: str, one: bool = False) -> bool:
@@ -818,6 +818,8 @@ def fits(template: str, details: str, one: bool = False) -> bool:
     (False, True)
     >>> fits("{head}? For context, {details}.", "titled Budget kickoff"), fits("{head}. For reference, {details}.", "Dr. Rao")
     (False, True)
+    >>> fits("{head}. It should be {details}.", "ideally the reason is driver too far, but other could work too")
+    False
     """
     if _VERB_PHRASE.match(details) and _NOUN_LEAD.search(template):
         return False
@@ -841,13 +843,18 @@ def choose(rng: random.Random, templates: Sequence[str], details: str, one: bool
 
 def _told(templates: list[str], head: str) -> list[str]:
     """The `templates` that fit `head`: after a statement, none that asks or plans ("I can't make my flight, please",
-    "I'm not flying after all. My plan: on flight UA 1549").
+    "I'm not flying after all. My plan: on flight UA 1549"); after a "please", none that says it again ("please
+    cancel my tickets, please").
 
     >>> _told(["{head}.", "{head}, please."], "I can't make my flight"), _told(["{head}, please."], "book me a table")
     (['{head}.'], ['{head}, please.'])
+    >>> _told(["{head}.", "{head}, please."], "please cancel my tickets")
+    ['{head}.']
     """
     if _STATEMENT_HEAD.match(head):
         return [t for t in templates if not _ASKING.search(t)] or templates
+    if "please" in head.lower():
+        return [t for t in templates if "please" not in t] or templates
     return templates
 
 

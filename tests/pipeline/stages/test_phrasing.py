@@ -137,3 +137,26 @@ def test_a_thing_counted_is_answered_with_its_article(catalog, domain, slot, val
         replies = {phrasing.user_answer(random.Random(seed), where, {slot: value}, {}, kind) for seed in range(200)}
         assert all(said.lower() in r.lower() for r in replies), [r for r in replies if said.lower() not in r.lower()]
         assert any(r.lower().startswith(("i'll take", "i'll settle", "let's do", "make it", "it'd be")) for r in replies)
+
+
+def test_a_request_that_says_please_does_not_say_it_again(catalog):
+    """"please cancel my tickets, please" does not read."""
+    trains = catalog.domain("trains")
+    cancel = trains.tool("cancel_trip_tickets")
+    assert any(h.startswith("please ") for h in cancel.phrasings)
+    said_please = 0
+    for seed in range(400):
+        text = phrasing.opening(random.Random(seed), trains, cancel, {"trip_number": "Train 293"}, [], {})
+        if "please cancel my tickets" in text.lower():
+            said_please += 1
+            assert text.lower().count("please") == 1, text
+    assert said_please > 10
+
+
+def test_every_lookup_request_asks_for_what_its_tool_returns(catalog):
+    """"how much is a ticket for a trip" was a request of a tool that returns no fare."""
+    for domain in catalog.domains:
+        for tool in domain.tools:
+            amounts = {"fare", "price", "cost", "rate", "rent", "balance", "amount"}
+            if tool.kind == "lookup" and not amounts & {w for s in tool.result_slots for w in s.split("_")}:
+                assert not any("how much" in h for h in tool.phrasings), (tool.name, tool.phrasings)
