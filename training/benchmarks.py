@@ -91,7 +91,8 @@ def _tool(fn: dict[str, Any]) -> dict[str, Any]:
 
 
 def _lines(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    with open(path, encoding="utf-8") as f:  # by newline: `str.splitlines` also splits at a U+2028 inside a JSON string
+        return [json.loads(line) for line in f if line.strip()]
 
 
 def load_benchmark(name: str, data_dir: str | Path | None = None, limit: int | None = None) -> list[dict[str, Any]]:

@@ -87,3 +87,15 @@ def test_missing_data_and_unknown_names_are_one_sentence(tmp_path):
         load_benchmark("bfcl")
     with pytest.raises(TrainingError, match="needs when2call/when2call_test_llm_judge.jsonl under .*--benchmark-dir"):
         load_benchmark("when2call", tmp_path)
+
+
+def test_a_question_holding_a_unicode_line_separator_stays_one_item(slice_dir, tmp_path):
+    """JSON leaves U+2028 unescaped in a string; the loader splits items at newlines only."""
+    source = slice_dir / "when2call" / "when2call_test_llm_judge.jsonl"
+    items = [json.loads(line) for line in source.read_text(encoding="utf-8").split("\n") if line]
+    items[0]["question"] += "\u2028Thanks."
+    target = tmp_path / "when2call" / "when2call_test_llm_judge.jsonl"
+    target.parent.mkdir()
+    target.write_text("".join(json.dumps(i, ensure_ascii=False) + "\n" for i in items), encoding="utf-8")
+    loaded = load_benchmark("when2call", tmp_path)
+    assert len(loaded) == len(load_benchmark("when2call", slice_dir)) == 12
