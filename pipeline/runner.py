@@ -553,27 +553,32 @@ def finalize(ctx: RunContext) -> dict[str, Any]:
     accepted_tmp = ctx.dir / ".accepted.jsonl.tmp"
     rejected_tmp = ctx.dir / ".rejected.jsonl.tmp"
     try:  # a failure (a corrupt shard, a full disk) leaves no temp file behind
-        with open(accepted_tmp, "w", encoding="utf-8") as acc, open(rejected_tmp, "w", encoding="utf-8") as rej:
+        with open(accepted_tmp, "wb") as acc, open(rejected_tmp, "wb") as rej:
             for k, _ in ctx.shards():
                 try:
                     for stage_dir in ("dialogues", "validated"):
                         path = ctx.path(stage_dir, k, "rejected")
                         if path.exists():
-                            for line in path.read_text(encoding="utf-8").splitlines(keepends=True):
+                            for line in path.read_bytes().splitlines(keepends=True):
                                 rejected_counts[orjson.loads(line)["check"]] += 1
                                 rej.write(line)
                     # Rows stay JSON here: they were validated when written, and re-parsing them costs more than the dedup.
-                    # An accepted row is copied as the line it was read from, not serialized again.
-                    lines = ctx.path("validated", k).read_text(encoding="utf-8").splitlines(keepends=True)
+                    # An accepted row is copied as the bytes it was read from, not serialized again. Bytes split at
+                    # newlines alone: `str.splitlines` also splits at a U+2028 or U+0085, which JSON leaves unescaped
+                    # inside a string (an LLM's text may hold one), and the row then read as a corrupt shard.
+                    shard = ctx.path("validated", k).read_bytes()
+                    lines = shard.splitlines(keepends=True)
                     rows = (orjson.loads(line) for line in lines)
-                    keys = _shard_keys(ctx, k, "".join(lines).encode("utf-8"), len(lines))
+                    keys = _shard_keys(ctx, k, shard, len(lines))
+                    kept = []
                     for line, out in zip(lines, validate_stage.deduplicate(rows, dedup, keys)):  # one output per row, in order
                         if isinstance(out, Rejection):
                             rejected_counts[out.check] += 1
-                            rej.write(dump_row(out) + "\n")
+                            rej.write((dump_row(out) + "\n").encode("utf-8"))
                         else:
-                            acc.write(line)
+                            kept.append(line)
                             tally.add(summary_record(out))
+                    acc.write(shard if len(kept) == len(lines) else b"".join(kept))
                 except (ValueError, KeyError, TypeError, IndexError) as e:  # JSON or row shape errors
                     raise corrupt_shard(ctx, k, e) from None
         os.replace(accepted_tmp, ctx.dir / "accepted.jsonl")

@@ -300,3 +300,25 @@ def test_finalize_looks_up_the_workers_dedup_keys_and_recomputes_missing_or_torn
     generate(cfg)
     assert len(computed) == sum(1 for k in (1, 2) for _ in read_jsonl(run / "validated" / f"shard-{k:05d}.jsonl"))
     assert {name: (run / name).read_bytes() for name in outputs} == outputs
+
+
+def test_finalize_keeps_a_row_whose_text_holds_a_unicode_line_separator(tmp_path):
+    """JSON leaves U+2028 and U+0085 unescaped inside a string (an LLM's text may hold them); finalize splits rows at
+    newlines only, so such a row is kept whole, not read as a corrupt shard."""
+    import orjson
+
+    cfg = RunConfig(n=20, seed=4, out=str(tmp_path / "run"), shard_size=20, workers=1)
+    run = generate(cfg)
+    shard = run / "validated" / "shard-00000.jsonl"
+    rows = [orjson.loads(line) for line in shard.read_bytes().splitlines()]
+    user = next(m for m in rows[0]["messages"] if m["role"] == "user")
+    user["content"] += "\u2028Thanks\u0085again."
+    shard.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rows))
+    assert "\u2028".encode() in shard.read_bytes()  # unescaped, as orjson and pydantic write it
+    accepted = len(_lines(run / "accepted.jsonl"))
+    (run / "accepted.jsonl").unlink()
+    generate(cfg)
+    kept = [json.loads(line) for line in (run / "accepted.jsonl").read_bytes().splitlines()]
+    assert len(kept) == accepted
+    assert any("\u2028Thanks\u0085again." in (m["content"] or "") for row in kept for m in row["messages"])
+

@@ -146,6 +146,21 @@ def test_exact_and_near_duplicates_are_removed_first_kept(catalog, sim):
     assert out[2].check == "near_duplicate" and out[2].row["id"] == "near"
 
 
+def test_deduplication_with_keys_gives_the_same_result_without_the_text(catalog, sim, monkeypatch):
+    """Finalize hands each row's keys from its worker: the rows are then not read again for their text."""
+    a = max((_one(catalog, sim, "missing_slot", seed=s) for s in range(1, 6)), key=lambda d: len(d.messages[1].content))
+    rows = [a, a.model_copy(update={"id": "copy"}), _one(catalog, sim, "none", seed=2)]
+    expected = [getattr(out, "check", None) for out in validate.deduplicate(rows, validate.Deduplicator(threshold=0.7))]
+    keys = validate.dedup_keys(iter(rows), threshold=0.7, num_perm=64)
+
+    def unread(row):
+        raise AssertionError("dialogue_text computed although the keys were given")
+
+    monkeypatch.setattr(validate, "dialogue_text", unread)
+    out = list(validate.deduplicate(rows, validate.Deduplicator(threshold=0.7), keys))
+    assert [getattr(o, "check", None) for o in out] == expected == [None, "duplicate", None]
+
+
 def test_hash_index_keeps_the_first_value_across_merges(monkeypatch):
     monkeypatch.setattr(validate.HashIndex, "MERGE", 4)  # several merges into the sorted arrays
     index = validate.HashIndex()
