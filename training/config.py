@@ -56,6 +56,11 @@ class SpeakrlConfig(GRPOConfig):
         default=1.0,
         metadata={"help": "Times each clarify row appears among decision-mode GRPO prompts (balances the ask/act mix)."},
     )
+    grpo_holdout: float = field(
+        default=0.0,
+        metadata={"help": "Share of the training dialogues (whole scenarios) kept out of pretraining and SFT for GRPO's "
+                          "prompts, so GRPO learns on prompts the warm start has not fitted (0: GRPO reuses them)."},
+    )
     sft: dict[str, Any] = field(default_factory=dict, metadata={"help": "SFTConfig overrides for the warm start."})
     pretrain: dict[str, Any] = field(default_factory=dict, metadata={"help": "SFTConfig overrides for the pretrain stage."})
     tiny_model: dict[str, Any] = field(
@@ -156,6 +161,9 @@ def validate(cfg: SpeakrlConfig) -> None:
     for name in ("sft_clarify_repeat", "grpo_clarify_repeat"):
         if getattr(cfg, name) < 1:
             raise ConfigError(f"{name} must be at least 1 (got {getattr(cfg, name)})")
+    if not 0 <= cfg.grpo_holdout < 1:
+        raise ConfigError(f"grpo_holdout is a share of the training dialogues, from 0 up to (not including) 1 "
+                          f"(got {cfg.grpo_holdout})")
     if cfg.mode not in MODES:
         raise ConfigError(f"unknown mode {cfg.mode!r}; valid: {', '.join(MODES)}")
     bad_stages = [s for s in cfg.stages if s not in STAGES]

@@ -72,6 +72,25 @@ def _limit(rows: list[dict[str, Any]], n: int | None, seed: int) -> list[dict[st
     return rng.sample(rows, n)
 
 
+def split_for_grpo(dialogues: list[Any], share: float, seed: int) -> tuple[list[Any], list[Any]]:
+    """The dialogues for pretraining and SFT, and those kept for GRPO's prompts: `share` of the scenarios (whole
+    scenarios, drawn by seed), so no GRPO prompt is a turn of a dialogue the warm start was trained on. With no share,
+    both stages get every dialogue.
+
+    >>> from types import SimpleNamespace as D
+    >>> warm, kept = split_for_grpo([D(scenario_id=f"s{i % 4}") for i in range(8)], 0.5, 0)
+    >>> len(warm), len(kept), {d.scenario_id for d in warm} & {d.scenario_id for d in kept}
+    (4, 4, set())
+    """
+    if not share:
+        return dialogues, dialogues
+    import random
+
+    scenarios = sorted({d.scenario_id for d in dialogues})
+    kept = set(random.Random(seed).sample(scenarios, round(share * len(scenarios))))
+    return [d for d in dialogues if d.scenario_id not in kept], [d for d in dialogues if d.scenario_id in kept]
+
+
 def repeat_clarify(rows: list[dict[str, Any]], times: float, seed: int) -> list[dict[str, Any]]:
     """Rows with each clarify row `times` times (2.5: twice, and a third time for half of them, drawn by seed).
 
@@ -393,9 +412,18 @@ def train(cfg: SpeakrlConfig, model_args: Any, dataset: str, config: str | None 
     if not train_dialogues:
         raise TrainingError(f"dataset {dataset!r} has no training dialogues")
     started = time.time()
-    model_path = build_base(cfg, model_args.model_name_or_path, train_dialogues, out)
+    model_path = build_base(cfg, model_args.model_name_or_path, train_dialogues, out)  # its vocabulary: every dialogue
     summary: dict[str, Any] = {"dataset": dataset, "base": model_path, "protocol": cfg.protocol, "mode": cfg.mode}
-    rows = _limit(decision_rows(train_dialogues), cfg.max_train_samples, cfg.seed)
+    # GRPO's own share of the dialogues, when there is a warm start to keep them from
+    share = cfg.grpo_holdout if "grpo" in cfg.stages and {"pretrain", "sft"} & set(cfg.stages) else 0.0
+    warm_dialogues, grpo_dialogues = split_for_grpo(train_dialogues, share, cfg.seed)
+    if share:
+        if not warm_dialogues or not grpo_dialogues:
+            raise TrainingError(f"grpo_holdout {share} leaves no training dialogue for "
+                                f"{'GRPO' if warm_dialogues else 'the warm start'} (of {len(train_dialogues)}); use a "
+                                "larger dataset or another share")
+        summary.update(warm_start_dialogues=len(warm_dialogues), grpo_dialogues=len(grpo_dialogues))
+    rows = _limit(decision_rows(warm_dialogues), cfg.max_train_samples, cfg.seed)
     init_kwargs = model_init_kwargs(model_args)
     if init_kwargs:
         cfg.model_init_kwargs = {**init_kwargs, **(cfg.model_init_kwargs or {})}
@@ -408,7 +436,7 @@ def train(cfg: SpeakrlConfig, model_args: Any, dataset: str, config: str | None 
         peft_config = get_peft_config(model_args)
     if "pretrain" in cfg.stages:
         t = time.time()
-        model_path = run_pretrain(cfg, model_path, _limit(train_dialogues, cfg.max_train_samples, cfg.seed), out)
+        model_path = run_pretrain(cfg, model_path, _limit(warm_dialogues, cfg.max_train_samples, cfg.seed), out)
         summary.update(pretrain=model_path, pretrain_seconds=round(time.time() - t, 1))
     if "sft" in cfg.stages:
         t = time.time()
@@ -417,9 +445,10 @@ def train(cfg: SpeakrlConfig, model_args: Any, dataset: str, config: str | None 
     if "grpo" in cfg.stages:
         t = time.time()
         if cfg.mode == "decision":
-            grpo_rows = repeat_clarify(rows, cfg.grpo_clarify_repeat, cfg.seed)
+            own = rows if grpo_dialogues is warm_dialogues else _limit(decision_rows(grpo_dialogues), cfg.max_train_samples, cfg.seed)
+            grpo_rows = repeat_clarify(own, cfg.grpo_clarify_repeat, cfg.seed)
         else:
-            grpo_rows = _limit(episode_rows(train_dialogues), cfg.max_train_samples, cfg.seed)
+            grpo_rows = _limit(episode_rows(grpo_dialogues), cfg.max_train_samples, cfg.seed)
         model_path = run_grpo(cfg, model_path, grpo_rows, out, peft_config)
         summary.update(
             grpo=model_path,

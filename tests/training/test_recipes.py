@@ -68,6 +68,9 @@ def test_bad_recipes(tmp_path):
         load_recipe("tiny-cpu", overrides=["reward_weights=[1.0]"])
     with pytest.raises(ConfigError, match="grpo_clarify_repeat must be at least 1"):
         load_recipe("tiny-cpu", overrides=["grpo_clarify_repeat=0.5"])
+    for share in ("1", "-0.1"):
+        with pytest.raises(ConfigError, match="grpo_holdout is a share of the training dialogues"):
+            load_recipe("tiny-cpu", overrides=[f"grpo_holdout={share}"])
     with pytest.raises(ConfigError, match="SFT setting"):
         load_recipe("tiny-cpu", overrides=["sft.epochz=3"])
     with pytest.raises(ConfigError, match="unknown SFT setting.*epochz under pretrain"):

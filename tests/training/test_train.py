@@ -53,6 +53,36 @@ def test_sft_then_grpo_logs_every_reward(trained):
     assert json.loads((out / "train_summary.json").read_text())["protocol"] == "speakrl"
 
 
+@pytest.mark.parametrize("share", [0.0, 0.5])
+def test_grpo_holdout_keeps_grpos_scenarios_from_the_warm_start(run_dir, splits, tmp_path, monkeypatch, share):
+    """With `grpo_holdout`, no GRPO prompt is a turn of a dialogue pretraining or SFT trained on; without it, GRPO
+    reuses SFT's rows. The stages record what they are handed (their training is tested above)."""
+    from speakrl.training import train as training
+
+    handed = {}
+
+    def stage(name):
+        def run(cfg, model_path, data, out, *args):
+            handed[name] = data
+            return name
+        return run
+
+    monkeypatch.setattr(training, "build_base", lambda cfg, name, dialogues, out: "base")
+    for name in ("pretrain", "sft", "grpo"):
+        monkeypatch.setattr(training, f"run_{name}", stage(name))
+    cfg, model_args = load_recipe("tiny-cpu", output_dir=str(tmp_path), overrides=[f"grpo_holdout={share}"])
+    summary = training.train(cfg, model_args, str(run_dir))
+    scenario = {d.id: d.scenario_id for d in splits["train"]}
+    warm = {d.scenario_id for d in handed["pretrain"]}
+    assert warm == {scenario[r["dialogue_id"]] for r in handed["sft"]}
+    grpo = {scenario[r["dialogue_id"]] for r in handed["grpo"]}
+    if share:
+        assert not warm & grpo and warm | grpo == set(scenario.values())
+        assert summary["grpo_dialogues"] == sum(s in grpo for s in scenario.values()) > 0
+    else:
+        assert warm == grpo == set(scenario.values()) and "grpo_dialogues" not in summary
+
+
 @pytest.mark.slow
 def test_eval_on_the_tiny_model(trained, run_dir):
     from speakrl.training.evaluate import LocalPolicy, evaluate
