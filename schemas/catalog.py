@@ -33,11 +33,25 @@ class SlotSpec(Strict):
     invalid: list[str] = Field(default_factory=list)  # plausible values the tool does not offer (enum slots)
     mention: str | None = None  # how a user says it, with {value}: "for {value} people"
     mentions: list[str] = Field(default_factory=list)  # other ways to say it, each with {value}: "a party of {value}"
+    # value -> the ways to say that value instead, where the slot's do not fit it: "an {value}" for SUV ("something
+    # SUV" does not read), "a {value} car" for luxury ("a luxury" does not)
+    mentions_for: dict[str, list[str]] = Field(default_factory=dict)
     # other slot -> its value -> this slot's pool in a tool result then: kelvin temperatures when the units are
     # kelvin, no snow showers at 97 degrees (the first key with a value in the result so far wins)
     values_for: dict[str, dict[str, list[str]]] = Field(default_factory=dict)
     # an entity's own value (a phone number, an account ending): no two entities of the simulated database share one
     unique: bool = False
+
+    @model_validator(mode="after")
+    def _check_mentions_for(self) -> SlotSpec:
+        for value, templates in self.mentions_for.items():
+            if self.pool() and value not in self.pool():
+                raise ValueError(f"slot {self.name!r} has mentions_for {value!r}, which is not one of its values; fix "
+                                 "the value or remove it")
+            if not templates or not all("{value}" in t for t in templates):
+                raise ValueError(f"slot {self.name!r}'s mentions_for {value!r} needs templates that each hold "
+                                 "{value} (the value is said verbatim)")
+        return self
 
     def pool(self) -> list[str]:
         """Values to draw from: the enum if categorical, else the pool."""

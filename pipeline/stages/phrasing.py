@@ -594,13 +594,14 @@ def mention(rng: random.Random | None, domain: Domain, name: str, value: Any, an
     if _says_no(slot, value):  # not "with none insurance" or "reminder set to none"
         return no_value(name)
     if slot.mention:
-        template = slot.mention
-        if rng is not None and slot.mentions:
-            options = [template, *slot.mentions]
+        own = slot.mentions_for.get(str(value))  # a value the slot's templates do not fit: its own
+        template = own[0] if own else slot.mention
+        if rng is not None and (own or slot.mentions):
+            options = own or [template, *slot.mentions]
             if answer:  # a reply is a phrase, not an infinitive: not "Oops, to move in on May 2nd."
                 options = [o for o in options if not _INFINITIVE.match(o)] or options
-                if _COUNTED_THING.fullmatch(slot.mention):  # nor a thing counted without "a": "Make it phone call."
-                    options = [o for o in options if o != "{value}"]
+                if _COUNTED_THING.fullmatch(template):  # nor a thing counted without "a": "Make it phone call."
+                    options = [o for o in options if o != "{value}"] or options
             template = rng.choice(options)
         if rng is not None and template in MENTION_VARIANTS:
             template = rng.choice([t for t, needs in MENTION_VARIANTS[template] if _variant_fits(needs, value, name)])
@@ -1095,7 +1096,8 @@ def _said_alone(domain: Domain, name: str, value: Any) -> str:
     slot = domain.slot(name)
     if numeric and (unit_of(name) or set(name.lower().split("_")) & _MONEY_WORDS) and not slot.mention:
         return mention(None, domain, name, value)
-    if isinstance(value, str) and _COUNTED_THING.fullmatch(slot.mention or "") and not _PLURAL_END.search(value):
+    said_as = slot.mentions_for.get(str(value)) or [slot.mention or ""]
+    if isinstance(value, str) and _COUNTED_THING.fullmatch(said_as[0]) and not _PLURAL_END.search(value):
         return f"a {value}"  # "an" where it is due: the reply is tidied
     return str(fmt(value))
 

@@ -185,3 +185,16 @@ def test_payee_names_fit_the_payee_kind() -> None:
     for row in SIM.databases["banking"]:
         is_company = any(w in row["payee_name"] for w in company_word)
         assert is_company == (row["relationship"] == "utility company"), row
+
+
+def test_a_values_own_mentions_name_a_value_and_say_it() -> None:
+    from pydantic import ValidationError
+
+    from speakrl.schemas.catalog import SlotSpec
+
+    SlotSpec(name="car_type", description="Class", enum=["SUV", "compact"], mention="a {value} car",
+             mentions_for={"SUV": ["an {value}"]})
+    with pytest.raises(ValidationError, match="mentions_for 'SUB', which is not one of its values"):
+        SlotSpec(name="car_type", description="Class", enum=["SUV"], mention="a {value} car", mentions_for={"SUB": ["an {value}"]})
+    with pytest.raises(ValidationError, match="needs templates that each hold"):
+        SlotSpec(name="car_type", description="Class", enum=["SUV"], mention="a {value} car", mentions_for={"SUV": ["an SUV"]})

@@ -160,3 +160,15 @@ def test_every_lookup_request_asks_for_what_its_tool_returns(catalog):
             amounts = {"fare", "price", "cost", "rate", "rent", "balance", "amount"}
             if tool.kind == "lookup" and not amounts & {w for s in tool.result_slots for w in s.split("_")}:
                 assert not any("how much" in h for h in tool.phrasings), (tool.name, tool.phrasings)
+
+
+def test_a_value_the_slots_templates_do_not_fit_is_said_its_own_way(catalog):
+    """"an SUV", "a luxury car": not "something SUV", "a luxury", "a minivan car" (the catalog's `mentions_for`)."""
+    cars = catalog.domain("rental_cars")
+    said = {v: {phrasing.mention(random.Random(seed), cars, "car_type", v) for seed in range(60)}
+            for v in ("SUV", "minivan", "luxury", "compact")}
+    assert said["SUV"] == {"an SUV"} and said["minivan"] == {"a minivan"}
+    assert said["luxury"] == {"a luxury car", "a luxury one"}
+    assert "something compact" in said["compact"]  # the slot's own templates still serve the values they fit
+    replies = {phrasing.user_answer(random.Random(seed), cars, {"car_type": "SUV"}, {}, "invalid_value") for seed in range(100)}
+    assert all("an suv" in r.lower() for r in replies), replies
