@@ -657,6 +657,7 @@ def _names_other(name: str, entity_slot: str | None) -> bool:
 
 # A value whose last word is a plural ("new symptoms"), which takes no "a"; not "bus", "class" or "status".
 _PLURAL_END = re.compile(r"\b[a-z]+[^sui'\W]s$")
+_COUNTED_THING = re.compile(r"(as )?an? \{value\}")  # a slot said "a {value}" holds things counted one by one
 _INFINITIVE = re.compile(r"^to (?!my\b|the\b|\{)[a-z]+ ")  # "to see {value}", not "to {value}" or "to my {value} playlist"
 _STREET_ADDRESS = re.compile(r"^\d+[A-Za-z]? [A-Z]")  # "559 Brooks Pass", "12B Elm Street"; not "15 minutes", "2 people"
 _SAYS_WHEN = re.compile(r"^(now|right now|today|tonight|tomorrow|in \d|this |next |later)", re.I)
@@ -1100,9 +1101,6 @@ def _said_alone(domain: Domain, name: str, value: Any) -> str:
     if isinstance(value, str) and _COUNTED_THING.fullmatch(said_as[0]) and not _PLURAL_END.search(value):
         return f"a {value}"  # "an" where it is due: the reply is tidied
     return str(fmt(value))
-
-
-_COUNTED_THING = re.compile(r"(as )?an? \{value\}")  # a slot said "a {value}" holds things counted one by one
 
 
 def _just_counts(templates: list[str], said: str) -> list[str]:
