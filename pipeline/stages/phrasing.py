@@ -168,7 +168,7 @@ Q_REFERENCE = [  # "{which}": the label after "which" (`which_label`: "Which eve
 A_OPEN = ["{details}.", "Sure — {details}.", "Oh right, {details}.", "{details}, please.", "Let's say {details}.",
           "Good question. {details}.", "It'd be {details}.", "Definitely {details}.",
           "Make it {details}.", "Right, {details}.", "Oh, {details}.",
-          "{details}, thanks.", "Of course: {details}.", "That would be {details}.", "Okay, {details}.",
+          "{details}, thanks.", "Let me see: {details}.", "That would be {details}.", "Okay, {details}.",
           "{details}. That's all."]  # no "Yes, ...": what/which questions
 # Only a user who left a detail out says they forgot it ("Ah, I forgot: from my savings account" is no reply to
 # "can you be more specific than 'my main account'?").
