@@ -23,6 +23,8 @@ from pathlib import Path
 
 CHILD = r"""
 import json, resource, sys, time
+from pathlib import Path
+from speakrl.cli import main
 from speakrl.pipeline import runner
 n, out, workers = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
 peaks = {}  # the main process's peak RSS at the end of each stage (a running maximum: a stage's own peak shows as a rise)
@@ -46,8 +48,6 @@ runner.run_shards = measured("generate", runner.run_shards)
 runner.finalize = measured("finalize", runner.finalize)
 runner.build_local_dataset = measured("dataset", runner.build_local_dataset)
 # The command as a user runs it (its progress display and summary included), in this process so its stages are timed.
-from pathlib import Path
-from speakrl.cli import main
 sys.argv = ["speakrl", "run", "--n", str(n), "--seed", "0", "--out", out, "--workers", str(workers)]
 t = time.perf_counter()
 try:

@@ -26,6 +26,7 @@ from typing import Any
 
 from speakrl.pipeline.checks import normalize
 from speakrl.pipeline.errors import TrainingError
+from speakrl.pipeline.io import read_jsonl
 from speakrl.training.protocols import parse
 
 logger = logging.getLogger(__name__)
@@ -91,8 +92,7 @@ def _tool(fn: dict[str, Any]) -> dict[str, Any]:
 
 
 def _lines(path: Path) -> list[dict[str, Any]]:
-    with open(path, encoding="utf-8") as f:  # by newline: `str.splitlines` also splits at a U+2028 inside a JSON string
-        return [json.loads(line) for line in f if line.strip()]
+    return list(read_jsonl(path))  # by newline: `str.splitlines` also split at a U+2028 inside a JSON string
 
 
 def load_benchmark(name: str, data_dir: str | Path | None = None, limit: int | None = None) -> list[dict[str, Any]]:

@@ -445,7 +445,7 @@ def train(cfg: SpeakrlConfig, model_args: Any, dataset: str, config: str | None 
     if "grpo" in cfg.stages:
         t = time.time()
         if cfg.mode == "decision":
-            own = rows if grpo_dialogues is warm_dialogues else _limit(decision_rows(grpo_dialogues), cfg.max_train_samples, cfg.seed)
+            own = _limit(decision_rows(grpo_dialogues), cfg.max_train_samples, cfg.seed) if share else rows
             grpo_rows = repeat_clarify(own, cfg.grpo_clarify_repeat, cfg.seed)
         else:
             grpo_rows = _limit(episode_rows(grpo_dialogues), cfg.max_train_samples, cfg.seed)

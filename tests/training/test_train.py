@@ -83,6 +83,17 @@ def test_grpo_holdout_keeps_grpos_scenarios_from_the_warm_start(run_dir, splits,
         assert warm == grpo == set(scenario.values()) and "grpo_dialogues" not in summary
 
 
+def test_a_grpo_holdout_that_leaves_a_stage_nothing_is_one_sentence(run_dir, splits, tmp_path, monkeypatch):
+    from speakrl.pipeline.errors import TrainingError
+    from speakrl.training import train as training
+
+    monkeypatch.setattr(training, "load_dialogues", lambda *a, **k: {"train": splits["train"][:1]})
+    monkeypatch.setattr(training, "build_base", lambda cfg, name, dialogues, out: "base")
+    cfg, model_args = load_recipe("tiny-cpu", output_dir=str(tmp_path), overrides=["grpo_holdout=0.4"])
+    with pytest.raises(TrainingError, match=r"grpo_holdout 0.4 leaves no training dialogue for GRPO \(of 1\)"):
+        training.train(cfg, model_args, str(run_dir))
+
+
 @pytest.mark.slow
 def test_eval_on_the_tiny_model(trained, run_dir):
     from speakrl.training.evaluate import LocalPolicy, evaluate

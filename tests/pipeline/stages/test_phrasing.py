@@ -155,9 +155,9 @@ def test_a_request_that_says_please_does_not_say_it_again(catalog):
 
 def test_every_lookup_request_asks_for_what_its_tool_returns(catalog):
     """"how much is a ticket for a trip" was a request of a tool that returns no fare."""
+    amounts = {"fare", "price", "cost", "rate", "rent", "balance", "amount"}
     for domain in catalog.domains:
         for tool in domain.tools:
-            amounts = {"fare", "price", "cost", "rate", "rent", "balance", "amount"}
             if tool.kind == "lookup" and not amounts & {w for s in tool.result_slots for w in s.split("_")}:
                 assert not any("how much" in h for h in tool.phrasings), (tool.name, tool.phrasings)
 
