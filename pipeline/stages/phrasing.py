@@ -799,7 +799,7 @@ _APPOSED = re.compile(r"\{head\}(,| —) \{details\}\?")
 _MODIFIES = re.compile(_PREPOSITION_LEAD.pattern + r"|(this|next|today|tomorrow|tonight|sometime|ideally|either|"
                        r"(?!\w*thing\b)[a-z]+ing)\b")
 _AT_A_NAME = re.compile(r"(at|with) [A-Z]")
-_VERB_PHRASE = re.compile(r"(called|named|titled|marked|lasting|done|to (?!my\b|the\b)[a-z]+|"
+_VERB_PHRASE = re.compile(r"(called|named|titled|marked|lasting|done|as an?|to (?!my\b|the\b)[a-z]+|"
                           r"(?!(some|any|no|every)thing\b|during\b)[a-z]+ing|((ideally|either) )?the \w+ (is|are))\b")
 
 
@@ -822,6 +822,8 @@ def fits(template: str, details: str, one: bool = False) -> bool:
     (False, True)
     >>> fits("{head}. It should be {details}.", "ideally the reason is driver too far, but other could work too")
     False
+    >>> fits("It'd be {details}.", "as an in-person visit"), fits("Right, {details}.", "as an in-person visit")
+    (False, True)
     """
     if _VERB_PHRASE.match(details) and _NOUN_LEAD.search(template):
         return False

@@ -233,7 +233,8 @@ def _texts(rows: list[Dialogue], role: str) -> list[str]:
     ("user", r"\bmy friend says(?![,.!?])"),  # "or economy, my friend says and the DL 1478 flight"
     ("user", r"\bthe [\w -]+ being\b"),  # a form's wording: "the book title being Dear Megan", "Also, the service being bath"
     ("user", r"^(Oops|My bad|Let's say|It'd be|Definitely|That would be|Let me see:|Right), to (see|move) "),  # an infinitive
-    ("user", r"^Of course\b"),  # "Of course: my landlord." answers a request, not "Who is the payee to you?"
+    ("user", r"^Of course\b"),
+    ("user", r"\b(It'd be|It's|Make it|That would be|It should be|Basically|Definitely) as an? "),  # "It'd be as a phone call"  # "Of course: my landlord." answers a request, not "Who is the payee to you?"
     # a count and the type it counts said apart: "4 rooms total and a family room" is "4 family rooms"
     ("user", r"\b\d+ rooms?\b(?=.*\ban? (standard|deluxe|family|accessible) room\b)|\ban? (standard|deluxe|family|accessible) "
              r"room\b(?=.*\b\d+ rooms?\b)"),
