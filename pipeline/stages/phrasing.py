@@ -173,11 +173,12 @@ A_OPEN = ["{details}.", "Sure — {details}.", "Oh right, {details}.", "{details
 # Only a user who left a detail out says they forgot it ("Ah, I forgot: from my savings account" is no reply to
 # "can you be more specific than 'my main account'?").
 A_FORGOT = ["Ah, I forgot: {details}.", "Oops, {details}.", "Sorry, I should have said: {details}.", "My bad, {details}."]
+# Not "Pick {value}." or "Put {value}.": nothing was offered to pick from ("Pick November 22nd.", "Put family medicine.").
 A_VALUE = ["{value}.", "{value}, please.", "Let's go with {value}.", "{value} works.", "Hmm, {value}.",
-           "I'll take {value}.", "{value}, I think.", "Go with {value}.", "{value} sounds right.", "Pick {value}.",
+           "I'll take {value}.", "{value}, I think.", "Go with {value}.", "{value} sounds right.",
            "{value} is perfect.", "Make it {value}.", "Definitely {value}.", "Um, {value}.", "{value}, thanks.",
            "Oh, {value}.", "That'd be {value}.", "{value} would be great.", "Use {value}.", "Just {value}.",
-           "I'd say {value}.", "Let's do {value}.", "{value}, if that's okay.", "Put {value}."]
+           "I'd say {value}.", "Let's do {value}.", "{value}, if that's okay."]
 # Replies by what was asked: picking one of the offered options, pointing at a search result, narrowing a vague phrase.
 A_CHOICE = ["Oh, then {value}.", "In that case, {value}.", "Hmm, {value} then.", "{value} is fine.", "Fine, {value}.",
             "Then {value}, please.", "Okay, {value} it is.", "{value} will do.", "Ah, then let's do {value}.",
@@ -862,6 +863,26 @@ def _told(templates: list[str], head: str) -> list[str]:
     return templates
 
 
+# A cancellation's details say which booking it is, not what the user wants of it: no "Undo my hotel reservation. My
+# plan: early April", "Undo my appointment. Make it with Dr. Dahl", "Release our table. What I need: Smoke & Oak BBQ".
+_PLANS = re.compile(r"My plan|I'm thinking|What I need|Make it")
+
+
+def _undone(templates: list[str], tool: ToolDef) -> list[str]:
+    """The `templates` that fit the details of a request to `tool`: none that plans, for a cancellation.
+
+    >>> cancel = ToolDef(name="cancel_booking", description="", kind="action")
+    >>> book = ToolDef(name="book_table", description="", kind="action")
+    >>> _undone(["{head}. My plan: {details}.", "{head}, {details}."], cancel)
+    ['{head}, {details}.']
+    >>> _undone(["{head}. My plan: {details}.", "{head}, {details}."], book)
+    ['{head}. My plan: {details}.', '{head}, {details}.']
+    """
+    if cancels(tool):
+        return [t for t in templates if not _PLANS.search(t)] or templates
+    return templates
+
+
 def opening(rng: random.Random, domain: Domain, tool: ToolDef, stated: dict[str, Any], ambiguities: list[Ambiguity],
             search_args: dict[str, Any], goal: dict[str, Any] | None = None) -> str:
     """The user's first message: a request head, the stated values, and whatever stands in for the ambiguous ones
@@ -889,12 +910,12 @@ def opening(rng: random.Random, domain: Domain, tool: ToolDef, stated: dict[str,
         rest = ""
     if rng.random() < 0.15:  # the details first, with no lead-in: "On March 3rd, for 4 people: I need a table."
         said = link(rng, details)
-        templates = DETAILS_FIRST_QUESTIONS if asks else _told(DETAILS_FIRST, head)
+        templates = DETAILS_FIRST_QUESTIONS if asks else _undone(_told(DETAILS_FIRST, head), tool)
         text = choose(rng, templates, said, len(details) == 1).format(head=head, details=said)
         return text + (" " + rest if rest else "")
     else:
         said = link(rng, details)
-        templates = QUESTION_JOINS if asks else _told(DETAIL_JOINS, head)
+        templates = QUESTION_JOINS if asks else _undone(_told(DETAIL_JOINS, head), tool)
         text = choose(rng, templates, said, len(details) == 1).format(head=head, details=said)
     leads = [lead for lead in LEADS if ":" not in lead] if ":" in text else LEADS  # not "Quick one: ...: ..."
     if re.search(r"\bSo\b", text):  # not "So show me my payees. So, my family member."
@@ -1314,6 +1335,19 @@ def _typed(counted: dict[str, str]) -> set[str]:
     return {f"{k.removesuffix('s')}_type" for k in counted}
 
 
+_RELATIVE_DAY = re.compile(r"(today|tomorrow|tonight|(this|next) \w+)")
+
+
+def _dated(said: str) -> str:
+    """A fact of a closing said as a day with no preposition ("today", "next Monday"; a user says "send it today")
+    reads in a list as when it is scheduled for: not "$975, from your checking account and today".
+
+    >>> _dated("today"), _dated("next Monday"), _dated("on the 15th"), _dated("from your checking account")
+    ('scheduled for today', 'scheduled for next Monday', 'on the 15th', 'from your checking account')
+    """
+    return f"scheduled for {said}" if _RELATIVE_DAY.fullmatch(said) else said
+
+
 def _what_was_done(domain: Domain, facts: dict[str, Any]) -> str:
     """An action's facts in the words a user would use, from the assistant's side: "at The Majestic, on July 12th,
     for 6 tickets", "from your checking account"."""
@@ -1322,7 +1356,7 @@ def _what_was_done(domain: Domain, facts: dict[str, Any]) -> str:
     moved = ""
     if facts.get("event_date") and facts.get("new_date"):  # a rescheduled event: "moved from August 10th to August 18th"
         moved = f"moved from {fmt(facts.pop('event_date'))} to {fmt(facts.pop('new_date'))}"
-    said = join([moved] * bool(moved) + [counted.get(k) or mention(None, domain, k, v)
+    said = join([moved] * bool(moved) + [_dated(counted.get(k) or mention(None, domain, k, v))
                                          for k, v in facts.items() if v is not None])
     said = re.sub(r"\$(\d{4,})(?=\.\d\d|\b)", lambda m: f"${int(m[1]):,}", said)  # "$1,800", as a closing writes it
     return re.sub(r"\bmy\b", "your", said)

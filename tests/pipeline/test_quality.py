@@ -254,6 +254,9 @@ def _texts(rows: list[Dialogue], role: str) -> list[str]:
              r"tonight|sometime|ideally|either)\b|(?!\w*thing\b)[a-z]+ing\b)[^?]*\?"),
     ("user", r"\b(Let's say|Say|I mean) (at|with) [A-Z]"),  # "Let's say at Koi Pond." answers "Which restaurant?"
     ("user", r"\bthe reason is\b[^.?!]*\bthe reason is\b"),  # "the reason is other, or actually the reason is ..."
+    # a reply picking what nothing offered: "Pick November 22nd.", "Put family medicine." (not "Put a car on hold.")
+    ("user", r"^(Pick|Put) (?!(a|an|the|together|my|me|one)\b)[^.!?]*\.$"),
+    ("assistant", r"(,| and) (today|tomorrow|tonight|this \w+|next \w+)\."),  # "$975, from your checking account and today."
 ])
 def test_no_wart_in_generated_text(accepted, role, pattern):
     found = [t for t in _texts(accepted, role) if re.search(pattern, t)]
@@ -357,6 +360,14 @@ def test_a_cancellation_asks_what_was_booked(clean):
             asked += [d.messages[lab.message_index].content or "" for lab in d.labels if lab.act == "clarify"
                       if not any(a.type in ("invalid_value", "conflicting_constraints") for a in d.ambiguities)]
     assert asked and not [q for q in asked if chooses.search(q)], [q for q in asked if chooses.search(q)][:3]
+
+
+def test_a_cancellation_names_the_booking_without_planning_it(clean):
+    """A cancellation's first message says which booking it was, not what the user wants of it: no "Undo my hotel
+    reservation. My plan: early April", "Undo my appointment. Make it with Dr. Dahl"."""
+    plans = re.compile(r"My plan|I'm thinking|What I need|Make it")
+    cancelled = [d.messages[1].content or "" for d in clean if d.gold_calls and d.gold_calls[-1].name.startswith("cancel")]
+    assert cancelled and not [t for t in cancelled if plans.search(t)], [t for t in cancelled if plans.search(t)][:3]
 
 
 def test_a_reply_is_not_an_infinitive():
