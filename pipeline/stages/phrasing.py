@@ -1202,7 +1202,7 @@ def _fact(name: str, value: str) -> str:
     >>> _fact("weight_kg", "2"), _fact("conditions", "light rain"), _fact("status", "open"), _fact("species", "cat")
     ('the weight is 2 kg', 'the conditions are light rain', 'the status is open', 'the species is cat')
     >>> _fact("number_of_adults", "5"), _fact("account_ending", "ending 2847"), _fact("number_of_days", "2 days")
-    ('the number of adults is 5', 'the account ending is 2847', 'the number of days is 2')
+    ('the number of adults is 5', 'the account ends in 2847', 'the number of days is 2')
     >>> _fact("number_stops", "1"), _fact("to_location", "New York"), _fact("directed_by", "Greta Gerwig")
     ('the number of stops is 1', 'the destination is New York', 'it is directed by Greta Gerwig')
     >>> _fact("recipient_name", "Carl Cummings"), _fact("clinic_name", "Summit Clinic"), _fact("check_in_date", "May 2")
@@ -1215,8 +1215,10 @@ def _fact(name: str, value: str) -> str:
     if len(words) == 2 and words[0] in ("from", "to"):  # SGD's "from_location": "the origin"
         said = "origin" if words[0] == "from" else "destination"
     *head, last = said.split(" ")
-    if head and value.startswith(f"{last} "):  # "the account ending is 2847", not "... is ending 2847"
+    if head and value.startswith(f"{last} "):  # "the account ends in 2847", not "... is ending 2847"
         value = value[len(last) + 1:]
+        if last == "ending":  # nor "the account ending is 2847"
+            return f"the {' '.join(head)} ends in {value}"
     if head and last in _UNITS and value[:1].isdigit() and head[-1] == "of":  # "the number of days is 2"
         value = value.removesuffix(f" {last}")
     elif head and last in _UNITS and value[:1].isdigit():

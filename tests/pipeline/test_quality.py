@@ -257,6 +257,7 @@ def _texts(rows: list[Dialogue], role: str) -> list[str]:
     # a reply picking what nothing offered: "Pick November 22nd.", "Put family medicine." (not "Put a car on hold.")
     ("user", r"^(Pick|Put) (?!(a|an|the|together|my|me|one)\b)[^.!?]*\.$"),
     ("assistant", r"(,| and) (today|tomorrow|tonight|this \w+|next \w+)\."),  # "$975, from your checking account and today."
+    ("assistant", r"\bending is\b"),  # "the account ending is 7316": "the account ends in 7316"
 ])
 def test_no_wart_in_generated_text(accepted, role, pattern):
     found = [t for t in _texts(accepted, role) if re.search(pattern, t)]
