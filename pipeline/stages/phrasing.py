@@ -1376,6 +1376,9 @@ def _contact(facts: dict[str, Any]) -> tuple[dict[str, Any], str]:
     return rest, "".join(f" The phone number is {facts[k]}." for k in phones)
 
 
+_NAMED = re.compile(r"(called|named|titled) ")
+
+
 def _read_back(domain: Domain, tool: ToolDef, facts: dict[str, Any], asked: dict[str, Any] | None) -> dict[str, Any]:
     """The facts of a finished action that its closing reads back, given the `asked` arguments. An imported
     catalog's closing, with no hand-written mentions to weave them into a sentence, says what the user asked for,
@@ -1433,8 +1436,12 @@ def final_answer(rng: random.Random, domain: Domain, tool: ToolDef, result: dict
     if tool.kind == "action":
         facts, phone = _contact(facts)
         done = _what_was_done(domain, facts)
-        said = f" {name}, {done}." if name and done else f" {name}." if name else f" That's {done}." if done else ""
-        return tidy(f"{_done(rng, tool)}{said}{phone} Your confirmation number is {result.get('confirmation_id')}.")
+        if not name and _NAMED.match(done) and ", " in done:  # "All set. Birthday dinner, for August 18th, ...", not
+            name, done = _NAMED.sub("", done, count=1).partition(", ")[::2]  # "All set. That's called Birthday dinner"
+        opener = _done(rng, tool)
+        that = "It's" if opener.startswith("That's") else "That's"  # not "That's taken care of. That's RIDE-7730, ..."
+        said = f" {name}, {done}." if name and done else f" {name}." if name else f" {that} {done}." if done else ""
+        return tidy(f"{opener}{said}{phone} Your confirmation number is {result.get('confirmation_id')}.")
     sent = {**tool.optional, **asked} if asked else {}  # the call as it ran, defaults and all
     found = {k: v for k, v in facts.items() if not (k in sent and normalize(v) == normalize(sent[k]))}
     if not found:  # the result only repeats what was asked: not "Here's what I found: the tracking number is 1Z..."

@@ -258,6 +258,9 @@ def _texts(rows: list[Dialogue], role: str) -> list[str]:
     ("user", r"^(Pick|Put) (?!(a|an|the|together|my|me|one)\b)[^.!?]*\.$"),
     ("assistant", r"(,| and) (today|tomorrow|tonight|this \w+|next \w+)\."),  # "$975, from your checking account and today."
     ("assistant", r"\bending is\b"),  # "the account ending is 7316": "the account ends in 7316"
+    ("assistant", r"\bThat's (called|named|titled) [^.]*, "),  # "All set. That's called Birthday dinner, for ..."
+    ("assistant", r"That's [^.!]*[.!] That's\b"),  # "That's taken care of. That's RIDE-7730, ..."
+    ("assistant", r", now, |\$[\d.,]+ and \d+ minutes away"),  # a ride read back as data: "an XL ride, now, $8.50 and 12 minutes away"
 ])
 def test_no_wart_in_generated_text(accepted, role, pattern):
     found = [t for t in _texts(accepted, role) if re.search(pattern, t)]
