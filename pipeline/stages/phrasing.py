@@ -173,7 +173,8 @@ A_OPEN = ["{details}.", "Sure — {details}.", "Oh right, {details}.", "{details
 # Only a user who left a detail out says they forgot it ("Ah, I forgot: from my savings account" is no reply to
 # "can you be more specific than 'my main account'?").
 A_FORGOT = ["Ah, I forgot: {details}.", "Oops, {details}.", "Sorry, I should have said: {details}.", "My bad, {details}."]
-# Not "Pick {value}." or "Put {value}.": nothing was offered to pick from ("Pick November 22nd.", "Put family medicine.").
+# Not "Pick {value}." or "Put {value}.": nothing was offered to pick from ("Pick November 22nd.", "Put family
+# medicine.").
 A_VALUE = ["{value}.", "{value}, please.", "Let's go with {value}.", "{value} works.", "Hmm, {value}.",
            "I'll take {value}.", "{value}, I think.", "Go with {value}.", "{value} sounds right.",
            "{value} is perfect.", "Make it {value}.", "Definitely {value}.", "Um, {value}.", "{value}, thanks.",

@@ -233,8 +233,8 @@ def _texts(rows: list[Dialogue], role: str) -> list[str]:
     ("user", r"\bmy friend says(?![,.!?])"),  # "or economy, my friend says and the DL 1478 flight"
     ("user", r"\bthe [\w -]+ being\b"),  # a form's wording: "the book title being Dear Megan", "Also, the service being bath"
     ("user", r"^(Oops|My bad|Let's say|It'd be|Definitely|That would be|Let me see:|Right), to (see|move) "),  # an infinitive
-    ("user", r"^Of course\b"),
-    ("user", r"\b(It'd be|It's|Make it|That would be|It should be|Basically|Definitely) as an? "),  # "It'd be as a phone call"  # "Of course: my landlord." answers a request, not "Who is the payee to you?"
+    ("user", r"^Of course\b"),  # "Of course: my landlord." answers a request, not "Who is the payee to you?"
+    ("user", r"\b(It'd be|It's|Make it|That would be|It should be|Basically|Definitely) as an? "),  # "It'd be as a phone call"
     # a count and the type it counts said apart: "4 rooms total and a family room" is "4 family rooms"
     ("user", r"\b\d+ rooms?\b(?=.*\ban? (standard|deluxe|family|accessible) room\b)|\ban? (standard|deluxe|family|accessible) "
              r"room\b(?=.*\b\d+ rooms?\b)"),
@@ -256,11 +256,12 @@ def _texts(rows: list[Dialogue], role: str) -> list[str]:
     ("user", r"\bthe reason is\b[^.?!]*\bthe reason is\b"),  # "the reason is other, or actually the reason is ..."
     # a reply picking what nothing offered: "Pick November 22nd.", "Put family medicine." (not "Put a car on hold.")
     ("user", r"^(Pick|Put) (?!(a|an|the|together|my|me|one)\b)[^.!?]*\.$"),
-    ("assistant", r"(,| and) (today|tomorrow|tonight|this \w+|next \w+)\."),  # "$975, from your checking account and today."
+    ("assistant", r"(,| and) (today|tomorrow|tonight|this \w+|next \w+)\."),  # "$975, from your checking account and today"
     ("assistant", r"\bending is\b"),  # "the account ending is 7316": "the account ends in 7316"
     ("assistant", r"\bThat's (called|named|titled) [^.]*, "),  # "All set. That's called Birthday dinner, for ..."
     ("assistant", r"That's [^.!]*[.!] That's\b"),  # "That's taken care of. That's RIDE-7730, ..."
-    ("assistant", r", now, |\$[\d.,]+ and \d+ minutes away"),  # a ride read back as data: "an XL ride, now, $8.50 and 12 minutes away"
+    # a ride read back as data: "an XL ride, now, $8.50 and 12 minutes away"
+    ("assistant", r", now, |\$[\d.,]+ and \d+ minutes away"),
 ])
 def test_no_wart_in_generated_text(accepted, role, pattern):
     found = [t for t in _texts(accepted, role) if re.search(pattern, t)]
@@ -370,7 +371,8 @@ def test_a_cancellation_names_the_booking_without_planning_it(clean):
     """A cancellation's first message says which booking it was, not what the user wants of it: no "Undo my hotel
     reservation. My plan: early April", "Undo my appointment. Make it with Dr. Dahl"."""
     plans = re.compile(r"My plan|I'm thinking|What I need|Make it")
-    cancelled = [d.messages[1].content or "" for d in clean if d.gold_calls and d.gold_calls[-1].name.startswith("cancel")]
+    cancelled = [d.messages[1].content or "" for d in clean
+                 if d.gold_calls and d.gold_calls[-1].name.startswith("cancel")]
     assert cancelled and not [t for t in cancelled if plans.search(t)], [t for t in cancelled if plans.search(t)][:3]
 
 
