@@ -98,10 +98,12 @@ NOUN_REQUESTS = ["I need {obj}", "I'd like {obj}", "can I get {obj}", "I want {o
                  "I'm hoping to get {obj}", "could you set me up with {obj}", "I'd love {obj}"]
 # A head that says what happened rather than asks ("I can't make my flight", "that event isn't happening anymore"):
 # it takes no "please" or "if possible", nor the words of a plan ("My plan:", "I'm thinking"); "we won't make it,
-# cancel the booking" asks, after its comma.
+# cancel the booking" asks, after its comma. A cancellation takes no words of a plan either: its details say which
+# booking it is ("Undo my hotel reservation. My plan: early April", "Undo my appointment. Make it with Dr. Dahl").
 _STATEMENT_HEAD = re.compile(r"^(I can't|I don't|I won't|I'm not|[Ww]e can't|[Ww]e won't|that \w+ isn't)\b[^,]*$")
+_PLANS = re.compile(r"My plan|I'm thinking|What I need|Make it")
 _ASKING = re.compile(r"please|if possible|if you don't mind|if you can|if that works|when you get a chance|"
-                     r"Can we do that|My plan|I'm thinking|It should be|What I need|Make it")
+                     r"Can we do that|It should be|" + _PLANS.pattern)
 _QUESTION_HEAD = re.compile(r"^(what|what's|which|when|where|who|how|is|are|am|can|could|would|will|any|anything|do|does)\b", re.I)
 _MASS_OR_PLURAL = re.compile(r"((?<!s)s|tickets|information|info|status|money|music|location|weather|balance|wifi|wi-fi|"
                              r"internet|parking|breakfast|media)$")
@@ -847,40 +849,27 @@ def choose(rng: random.Random, templates: Sequence[str], details: str, one: bool
     return rng.choice([t for t in templates if fits(t, details, one)] or templates)
 
 
-def _told(templates: list[str], head: str) -> list[str]:
-    """The `templates` that fit `head`: after a statement, none that asks or plans ("I can't make my flight, please",
-    "I'm not flying after all. My plan: on flight UA 1549"); after a "please", none that says it again ("please
-    cancel my tickets, please").
+def _told(templates: list[str], head: str, tool: ToolDef | None = None) -> list[str]:
+    """The `templates` that fit `head` and its `tool`: after a statement, none that asks or plans ("I can't make my
+    flight, please", "I'm not flying after all. My plan: on flight UA 1549"); after a "please", none that says it again
+    ("please cancel my tickets, please"); for a cancellation, none that plans.
 
     >>> _told(["{head}.", "{head}, please."], "I can't make my flight"), _told(["{head}, please."], "book me a table")
     (['{head}.'], ['{head}, please.'])
     >>> _told(["{head}.", "{head}, please."], "please cancel my tickets")
     ['{head}.']
+    >>> cancel = ToolDef(name="cancel_booking", description="", kind="action")
+    >>> _told(["{head}. My plan: {details}.", "{head}, {details}."], "undo my booking", cancel)
+    ['{head}, {details}.']
+    >>> _told(["{head}. My plan: {details}.", "{head}, {details}."], "book me a table")
+    ['{head}. My plan: {details}.', '{head}, {details}.']
     """
+    if cancels(tool):
+        templates = [t for t in templates if not _PLANS.search(t)] or templates
     if _STATEMENT_HEAD.match(head):
         return [t for t in templates if not _ASKING.search(t)] or templates
     if "please" in head.lower():
         return [t for t in templates if "please" not in t] or templates
-    return templates
-
-
-# A cancellation's details say which booking it is, not what the user wants of it: no "Undo my hotel reservation. My
-# plan: early April", "Undo my appointment. Make it with Dr. Dahl", "Release our table. What I need: Smoke & Oak BBQ".
-_PLANS = re.compile(r"My plan|I'm thinking|What I need|Make it")
-
-
-def _undone(templates: list[str], tool: ToolDef) -> list[str]:
-    """The `templates` that fit the details of a request to `tool`: none that plans, for a cancellation.
-
-    >>> cancel = ToolDef(name="cancel_booking", description="", kind="action")
-    >>> book = ToolDef(name="book_table", description="", kind="action")
-    >>> _undone(["{head}. My plan: {details}.", "{head}, {details}."], cancel)
-    ['{head}, {details}.']
-    >>> _undone(["{head}. My plan: {details}.", "{head}, {details}."], book)
-    ['{head}. My plan: {details}.', '{head}, {details}.']
-    """
-    if cancels(tool):
-        return [t for t in templates if not _PLANS.search(t)] or templates
     return templates
 
 
@@ -901,7 +890,7 @@ def opening(rng: random.Random, domain: Domain, tool: ToolDef, stated: dict[str,
     head = request(rng, tool, named=domain.entity_slot in stated)
     asks = bool(_QUESTION_HEAD.match(head))
     if not details:
-        return rng.choice(LEADS) + rng.choice(BARE_QUESTIONS if asks else _told(BARE, head)).format(head=head)
+        return rng.choice(LEADS) + rng.choice(BARE_QUESTIONS if asks else _told(BARE, head, tool)).format(head=head)
     if len(details) >= 3 and rng.random() < 0.25:  # the rest in a second sentence: "..., for 4 people. Oh, and at 7 pm."
         cut = rng.randint(1, len(details) - 1)
         said = link(rng, details[cut:])
@@ -911,12 +900,12 @@ def opening(rng: random.Random, domain: Domain, tool: ToolDef, stated: dict[str,
         rest = ""
     if rng.random() < 0.15:  # the details first, with no lead-in: "On March 3rd, for 4 people: I need a table."
         said = link(rng, details)
-        templates = DETAILS_FIRST_QUESTIONS if asks else _undone(_told(DETAILS_FIRST, head), tool)
+        templates = DETAILS_FIRST_QUESTIONS if asks else _told(DETAILS_FIRST, head, tool)
         text = choose(rng, templates, said, len(details) == 1).format(head=head, details=said)
         return text + (" " + rest if rest else "")
     else:
         said = link(rng, details)
-        templates = QUESTION_JOINS if asks else _undone(_told(DETAIL_JOINS, head), tool)
+        templates = QUESTION_JOINS if asks else _told(DETAIL_JOINS, head, tool)
         text = choose(rng, templates, said, len(details) == 1).format(head=head, details=said)
     leads = [lead for lead in LEADS if ":" not in lead] if ":" in text else LEADS  # not "Quick one: ...: ..."
     if re.search(r"\bSo\b", text):  # not "So show me my payees. So, my family member."
