@@ -175,12 +175,12 @@ A_OPEN = ["{details}.", "Sure — {details}.", "Oh right, {details}.", "{details
 # Only a user who left a detail out says they forgot it ("Ah, I forgot: from my savings account" is no reply to
 # "can you be more specific than 'my main account'?").
 A_FORGOT = ["Ah, I forgot: {details}.", "Oops, {details}.", "Sorry, I should have said: {details}.", "My bad, {details}."]
-# Not "Pick {value}." or "Put {value}.": nothing was offered to pick from ("Pick November 22nd.", "Put family
-# medicine.").
+# Not "Pick {value}.", "Put {value}." or "Use {value}.": nothing was offered to pick from ("Pick November 22nd.", "Put
+# family medicine.", "Use today.", "Use Albuquerque.").
 A_VALUE = ["{value}.", "{value}, please.", "Let's go with {value}.", "{value} works.", "Hmm, {value}.",
            "I'll take {value}.", "{value}, I think.", "Go with {value}.", "{value} sounds right.",
            "{value} is perfect.", "Make it {value}.", "Definitely {value}.", "Um, {value}.", "{value}, thanks.",
-           "Oh, {value}.", "That'd be {value}.", "{value} would be great.", "Use {value}.", "Just {value}.",
+           "Oh, {value}.", "That'd be {value}.", "{value} would be great.", "Just {value}.",
            "I'd say {value}.", "Let's do {value}.", "{value}, if that's okay."]
 # Replies by what was asked: picking one of the offered options, pointing at a search result, narrowing a vague phrase.
 A_CHOICE = ["Oh, then {value}.", "In that case, {value}.", "Hmm, {value} then.", "{value} is fine.", "Fine, {value}.",

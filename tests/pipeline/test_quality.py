@@ -254,8 +254,8 @@ def _texts(rows: list[Dialogue], role: str) -> list[str]:
              r"tonight|sometime|ideally|either)\b|(?!\w*thing\b)[a-z]+ing\b)[^?]*\?"),
     ("user", r"\b(Let's say|Say|I mean) (at|with) [A-Z]"),  # "Let's say at Koi Pond." answers "Which restaurant?"
     ("user", r"\bthe reason is\b[^.?!]*\bthe reason is\b"),  # "the reason is other, or actually the reason is ..."
-    # a reply picking what nothing offered: "Pick November 22nd.", "Put family medicine." (not "Put a car on hold.")
-    ("user", r"^(Pick|Put) (?!(a|an|the|together|my|me|one)\b)[^.!?]*\.$"),
+    # a reply picking what nothing offered: "Pick November 22nd.", "Use today." (not "Put a car on hold.")
+    ("user", r"^(Pick|Put|Use) (?!(a|an|the|together|my|me|one)\b)[^.!?]*\.$"),
     ("assistant", r"(,| and) (today|tomorrow|tonight|this \w+|next \w+)\."),  # "$975, from your checking account and today"
     ("assistant", r"\bending is\b"),  # "the account ending is 7316": "the account ends in 7316"
     ("assistant", r"\bThat's (called|named|titled) [^.]*, "),  # "All set. That's called Birthday dinner, for ..."
